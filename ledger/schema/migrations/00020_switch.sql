@@ -42,6 +42,7 @@ CREATE TABLE withdrawals (
     response_code      TEXT NOT NULL DEFAULT '',
     -- the code
     key_id             TEXT NOT NULL DEFAULT '',
+    qr_payload         TEXT NOT NULL DEFAULT '',   -- the signed code; a bearer token, shown only to its bank
     numeric_hash       BYTEA UNIQUE,
     expires_at         TIMESTAMPTZ,
     -- the claim and the payout
