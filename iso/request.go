@@ -1,0 +1,173 @@
+package iso
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// AuthRequest is a 0100 hold request: reserve Amount on Account.
+type AuthRequest struct {
+	STAN          string    // 6 digits, from Client.NextSTAN
+	RRN           string    // 12 characters (field 37)
+	TransmittedAt time.Time // field 7 (UTC MMDDhhmmss); fields 12/13 in Vietnam time
+	Account       string    // field 102 (never logged in clear)
+	Amount        int64     // field 4, n12, minor units
+	Currency      string    // field 49, numeric "704"
+	TerminalID    string    // field 41, ans8 (kiosk)
+	CardAcceptor  string    // field 42, ans15 (post office code, space padded)
+	AcceptorName  string    // field 43, ans40 (folded to ASCII, cut to 40)
+}
+
+// AuthResponse is the part of a 0110 the switch needs.
+type AuthResponse struct {
+	ResponseCode, ApprovalCode, STAN, RRN string
+}
+
+// AdviceRequest is a 0220/0221 completion advice (Client.Advise) or a
+// 0420/0421 reversal advice (Client.Reverse).
+type AdviceRequest struct {
+	Repeat        bool // true → 0221 / 0421
+	STAN, RRN     string
+	TransmittedAt time.Time
+	Account       string
+	Amount        int64
+	Currency      string
+	ApprovalCode  string // field 38; empty for a reversal of a 0100 that got no reply
+	TerminalID    string
+	CardAcceptor  string
+	AcceptorName  string
+	Original      Original // field 90
+}
+
+// AdviceResponse is the part of a 0230/0430 the switch needs.
+type AdviceResponse struct {
+	ResponseCode string
+}
+
+// common holds the fields every financial message carries.
+type common struct {
+	stan, rrn          string
+	at                 time.Time
+	account            string
+	amount             int64
+	currency           string
+	terminal, acceptor string
+	name               string
+}
+
+func (c common) fill(m *Message, acquirerID string) error {
+	if len(c.stan) != 6 || !isDigits(c.stan) {
+		return fmt.Errorf("STAN %q: want 6 digits", c.stan)
+	}
+	rrn := ASCIIFold(c.rrn)
+	if len(rrn) != 12 {
+		return fmt.Errorf("RRN %q: want 12 characters", c.rrn)
+	}
+	if c.at.IsZero() {
+		return fmt.Errorf("transmission time: not set")
+	}
+	if c.account == "" || len(c.account) > 28 || ASCIIFold(c.account) != c.account {
+		return fmt.Errorf("account %s: want 1 to 28 ASCII characters", Mask(c.account))
+	}
+	amount, err := FormatAmount(c.amount)
+	if err != nil {
+		return err
+	}
+	if len(c.currency) != 3 || !isDigits(c.currency) {
+		return fmt.Errorf("currency %q: want ISO 4217 numeric", c.currency)
+	}
+	if !isDigits(acquirerID) || len(acquirerID) > 11 {
+		return fmt.Errorf("acquirer id %q: want up to 11 digits", acquirerID)
+	}
+	if strings.TrimSpace(c.terminal) == "" {
+		return fmt.Errorf("terminal id: empty")
+	}
+	tid, err := padText(c.terminal, 8)
+	if err != nil {
+		return fmt.Errorf("terminal id: %w", err)
+	}
+	acceptor, err := padText(c.acceptor, 15)
+	if err != nil {
+		return fmt.Errorf("card acceptor: %w", err)
+	}
+	name := ASCIIFold(c.name)
+	if len(name) > 40 {
+		name = name[:40]
+	}
+	name, _ = padText(name, 40)
+	local := c.at.In(LocalZone)
+
+	m.ProcessingCode = ProcessingCashWithdrawal
+	m.Amount = amount
+	m.TransmissionDateTime = TransmissionTime(c.at)
+	m.STAN = c.stan
+	m.LocalTime = local.Format("150405")
+	m.LocalDate = local.Format("0102")
+	m.AcquirerID = acquirerID
+	m.RRN = rrn
+	m.TerminalID = tid
+	m.CardAcceptor = acceptor
+	m.AcceptorName = name
+	m.Currency = c.currency
+	m.Account = c.account
+	return nil
+}
+
+// Message builds the 0100 for r.
+func (r AuthRequest) Message(acquirerID string) (*Message, error) {
+	m := &Message{MTI: MTIAuthRequest}
+	c := common{r.STAN, r.RRN, r.TransmittedAt, r.Account, r.Amount, r.Currency, r.TerminalID, r.CardAcceptor, r.AcceptorName}
+	if err := c.fill(m, acquirerID); err != nil {
+		return nil, fmt.Errorf("0100: %w", err)
+	}
+	return m, nil
+}
+
+// Message builds the advice with the given base MTI ("0220" or "0420"; the
+// repeat MTI is chosen from r.Repeat).
+func (r AdviceRequest) Message(baseMTI, acquirerID string) (*Message, error) {
+	mti := baseMTI
+	if r.Repeat {
+		switch baseMTI {
+		case MTIAdvice:
+			mti = MTIAdviceRepeat
+		case MTIReversal:
+			mti = MTIReversalRepeat
+		}
+	}
+	if baseMTI != MTIAdvice && baseMTI != MTIReversal {
+		return nil, fmt.Errorf("advice MTI %q: want 0220 or 0420", baseMTI)
+	}
+	m := &Message{MTI: mti}
+	c := common{r.STAN, r.RRN, r.TransmittedAt, r.Account, r.Amount, r.Currency, r.TerminalID, r.CardAcceptor, r.AcceptorName}
+	if err := c.fill(m, acquirerID); err != nil {
+		return nil, fmt.Errorf("%s: %w", mti, err)
+	}
+	if r.ApprovalCode != "" {
+		code, err := padText(r.ApprovalCode, 6)
+		if err != nil {
+			return nil, fmt.Errorf("%s: approval code: %w", mti, err)
+		}
+		m.ApprovalCode = code
+	} else if baseMTI == MTIAdvice {
+		return nil, fmt.Errorf("%s: approval code: empty", mti)
+	}
+	f90, err := r.Original.Field90()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", mti, err)
+	}
+	m.OriginalData = f90
+	return m, nil
+}
+
+// networkMessage builds an 0800 with the given field 70 code.
+func networkMessage(code, stan string, at time.Time, acquirerID string) *Message {
+	return &Message{
+		MTI:                  MTINetworkRequest,
+		TransmissionDateTime: TransmissionTime(at),
+		STAN:                 stan,
+		AcquirerID:           acquirerID,
+		NetworkCode:          code,
+	}
+}
