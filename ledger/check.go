@@ -1,0 +1,143 @@
+package ledger
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// CheckResult is the outcome of one invariant check.
+type CheckResult struct {
+	Name   string
+	OK     bool
+	Detail string // what is wrong (at most checkExamplesMax examples), or a summary
+}
+
+// checkExamplesMax bounds the examples a failed check lists.
+const checkExamplesMax = 10
+
+type check struct {
+	name string
+	// query returns one text row per violation.
+	query string
+}
+
+// checks are the ledger's invariants, each a query that returns the
+// violations. They read the whole ledger: run them off-peak or on a replica.
+var checks = []check{
+	{"debits_equal_credits", `
+		SELECT 'pending debits ' || sum(debits_pending)::TEXT || ' credits ' || sum(credits_pending)::TEXT ||
+		       ', posted debits ' || sum(debits_posted)::TEXT || ' credits ' || sum(credits_posted)::TEXT
+		FROM accounts
+		HAVING sum(debits_pending) <> sum(credits_pending) OR sum(debits_posted) <> sum(credits_posted)`},
+	{"tills_not_below_zero", `
+		SELECT code || ' debits_posted ' || debits_posted::TEXT || ' credits ' || (credits_posted + credits_pending)::TEXT
+		FROM accounts
+		WHERE (flags & 1) <> 0 AND credits_posted + credits_pending > debits_posted
+		ORDER BY code`},
+	{"balances_match_transfers", `
+		WITH moves AS (
+			SELECT t.debit_account_id AS acct,
+				CASE t.kind WHEN 'pending' THEN t.amount WHEN 'post_pending' THEN -p.amount WHEN 'void_pending' THEN -p.amount ELSE 0 END AS dp,
+				CASE t.kind WHEN 'single' THEN t.amount WHEN 'post_pending' THEN t.amount ELSE 0 END AS dpo,
+				0::BIGINT AS cp, 0::BIGINT AS cpo
+			FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id
+			UNION ALL
+			SELECT t.credit_account_id,
+				0::BIGINT, 0::BIGINT,
+				CASE t.kind WHEN 'pending' THEN t.amount WHEN 'post_pending' THEN -p.amount WHEN 'void_pending' THEN -p.amount ELSE 0 END,
+				CASE t.kind WHEN 'single' THEN t.amount WHEN 'post_pending' THEN t.amount ELSE 0 END
+			FROM transfers t LEFT JOIN transfers p ON p.id = t.pending_id
+		), sums AS (
+			SELECT acct, sum(dp) AS dp, sum(dpo) AS dpo, sum(cp) AS cp, sum(cpo) AS cpo FROM moves GROUP BY acct
+		)
+		SELECT a.code || ' columns ' || a.debits_pending::TEXT || '/' || a.debits_posted::TEXT || '/' ||
+		       a.credits_pending::TEXT || '/' || a.credits_posted::TEXT || ' transfers ' ||
+		       COALESCE(s.dp, 0)::TEXT || '/' || COALESCE(s.dpo, 0)::TEXT || '/' || COALESCE(s.cp, 0)::TEXT || '/' || COALESCE(s.cpo, 0)::TEXT
+		FROM accounts a LEFT JOIN sums s ON s.acct = a.id
+		WHERE a.debits_pending <> COALESCE(s.dp, 0) OR a.debits_posted <> COALESCE(s.dpo, 0)
+		   OR a.credits_pending <> COALESCE(s.cp, 0) OR a.credits_posted <> COALESCE(s.cpo, 0)
+		ORDER BY a.code`},
+	{"pending_resolved_at_most_once", `
+		SELECT 'pending ' || t.pending_id::TEXT || ' resolved ' || count(*)::TEXT || ' times'
+		FROM transfers t WHERE t.pending_id IS NOT NULL GROUP BY t.pending_id HAVING count(*) > 1
+		UNION ALL
+		SELECT 'transfer ' || t.id::TEXT || ' resolves ' || t.pending_id::TEXT || ' which is not a pending transfer'
+		FROM transfers t JOIN transfers p ON p.id = t.pending_id WHERE p.kind <> 'pending'
+		UNION ALL
+		SELECT 'transfer ' || t.id::TEXT || ' posts ' || t.amount::TEXT || ' of pending ' || p.amount::TEXT
+		FROM transfers t JOIN transfers p ON p.id = t.pending_id
+		WHERE (t.kind = 'post_pending' AND t.amount > p.amount) OR (t.kind = 'void_pending' AND t.amount <> p.amount)`},
+	// A payout transfer set is one post_pending plus one single transfer out
+	// of cashout:in_flight for the withdrawal's amount (see PayoutTransfers).
+	{"paid_withdrawals_posted_once", `
+		WITH payout AS (
+			SELECT t.withdrawal_id, count(*) AS n, sum(t.amount) AS amount
+			FROM transfers t JOIN accounts d ON d.id = t.debit_account_id
+			WHERE t.kind = 'single' AND d.code = 'cashout:in_flight' AND t.withdrawal_id IS NOT NULL
+			GROUP BY t.withdrawal_id
+		), post AS (
+			SELECT withdrawal_id, count(*) AS n FROM transfers
+			WHERE kind = 'post_pending' AND withdrawal_id IS NOT NULL GROUP BY withdrawal_id
+		)
+		SELECT 'withdrawal ' || w.id::TEXT || ' (' || w.state || ') has ' || COALESCE(o.n, 0)::TEXT ||
+		       ' payout transfers for ' || COALESCE(o.amount, 0)::TEXT || ' of ' || w.amount::TEXT ||
+		       ' and ' || COALESCE(p.n, 0)::TEXT || ' posted holds'
+		FROM withdrawals w
+		LEFT JOIN payout o ON o.withdrawal_id = w.id
+		LEFT JOIN post p ON p.withdrawal_id = w.id
+		WHERE (w.state IN ('paid','completed') AND (COALESCE(o.n, 0) <> 1 OR o.amount <> w.amount OR COALESCE(p.n, 0) <> 1))
+		   OR (w.state NOT IN ('paid','completed') AND (o.n IS NOT NULL OR p.n IS NOT NULL))
+		ORDER BY w.id`},
+	{"closed_days_frozen", `
+		SELECT 'day ' || d.date::TEXT || ' closed with ' || d.transfer_count::TEXT || ' transfers / ' || d.amount_sum::TEXT ||
+		       ', now ' || count(t.id)::TEXT || ' / ' || COALESCE(sum(t.amount), 0)::TEXT
+		FROM business_days d LEFT JOIN transfers t ON t.business_date = d.date
+		WHERE d.closed
+		GROUP BY d.date, d.transfer_count, d.amount_sum
+		HAVING count(t.id) <> d.transfer_count OR COALESCE(sum(t.amount), 0) <> d.amount_sum
+		ORDER BY d.date`},
+}
+
+// Check runs every ledger invariant in one read-only snapshot and returns
+// one result per invariant. The error is for failing to check, not for a
+// broken invariant.
+func Check(ctx context.Context, pool *pgxpool.Pool) ([]CheckResult, error) {
+	var out []CheckResult
+	err := RunTx(ctx, pool, DefaultMaxRetries, func(tx pgx.Tx) error {
+		out = out[:0]
+		for _, c := range checks {
+			rows, err := tx.Query(ctx, c.query)
+			if err != nil {
+				return fmt.Errorf("check %s: %w", c.name, err)
+			}
+			var bad []string
+			n := 0
+			for rows.Next() {
+				var s string
+				if err := rows.Scan(&s); err != nil {
+					rows.Close()
+					return fmt.Errorf("check %s: %w", c.name, err)
+				}
+				if n < checkExamplesMax {
+					bad = append(bad, s)
+				}
+				n++
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("check %s: %w", c.name, err)
+			}
+			r := CheckResult{Name: c.name, OK: n == 0, Detail: "ok"}
+			if n > 0 {
+				r.Detail = fmt.Sprintf("%d violation(s): %s", n, strings.Join(bad, "; "))
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}

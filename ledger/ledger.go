@@ -1,0 +1,389 @@
+// Package ledger owns the double-entry ledger of the switch, modelled on
+// TigerBeetle's accounts and transfers but kept in SQL (PostgreSQL or
+// CockroachDB): accounts with four balance columns, append-only transfers
+// (single, pending, post_pending, void_pending) whose ids are given by the
+// caller so that a retry is a no-op, business days with a cut-off and a
+// close, the settlement report, and the invariant checks behind
+// `softatm admin check`. Sub-package recon reconciles bank settlement files.
+//
+// The write API takes a Unit: the caller's own state change (Apply) plus the
+// transfers that go with it, committed atomically. With WithBatch a committer
+// goroutine applies many units in one SERIALIZABLE transaction, one SAVEPOINT
+// per unit, and one balance UPDATE per touched account per batch, because
+// every payout touches the same hot rows (a post office's till, a bank's
+// receivable) and a transaction per payout on one hot row does not scale
+// under SERIALIZABLE.
+//
+// Decisions not in the design:
+//   - A post_pending transfer row carries the posted amount (<= the pending);
+//     a void_pending row carries the whole pending amount.
+//   - Limits: an account with FlagCreditsMustNotExceedDebits refuses a
+//     transfer when credits_pending + credits_posted would exceed
+//     debits_posted (as TigerBeetle). Refusal has code ETillShort.
+//   - Closing a day records its transfer count and amount sum; the close
+//     reads the day's transfers so that, under SERIALIZABLE, a posting racing
+//     the close either lands before it (and is counted) or is re-run and
+//     lands in the next open day.
+//   - A payout "transfer set" for withdrawal W, as Check expects it, is one
+//     post_pending with withdrawal id W plus one single transfer debiting
+//     cashout:in_flight with withdrawal id W and W's amount (see
+//     PayoutTransfers).
+//
+// This package imports only package softatm of this module; it must not
+// import the switch, the teller or the ISO 8583 packages.
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	softatm "github.com/softatm/softatm"
+)
+
+// Kind is the kind of a transfer.
+type Kind string
+
+// Transfer kinds, as in TigerBeetle.
+const (
+	KindSingle      Kind = "single"
+	KindPending     Kind = "pending"
+	KindPostPending Kind = "post_pending"
+	KindVoidPending Kind = "void_pending"
+)
+
+// Flags are account flags.
+type Flags uint32
+
+// FlagCreditsMustNotExceedDebits is set on tills: a till is debited when
+// cash is put in (replenish) and credited when cash goes out (payout), so it
+// cannot pay out cash it does not hold.
+const FlagCreditsMustNotExceedDebits Flags = 1
+
+// Well-known account codes.
+const (
+	AccountInFlight   = "cashout:in_flight"       // holds approved but not yet paid
+	AccountFees       = "fees:income"             // fees charged to banks
+	AccountSettlement = "settlement:bank_account" // the switch's own bank account
+)
+
+// ReceivableCode is the account of what bank owes the switch.
+func ReceivableCode(bank string) string { return "bank:" + bank + ":receivable" }
+
+// TillCode is the cash till of a post office.
+func TillCode(postOffice string) string { return "po:" + postOffice + ":till" }
+
+// TransferID derives a stable transfer id from a withdrawal id and a purpose
+// ("hold", "post", "payout", "fee", "void"), so that a retried step reuses
+// the same id and is a no-op.
+func TransferID(withdrawalID uuid.UUID, purpose string) uuid.UUID {
+	return uuid.NewSHA1(withdrawalID, []byte(purpose))
+}
+
+// Account is an account and its balances.
+type Account struct {
+	ID             uuid.UUID
+	Code, Currency string
+	Flags          Flags
+	DebitsPending  int64
+	DebitsPosted   int64
+	CreditsPending int64
+	CreditsPosted  int64
+}
+
+// Transfer moves Amount from the Debit account to the Credit account.
+type Transfer struct {
+	// ID is given by the caller: a retry with the same ID and the same
+	// fields is a no-op; the same ID with other fields is an EConflict.
+	ID            uuid.UUID
+	Debit, Credit string // account codes; for post/void they may be empty (taken from the pending)
+	Amount        int64  // for post_pending: <= the pending amount, 0 = all of it; ignored for void
+	Currency      string
+	Kind          Kind
+	PendingID     uuid.UUID // for post_pending and void_pending
+	WithdrawalID  uuid.UUID // optional
+}
+
+// Unit is one unit of work: the caller's state change and its transfers,
+// committed atomically.
+type Unit struct {
+	// At is the event time; it decides the business date. Zero: the clock.
+	At time.Time
+	// Apply, if set, runs inside the unit's savepoint before the transfers.
+	// It must only touch the database: it may run again when the batch is
+	// retried. An error rolls back only this unit and Commit returns it
+	// unchanged.
+	Apply     func(ctx context.Context, tx pgx.Tx, businessDate time.Time) error
+	Transfers []Transfer
+}
+
+// Result is what a committed unit reports.
+type Result struct {
+	BusinessDate time.Time
+}
+
+// Default settings.
+const (
+	defaultCutoffHour   = 23
+	defaultCutoffMinute = 0
+	defaultCutoffZone   = "Asia/Ho_Chi_Minh"
+	// defaultBatchUnits 1: one transaction per unit, run in the caller's
+	// goroutine.
+	defaultBatchUnits = 1
+	// batchQueueMax bounds the units waiting for the committer; Commit
+	// blocks (until its context ends) when it is full.
+	batchQueueMax = 4096
+	// maxTransfersPerUnit bounds one unit.
+	maxTransfersPerUnit = 64
+	// batchUnitsMax bounds WithBatch.
+	batchUnitsMax = 1024
+)
+
+type options struct {
+	cutoffHour, cutoffMinute int
+	loc                      *time.Location
+	clock                    func() time.Time
+	maxRetries               int
+	batchUnits               int
+	batchWait                time.Duration
+}
+
+// Option configures a Ledger.
+type Option func(*options)
+
+// WithCutoff sets the business-day cut-off: an event at or after hour:minute
+// (in loc) belongs to the next day. Default 23:00 Asia/Ho_Chi_Minh.
+func WithCutoff(hour, minute int, loc *time.Location) Option {
+	return func(o *options) { o.cutoffHour, o.cutoffMinute, o.loc = hour, minute, loc }
+}
+
+// WithClock sets the clock (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithMaxRetries bounds the re-runs of one transaction (default 20).
+func WithMaxRetries(n int) Option { return func(o *options) { o.maxRetries = n } }
+
+// WithBatch lets a committer apply up to maxUnits units in one transaction,
+// waiting at most maxWait for more units once one is waiting. Default 1, 0:
+// no batching.
+func WithBatch(maxUnits int, maxWait time.Duration) Option {
+	return func(o *options) { o.batchUnits, o.batchWait = maxUnits, maxWait }
+}
+
+// Ledger is the double-entry ledger. It is safe for concurrent use.
+type Ledger struct {
+	pool *pgxpool.Pool
+	opt  options
+
+	queue     chan *request
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns a ledger on pool. Close it to stop the batch committer.
+func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
+	o := options{
+		cutoffHour: defaultCutoffHour, cutoffMinute: defaultCutoffMinute,
+		clock: time.Now, maxRetries: DefaultMaxRetries, batchUnits: defaultBatchUnits,
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.loc == nil {
+		loc, err := time.LoadLocation(defaultCutoffZone)
+		if err != nil {
+			// No tzdata: Vietnam has had no DST since 1975, a fixed zone is exact.
+			loc = time.FixedZone("ICT", 7*3600)
+		}
+		o.loc = loc
+	}
+	o.batchUnits = max(1, min(o.batchUnits, batchUnitsMax))
+	o.batchWait = max(0, o.batchWait)
+	l := &Ledger{pool: pool, opt: o, stop: make(chan struct{}), done: make(chan struct{})}
+	if o.batchUnits > 1 {
+		l.queue = make(chan *request, batchQueueMax)
+		go l.committer()
+	} else {
+		close(l.done)
+	}
+	return l
+}
+
+// Close stops the batch committer after the units already queued are done.
+func (l *Ledger) Close() {
+	l.closeOnce.Do(func() { close(l.stop) })
+	<-l.done
+}
+
+var errClosed = softatm.Errorf(softatm.EUnavailable, "the ledger is closed")
+
+// Commit applies the unit atomically: Apply, then the transfers. It returns
+// the business date the unit landed in. Refusals have codes: ETillShort,
+// EConflict (same id with other fields; a pending already resolved),
+// EInvalidAmount, ENotFound (unknown account), EInvalid.
+//
+// If ctx ends while a batched unit is in flight, Commit returns ctx.Err()
+// but the unit may still commit; retry it with the same transfer ids.
+func (l *Ledger) Commit(ctx context.Context, u Unit) (Result, error) {
+	if err := validateUnit(u); err != nil {
+		return Result{}, err
+	}
+	if u.At.IsZero() {
+		u.At = l.opt.clock()
+	}
+	r := &request{ctx: ctx, unit: u, done: make(chan struct{})}
+	if l.queue == nil {
+		l.runBatch(ctx, []*request{r})
+		return r.res, r.err
+	}
+	select {
+	case <-l.stop:
+		return Result{}, errClosed
+	default:
+	}
+	select {
+	case l.queue <- r:
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-l.stop:
+		return Result{}, errClosed
+	}
+	select {
+	case <-r.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+}
+
+func validateUnit(u Unit) error {
+	if len(u.Transfers) > maxTransfersPerUnit {
+		return softatm.Errorf(softatm.EInvalid, "a unit holds at most %d transfers", maxTransfersPerUnit)
+	}
+	ids := make(map[uuid.UUID]bool, len(u.Transfers))
+	for i, t := range u.Transfers {
+		if t.ID == uuid.Nil {
+			return softatm.Errorf(softatm.EInvalid, "transfer %d: no id", i)
+		}
+		if ids[t.ID] {
+			return softatm.Errorf(softatm.EInvalid, "transfer %d: id used twice in the unit", i)
+		}
+		ids[t.ID] = true
+		switch t.Kind {
+		case KindSingle, KindPending:
+			if t.Amount <= 0 {
+				return softatm.Errorf(softatm.EInvalidAmount, "transfer %d: amount must be positive", i)
+			}
+			if t.Debit == "" || t.Credit == "" {
+				return softatm.Errorf(softatm.EInvalid, "transfer %d: debit and credit accounts are required", i)
+			}
+			if t.Debit == t.Credit {
+				return softatm.Errorf(softatm.EInvalid, "transfer %d: debit and credit are the same account", i)
+			}
+			if t.PendingID != uuid.Nil {
+				return softatm.Errorf(softatm.EInvalid, "transfer %d: pending id only for post or void", i)
+			}
+		case KindPostPending, KindVoidPending:
+			if t.PendingID == uuid.Nil {
+				return softatm.Errorf(softatm.EInvalid, "transfer %d: pending id required", i)
+			}
+			if t.Amount < 0 {
+				return softatm.Errorf(softatm.EInvalidAmount, "transfer %d: negative amount", i)
+			}
+		default:
+			return softatm.Errorf(softatm.EInvalid, "transfer %d: unknown kind %q", i, t.Kind)
+		}
+		if t.Currency == "" && (t.Kind == KindSingle || t.Kind == KindPending) {
+			return softatm.Errorf(softatm.EInvalid, "transfer %d: currency required", i)
+		}
+	}
+	return nil
+}
+
+// EnsureAccount creates the account if it does not exist. It is idempotent;
+// an existing account with another currency or flags is an EConflict.
+func (l *Ledger) EnsureAccount(ctx context.Context, code, currency string, flags Flags) error {
+	if code == "" || currency == "" {
+		return softatm.Errorf(softatm.EInvalid, "account code and currency are required")
+	}
+	return RunTx(ctx, l.pool, l.opt.maxRetries, func(tx pgx.Tx) error {
+		return ensureAccount(ctx, tx, code, currency, flags)
+	})
+}
+
+func ensureAccount(ctx context.Context, tx pgx.Tx, code, currency string, flags Flags) error {
+	if _, err := tx.Exec(ctx, `INSERT INTO accounts (id, code, currency, flags) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (code) DO NOTHING`, uuid.New(), code, currency, int64(flags)); err != nil {
+		return fmt.Errorf("creating account: %w", err)
+	}
+	var cur string
+	var fl int64
+	if err := tx.QueryRow(ctx, `SELECT currency, flags FROM accounts WHERE code = $1`, code).Scan(&cur, &fl); err != nil {
+		return fmt.Errorf("reading account: %w", err)
+	}
+	if cur != currency || Flags(fl) != flags {
+		return softatm.Errorf(softatm.EConflict, "account %s exists with currency %s flags %d", code, cur, fl)
+	}
+	return nil
+}
+
+const accountColumns = `id, code, currency, flags, debits_pending, debits_posted, credits_pending, credits_posted`
+
+func scanAccount(row pgx.Row) (Account, error) {
+	var a Account
+	var fl int64
+	err := row.Scan(&a.ID, &a.Code, &a.Currency, &fl, &a.DebitsPending, &a.DebitsPosted, &a.CreditsPending, &a.CreditsPosted)
+	a.Flags = Flags(fl)
+	return a, err
+}
+
+// Account returns the account with the given code (ENotFound if none).
+func (l *Ledger) Account(ctx context.Context, code string) (Account, error) {
+	a, err := scanAccount(l.pool.QueryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE code = $1`, code))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Account{}, softatm.Errorf(softatm.ENotFound, "no account %s", code)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("reading account: %w", err)
+	}
+	return a, nil
+}
+
+// HoldTransfer is the pending transfer booked when the bank approves a hold:
+// debit bank:<B>:receivable, credit cashout:in_flight. Its id is
+// TransferID(withdrawalID, "hold").
+func HoldTransfer(withdrawalID uuid.UUID, bank string, amount int64, currency string) Transfer {
+	return Transfer{ID: TransferID(withdrawalID, "hold"), Debit: ReceivableCode(bank), Credit: AccountInFlight,
+		Amount: amount, Currency: currency, Kind: KindPending, WithdrawalID: withdrawalID}
+}
+
+// VoidTransfer voids the hold of a cancelled or expired withdrawal.
+func VoidTransfer(withdrawalID uuid.UUID, currency string) Transfer {
+	return Transfer{ID: TransferID(withdrawalID, "void"), Currency: currency, Kind: KindVoidPending,
+		PendingID: TransferID(withdrawalID, "hold"), WithdrawalID: withdrawalID}
+}
+
+// PayoutTransfers is the transfer set of a payout at post office P: post the
+// hold, move the cash out of P's till, and, when fee > 0, book the fee
+// (debit bank:<B>:receivable, credit fees:income). They must be committed in
+// one Unit.
+func PayoutTransfers(withdrawalID uuid.UUID, bank, postOffice string, amount, fee int64, currency string) []Transfer {
+	ts := []Transfer{
+		{ID: TransferID(withdrawalID, "post"), Amount: amount, Currency: currency, Kind: KindPostPending,
+			PendingID: TransferID(withdrawalID, "hold"), WithdrawalID: withdrawalID},
+		{ID: TransferID(withdrawalID, "payout"), Debit: AccountInFlight, Credit: TillCode(postOffice),
+			Amount: amount, Currency: currency, Kind: KindSingle, WithdrawalID: withdrawalID},
+	}
+	if fee > 0 {
+		ts = append(ts, Transfer{ID: TransferID(withdrawalID, "fee"), Debit: ReceivableCode(bank), Credit: AccountFees,
+			Amount: fee, Currency: currency, Kind: KindSingle, WithdrawalID: withdrawalID})
+	}
+	return ts
+}
