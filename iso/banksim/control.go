@@ -1,0 +1,170 @@
+package banksim
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/softatm/softatm/iso"
+)
+
+// Limits of the control endpoint.
+const (
+	controlBodyMaxBytes = 4 << 10
+	faultDelayMaxMs     = 10 * 60 * 1000
+)
+
+var faultKinds = map[string]bool{
+	FaultNone: true, FaultDelay: true, FaultDrop: true, FaultDisconnect: true, FaultDuplicate: true,
+	FaultLate: true, FaultUnavailable: true, FaultMalfunction: true,
+}
+
+// FaultRequest is the body of POST /faults. With mti set the fault applies to
+// that MTI; otherwise to account ("" = every financial request). Kind ""
+// removes the fault.
+type FaultRequest struct {
+	Account string `json:"account"`
+	MTI     string `json:"mti"`
+	Kind    string `json:"kind"`
+	DelayMs int    `json:"delay_ms"`
+}
+
+// ParseFaultRequest decodes and checks a POST /faults body.
+func ParseFaultRequest(r io.Reader) (FaultRequest, error) {
+	var f FaultRequest
+	dec := json.NewDecoder(io.LimitReader(r, controlBodyMaxBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return FaultRequest{}, fmt.Errorf("decoding fault: %w", err)
+	}
+	if !faultKinds[f.Kind] {
+		return FaultRequest{}, fmt.Errorf("unknown fault kind %q", f.Kind)
+	}
+	if f.DelayMs < 0 || f.DelayMs > faultDelayMaxMs {
+		return FaultRequest{}, fmt.Errorf("delay_ms %d: want 0..%d", f.DelayMs, faultDelayMaxMs)
+	}
+	if f.MTI != "" && (len(f.MTI) != 4 || !allDigits(f.MTI)) {
+		return FaultRequest{}, fmt.Errorf("mti %q: want 4 digits", f.MTI)
+	}
+	return f, nil
+}
+
+func allDigits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+type accountJSON struct {
+	Number         string `json:"number"`
+	Bank           string `json:"bank"`
+	Holder         string `json:"holder"`
+	Phone          string `json:"phone"`
+	Balance        int64  `json:"balance"`
+	DailyLimit     int64  `json:"daily_limit"`
+	Blocked        bool   `json:"blocked"`
+	Held           int64  `json:"held"`
+	WithdrawnToday int64  `json:"withdrawn_today"`
+}
+
+type holdJSON struct {
+	ApprovalCode string     `json:"approval_code"`
+	Account      string     `json:"account"` // masked
+	RRN          string     `json:"rrn"`
+	STAN         string     `json:"stan"`
+	Amount       int64      `json:"amount"`
+	State        string     `json:"state"`
+	CreatedAt    time.Time  `json:"created_at"`
+	ResolvedAt   *time.Time `json:"resolved_at,omitempty"`
+}
+
+// ControlHandler serves the simulator's control API, for tests, demos and
+// benchmarks: GET /accounts, GET /holds, POST /faults, DELETE /faults. The
+// demo accounts are made up, so /accounts shows their numbers (the demo
+// banking app needs them); /holds masks them like any log.
+func (s *Sim) ControlHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /accounts", func(w http.ResponseWriter, r *http.Request) {
+		var out []accountJSON
+		for _, a := range s.Accounts() {
+			out = append(out, accountJSON{a.Number, a.Bank, a.Holder, a.Phone, a.Balance, a.DailyLimit, a.Blocked, a.Held, a.WithdrawnToday})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("GET /holds", func(w http.ResponseWriter, r *http.Request) {
+		out := []holdJSON{}
+		for _, h := range s.Holds() {
+			j := holdJSON{h.ApprovalCode, iso.Mask(h.Account), h.RRN, h.STAN, h.Amount, h.State, h.CreatedAt, nil}
+			if !h.ResolvedAt.IsZero() {
+				at := h.ResolvedAt
+				j.ResolvedAt = &at
+			}
+			out = append(out, j)
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /faults", func(w http.ResponseWriter, r *http.Request) {
+		f, err := ParseFaultRequest(r.Body)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": map[string]string{"code": "invalid_request", "message": err.Error()}})
+			return
+		}
+		if f.MTI != "" {
+			s.SetMTIFault(f.MTI, Fault{Kind: f.Kind, DelayMs: f.DelayMs})
+		} else {
+			s.SetFault(f.Account, Fault{Kind: f.Kind, DelayMs: f.DelayMs})
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("DELETE /faults", func(w http.ResponseWriter, r *http.Request) {
+		s.ClearFaults()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// SettlementHeader is the header line of the settlement file.
+var SettlementHeader = []string{"rrn", "stan", "approval_code", "amount", "currency", "transaction_time", "type"}
+
+// WriteSettlementFile writes the bank's settlement file for day: one line per
+// hold captured on that calendar day in Vietnam time, ordered by capture
+// time. transaction_time is the capture time (RFC 3339, +07:00); amount is
+// in minor units; type is "withdrawal".
+func (s *Sim) WriteSettlementFile(w io.Writer, day time.Time) error {
+	y, m, d := day.In(iso.LocalZone).Date()
+	from := time.Date(y, m, d, 0, 0, 0, 0, iso.LocalZone)
+	to := from.AddDate(0, 0, 1)
+	var lines []Hold
+	for _, h := range s.Holds() {
+		if h.State == HoldCaptured && !h.ResolvedAt.Before(from) && h.ResolvedAt.Before(to) {
+			lines = append(lines, h)
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].ResolvedAt.Before(lines[j].ResolvedAt) })
+	cw := csv.NewWriter(w)
+	if err := cw.Write(SettlementHeader); err != nil {
+		return err
+	}
+	for _, h := range lines {
+		if err := cw.Write([]string{h.RRN, h.STAN, h.ApprovalCode, strconv.FormatInt(h.Amount, 10),
+			iso.CurrencyVND, h.ResolvedAt.In(iso.LocalZone).Format(time.RFC3339), "withdrawal"}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}

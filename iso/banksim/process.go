@@ -1,0 +1,219 @@
+package banksim
+
+import (
+	"strings"
+
+	"github.com/softatm/softatm/iso"
+)
+
+// replyTo builds the reply to m with response code rc, echoing the fields a
+// peer matches on and reconciles with.
+func replyTo(m *iso.Message, rc string) *iso.Message {
+	return &iso.Message{
+		MTI:                  iso.ResponseMTI(m.MTI),
+		PAN:                  m.PAN,
+		ProcessingCode:       m.ProcessingCode,
+		Amount:               m.Amount,
+		TransmissionDateTime: m.TransmissionDateTime,
+		STAN:                 m.STAN,
+		LocalTime:            m.LocalTime,
+		LocalDate:            m.LocalDate,
+		AcquirerID:           m.AcquirerID,
+		RRN:                  m.RRN,
+		ApprovalCode:         m.ApprovalCode,
+		TerminalID:           m.TerminalID,
+		CardAcceptor:         m.CardAcceptor,
+		Currency:             m.Currency,
+		NetworkCode:          m.NetworkCode,
+		Account:              m.Account,
+		ResponseCode:         rc,
+	}
+}
+
+// process applies m to the books and returns the reply, or nil when m is
+// not a request we answer.
+func (s *Sim) process(m *iso.Message) *iso.Message {
+	switch m.MTI {
+	case iso.MTINetworkRequest:
+		rc := iso.RCApproved
+		switch m.NetworkCode {
+		case iso.NetworkSignOn, iso.NetworkSignOff, iso.NetworkEcho:
+		default:
+			rc = iso.RCInvalidTransaction
+		}
+		s.log.Debug("network message", "code", m.NetworkCode, "stan", m.STAN)
+		return replyTo(m, rc)
+	case iso.MTIAuthRequest:
+		return s.authorize(m)
+	case iso.MTIAdvice, iso.MTIAdviceRepeat:
+		return s.capture(m)
+	case iso.MTIReversal, iso.MTIReversalRepeat:
+		return s.release(m)
+	}
+	s.log.Warn("unsupported MTI, not answered", "mti", m.MTI, "stan", m.STAN)
+	return nil
+}
+
+func missing(values ...string) bool {
+	for _, v := range values {
+		if v == "" {
+			return true
+		}
+	}
+	return false
+}
+
+func terminalOf(m *iso.Message) string { return strings.TrimRight(m.TerminalID, " ") }
+
+func (s *Sim) authorize(m *iso.Message) *iso.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	number := m.AccountID()
+	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(number))
+	decline := func(rc, why string) *iso.Message {
+		log.Info("0100 declined", "rc", rc, "why", why)
+		return replyTo(m, rc)
+	}
+	if missing(number, m.ProcessingCode, m.Amount, m.TransmissionDateTime, m.STAN, m.RRN, m.TerminalID, m.Currency) {
+		return decline(iso.RCFormatError, "mandatory field missing")
+	}
+	amount, err := iso.ParseAmount(m.Amount)
+	if err != nil {
+		return decline(iso.RCFormatError, err.Error())
+	}
+	if _, err := iso.ParseTransmissionTime(m.TransmissionDateTime, now); err != nil {
+		return decline(iso.RCFormatError, err.Error())
+	}
+	if m.ProcessingCode != iso.ProcessingCashWithdrawal {
+		return decline(iso.RCInvalidTransaction, "processing code "+m.ProcessingCode)
+	}
+	if m.Currency != iso.CurrencyVND {
+		return decline(iso.RCInvalidTransaction, "currency "+m.Currency)
+	}
+	if amount <= 0 {
+		return decline(iso.RCInvalidAmount, "amount not positive")
+	}
+	a, ok := s.accounts[number]
+	if !ok {
+		return decline(iso.RCInvalidAccount, "unknown account")
+	}
+	if a.Blocked {
+		return decline(iso.RCDoNotHonour, "account blocked")
+	}
+	dupKey := m.STAN + "|" + terminalOf(m) + "|" + m.TransmissionDateTime
+	if _, dup := s.seen[dupKey]; dup {
+		return decline(iso.RCDuplicate, "STAN, terminal and transmission time seen before")
+	}
+	s.remember(dupKey)
+	if a.Balance-a.held < amount {
+		return decline(iso.RCInsufficientFunds, "balance less holds below amount")
+	}
+	s.rollDay(a)
+	if a.DailyLimit > 0 && a.withdrawn+a.held+amount > a.DailyLimit {
+		return decline(iso.RCExceedsLimit, "daily limit")
+	}
+	h := &Hold{
+		ApprovalCode: s.newApprovalCode(), Account: number, RRN: m.RRN, STAN: m.STAN,
+		Amount: amount, State: HoldHeld, CreatedAt: now, terminal: terminalOf(m),
+	}
+	a.held += amount
+	s.holds[h.ApprovalCode] = h
+	s.holdOrder = append(s.holdOrder, h)
+	s.byRRN[h.RRN] = h
+	s.byOrigSTAN[h.STAN+"|"+h.terminal] = h
+	log.Info("0100 approved, hold placed", "approval_code", h.ApprovalCode, "amount", amount)
+	r := replyTo(m, iso.RCApproved)
+	r.ApprovalCode = h.ApprovalCode
+	return r
+}
+
+// capture completes the hold an advice names. Repeats answer 00 again and
+// change nothing.
+func (s *Sim) capture(m *iso.Message) *iso.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(m.AccountID()))
+	if missing(m.STAN, m.TerminalID, m.Amount) || (m.ApprovalCode == "" && m.RRN == "") {
+		log.Warn("advice: mandatory field missing")
+		return replyTo(m, iso.RCFormatError)
+	}
+	amount, err := iso.ParseAmount(m.Amount)
+	if err != nil {
+		log.Warn("advice: bad amount", "err", err)
+		return replyTo(m, iso.RCFormatError)
+	}
+	var h *Hold
+	if code := strings.TrimRight(m.ApprovalCode, " "); code != "" {
+		h = s.holds[code]
+	} else {
+		h = s.byRRN[m.RRN]
+	}
+	switch {
+	case h == nil:
+		log.Warn("advice for unknown hold", "approval_code", m.ApprovalCode)
+		return replyTo(m, iso.RCInvalidTransaction)
+	case m.RRN != "" && h.RRN != m.RRN:
+		log.Warn("advice RRN does not match the hold", "hold_rrn", h.RRN)
+		return replyTo(m, iso.RCInvalidTransaction)
+	case amount != h.Amount:
+		log.Warn("advice amount does not match the hold", "amount", amount, "held", h.Amount)
+		return replyTo(m, iso.RCInvalidAmount)
+	case h.State == HoldCaptured:
+		log.Info("advice repeated, hold already captured", "approval_code", h.ApprovalCode)
+		return replyTo(m, iso.RCApproved)
+	case h.State == HoldReleased:
+		log.Warn("advice for a released hold refused", "approval_code", h.ApprovalCode)
+		return replyTo(m, iso.RCInvalidTransaction)
+	}
+	a := s.accounts[h.Account]
+	s.rollDay(a)
+	a.held -= h.Amount
+	a.Balance -= h.Amount
+	a.withdrawn += h.Amount
+	h.State, h.ResolvedAt = HoldCaptured, s.now()
+	log.Info("hold captured", "approval_code", h.ApprovalCode, "amount", h.Amount)
+	return replyTo(m, iso.RCApproved)
+}
+
+// release reverses the hold a reversal names. A reversal of a hold never
+// made, or already released, answers 00 and changes nothing.
+func (s *Sim) release(m *iso.Message) *iso.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(m.AccountID()))
+	if missing(m.STAN, m.TerminalID, m.OriginalData) {
+		log.Warn("reversal: mandatory field missing")
+		return replyTo(m, iso.RCFormatError)
+	}
+	orig, err := iso.ParseOriginal(m.OriginalData, s.now())
+	if err != nil {
+		log.Warn("reversal: bad field 90", "err", err)
+		return replyTo(m, iso.RCFormatError)
+	}
+	var h *Hold
+	if code := strings.TrimRight(m.ApprovalCode, " "); code != "" {
+		h = s.holds[code]
+	}
+	if h == nil && m.RRN != "" {
+		h = s.byRRN[m.RRN]
+	}
+	if h == nil {
+		h = s.byOrigSTAN[orig.STAN+"|"+terminalOf(m)]
+	}
+	switch {
+	case h == nil:
+		log.Info("reversal: no hold to release", "orig_stan", orig.STAN)
+		return replyTo(m, iso.RCApproved)
+	case h.State == HoldReleased:
+		log.Info("reversal repeated, hold already released", "approval_code", h.ApprovalCode)
+		return replyTo(m, iso.RCApproved)
+	case h.State == HoldCaptured:
+		log.Warn("reversal of a captured hold refused", "approval_code", h.ApprovalCode)
+		return replyTo(m, iso.RCInvalidTransaction)
+	}
+	s.accounts[h.Account].held -= h.Amount
+	h.State, h.ResolvedAt = HoldReleased, s.now()
+	log.Info("hold released", "approval_code", h.ApprovalCode, "amount", h.Amount)
+	return replyTo(m, iso.RCApproved)
+}
