@@ -1,0 +1,519 @@
+// Package idem owns HTTP idempotency keys (DESIGN.md, "Rules that make it
+// safe", rule 5): every state-changing request carries an Idempotency-Key;
+// the same key with the same request returns the first answer, with another
+// request 422, and while the first is still running 409.
+//
+// The record is a row of idempotency_keys in PostgreSQL/CockroachDB
+// (migration 00023), not a Redis key, so that a key keeps its meaning across
+// a Redis flush and a restart of every switch instance.
+//
+// How a request goes through Middleware:
+//
+//  1. Its own short SERIALIZABLE transaction, committed before the handler
+//     runs, inserts a 'running' row holding a lease (or finds the existing
+//     row and decides: replay, 409 or 422). Two requests racing for the same
+//     new key conflict in that transaction; the loser is retried and then
+//     sees the winner's row, so exactly one runs the handler.
+//  2. The handler runs with a buffered ResponseWriter.
+//  3. A second transaction stores the response and marks the row 'done',
+//     but only if this request still holds the lease (owner column); then
+//     the response goes to the client.
+//
+// Decisions where DESIGN.md is silent:
+//   - Keys are scoped to the caller (bank client id or staff user id), so two
+//     callers cannot collide or read each other's stored answers.
+//   - The request hash covers method, path and body, so the same key sent to
+//     another endpoint is refused (422) rather than answered with another
+//     endpoint's response.
+//   - A response with status >= 500 is not stored: the row is deleted so the
+//     client may retry with the same key. A 5xx means the switch could not
+//     give an answer (database or Redis down, bank link down, a bug), not that
+//     the answer is "no"; storing it would pin a passing failure to the key
+//     forever and leave the client no way to finish the operation except
+//     inventing a new key, which is exactly what idempotency keys are meant to
+//     prevent. This is safe because handlers are already written so that a
+//     retry after a failure is harmless: the database state machine
+//     (conditional UPDATEs) refuses a second payout, and a failed 0100 is
+//     always followed by a reversal.
+//   - A 'running' row whose lease has passed is taken over: the first request
+//     is presumed dead (its process crashed). The lease (default 30 s) must
+//     be longer than any handler's own timeout, so a merely slow request is
+//     never taken over; if it were, its late result is not stored (the owner
+//     check fails) and the handlers' own state checks keep the money safe.
+//   - Safe methods (GET, HEAD, OPTIONS) pass straight through: they change
+//     nothing, so they need no key.
+//   - Only the status, Content-Type and body are replayed; handlers must not
+//     put anything else the client needs into other headers.
+//
+// This package must not import any other softatm package except the root
+// softatm package (for the error codes).
+package idem
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/softatm/softatm"
+)
+
+// Settings and their defaults.
+const (
+	// DefaultLease is how long a 'running' row belongs to its request. It
+	// must be longer than the slowest handler (bank timeout plus reversal
+	// queueing), or a slow request could be taken over while still running.
+	DefaultLease = 30 * time.Second
+	// DefaultMaxBodyBytes caps a request body; the whole body is read into
+	// memory to hash it, so the cap bounds memory per request.
+	DefaultMaxBodyBytes = 64 << 10
+	// DefaultStoreTimeout bounds storing the response after the handler ran.
+	// It runs detached from the request's context, so that a client hanging
+	// up does not leave the row 'running' until its lease ends.
+	DefaultStoreTimeout = 5 * time.Second
+	// DefaultTxRetryMax bounds the retries of one transaction on a
+	// serialization failure (40001) or deadlock (40P01).
+	DefaultTxRetryMax = 10
+	// txRetryBackoffMax caps the jittered pause between retries.
+	txRetryBackoffMax = 50 * time.Millisecond
+
+	// KeyMaxLen is the longest accepted Idempotency-Key.
+	KeyMaxLen = 100
+	// HeaderKey is the request header carrying the key.
+	HeaderKey = "Idempotency-Key"
+	// HeaderReplayed is set to "true" on a replayed response.
+	HeaderReplayed = "Idempotent-Replayed"
+)
+
+// Store records idempotency keys in the database and provides the HTTP
+// middleware that enforces them.
+type Store struct {
+	pool         *pgxpool.Pool
+	lease        time.Duration
+	maxBodyBytes int64
+	storeTimeout time.Duration
+	txRetryMax   int
+	now          func() time.Time
+	log          *slog.Logger
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithLease sets how long a 'running' row is held before another request
+// may take it over (default DefaultLease).
+func WithLease(d time.Duration) Option { return func(s *Store) { s.lease = d } }
+
+// WithClock sets the clock used for leases and creation times (default
+// time.Now); tests use it to pass a lease without sleeping.
+func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithMaxBodyBytes sets the request body cap (default DefaultMaxBodyBytes).
+func WithMaxBodyBytes(n int64) Option { return func(s *Store) { s.maxBodyBytes = n } }
+
+// WithStoreTimeout sets the bound on storing a response (default
+// DefaultStoreTimeout).
+func WithStoreTimeout(d time.Duration) Option { return func(s *Store) { s.storeTimeout = d } }
+
+// WithTxRetryMax sets the bound on transaction retries (default
+// DefaultTxRetryMax).
+func WithTxRetryMax(n int) Option { return func(s *Store) { s.txRetryMax = n } }
+
+// WithLogger sets the logger for failures that cannot be returned to the
+// client (default slog.Default()).
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// New returns a Store on the given pool.
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{
+		pool:         pool,
+		lease:        DefaultLease,
+		maxBodyBytes: DefaultMaxBodyBytes,
+		storeTimeout: DefaultStoreTimeout,
+		txRetryMax:   DefaultTxRetryMax,
+		now:          time.Now,
+		log:          slog.Default(),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// ValidKey reports whether k is an acceptable Idempotency-Key: 1 to
+// KeyMaxLen characters from [A-Za-z0-9_.:-]. The set is narrow on purpose:
+// keys are logged and stored, and a UUID or a ULID fits it.
+func ValidKey(k string) bool {
+	if len(k) < 1 || len(k) > KeyMaxLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '_', c == '.', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// RequestHash is the SHA-256 of method, path and body, each length-prefixed
+// so that no two different requests share an encoding.
+func RequestHash(method, path string, body []byte) []byte {
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(method), []byte(path), body} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
+		h.Write(n[:])
+		h.Write(part)
+	}
+	return h.Sum(nil)
+}
+
+// decision is what begin found for a key.
+type decision int
+
+const (
+	decideRun     decision = iota // this request holds the lease: run the handler
+	decideReplay                  // done with the same hash: replay
+	decideReused                  // another request used this key: 422
+	decideRunning                 // the first request still holds the lease: 409
+)
+
+// stored is a response kept for replay.
+type stored struct {
+	status      int
+	contentType string
+	body        []byte
+}
+
+// begin looks up (scope, key) and, when the request should run, inserts or
+// takes over the row with a fresh lease held by owner. It commits before it
+// returns, so the lease is visible to every other instance while the handler
+// runs.
+func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner uuid.UUID) (decision, stored, error) {
+	var (
+		d   decision
+		res stored
+	)
+	err := s.runTx(ctx, func(tx pgx.Tx) error {
+		now := s.now()
+		var (
+			gotHash    []byte
+			state      string
+			leaseUntil time.Time
+		)
+		res = stored{}
+		err := tx.QueryRow(ctx, `
+			SELECT request_hash, state, status, content_type, body, lease_until
+			FROM idempotency_keys WHERE scope = $1 AND key = $2`,
+			scope, key).Scan(&gotHash, &state, &res.status, &res.contentType, &res.body, &leaseUntil)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			// A concurrent insert of the same key makes one of the two
+			// transactions fail with 40001 (or 23505 when the other
+			// committed first); runTx retries both into the select above.
+			_, err = tx.Exec(ctx, `
+				INSERT INTO idempotency_keys (scope, key, request_hash, state, owner, lease_until, created_at)
+				VALUES ($1, $2, $3, 'running', $4, $5, $6)`,
+				scope, key, hash, owner, now.Add(s.lease), now)
+			d = decideRun
+			return err
+		case err != nil:
+			return err
+		case !bytes.Equal(gotHash, hash):
+			d = decideReused
+			return nil
+		case state == "done":
+			d = decideReplay
+			return nil
+		case now.Before(leaseUntil):
+			d = decideRunning
+			return nil
+		default:
+			// The lease has passed: the first request is presumed dead.
+			_, err = tx.Exec(ctx, `
+				UPDATE idempotency_keys SET owner = $3, lease_until = $4
+				WHERE scope = $1 AND key = $2 AND state = 'running'`,
+				scope, key, owner, now.Add(s.lease))
+			d = decideRun
+			return err
+		}
+	})
+	return d, res, err
+}
+
+// finish stores the response of the request holding the lease and marks the
+// row done; a 5xx response deletes the row instead (see the package
+// comment). It reports false when owner no longer holds the row (taken over).
+func (s *Store) finish(ctx context.Context, scope, key string, owner uuid.UUID, res stored) (bool, error) {
+	var n int64
+	err := s.runTx(ctx, func(tx pgx.Tx) error {
+		var (
+			tag pgconn.CommandTag
+			err error
+		)
+		if res.status >= 500 {
+			tag, err = tx.Exec(ctx, `
+				DELETE FROM idempotency_keys
+				WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
+				scope, key, owner)
+		} else {
+			body := res.body
+			if body == nil {
+				body = []byte{}
+			}
+			tag, err = tx.Exec(ctx, `
+				UPDATE idempotency_keys
+				SET state = 'done', status = $4, content_type = $5, body = $6
+				WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
+				scope, key, owner, res.status, res.contentType, body)
+		}
+		n = tag.RowsAffected()
+		return err
+	})
+	return n == 1, err
+}
+
+// release deletes the row of a request whose handler panicked, so that the
+// client may retry at once instead of waiting for the lease.
+func (s *Store) release(ctx context.Context, scope, key string, owner uuid.UUID) error {
+	return s.runTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `
+			DELETE FROM idempotency_keys
+			WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
+			scope, key, owner)
+		return err
+	})
+}
+
+// Purge deletes finished keys created before the given time and returns how
+// many it deleted. Keys only need to outlive the longest client retry
+// window; the operator runs this periodically. 'running' rows are kept: they
+// end by themselves (finish, or a takeover after the lease).
+func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
+	var n int64
+	err := s.runTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM idempotency_keys WHERE state = 'done' AND created_at < $1`, before)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
+}
+
+// Middleware enforces idempotency keys on state-changing requests. scope
+// returns the authenticated caller's identity, so it must run after the
+// authentication middleware; ok=false answers 401.
+func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.Method {
+			case http.MethodGet, http.MethodHead, http.MethodOptions:
+				next.ServeHTTP(w, r)
+				return
+			}
+			sc, ok := scope(r)
+			if !ok || sc == "" {
+				writeError(w, http.StatusUnauthorized, softatm.EUnauthorized, "authentication required")
+				return
+			}
+			key := r.Header.Get(HeaderKey)
+			if !ValidKey(key) {
+				writeError(w, http.StatusBadRequest, softatm.EInvalid,
+					fmt.Sprintf("header %s is required: 1 to %d characters from A-Z a-z 0-9 _ . : -", HeaderKey, KeyMaxLen))
+				return
+			}
+			body, err := readBody(r, s.maxBodyBytes)
+			if err != nil {
+				if errors.Is(err, errTooLarge) {
+					writeError(w, http.StatusRequestEntityTooLarge, softatm.EInvalid,
+						fmt.Sprintf("request body larger than %d bytes", s.maxBodyBytes))
+					return
+				}
+				writeError(w, http.StatusBadRequest, softatm.EInvalid, "cannot read request body")
+				return
+			}
+			hash := RequestHash(r.Method, r.URL.Path, body)
+			owner := uuid.New()
+
+			d, prev, err := s.begin(r.Context(), sc, key, hash, owner)
+			if err != nil {
+				s.log.ErrorContext(r.Context(), "idempotency key lookup failed", "scope", sc, "key", key, "err", err)
+				writeError(w, http.StatusServiceUnavailable, softatm.EUnavailable, "service unavailable, retry with the same key")
+				return
+			}
+			switch d {
+			case decideReused:
+				writeError(w, http.StatusUnprocessableEntity, softatm.EIdemReused,
+					"this idempotency key was already used for a different request")
+				return
+			case decideRunning:
+				writeError(w, http.StatusConflict, softatm.EInProgress,
+					"a request with this idempotency key is still running; retry later")
+				return
+			case decideReplay:
+				if prev.contentType != "" {
+					w.Header().Set("Content-Type", prev.contentType)
+				}
+				w.Header().Set(HeaderReplayed, "true")
+				w.WriteHeader(prev.status)
+				_, _ = w.Write(prev.body)
+				return
+			}
+
+			s.run(w, r, next, sc, key, owner, body)
+		})
+	}
+}
+
+// run calls the handler while this request holds the lease, stores its
+// response and then sends it.
+func (s *Store) run(w http.ResponseWriter, r *http.Request, next http.Handler, sc, key string, owner uuid.UUID, body []byte) {
+	rec := &recorder{header: make(http.Header)}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+
+	detached := context.WithoutCancel(r.Context())
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				ctx, cancel := context.WithTimeout(detached, s.storeTimeout)
+				defer cancel()
+				if err := s.release(ctx, sc, key, owner); err != nil {
+					s.log.ErrorContext(ctx, "releasing idempotency key after panic", "scope", sc, "key", key, "err", err)
+				}
+				panic(p)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	}()
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+
+	ctx, cancel := context.WithTimeout(detached, s.storeTimeout)
+	defer cancel()
+	res := stored{status: rec.status, contentType: rec.header.Get("Content-Type"), body: rec.body.Bytes()}
+	held, err := s.finish(ctx, sc, key, owner, res)
+	switch {
+	case err != nil:
+		// The handler's work is done and its answer is true; the client
+		// gets it. The row stays 'running' until its lease ends, after
+		// which a retry runs the handler again and meets the state the
+		// first run left (the handlers' own state checks keep that safe).
+		s.log.ErrorContext(ctx, "storing idempotent response failed", "scope", sc, "key", key, "err", err)
+	case !held:
+		s.log.WarnContext(ctx, "idempotency lease was taken over before the response was stored; lease shorter than the handler?",
+			"scope", sc, "key", key, "lease", s.lease)
+	}
+
+	for k, v := range rec.header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.status)
+	_, _ = w.Write(rec.body.Bytes())
+}
+
+// recorder buffers a handler's response so that it can be stored before it
+// is sent.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(p)
+}
+
+var errTooLarge = errors.New("request body too large")
+
+// readBody reads at most limit bytes of r's body.
+func readBody(r *http.Request, limit int64) ([]byte, error) {
+	if r.Body == nil {
+		return nil, nil
+	}
+	defer r.Body.Close()
+	if r.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, errTooLarge
+	}
+	return b, nil
+}
+
+// writeError writes the one JSON error shape of the API.
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]map[string]string{
+		"error": {"code": code, "message": message},
+	})
+}
+
+// runTx runs fn in a new SERIALIZABLE transaction, and again in a new one on
+// a serialization failure, deadlock or (for racing inserts) unique
+// violation, at most txRetryMax times with a jittered pause. Each attempt is
+// a fresh transaction and the COMMIT error counts, as DESIGN.md requires.
+func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	var err error
+	for attempt := 0; attempt <= s.txRetryMax; attempt++ {
+		if attempt > 0 {
+			pause := time.Duration(rand.Int64N(int64(txRetryBackoffMax) * int64(attempt) / int64(s.txRetryMax)))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause + time.Millisecond):
+			}
+		}
+		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		if !retryable(err) {
+			return err
+		}
+	}
+	return fmt.Errorf("transaction failed after %d retries: %w", s.txRetryMax, err)
+}
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	switch pe.Code {
+	case "40001", "40P01", "23505":
+		return true
+	}
+	return false
+}
