@@ -153,7 +153,12 @@ func (r AdviceRequest) Message(baseMTI, acquirerID string) (*Message, error) {
 	} else if baseMTI == MTIAdvice {
 		return nil, fmt.Errorf("%s: approval code: empty", mti)
 	}
-	f90, err := r.Original.Field90()
+	orig := r.Original
+	if orig.AcquirerID == "" {
+		// The original 0100 came from this acquirer: default to our own id.
+		orig.AcquirerID = acquirerID
+	}
+	f90, err := orig.Field90()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", mti, err)
 	}

@@ -215,9 +215,16 @@ func (s *Sim) accept(ln net.Listener) {
 			return
 		}
 		s.mu.Lock()
+		if _, open := s.listeners[ln]; !open {
+			// Close ran between Accept and here: it has already closed
+			// the connections it knew of, so this one must go too.
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
 		s.conns[c] = struct{}{}
-		s.mu.Unlock()
 		s.serveGroup.Add(1)
+		s.mu.Unlock()
 		go s.serve(c)
 	}
 }
