@@ -1,0 +1,166 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/softatm/softatm"
+)
+
+// SessionCookie is the name of the staff session cookie.
+const SessionCookie = "softatm_session"
+
+// HeaderCSRF carries the session's CSRF token on state-changing staff
+// requests.
+const HeaderCSRF = "X-CSRF-Token"
+
+type ctxKey int
+
+const (
+	ctxBankClient ctxKey = iota
+	ctxSession
+)
+
+// BankClientFrom returns the bank client RequireBankClient put in ctx.
+func BankClientFrom(ctx context.Context) (BankClient, bool) {
+	c, ok := ctx.Value(ctxBankClient).(BankClient)
+	return c, ok
+}
+
+// SessionFrom returns the session RequireStaff put in ctx.
+func SessionFrom(ctx context.Context) (Session, bool) {
+	s, ok := ctx.Value(ctxSession).(Session)
+	return s, ok
+}
+
+// WithBankClient returns ctx carrying c, as RequireBankClient does; for
+// tests and for callers that authenticate another way.
+func WithBankClient(ctx context.Context, c BankClient) context.Context {
+	return context.WithValue(ctx, ctxBankClient, c)
+}
+
+// WithSession returns ctx carrying sess, as RequireStaff does.
+func WithSession(ctx context.Context, sess Session) context.Context {
+	return context.WithValue(ctx, ctxSession, sess)
+}
+
+// WriteError writes the one JSON error shape of the API:
+// {"error":{"code":"...","message":"..."}}.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]map[string]string{
+		"error": {"code": code, "message": message},
+	})
+}
+
+// writeErr writes err: its own message for an EUnauthorized or EForbidden,
+// a generic one for anything else (a database failure must not leak).
+func (s *Service) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	switch code := softatm.ErrorCode(err); code {
+	case softatm.EUnauthorized:
+		WriteError(w, http.StatusUnauthorized, code, softatm.ErrorMessage(err))
+	case softatm.EForbidden:
+		WriteError(w, http.StatusForbidden, code, softatm.ErrorMessage(err))
+	default:
+		s.log.ErrorContext(r.Context(), "authentication failed", "err", err)
+		WriteError(w, http.StatusInternalServerError, softatm.EInternal, "internal error")
+	}
+}
+
+// SetSessionCookie sends the session cookie for sess: HttpOnly (no script
+// reads it), SameSite=Strict (no other site sends it), Secure when the
+// request came over TLS, and expiring with the session.
+func (s *Service) SetSessionCookie(w http.ResponseWriter, r *http.Request, sess Session) {
+	maxAge := int(sess.ExpiresAt.Sub(s.now()) / time.Second)
+	if maxAge <= 0 {
+		maxAge = -1 // already expired: delete, not "session cookie"
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     SessionCookie,
+		Value:    sess.Token,
+		Path:     "/",
+		Expires:  sess.ExpiresAt,
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// ClearSessionCookie tells the browser to drop the session cookie (after
+// Logout).
+func (s *Service) ClearSessionCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     SessionCookie,
+		Value:    "",
+		Path:     "/",
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// RequireBankClient authenticates a bank backend by HTTP Basic auth (client
+// id and secret) and puts the BankClient in the request's context; anything
+// else is 401. Successful checks are cached for the client cache TTL.
+func (s *Service) RequireBankClient(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, secret, ok := r.BasicAuth()
+		if !ok || !validClientID(id) || len(secret) > PasswordMaxLen {
+			w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
+			WriteError(w, http.StatusUnauthorized, softatm.EUnauthorized, "client credentials required")
+			return
+		}
+		c, err := s.authenticateBankClientCached(r.Context(), id, secret)
+		if err != nil {
+			if softatm.ErrorCode(err) == softatm.EUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
+			}
+			s.writeErr(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(WithBankClient(r.Context(), c)))
+	})
+}
+
+// RequireStaff authenticates a staff member by the session cookie and puts
+// the Session in the request's context. A state-changing request (anything
+// but GET, HEAD, OPTIONS) must also carry the session's CSRF token in
+// X-CSRF-Token, else 403. With roles given, the user's role must be one of
+// them, else 403; with none, any staff role passes. No session is 401.
+func (s *Service) RequireStaff(roles ...Role) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := r.Cookie(SessionCookie)
+			if err != nil {
+				WriteError(w, http.StatusUnauthorized, softatm.EUnauthorized, "not logged in")
+				return
+			}
+			sess, err := s.SessionByToken(r.Context(), c.Value)
+			if err != nil {
+				s.writeErr(w, r, err)
+				return
+			}
+			switch r.Method {
+			case http.MethodGet, http.MethodHead, http.MethodOptions:
+			default:
+				got := r.Header.Get(HeaderCSRF)
+				if got == "" || !constantTimeEqual(got, sess.CSRF) {
+					WriteError(w, http.StatusForbidden, softatm.EForbidden, "missing or wrong CSRF token")
+					return
+				}
+			}
+			if len(roles) > 0 && !slices.Contains(roles, sess.User.Role) {
+				WriteError(w, http.StatusForbidden, softatm.EForbidden, "your role may not do this")
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), sess)))
+		})
+	}
+}
