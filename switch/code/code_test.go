@@ -516,3 +516,73 @@ func TestGenerateKeyRefusesBadID(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingKeyRefused: a key that was never activated signs nothing, so a
+// code bearing its id and a valid signature is still refused.
+func TestPendingKeyRefused(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newClock(t0)
+	kr, store := mustKeyring(t, clk)
+	k2, err := GenerateKey("K2", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Create(ctx, k2); err != nil {
+		t.Fatal(err)
+	}
+	p := samplePayload(t0.Add(time.Hour))
+	p.Version, p.KeyID = Version, "K2"
+	b, err := marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = kr.Verify(ctx, encode(b, ed25519.Sign(k2.Private, b)))
+	wantCode(t, err, softatm.ECodeInvalid)
+}
+
+// TestConcurrentSignVerify exercises the Keyring's cache under -race while
+// the store rotates underneath it.
+func TestConcurrentSignVerify(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := NewMemKeyStore()
+	if _, err := Rotate(ctx, store, "R0", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	kr := NewKeyring(store, WithRefresh(time.Millisecond))
+	done := make(chan struct{})
+	errs := make(chan error, 16)
+	for range 8 {
+		go func() {
+			for {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				s, err := kr.Sign(ctx, samplePayload(time.Now().Add(time.Hour)))
+				if err == nil {
+					_, err = kr.Verify(ctx, s)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= 5; i++ {
+		if _, err := Rotate(ctx, store, fmt.Sprintf("R%d", i), time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(done)
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -138,6 +138,12 @@ func (s *PGKeyStore) Activate(ctx context.Context, id string, at time.Time) erro
 		}
 		tag, err := tx.Exec(ctx, `UPDATE signing_keys SET state = 'active', activated_at = $2
 			WHERE id = $1 AND state = 'pending'`, id, at)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+			// A concurrent activation committed first; a new transaction
+			// will see its key and retire it.
+			return retryable{err}
+		}
 		if err != nil {
 			return err
 		}
