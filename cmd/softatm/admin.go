@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/fixtures"
+	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/switch/auth"
+	"github.com/softatm/softatm/switch/code"
+)
+
+// openPool opens the database named by -database / DATABASE_URL.
+func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, errors.New("DATABASE_URL (or -database) is required")
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	return pool, nil
+}
+
+// admin is the operator's toolbox; every operation is idempotent, so a
+// setup script can be run again safely.
+type admin struct {
+	pool   *pgxpool.Pool
+	ledger *ledger.Ledger
+	auth   *auth.Service
+}
+
+func newAdmin(pool *pgxpool.Pool) *admin {
+	return &admin{pool: pool, ledger: ledger.New(pool), auth: auth.New(pool)}
+}
+
+func (a *admin) close() { a.ledger.Close() }
+
+// openingCashNS derives the ids of opening-cash transfers, so that loading
+// the same post office twice does not put its cash in twice.
+var openingCashNS = uuid.MustParse("6f1d0c5e-6a49-4b8e-9c55-2f1c4d7e9a10")
+
+func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency string) error {
+	if _, err := a.pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount) VALUES ($1, $2, $3)
+		ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, fee_amount = EXCLUDED.fee_amount`, code, name, fee); err != nil {
+		return fmt.Errorf("bank %s: %w", code, err)
+	}
+	return a.ledger.EnsureAccount(ctx, ledger.ReceivableCode(code), currency, 0)
+}
+
+func (a *admin) client(ctx context.Context, id, bank, secret string) error {
+	err := a.auth.CreateBankClient(ctx, id, bank, secret)
+	if softatm.ErrorCode(err) == softatm.EConflict {
+		return nil // already there
+	}
+	return err
+}
+
+func (a *admin) postOffice(ctx context.Context, code, name, location string, openingCash int64, currency string) error {
+	if _, err := a.pool.Exec(ctx, `INSERT INTO post_offices (code, name, location) VALUES ($1, $2, $3)
+		ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, location = EXCLUDED.location`, code, name, location); err != nil {
+		return fmt.Errorf("post office %s: %w", code, err)
+	}
+	if err := a.ledger.EnsureAccount(ctx, ledger.TillCode(code), currency, ledger.FlagCreditsMustNotExceedDebits); err != nil {
+		return err
+	}
+	if openingCash > 0 {
+		id := uuid.NewSHA1(openingCashNS, []byte(code))
+		if err := a.ledger.Replenish(ctx, code, openingCash, currency, id); err != nil {
+			return fmt.Errorf("opening cash of %s: %w", code, err)
+		}
+	}
+	return nil
+}
+
+func (a *admin) kiosk(ctx context.Context, id, postOffice string) error {
+	if len(id) != 8 {
+		return fmt.Errorf("kiosk id %q must be 8 characters (ISO field 41)", id)
+	}
+	_, err := a.pool.Exec(ctx, `INSERT INTO kiosks (id, post_office) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING`, id, postOffice)
+	return err
+}
+
+func (a *admin) user(ctx context.Context, username, password string, role auth.Role, postOffice, kiosk string) error {
+	_, err := a.auth.CreateUser(ctx, username, password, role, postOffice, kiosk)
+	if softatm.ErrorCode(err) == softatm.EConflict {
+		return nil
+	}
+	return err
+}
+
+// ensureKey makes sure a signing key is active, generating one if needed.
+func ensureKey(ctx context.Context, pool *pgxpool.Pool) error {
+	store := code.NewPGKeyStore(pool)
+	keys, err := store.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if k.State == code.StateActive {
+			return nil
+		}
+	}
+	_, err = code.Rotate(ctx, store, newKeyID(time.Now()), time.Now())
+	return err
+}
+
+func newKeyID(now time.Time) string { return "K" + now.UTC().Format("060102") + fmt.Sprintf("%X", now.Unix()%16) }
+
+// loadDemo loads the demo fixtures: banks and their app clients, the
+// switch's own accounts, post offices with opening cash, kiosks, tellers,
+// finance staff, and an active signing key.
+func (a *admin) loadDemo(ctx context.Context, d fixtures.Demo) error {
+	for _, acc := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement} {
+		if err := a.ledger.EnsureAccount(ctx, acc, d.Currency, 0); err != nil {
+			return err
+		}
+	}
+	for _, b := range d.Banks {
+		if err := a.bank(ctx, b.Code, b.Name, b.Fee, d.Currency); err != nil {
+			return err
+		}
+		if err := a.client(ctx, b.ClientID, b.Code, b.ClientSecret); err != nil {
+			return fmt.Errorf("client %s: %w", b.ClientID, err)
+		}
+	}
+	for _, p := range d.PostOffices {
+		if err := a.postOffice(ctx, p.Code, p.Name, p.Location, p.OpeningCash, d.Currency); err != nil {
+			return err
+		}
+		if err := a.kiosk(ctx, p.Kiosk, p.Code); err != nil {
+			return err
+		}
+		if err := a.user(ctx, p.Teller.Username, p.Teller.Password, auth.RoleTeller, p.Code, p.Kiosk); err != nil {
+			return fmt.Errorf("teller %s: %w", p.Teller.Username, err)
+		}
+	}
+	for _, f := range d.Finance {
+		if err := a.user(ctx, f.Username, f.Password, auth.RoleFinance, "", ""); err != nil {
+			return fmt.Errorf("finance user %s: %w", f.Username, err)
+		}
+	}
+	return ensureKey(ctx, a.pool)
+}
+
+func runAdmin(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return errors.New("admin: bank | client | post-office | kiosk | user | load-demo | check")
+	}
+	fs := flag.NewFlagSet("admin "+args[0], flag.ContinueOnError)
+	url := fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	currency := fs.String("currency", "704", "ISO 4217 numeric currency")
+	codeF := fs.String("code", "", "bank or post office code")
+	name := fs.String("name", "", "bank or post office name")
+	fee := fs.Int64("fee", 0, "bank: fee per withdrawal, in dong")
+	location := fs.String("location", "", "post office: location")
+	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
+	id := fs.String("id", "", "client or kiosk id")
+	bank := fs.String("bank", "", "client: bank code")
+	secret := fs.String("secret", "", "client: secret")
+	po := fs.String("post-office", "", "kiosk or teller: post office code")
+	kiosk := fs.String("kiosk", "", "teller: kiosk id")
+	username := fs.String("username", "", "user: login name")
+	password := fs.String("password", "", "user: password (8 characters or more)")
+	role := fs.String("role", "teller", "user: teller | finance | admin")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	pool, err := openPool(ctx, *url)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	a := newAdmin(pool)
+	defer a.close()
+	switch args[0] {
+	case "bank":
+		err = a.bank(ctx, *codeF, *name, *fee, *currency)
+	case "client":
+		err = a.client(ctx, *id, *bank, *secret)
+	case "post-office":
+		err = a.postOffice(ctx, *codeF, *name, *location, *cash, *currency)
+	case "kiosk":
+		err = a.kiosk(ctx, *id, *po)
+	case "user":
+		err = a.user(ctx, *username, *password, auth.Role(*role), *po, *kiosk)
+	case "load-demo":
+		var d fixtures.Demo
+		if d, err = fixtures.LoadDemo(); err == nil {
+			err = a.loadDemo(ctx, d)
+		}
+	case "check":
+		return check(ctx, pool)
+	default:
+		return fmt.Errorf("admin: unknown operation %q", args[0])
+	}
+	if err == nil {
+		fmt.Println("ok")
+	}
+	return err
+}
+
+// errCheckFailed makes `softatm admin check` exit non-zero.
+var errCheckFailed = errors.New("ledger invariants violated")
+
+func check(ctx context.Context, pool *pgxpool.Pool) error {
+	results, err := ledger.Check(ctx, pool)
+	if err != nil {
+		return err
+	}
+	failed := false
+	for _, r := range results {
+		mark := "ok  "
+		if !r.OK {
+			mark, failed = "FAIL", true
+		}
+		fmt.Printf("%s %s: %s\n", mark, r.Name, r.Detail)
+	}
+	if failed {
+		return errCheckFailed
+	}
+	return nil
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/softatm/softatm/fixtures"
+	"github.com/softatm/softatm/fixtures/localsrv"
+	"github.com/softatm/softatm/ledger/schema"
+)
+
+// runDemo is `make run`: private PostgreSQL and Redis (unless DATABASE_URL /
+// REDIS_URL are set), migrations, demo fixtures, the bank simulator and the
+// switch, each its own process, and a page of where to look. Ctrl-C stops
+// everything it started; the data stays in -dir for the next run.
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	dir := fs.String("dir", ".var", "where private servers keep their data")
+	listen := fs.String("listen", "127.0.0.1:8080", "switch HTTP address (a free port is used if it is taken)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	status := func(format string, a ...any) { fmt.Printf("==> "+format+"\n", a...) }
+
+	dbURL := os.Getenv("DATABASE_URL")
+	if dbURL == "" {
+		status("starting private PostgreSQL in %s", filepath.Join(abs, "pg"))
+		pg, err := localsrv.StartPostgres(ctx, filepath.Join(abs, "pg"), localsrv.PostgresOptions{Durable: true})
+		if err != nil {
+			return err
+		}
+		defer pg.Stop()
+		if err := localsrv.WaitPostgres(ctx, pg.URL); err != nil {
+			return err
+		}
+		if dbURL, err = ensureDatabase(ctx, pg.URL, "softatm"); err != nil {
+			return err
+		}
+	}
+	redisURL := os.Getenv("REDIS_URL")
+	if redisURL == "" {
+		status("starting private Redis")
+		rs, err := localsrv.StartRedis(ctx, filepath.Join(abs, "redis"), localsrv.RedisOptions{})
+		if err != nil {
+			return err
+		}
+		defer rs.Stop()
+		redisURL = rs.URL
+	}
+	status("migrating")
+	if _, err := schema.Migrate(ctx, dbURL); err != nil {
+		return err
+	}
+	status("loading demo fixtures")
+	pool, err := openPool(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	a := newAdmin(pool)
+	d, err := fixtures.LoadDemo()
+	if err == nil {
+		err = a.loadDemo(ctx, d)
+	}
+	a.close()
+	pool.Close()
+	if err != nil {
+		return fmt.Errorf("loading fixtures: %w", err)
+	}
+	secret, err := demoSecret(abs)
+	if err != nil {
+		return err
+	}
+
+	bankPort, _ := localsrv.FreePort()
+	controlPort, _ := localsrv.FreePort()
+	bankAddr := "127.0.0.1:" + strconv.Itoa(bankPort)
+	controlAddr := "127.0.0.1:" + strconv.Itoa(controlPort)
+	if l, err := net.Listen("tcp", *listen); err == nil {
+		l.Close()
+	} else {
+		p, _ := localsrv.FreePort()
+		*listen = "127.0.0.1:" + strconv.Itoa(p)
+	}
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "SOFTATM_SECRET="+secret)
+	status("starting bank simulator on %s", bankAddr)
+	sim, err := child(env, "banksim", "-listen", bankAddr, "-control", controlAddr)
+	if err != nil {
+		return err
+	}
+	defer stopChild(sim)
+	status("starting switch on %s", *listen)
+	sw, err := child(env, "serve", "-listen", *listen, "-bank", bankAddr, "-demo")
+	if err != nil {
+		return err
+	}
+	defer stopChild(sw)
+	base := "http://" + *listen
+	if err := waitHTTP(ctx, base+"/healthz"); err != nil {
+		return fmt.Errorf("switch did not come up: %w", err)
+	}
+
+	fmt.Printf(`
+softatm is running.
+
+  Demo banking app   %[1]s/demo/app        pick an account and an amount, get a code
+  Kiosk (teller)     %[1]s/kiosk           teller1 / teller1-demo (post office LS-001)
+  Finance            %[1]s/finance         finance / finance-demo
+  Bank API           %[1]s/v1/withdrawals  HTTP Basic mb-app:mb-demo-secret or agr-app:agr-demo-secret
+  Metrics / health   %[1]s/metrics  %[1]s/readyz
+  Bank simulator     ISO 8583 on %[2]s, control API http://%[3]s/accounts
+
+  DATABASE_URL=%[4]s
+  REDIS_URL=%[5]s
+
+Press Ctrl-C to stop everything.
+`, base, bankAddr, controlAddr, dbURL, redisURL)
+
+	select {
+	case <-ctx.Done():
+	case <-exited(sw):
+		return errors.New("the switch exited; see its log above")
+	case <-exited(sim):
+		return errors.New("the bank simulator exited; see its log above")
+	}
+	status("stopping")
+	return nil
+}
+
+func ensureDatabase(ctx context.Context, adminURL, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return "", err
+	}
+	if exists {
+		return localsrv.DatabaseURLWithName(adminURL, name), nil
+	}
+	return localsrv.CreateDatabase(ctx, adminURL, name)
+}
+
+// demoSecret keeps one numeric-code secret per demo directory, so codes
+// issued before a restart still work after it.
+func demoSecret(dir string) (string, error) {
+	p := filepath.Join(dir, "secret")
+	if b, err := os.ReadFile(p); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	s := hex.EncodeToString(b[:])
+	return s, os.WriteFile(p, []byte(s), 0o600)
+}
+
+type childProc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// child starts this binary with a subcommand; it dies with us.
+func child(env []string, args ...string) (*childProc, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = env
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	c := &childProc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	return c, nil
+}
+
+func exited(c *childProc) <-chan struct{} { return c.done }
+
+func stopChild(c *childProc) {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-c.done:
+	case <-time.After(10 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+func waitHTTP(ctx context.Context, url string) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

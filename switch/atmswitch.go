@@ -1,0 +1,117 @@
+// Package atmswitch owns the withdrawal lifecycle: a bank's app asks for
+// cash, the switch reserves it at the bank over ISO 8583, issues a signed
+// one-time code, a teller claims and pays it, and the switch completes or
+// reverses the hold at the bank through a store-and-forward outbox.
+//
+// The database is the record. Every state change is one conditional UPDATE
+// (WHERE id = $1 AND state = $expected) inside a SERIALIZABLE transaction run
+// through ledger.RunTx or ledger.Commit; Redis (switch/replay) is only the
+// fast gate in front of it, so with Redis flushed or down no code pays twice.
+// Nothing outside the database happens inside a retried transaction: messages
+// to the bank are outbox rows written in the same transaction as the state
+// change, and the Outbox worker sends them.
+//
+// Decisions where DESIGN.md is silent:
+//   - The withdrawal row (with its STAN, RRN and transmission time) is
+//     committed before the 0100 leaves, so a crash while waiting for the 0110
+//     is found by the sweeper and reversed: no hold is ever forgotten.
+//   - Every 0100 without an approval in time is followed by a 0420, even when
+//     the link was down before sending; the issuer answers a reversal of an
+//     unknown request with 00, and a spare reversal costs nothing.
+//   - A 0110 that arrives after the withdrawal left 'requested' is ignored:
+//     the conditional UPDATE finds no row, and the reversal is already queued.
+//   - With Redis down, QR scans fall back to the database alone (slower, just
+//     as safe); numeric codes are refused, because their failure counters
+//     live in Redis and guessing must stay capped.
+//
+// This package may import ledger, iso, switch/* and the root softatm package;
+// it must not import teller.
+package atmswitch
+
+import (
+	"context"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/softatm/softatm/iso"
+	"github.com/softatm/softatm/switch/code"
+)
+
+// State is a withdrawal's place in its lifecycle.
+type State string
+
+// The lifecycle; see DESIGN.md.
+const (
+	StateRequested State = "requested" // 0100 sent or about to be
+	StateReserved  State = "reserved"  // hold approved, code issued
+	StateDeclined  State = "declined"  // the bank said no
+	StateFailed    State = "failed"    // no usable 0110; reversal queued
+	StateClaimed   State = "claimed"   // a teller holds the code
+	StatePaid      State = "paid"      // cash handed over; ledger posted; 0220 queued
+	StateCompleted State = "completed" // 0230 received
+	StateCancelled State = "cancelled" // the citizen cancelled; reversal queued
+	StateExpired   State = "expired"   // the code's TTL passed; reversal queued
+)
+
+// Withdrawal is one cash-out, as the database records it.
+type Withdrawal struct {
+	ID               uuid.UUID
+	Bank             string
+	Account          string // full account number: never log it, see iso.Mask
+	HolderNameMasked string
+	Amount           int64
+	Currency         string
+	State            State
+
+	TerminalID    string
+	STAN          string
+	RRN           string
+	TransmittedAt time.Time
+	ApprovalCode  string
+	ResponseCode  string
+
+	KeyID     string
+	QRPayload string
+	ExpiresAt time.Time
+
+	ClaimedBy    string
+	ClaimedKiosk string
+	ClaimUntil   time.Time
+	PaidBy       string
+	PaidKiosk    string
+	PostOffice   string
+	PaidAt       time.Time
+	BusinessDate time.Time
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Bank is the ISO 8583 link to the issuer; *iso.Client implements it.
+type Bank interface {
+	NextSTAN() string
+	Authorize(ctx context.Context, r iso.AuthRequest) (iso.AuthResponse, error)
+	Advise(ctx context.Context, r iso.AdviceRequest) (iso.AdviceResponse, error)
+	Reverse(ctx context.Context, r iso.AdviceRequest) (iso.AdviceResponse, error)
+	Up() bool
+}
+
+// Codes signs and verifies withdrawal codes; *code.Keyring implements it.
+type Codes interface {
+	Sign(ctx context.Context, p code.Payload) (string, error)
+	Verify(ctx context.Context, s string) (code.Payload, error)
+}
+
+// Gate is the Redis fast gate; *replay.Guard implements it. Every method may
+// fail with softatm.EUnavailable when Redis is down.
+type Gate interface {
+	Claim(ctx context.Context, withdrawalID, holder string, ttl time.Duration) (ok bool, currentHolder string, err error)
+	Release(ctx context.Context, withdrawalID, holder string) error
+	MarkSpent(ctx context.Context, withdrawalID string, ttl time.Duration) error
+	Spent(ctx context.Context, withdrawalID string) (bool, error)
+	Allow(ctx context.Context, key string, limit int, window time.Duration) (allowed bool, remaining int, err error)
+	Fail(ctx context.Context, key string, window time.Duration) (count int, err error)
+	Failures(ctx context.Context, key string) (int, error)
+	Ping(ctx context.Context) error
+}

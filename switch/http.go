@@ -1,0 +1,298 @@
+package atmswitch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/switch/code"
+)
+
+// errorStatus is the one table from error code to HTTP status. The metric
+// label of an error is its code.
+var errorStatus = map[string]int{
+	softatm.EInvalid:         http.StatusBadRequest,
+	softatm.EInvalidAmount:   http.StatusUnprocessableEntity,
+	softatm.EUnknownAccount:  http.StatusUnprocessableEntity,
+	softatm.EUnauthorized:    http.StatusUnauthorized,
+	softatm.EForbidden:       http.StatusForbidden,
+	softatm.ENotFound:        http.StatusNotFound,
+	softatm.EConflict:        http.StatusConflict,
+	softatm.EIdemReused:      http.StatusUnprocessableEntity,
+	softatm.EInProgress:      http.StatusConflict,
+	softatm.ECodeInvalid:     http.StatusUnprocessableEntity,
+	softatm.ECodeExpired:     http.StatusGone,
+	softatm.ECodeUsed:        http.StatusConflict,
+	softatm.ECodeClaimed:     http.StatusConflict,
+	softatm.ECodeCancelled:   http.StatusGone,
+	softatm.ETillShort:       http.StatusConflict,
+	softatm.ELimit:           http.StatusUnprocessableEntity,
+	softatm.EDeclined:        http.StatusPaymentRequired,
+	softatm.EBankUnavailable: http.StatusServiceUnavailable,
+	softatm.ELocked:          http.StatusTooManyRequests,
+	softatm.ERateLimited:     http.StatusTooManyRequests,
+	softatm.EDayClosed:       http.StatusConflict,
+	softatm.EUnavailable:     http.StatusServiceUnavailable,
+	softatm.EInternal:        http.StatusInternalServerError,
+}
+
+// HTTPStatus maps an error to its HTTP status.
+func HTTPStatus(err error) int {
+	if s, ok := errorStatus[softatm.ErrorCode(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// WriteError writes err as {"error": {"code", "message"}}. Internal errors
+// are logged here and reach the caller only as "internal error".
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var b errorBody
+	b.Error.Code = softatm.ErrorCode(err)
+	b.Error.Message = softatm.ErrorMessage(err)
+	status := HTTPStatus(err)
+	if status >= 500 && log != nil {
+		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	setOutcome(r, b.Error.Code)
+	WriteJSON(w, status, b)
+}
+
+// WriteJSON writes v with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// bodyMax bounds every JSON request body.
+const bodyMax = 64 << 10
+
+// DecodeJSON reads a JSON body strictly: unknown fields and trailing data
+// are errors, so a typo never silently changes a request.
+func DecodeJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, bodyMax))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return softatm.Wrap(softatm.EInvalid, "malformed JSON body: "+jsonProblem(err), err)
+	}
+	if dec.More() {
+		return softatm.Errorf(softatm.EInvalid, "malformed JSON body: trailing data")
+	}
+	return nil
+}
+
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return "syntax error"
+	case errors.As(err, &typ):
+		return "field " + typ.Field + " has the wrong type"
+	case errors.Is(err, io.EOF):
+		return "empty body"
+	case strings.HasPrefix(err.Error(), "json: unknown field"):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "cannot decode"
+}
+
+type outcomeKey struct{}
+
+func setOutcome(r *http.Request, code string) {
+	if p, ok := r.Context().Value(outcomeKey{}).(*string); ok {
+		*p = code
+	}
+}
+
+// Instrument counts and times a route; the outcome label is "ok" or the
+// error code WriteError wrote.
+func (m *Metrics) Instrument(route string, h http.Handler) http.Handler {
+	lat := m.latency.WithLabelValues(route)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		outcome := "ok"
+		start := time.Now()
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, &outcome)))
+		lat.Observe(time.Since(start).Seconds())
+		m.requests.WithLabelValues(route, outcome).Inc()
+	})
+}
+
+// WithdrawalView is a withdrawal as a bank's app sees it.
+type WithdrawalView struct {
+	ID          uuid.UUID  `json:"id"`
+	State       State      `json:"state"`
+	Bank        string     `json:"bank"`
+	Account     string     `json:"account"` // masked
+	Amount      int64      `json:"amount"`
+	Currency    string     `json:"currency"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+	QRPayload   string     `json:"qr_payload,omitempty"`
+	QRPNG       string     `json:"qr_png,omitempty"`
+	NumericCode string     `json:"numeric_code,omitempty"` // only in the answer that issued it
+	PaidAt      *time.Time `json:"paid_at,omitempty"`
+	PostOffice  string     `json:"post_office,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+}
+
+// View returns w as its bank sees it. The QR payload is shown only while it
+// can still be redeemed.
+func View(w Withdrawal) WithdrawalView {
+	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: maskAccount(w.Account), Amount: w.Amount,
+		Currency: w.Currency, PostOffice: w.PostOffice, CreatedAt: w.CreatedAt}
+	if !w.ExpiresAt.IsZero() && w.ExpiresAt.Unix() > 0 {
+		t := w.ExpiresAt
+		v.ExpiresAt = &t
+	}
+	if w.PaidAt.Unix() > 0 {
+		t := w.PaidAt
+		v.PaidAt = &t
+	}
+	if w.State == StateReserved || w.State == StateClaimed {
+		v.QRPayload = w.QRPayload
+		v.QRPNG = "/v1/withdrawals/" + w.ID.String() + "/qr.png"
+	}
+	return v
+}
+
+func maskAccount(a string) string {
+	if len(a) <= 4 {
+		return a
+	}
+	return strings.Repeat("*", len(a)-4) + a[len(a)-4:]
+}
+
+// BankAPI serves the bank app's endpoints.
+type BankAPI struct {
+	Service *Service
+	Log     *slog.Logger
+	// BankOf returns the authenticated bank of a request (set by the auth
+	// middleware), or false.
+	BankOf func(r *http.Request) (string, bool)
+}
+
+func (a *BankAPI) bank(w http.ResponseWriter, r *http.Request) (string, bool) {
+	b, ok := a.BankOf(r)
+	if !ok {
+		WriteError(w, r, a.Log, softatm.Errorf(softatm.EUnauthorized, "bank client credentials required"))
+	}
+	return b, ok
+}
+
+func pathID(r *http.Request) (uuid.UUID, error) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return uuid.Nil, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
+	}
+	return id, nil
+}
+
+// Create handles POST /v1/withdrawals.
+func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	var req CreateRequest
+	if err := DecodeJSON(r, &req); err != nil {
+		WriteError(w, r, a.Log, err)
+		return
+	}
+	issued, err := a.Service.Create(r.Context(), bank, req)
+	if err != nil {
+		WriteError(w, r, a.Log, err)
+		return
+	}
+	v := View(issued.Withdrawal)
+	v.NumericCode = issued.Numeric
+	WriteJSON(w, http.StatusCreated, v)
+}
+
+// Get handles GET /v1/withdrawals/{id}.
+func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	id, err := pathID(r)
+	if err == nil {
+		var wd Withdrawal
+		if wd, err = a.Service.Get(r.Context(), bank, id); err == nil {
+			WriteJSON(w, http.StatusOK, View(wd))
+			return
+		}
+	}
+	WriteError(w, r, a.Log, err)
+}
+
+// Cancel handles POST /v1/withdrawals/{id}/cancel.
+func (a *BankAPI) Cancel(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	id, err := pathID(r)
+	if err == nil {
+		var wd Withdrawal
+		if wd, err = a.Service.Cancel(r.Context(), bank, id); err == nil {
+			WriteJSON(w, http.StatusOK, View(wd))
+			return
+		}
+	}
+	WriteError(w, r, a.Log, err)
+}
+
+// qrSizePx is the side of the served QR image.
+const qrSizePx = 320
+
+// QRPNG handles GET /v1/withdrawals/{id}/qr.png.
+func (a *BankAPI) QRPNG(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	id, err := pathID(r)
+	if err != nil {
+		WriteError(w, r, a.Log, err)
+		return
+	}
+	wd, err := a.Service.Get(r.Context(), bank, id)
+	if err != nil {
+		WriteError(w, r, a.Log, err)
+		return
+	}
+	WriteQR(w, r, a.Log, wd)
+}
+
+// WriteQR serves wd's code as a PNG while it can still be redeemed.
+func WriteQR(w http.ResponseWriter, r *http.Request, log *slog.Logger, wd Withdrawal) {
+	if wd.State != StateReserved && wd.State != StateClaimed {
+		WriteError(w, r, log, stateError(wd, time.Now(), ""))
+		return
+	}
+	png, err := code.PNG(wd.QRPayload, qrSizePx)
+	if err != nil {
+		WriteError(w, r, log, err)
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	_, _ = w.Write(png)
+}

@@ -1,0 +1,262 @@
+package atmswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/softatm/softatm/iso"
+	"github.com/softatm/softatm/ledger"
+)
+
+// OutboxConfig bounds the store-and-forward worker.
+type OutboxConfig struct {
+	Owner       string        // this worker's name in lease_owner; unique per instance
+	Batch       int           // messages leased per pass
+	Lease       time.Duration // how long a leased message is ours; past it another worker may send it
+	MaxAttempts int           // after this many unanswered tries a message becomes an exception
+	BackoffMin  time.Duration // first retry delay; doubles per attempt, with jitter
+	BackoffMax  time.Duration //
+	Poll        time.Duration // idle poll interval (a kick wakes the worker sooner)
+	SendTimeout time.Duration // deadline of one advice or reversal
+}
+
+// DefaultOutboxConfig returns the defaults.
+func DefaultOutboxConfig() OutboxConfig {
+	return OutboxConfig{
+		Owner:       "outbox-" + uuid.NewString()[:8],
+		Batch:       32,
+		Lease:       30 * time.Second,
+		MaxAttempts: 20,
+		BackoffMin:  500 * time.Millisecond,
+		BackoffMax:  2 * time.Minute,
+		Poll:        500 * time.Millisecond,
+		SendTimeout: 10 * time.Second,
+	}
+}
+
+// Outbox sends queued advices (0220, repeated as 0221) and reversals (0420,
+// repeated as 0421) until the bank answers. Messages of one withdrawal go in
+// order. Several workers, in several processes, may run at once: a message is
+// leased before it is sent, so no two workers send it in parallel; a worker
+// that dies mid-send leaves a lease that runs out, and the message is sent
+// again as a repeat, which the issuer treats idempotently.
+type Outbox struct {
+	cfg  OutboxConfig
+	pool *pgxpool.Pool
+	bank Bank
+	log  *slog.Logger
+	m    *Metrics
+	now  func() time.Time
+	kick chan struct{}
+}
+
+// NewOutbox returns a worker; call Run.
+func NewOutbox(cfg OutboxConfig, pool *pgxpool.Pool, bank Bank, log *slog.Logger, m *Metrics, now func() time.Time) *Outbox {
+	if now == nil {
+		now = time.Now
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Outbox{cfg: cfg, pool: pool, bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
+}
+
+// Kick wakes the worker without waiting for the next poll.
+func (o *Outbox) Kick() {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run sends messages until ctx ends.
+func (o *Outbox) Run(ctx context.Context) {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-o.kick:
+		}
+		n, err := o.Drain(ctx)
+		if err != nil && ctx.Err() == nil {
+			o.log.Warn("outbox pass failed", "err", err)
+		}
+		next := o.cfg.Poll
+		if n == o.cfg.Batch {
+			next = 0 // more may be waiting
+		}
+		t.Reset(next)
+	}
+}
+
+type outboxMsg struct {
+	id           uuid.UUID
+	withdrawalID uuid.UUID
+	kind         string
+	attempts     int
+}
+
+// Drain leases the due messages and sends them once each; it returns how
+// many it leased.
+func (o *Outbox) Drain(ctx context.Context) (int, error) {
+	now := o.now()
+	var msgs []outboxMsg
+	err := ledger.RunTx(ctx, o.pool, maxTxRetries, func(tx pgx.Tx) error {
+		msgs = msgs[:0]
+		rows, err := tx.Query(ctx, `UPDATE outbox SET lease_owner = $1, lease_until = $2
+			WHERE id IN (
+				SELECT o.id FROM outbox o
+				WHERE o.state = 'pending' AND o.next_attempt_at <= $3
+				  AND (o.lease_until IS NULL OR o.lease_until < $3)
+				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.withdrawal_id = o.withdrawal_id
+				                  AND p.seq < o.seq AND p.state = 'pending')
+				ORDER BY o.next_attempt_at LIMIT $4)
+			RETURNING id, withdrawal_id, kind, attempts`,
+			o.cfg.Owner, now.Add(o.cfg.Lease), now, o.cfg.Batch)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m outboxMsg
+			if err := rows.Scan(&m.id, &m.withdrawalID, &m.kind, &m.attempts); err != nil {
+				return err
+			}
+			msgs = append(msgs, m)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("leasing outbox: %w", err)
+	}
+	for _, m := range msgs {
+		if err := o.send(ctx, m); err != nil {
+			if ctx.Err() != nil {
+				return len(msgs), ctx.Err()
+			}
+			o.log.Warn("outbox send", "withdrawal", m.withdrawalID, "kind", m.kind, "err", err)
+		}
+	}
+	o.observeDepth(ctx)
+	return len(msgs), nil
+}
+
+func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
+	var w Withdrawal
+	var poName string
+	err := o.pool.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
+		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), '')
+		FROM withdrawals WHERE id = $1`, m.withdrawalID).Scan(scanTargets(&w, &poName)...)
+	if err != nil {
+		return fmt.Errorf("loading withdrawal: %w", err)
+	}
+	req := iso.AdviceRequest{
+		Repeat: m.attempts > 0, STAN: o.bank.NextSTAN(), RRN: w.RRN, TransmittedAt: o.now(),
+		Account: w.Account, Amount: w.Amount, Currency: w.Currency, ApprovalCode: w.ApprovalCode,
+		TerminalID: w.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: "SOFTATM CASH-OUT SWITCH",
+		Original: iso.Original{MTI: "0100", STAN: w.STAN, TransmittedAt: w.TransmittedAt},
+	}
+	if m.kind == "advice" {
+		req.TerminalID, req.CardAcceptor, req.AcceptorName = w.PaidKiosk, w.PostOffice, poName
+	}
+	sctx, cancel := context.WithTimeout(ctx, o.cfg.SendTimeout)
+	var resp iso.AdviceResponse
+	if m.kind == "advice" {
+		resp, err = o.bank.Advise(sctx, req)
+	} else {
+		resp, err = o.bank.Reverse(sctx, req)
+	}
+	cancel()
+	o.m.outboxSent.WithLabelValues(m.kind, outcome(resp.ResponseCode, err)).Inc()
+	if err != nil {
+		return o.retryLater(ctx, m, err)
+	}
+	return o.answered(ctx, m, resp.ResponseCode)
+}
+
+func outcome(rc string, err error) string {
+	if err != nil {
+		return "no_answer"
+	}
+	return "rc_" + rc
+}
+
+// answered records the bank's answer. 00 (and 94, "already have it") end the
+// message; any other answer is an exception for finance: the bank refused
+// to capture or release, and only a person can decide what that means.
+func (o *Outbox) answered(ctx context.Context, m outboxMsg, rc string) error {
+	now := o.now()
+	state := "done"
+	if rc != iso.RCApproved && rc != iso.RCDuplicate {
+		state = "exception"
+	}
+	return ledger.RunTx(ctx, o.pool, maxTxRetries, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE outbox SET state = $2, response_code = $3, attempts = attempts + 1,
+			done_at = $4, lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
+			m.id, state, rc, now); err != nil {
+			return err
+		}
+		if m.kind == "advice" && state == "done" {
+			_, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'completed', updated_at = $2
+				WHERE id = $1 AND state = 'paid'`, m.withdrawalID, now)
+			return err
+		}
+		return nil
+	})
+}
+
+func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error {
+	now := o.now()
+	attempts := m.attempts + 1
+	state := "pending"
+	if attempts >= o.cfg.MaxAttempts {
+		state = "exception"
+		o.log.Error("outbox message moved to exceptions", "withdrawal", m.withdrawalID, "kind", m.kind, "attempts", attempts)
+	}
+	err := ledger.RunTx(ctx, o.pool, maxTxRetries, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
+			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
+			m.id, state, attempts, now.Add(o.backoff(attempts)), cause.Error())
+		return err
+	})
+	return errors.Join(cause, err)
+}
+
+func (o *Outbox) backoff(attempts int) time.Duration {
+	d := o.cfg.BackoffMin << min(attempts-1, 20)
+	if d > o.cfg.BackoffMax || d <= 0 {
+		d = o.cfg.BackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+func (o *Outbox) observeDepth(ctx context.Context) {
+	var depth int64
+	var oldest time.Time
+	err := o.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MIN(created_at), now()) FROM outbox WHERE state = 'pending'`).Scan(&depth, &oldest)
+	if err != nil {
+		return
+	}
+	o.m.outboxDepth.Set(float64(depth))
+	o.m.outboxOldest.Set(o.now().Sub(oldest).Seconds())
+}
+
+func scanTargets(w *Withdrawal, extra ...any) []any {
+	return append([]any{&w.ID, &w.Bank, &w.Account, &w.HolderNameMasked, &w.Amount, &w.Currency, (*string)(&w.State),
+		&w.TerminalID, &w.STAN, &w.RRN, &w.TransmittedAt, &w.ApprovalCode, &w.ResponseCode,
+		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
+		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
+		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
+		&w.CreatedAt, &w.UpdatedAt}, extra...)
+}

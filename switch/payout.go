@@ -1,0 +1,328 @@
+package atmswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/switch/code"
+)
+
+// ScanRequest is what a kiosk sends: a QR payload, or the numeric code with
+// the last 4 digits of the citizen's phone.
+type ScanRequest struct {
+	QR         string `json:"qr"`
+	Numeric    string `json:"numeric"`
+	PhoneLast4 string `json:"phone_last4"`
+}
+
+// Scan checks a code and claims it for this teller, so that no other counter
+// can pay it while the teller checks the citizen's ID. It refuses, before any
+// cash is counted, a code the post office cannot pay.
+func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal, error) {
+	id, err := s.identify(ctx, t, r)
+	if err != nil {
+		return Withdrawal{}, err
+	}
+	now := s.now()
+	w, err := getWithdrawal(ctx, s.pool, id)
+	if err != nil {
+		return Withdrawal{}, err
+	}
+	if w.State != StateReserved && !(w.State == StateClaimed && (w.ClaimedBy == t.holder() || now.After(w.ClaimUntil))) {
+		return Withdrawal{}, stateError(w, now, t.holder())
+	}
+	if now.After(w.ExpiresAt.Add(s.cfg.ClockSkew)) {
+		return Withdrawal{}, softatm.Errorf(softatm.ECodeExpired, "this code has expired")
+	}
+	if err := s.checkTill(ctx, t.PostOffice, w.Amount); err != nil {
+		return Withdrawal{}, err
+	}
+
+	// The fast gate: a spent marker or another teller's lease stops us here
+	// without touching the database. If Redis is down we go on: the
+	// conditional UPDATE below is the real guard.
+	gated := false
+	if s.gate != nil {
+		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
+			return Withdrawal{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been used")
+		}
+		ok, _, err := s.gate.Claim(ctx, id.String(), t.holder(), s.cfg.ClaimTTL)
+		switch {
+		case err != nil:
+			s.m.redisFallback.Inc()
+			s.log.Warn("replay guard unavailable; claiming in the database only", "err", err)
+		case !ok:
+			return Withdrawal{}, softatm.Errorf(softatm.ECodeClaimed, "another counter is paying this code")
+		default:
+			gated = true
+		}
+	}
+	var current Withdrawal
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
+			claim_until = $4, updated_at = $5
+			WHERE id = $1 AND expires_at > $6
+			  AND (state = 'reserved' OR (state = 'claimed' AND (claimed_by = $2 OR claim_until < $5)))`,
+			id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew))
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			if current, err = getWithdrawal(ctx, tx, id); err != nil {
+				return err
+			}
+			return errLate
+		}
+		current, err = getWithdrawal(ctx, tx, id)
+		return err
+	})
+	if err != nil {
+		if gated {
+			_ = s.gate.Release(ctx, id.String(), t.holder())
+		}
+		if errors.Is(err, errLate) {
+			return Withdrawal{}, stateError(current, now, t.holder())
+		}
+		return Withdrawal{}, err
+	}
+	s.m.transition(StateClaimed)
+	return current, nil
+}
+
+// identify turns a scanned or typed code into a withdrawal id.
+func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.UUID, error) {
+	if qr := strings.TrimSpace(r.QR); qr != "" {
+		p, err := s.codes.Verify(ctx, qr)
+		if err != nil {
+			return uuid.Nil, err
+		}
+		return p.WithdrawalID, nil
+	}
+	if r.Numeric == "" {
+		return uuid.Nil, softatm.Errorf(softatm.EInvalid, "scan a QR code or type the numeric code")
+	}
+	if s.gate == nil {
+		return uuid.Nil, softatm.Errorf(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code")
+	}
+	// Guessing is capped per kiosk, per teller and in total. Without Redis
+	// the caps cannot be enforced, so numeric codes are refused.
+	keys := []struct {
+		key   string
+		limit int
+	}{
+		{"numeric:kiosk:" + t.Kiosk, s.cfg.NumericFailMax},
+		{"numeric:teller:" + t.UserID, s.cfg.NumericFailMax},
+		{"numeric:all", s.cfg.NumericGlobalMax},
+	}
+	for _, k := range keys {
+		n, err := s.gate.Failures(ctx, k.key)
+		if err != nil {
+			return uuid.Nil, softatm.Wrap(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code", err)
+		}
+		if n >= k.limit {
+			return uuid.Nil, softatm.Errorf(softatm.ELocked, "too many wrong numeric codes; wait %s or scan the QR code", s.cfg.NumericFailWindow)
+		}
+	}
+	failed := func() (uuid.UUID, error) {
+		for _, k := range keys {
+			if _, err := s.gate.Fail(ctx, k.key, s.cfg.NumericFailWindow); err != nil {
+				return uuid.Nil, softatm.Wrap(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code", err)
+			}
+		}
+		return uuid.Nil, softatm.Errorf(softatm.ECodeInvalid, "the numeric code or phone digits are wrong")
+	}
+	numeric := code.NormalizeNumeric(r.Numeric)
+	if !code.ValidNumeric(numeric) || !last4Re.MatchString(r.PhoneLast4) {
+		return failed()
+	}
+	var id uuid.UUID
+	var phone []byte
+	err := s.pool.QueryRow(ctx, `SELECT id, phone_last4_hash FROM withdrawals WHERE numeric_hash = $1`,
+		code.HashNumeric(s.cfg.Secret, numeric)).Scan(&id, &phone)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return failed()
+	}
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if string(phone) != string(code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)) {
+		return failed()
+	}
+	return id, nil
+}
+
+// checkTill refuses a payout the post office's till cannot cover.
+func (s *Service) checkTill(ctx context.Context, po string, amount int64) error {
+	a, err := s.ledger.Account(ctx, ledger.TillCode(po))
+	if err != nil {
+		return fmt.Errorf("reading till: %w", err)
+	}
+	cash := a.DebitsPosted - a.CreditsPosted - a.CreditsPending
+	if cash < amount {
+		return softatm.Errorf(softatm.ETillShort, "not enough cash in the till for this code")
+	}
+	return nil
+}
+
+// Receipt is what the teller prints after paying.
+type Receipt struct {
+	WithdrawalID uuid.UUID `json:"withdrawal_id"`
+	Amount       int64     `json:"amount"`
+	Currency     string    `json:"currency"`
+	PaidAt       time.Time `json:"paid_at"`
+	PostOffice   string    `json:"post_office"`
+	Kiosk        string    `json:"kiosk"`
+	Teller       string    `json:"teller"`
+	BusinessDate string    `json:"business_date"`
+}
+
+// Confirm records that the teller handed the cash over. In one transaction:
+// the withdrawal becomes paid, the pending hold is posted, the cash moves
+// from in-flight to the till (and the fee, if any, is booked), and a 0220
+// advice is queued. Only the teller holding the claim can confirm, so a
+// second confirm, from anyone, changes nothing.
+func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt, error) {
+	now := s.now()
+	if s.gate != nil {
+		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
+			return Receipt{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been paid")
+		}
+	}
+	w, err := getWithdrawal(ctx, s.pool, id)
+	if err != nil {
+		return Receipt{}, err
+	}
+	if w.State != StateClaimed || w.ClaimedBy != t.holder() {
+		return Receipt{}, stateError(w, now, t.holder())
+	}
+	var fee int64
+	if err := s.pool.QueryRow(ctx, `SELECT fee_amount FROM banks WHERE code = $1`, w.Bank).Scan(&fee); err != nil {
+		return Receipt{}, fmt.Errorf("reading bank fee: %w", err)
+	}
+	transfers := ledger.PayoutTransfers(id, w.Bank, t.PostOffice, w.Amount, fee, w.Currency)
+	var current Withdrawal
+	res, err := s.ledger.Commit(ctx, ledger.Unit{
+		At: now,
+		Apply: func(ctx context.Context, tx pgx.Tx, day time.Time) error {
+			tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
+				post_office = $5, paid_at = $6, business_date = $7, updated_at = $6
+				WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
+				id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, day)
+			if err != nil {
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				if current, err = getWithdrawal(ctx, tx, id); err != nil {
+					return err
+				}
+				return errLate
+			}
+			return insertOutbox(ctx, tx, id, "advice", now)
+		},
+		Transfers: transfers,
+	})
+	if errors.Is(err, errLate) {
+		return Receipt{}, stateError(current, now, t.holder())
+	}
+	if err != nil {
+		return Receipt{}, err
+	}
+	s.m.transition(StatePaid)
+	s.m.paidAmount.Add(float64(w.Amount))
+	if s.gate != nil {
+		// Best effort: the database already refuses a second payout.
+		if err := s.gate.MarkSpent(ctx, id.String(), time.Until(w.ExpiresAt)+s.cfg.ClockSkew+time.Minute); err != nil {
+			s.log.Warn("marking code spent in Redis", "withdrawal", id, "err", err)
+		}
+		_ = s.gate.Release(ctx, id.String(), t.holder())
+	}
+	s.wake()
+	return Receipt{WithdrawalID: id, Amount: w.Amount, Currency: w.Currency, PaidAt: now, PostOffice: t.PostOffice,
+		Kiosk: t.Kiosk, Teller: t.Username, BusinessDate: res.BusinessDate.Format("2006-01-02")}, nil
+}
+
+// Release gives up the teller's claim (the citizen left, the ID did not match).
+func (s *Service) Release(ctx context.Context, t Teller, id uuid.UUID) error {
+	now := s.now()
+	var current Withdrawal
+	err := s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
+			claim_until = NULL, updated_at = $3 WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`, id, t.holder(), now)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			if current, err = getWithdrawal(ctx, tx, id); err != nil {
+				return err
+			}
+			return errLate
+		}
+		return nil
+	})
+	if errors.Is(err, errLate) {
+		return stateError(current, now, t.holder())
+	}
+	if err != nil {
+		return err
+	}
+	if s.gate != nil {
+		_ = s.gate.Release(ctx, id.String(), t.holder())
+	}
+	return nil
+}
+
+// TillDay is a teller's view of their post office's day.
+type TillDay struct {
+	PostOffice string    `json:"post_office"`
+	Count      int64     `json:"count"`
+	PaidOut    int64     `json:"paid_out"`
+	Cash       int64     `json:"cash"`
+	Currency   string    `json:"currency"`
+	Payouts    []Receipt `json:"payouts"`
+}
+
+// payoutsShownMax bounds the payouts listed on the till page.
+const payoutsShownMax = 200
+
+// Till returns today's payouts at the teller's post office and the cash left.
+func (s *Service) Till(ctx context.Context, t Teller) (TillDay, error) {
+	day, err := s.ledger.BusinessDate(ctx, s.now())
+	if err != nil {
+		return TillDay{}, err
+	}
+	a, err := s.ledger.Account(ctx, ledger.TillCode(t.PostOffice))
+	if err != nil {
+		return TillDay{}, err
+	}
+	out := TillDay{PostOffice: t.PostOffice, Currency: s.cfg.Currency, Payouts: []Receipt{},
+		Cash: a.DebitsPosted - a.CreditsPosted - a.CreditsPending}
+	rows, err := s.pool.Query(ctx, `SELECT w.id, w.amount, w.currency, w.paid_at, w.paid_kiosk, COALESCE(u.username, '')
+		FROM withdrawals w LEFT JOIN users u ON u.id::text = w.paid_by
+		WHERE w.post_office = $1 AND w.business_date = $2 AND w.paid_at IS NOT NULL
+		ORDER BY w.paid_at DESC LIMIT $3`, t.PostOffice, day, payoutsShownMax)
+	if err != nil {
+		return TillDay{}, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r := Receipt{PostOffice: t.PostOffice, BusinessDate: day.Format("2006-01-02")}
+		if err := rows.Scan(&r.WithdrawalID, &r.Amount, &r.Currency, &r.PaidAt, &r.Kiosk, &r.Teller); err != nil {
+			return TillDay{}, err
+		}
+		out.Payouts = append(out.Payouts, r)
+	}
+	if err := rows.Err(); err != nil {
+		return TillDay{}, err
+	}
+	err = s.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM withdrawals
+		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, t.PostOffice, day).Scan(&out.Count, &out.PaidOut)
+	return out, err
+}

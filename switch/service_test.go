@@ -1,0 +1,543 @@
+package atmswitch_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/fixtures/localsrv"
+	"github.com/softatm/softatm/iso"
+	"github.com/softatm/softatm/iso/banksim"
+	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/ledger/schema"
+	atmswitch "github.com/softatm/softatm/switch"
+	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/replay"
+)
+
+func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
+
+const (
+	acctRich   = "9704000000000011"
+	acctPoor   = "9704000000000037"
+	acctLimit  = "9704050000000023"
+	acctBlock  = "9704050000000031"
+	phoneRich  = "5611"
+	tillCash   = 10_000_000
+	smallTill  = 100_000
+	currencyVN = "704"
+)
+
+// env is one switch on real servers: a fresh database, the shared Redis
+// with a prefix of its own, and a bank simulator on loopback.
+type env struct {
+	pool   *pgxpool.Pool
+	ledger *ledger.Ledger
+	sim    *banksim.Sim
+	bank   *iso.Client
+	gate   *replay.Guard
+	redis  *redis.Client
+	svc    *atmswitch.Service
+	outbox *atmswitch.Outbox
+	cfg    atmswitch.Config
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
+	t.Helper()
+	ctx := context.Background()
+	url := schema.MustMigratedDB(t)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	e := &env{pool: pool, ledger: ledger.New(pool)}
+	t.Cleanup(e.ledger.Close)
+
+	e.sim = banksim.New([]banksim.Account{
+		{Number: acctRich, Bank: "MB", Holder: "NGUYEN VAN AN", Phone: "0912345611", Balance: 50_000_000, DailyLimit: 40_000_000},
+		{Number: acctPoor, Bank: "MB", Holder: "LE VAN CUONG", Phone: "0912345637", Balance: 100_000, DailyLimit: 5_000_000},
+		{Number: acctLimit, Bank: "AGR", Holder: "PHAM VAN EM", Phone: "0987654323", Balance: 8_000_000, DailyLimit: 300_000},
+		{Number: acctBlock, Bank: "AGR", Holder: "VU THI GIANG", Phone: "0987654331", Balance: 1_000_000, DailyLimit: 2_000_000, Blocked: true},
+	}, banksim.WithLogger(quietLog()))
+	addr, err := e.sim.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.sim.Close() })
+	e.bank = iso.NewClient(addr.String(), iso.WithLogger(quietLog()), iso.WithRequestTimeout(2*time.Second))
+	t.Cleanup(func() { e.bank.Close() })
+	waitUp(t, e.bank)
+
+	rurl, prefix := localsrv.MustRedis(t)
+	opt, _ := redis.ParseURL(rurl)
+	e.redis = redis.NewClient(opt)
+	t.Cleanup(func() { e.redis.Close() })
+	e.gate = replay.New(e.redis, prefix)
+
+	store := code.NewMemKeyStore()
+	if _, err := code.Rotate(ctx, store, "K1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	keyring := code.NewKeyring(store)
+	if err := keyring.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	seed(t, pool, e.ledger)
+	e.cfg = atmswitch.DefaultConfig()
+	e.cfg.Secret = []byte("test-secret")
+	e.cfg.AuthTimeout = 2 * time.Second
+	for _, f := range tweak {
+		f(&e.cfg)
+	}
+	m := atmswitch.NewMetrics(nil)
+	ocfg := atmswitch.DefaultOutboxConfig()
+	ocfg.BackoffMin, ocfg.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
+	e.outbox = atmswitch.NewOutbox(ocfg, pool, e.bank, quietLog(), m, nil)
+	e.svc = atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: pool, Ledger: e.ledger, Bank: e.bank, Codes: keyring,
+		Gate: e.gate, Log: quietLog(), Metrics: m})
+	return e
+}
+
+func waitUp(t *testing.T, c *iso.Client) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !c.Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("bank link never came up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// seed creates two banks, two post offices (one with little cash), their
+// kiosks and ledger accounts.
+func seed(t *testing.T, pool *pgxpool.Pool, l *ledger.Ledger) {
+	t.Helper()
+	ctx := context.Background()
+	for _, q := range []string{
+		`INSERT INTO banks (code, name, fee_amount) VALUES ('MB', 'MB Bank', 0), ('AGR', 'Agribank', 2000)`,
+		`INSERT INTO post_offices (code, name) VALUES ('LS-001', 'Dong Dang'), ('LS-003', 'Van Quan')`,
+		`INSERT INTO kiosks (id, post_office) VALUES ('KLS00101', 'LS-001'), ('KLS00102', 'LS-001'), ('KLS00301', 'LS-003')`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement,
+		ledger.ReceivableCode("MB"), ledger.ReceivableCode("AGR")} {
+		if err := l.EnsureAccount(ctx, a, currencyVN, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for po, cash := range map[string]int64{"LS-001": tillCash, "LS-003": smallTill} {
+		if err := l.EnsureAccount(ctx, ledger.TillCode(po), currencyVN, ledger.FlagCreditsMustNotExceedDebits); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Replenish(ctx, po, cash, currencyVN, uuid.New()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var (
+	teller1 = atmswitch.Teller{UserID: "u1", Username: "teller1", PostOffice: "LS-001", Kiosk: "KLS00101"}
+	teller2 = atmswitch.Teller{UserID: "u2", Username: "teller2", PostOffice: "LS-001", Kiosk: "KLS00102"}
+	teller3 = atmswitch.Teller{UserID: "u3", Username: "teller3", PostOffice: "LS-003", Kiosk: "KLS00301"}
+)
+
+func (e *env) issue(t *testing.T, account string, amount int64) atmswitch.Issued {
+	t.Helper()
+	is, err := e.svc.Create(context.Background(), "MB", atmswitch.CreateRequest{Account: account, Amount: amount,
+		Currency: "VND", HolderName: "Nguyen Van An", PhoneLast4: phoneRich})
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	return is
+}
+
+func (e *env) state(t *testing.T, id uuid.UUID) atmswitch.State {
+	t.Helper()
+	var s string
+	if err := e.pool.QueryRow(context.Background(), `SELECT state FROM withdrawals WHERE id = $1`, id).Scan(&s); err != nil {
+		t.Fatal(err)
+	}
+	return atmswitch.State(s)
+}
+
+func (e *env) drain(t *testing.T) {
+	t.Helper()
+	for range 50 {
+		n, err := e.outbox.Drain(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pending int
+		if err := e.pool.QueryRow(context.Background(), `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`).Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			return
+		}
+		if n == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	e.dumpOutbox(t)
+	t.Fatal("outbox did not drain")
+}
+
+func (e *env) checkLedger(t *testing.T) {
+	t.Helper()
+	res, err := ledger.Check(context.Background(), e.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !r.OK {
+			t.Errorf("ledger check %s failed: %s", r.Name, r.Detail)
+		}
+	}
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := softatm.ErrorCode(err); got != code {
+		t.Fatalf("error %v: code %q, want %q", err, got, code)
+	}
+}
+
+func TestHappyPathThroughEveryComponent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 500_000)
+	if is.Withdrawal.State != atmswitch.StateReserved || is.Withdrawal.QRPayload == "" || !code.ValidNumeric(is.Numeric) {
+		t.Fatalf("issued %+v numeric %q", is.Withdrawal, is.Numeric)
+	}
+	if a, _ := e.sim.Account(acctRich); a.Held != 500_000 {
+		t.Fatalf("bank holds %d, want 500000", a.Held)
+	}
+	w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Amount != 500_000 || w.HolderNameMasked != "N***** V** A*" {
+		t.Fatalf("scan shows %d %q", w.Amount, w.HolderNameMasked)
+	}
+	rc, err := e.svc.Confirm(ctx, teller1, w.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.Amount != 500_000 || rc.PostOffice != "LS-001" || rc.Teller != "teller1" {
+		t.Fatalf("receipt %+v", rc)
+	}
+	if s := e.state(t, w.ID); s != atmswitch.StatePaid {
+		t.Fatalf("state %s, want paid", s)
+	}
+	till, err := e.ledger.Account(ctx, ledger.TillCode("LS-001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cash := till.DebitsPosted - till.CreditsPosted; cash != tillCash-500_000 {
+		t.Fatalf("till holds %d, want %d", cash, tillCash-500_000)
+	}
+	e.drain(t)
+	if s := e.state(t, w.ID); s != atmswitch.StateCompleted {
+		t.Fatalf("state %s, want completed", s)
+	}
+	a, _ := e.sim.Account(acctRich)
+	if a.Held != 0 || a.Balance != 50_000_000-500_000 {
+		t.Fatalf("bank: held %d balance %d", a.Held, a.Balance)
+	}
+	// A second confirm, by the same teller or another, changes nothing.
+	_, err = e.svc.Confirm(ctx, teller1, w.ID)
+	wantCode(t, err, softatm.ECodeUsed)
+	_, err = e.svc.Scan(ctx, teller2, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ECodeUsed)
+	e.checkLedger(t)
+}
+
+func TestCancelReleasesHold(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 300_000)
+	w, err := e.svc.Cancel(ctx, "MB", is.Withdrawal.ID)
+	if err != nil || w.State != atmswitch.StateCancelled {
+		t.Fatalf("cancel: %v %s", err, w.State)
+	}
+	// Cancelling twice is not an error and queues nothing more.
+	if _, err := e.svc.Cancel(ctx, "MB", is.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Cancel(ctx, "AGR", is.Withdrawal.ID); softatm.ErrorCode(err) != softatm.ENotFound {
+		t.Fatalf("another bank cancelled it: %v", err)
+	}
+	e.drain(t)
+	for _, h := range e.sim.Holds() {
+		if h.State != "released" {
+			t.Fatalf("hold %s is %s, want released", h.ApprovalCode, h.State)
+		}
+	}
+	if n := e.sim.Received("0420"); n != 1 {
+		t.Fatalf("bank got %d reversals, want 1", n)
+	}
+	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ECodeCancelled)
+	e.checkLedger(t)
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	good := atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, Currency: "VND", PhoneLast4: "1234"}
+	for _, tc := range []struct {
+		name string
+		mut  func(*atmswitch.CreateRequest)
+		code string
+	}{
+		{"zero amount", func(r *atmswitch.CreateRequest) { r.Amount = 0 }, softatm.EInvalidAmount},
+		{"negative amount", func(r *atmswitch.CreateRequest) { r.Amount = -50_000 }, softatm.EInvalidAmount},
+		{"over the limit", func(r *atmswitch.CreateRequest) { r.Amount = 50_000_000 }, softatm.EInvalidAmount},
+		{"not a note multiple", func(r *atmswitch.CreateRequest) { r.Amount = 105_500 }, softatm.EInvalidAmount},
+		{"bad account", func(r *atmswitch.CreateRequest) { r.Account = "12ab" }, softatm.EInvalid},
+		{"bad phone", func(r *atmswitch.CreateRequest) { r.PhoneLast4 = "12" }, softatm.EInvalid},
+		{"bad currency", func(r *atmswitch.CreateRequest) { r.Currency = "USD" }, softatm.EInvalid},
+	} {
+		r := good
+		tc.mut(&r)
+		_, err := e.svc.Create(ctx, "MB", r)
+		if got := softatm.ErrorCode(err); got != tc.code {
+			t.Errorf("%s: code %q, want %q (%v)", tc.name, got, tc.code, err)
+		}
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT COUNT(*) FROM withdrawals`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("withdrawals after bad input: %d %v", n, err)
+	}
+	if got := e.sim.Received("0100"); got != 0 {
+		t.Fatalf("bank received %d requests for bad input", got)
+	}
+}
+
+func TestBankRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		account string
+		amount  int64
+		code    string
+	}{
+		{"9704999999999999", 100_000, softatm.EUnknownAccount},
+		{acctPoor, 200_000, softatm.EDeclined},  // 51 insufficient funds
+		{acctLimit, 500_000, softatm.ELimit},    // 61 over the daily limit
+		{acctBlock, 100_000, softatm.EDeclined}, // 05 do not honour
+	} {
+		_, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: tc.account, Amount: tc.amount, PhoneLast4: "1234"})
+		if got := softatm.ErrorCode(err); got != tc.code {
+			t.Errorf("account %s: code %q, want %q (%v)", tc.account, got, tc.code, err)
+		}
+	}
+	var declined int
+	if err := e.pool.QueryRow(ctx, `SELECT COUNT(*) FROM withdrawals WHERE state = 'declined'`).Scan(&declined); err != nil || declined != 4 {
+		t.Fatalf("declined rows %d (%v), want 4", declined, err)
+	}
+	e.checkLedger(t)
+}
+
+func TestTamperedCodes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	qr := is.Withdrawal.QRPayload
+	b := []byte(qr)
+	if b[10] == 'A' {
+		b[10] = 'B'
+	} else {
+		b[10] = 'A'
+	}
+	_, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: string(b)})
+	wantCode(t, err, softatm.ECodeInvalid)
+	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: "HTTPS://EVIL.EXAMPLE/PAY"})
+	wantCode(t, err, softatm.ECodeInvalid)
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateReserved {
+		t.Fatalf("state %s after bad scans", s)
+	}
+}
+
+func TestTillShortRefusedAtScan(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 500_000) // LS-003 holds only 100,000
+	_, err := e.svc.Scan(ctx, teller3, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ETillShort)
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateReserved {
+		t.Fatalf("state %s, want reserved", s)
+	}
+}
+
+func TestNumericFallbackAndLockout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	_, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: is.Numeric, PhoneLast4: "0000"})
+	wantCode(t, err, softatm.ECodeInvalid)
+	w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: is.Numeric, PhoneLast4: phoneRich})
+	if err != nil || w.ID != is.Withdrawal.ID {
+		t.Fatalf("numeric scan: %v", err)
+	}
+	// Guessing locks the kiosk out.
+	for i := 0; i < e.cfg.NumericFailMax; i++ {
+		_, _ = e.svc.Scan(ctx, teller2, atmswitch.ScanRequest{Numeric: "123456789012", PhoneLast4: "1111"})
+	}
+	_, err = e.svc.Scan(ctx, teller2, atmswitch.ScanRequest{Numeric: is.Numeric, PhoneLast4: phoneRich})
+	wantCode(t, err, softatm.ELocked)
+}
+
+// TestOneCodeManyTellers is the heart of "nobody takes cash that is not
+// theirs": many tellers scan and confirm one code at once, many times;
+// exactly one payout each time.
+func TestOneCodeManyTellers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	const tellers, rounds = 64, 20
+	for round := range rounds {
+		is := e.issue(t, acctRich, 50_000)
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		paid := 0
+		codes := map[string]int{}
+		for i := range tellers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tl := atmswitch.Teller{UserID: uuid.NewString(), Username: "t", PostOffice: "LS-001", Kiosk: "KLS00101"}
+				if i%2 == 1 {
+					tl.Kiosk = "KLS00102"
+				}
+				_, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+				if err == nil {
+					_, err = e.svc.Confirm(ctx, tl, is.Withdrawal.ID)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if err == nil {
+					paid++
+				} else {
+					codes[softatm.ErrorCode(err)]++
+				}
+			}()
+		}
+		wg.Wait()
+		if paid != 1 {
+			t.Fatalf("round %d: %d payouts, want 1 (refusals %v)", round, paid, codes)
+		}
+		for c := range codes {
+			if c != softatm.ECodeUsed && c != softatm.ECodeClaimed {
+				t.Fatalf("round %d: unexpected refusal %q (%v)", round, c, codes)
+			}
+		}
+	}
+	var n int
+	if err := e.pool.QueryRow(ctx, `SELECT COUNT(*) FROM transfers WHERE kind = 'post_pending'`).Scan(&n); err != nil || n != rounds {
+		t.Fatalf("posted transfers %d, want %d (%v)", n, rounds, err)
+	}
+	e.checkLedger(t)
+}
+
+// TestRedisFlushedStillPaysOnce: with Redis flushed between scans, the
+// database alone refuses the second payout.
+func TestRedisFlushedStillPaysOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	// Forget everything the fast gate knew (only this test's keys).
+	iter := e.redis.Scan(ctx, 0, "*", 1000).Iterator()
+	for iter.Next(ctx) {
+		e.redis.Del(ctx, iter.Val())
+	}
+	_, err := e.svc.Scan(ctx, teller2, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ECodeUsed)
+	_, err = e.svc.Confirm(ctx, teller2, is.Withdrawal.ID)
+	wantCode(t, err, softatm.ECodeUsed)
+}
+
+func TestNoReplyIsReversed(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.AuthTimeout = 300 * time.Millisecond })
+	ctx := context.Background()
+	e.sim.SetFault(acctRich, banksim.Fault{Kind: "drop"})
+	_, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: "1234"})
+	wantCode(t, err, softatm.EBankUnavailable)
+	e.sim.ClearFaults()
+	e.drain(t)
+	if n := e.sim.Received("0420"); n != 1 {
+		t.Fatalf("reversals %d, want 1", n)
+	}
+	for _, h := range e.sim.Holds() {
+		if h.State == "held" {
+			t.Fatalf("hold %s still open after reversal", h.ApprovalCode)
+		}
+	}
+	var state string
+	if err := e.pool.QueryRow(ctx, `SELECT state FROM withdrawals`).Scan(&state); err != nil || state != "failed" {
+		t.Fatalf("state %q (%v), want failed", state, err)
+	}
+}
+
+func TestExpirySweepReversesHold(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL = time.Second; c.ClockSkew = 0 })
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	time.Sleep(2100 * time.Millisecond) // codes carry whole seconds
+	_, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ECodeExpired)
+	if _, err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateExpired {
+		t.Fatalf("state %s, want expired", s)
+	}
+	e.drain(t)
+	if a, _ := e.sim.Account(acctRich); a.Held != 0 {
+		t.Fatalf("bank still holds %d", a.Held)
+	}
+	e.checkLedger(t)
+}
+
+func (e *env) dumpOutbox(t *testing.T) {
+	rows, _ := e.pool.Query(context.Background(), `SELECT kind, state, attempts, last_error, response_code FROM outbox`)
+	for rows.Next() {
+		var k, s, le, rc string
+		var a int
+		rows.Scan(&k, &s, &a, &le, &rc)
+		t.Logf("outbox %s %s %d %q %q", k, s, a, le, rc)
+	}
+}

@@ -1,0 +1,74 @@
+package atmswitch
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/softatm/softatm"
+)
+
+// querier is what both a pool and a transaction offer.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, amount, currency, state,
+	terminal_id, stan, rrn, transmitted_at, approval_code, response_code,
+	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
+	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
+	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
+	created_at, updated_at`
+
+func scanWithdrawal(row pgx.Row) (Withdrawal, error) {
+	var w Withdrawal
+	err := row.Scan(scanTargets(&w)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
+	}
+	return w, err
+}
+
+func getWithdrawal(ctx context.Context, q querier, id uuid.UUID) (Withdrawal, error) {
+	return scanWithdrawal(q.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id))
+}
+
+// insertOutbox queues a message to the bank in the caller's transaction.
+// seq keeps the messages of one withdrawal in order.
+func insertOutbox(ctx context.Context, tx pgx.Tx, withdrawalID uuid.UUID, kind string, now time.Time) error {
+	_, err := tx.Exec(ctx, `INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
+		SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, 'pending', $4, $4 FROM outbox WHERE withdrawal_id = $2`,
+		uuid.New(), withdrawalID, kind, now)
+	return err
+}
+
+// stateError explains, in the error vocabulary, why a withdrawal in state s
+// cannot be scanned, paid or cancelled.
+func stateError(w Withdrawal, now time.Time, holder string) error {
+	switch w.State {
+	case StatePaid, StateCompleted:
+		return softatm.Errorf(softatm.ECodeUsed, "this code has already been paid")
+	case StateCancelled:
+		return softatm.Errorf(softatm.ECodeCancelled, "this code was cancelled")
+	case StateExpired:
+		return softatm.Errorf(softatm.ECodeExpired, "this code has expired")
+	case StateDeclined, StateFailed:
+		return softatm.Errorf(softatm.ECodeCancelled, "this code was never approved")
+	case StateRequested:
+		return softatm.Errorf(softatm.EConflict, "the bank has not approved this code yet")
+	case StateClaimed:
+		if w.ClaimedBy != holder {
+			return softatm.Errorf(softatm.ECodeClaimed, "another counter is paying this code")
+		}
+		return softatm.Errorf(softatm.EConflict, "this code is already claimed by you")
+	case StateReserved:
+		if !w.ExpiresAt.IsZero() && now.After(w.ExpiresAt) {
+			return softatm.Errorf(softatm.ECodeExpired, "this code has expired")
+		}
+		return softatm.Errorf(softatm.EConflict, "scan the code before confirming")
+	}
+	return softatm.Errorf(softatm.EConflict, "withdrawal is %s", w.State)
+}

@@ -1,0 +1,192 @@
+// Package teller serves the staff side of the switch: the teller's kiosk API
+// (login, scan, confirm, release, till), the finance API (business days,
+// settlement, reconciliation, outbox exceptions) and the embedded pages
+// (/kiosk, /finance, /demo/app). It turns HTTP into calls on the switch's
+// Service and the ledger; it holds no state of its own.
+//
+// Every state-changing request needs a staff session cookie, the session's
+// CSRF token in X-CSRF-Token and an Idempotency-Key, so that a double tap or
+// a slow network never pays twice: the second request gets the first answer.
+//
+// This package may import switch, ledger and their sub-packages; nothing
+// imports it but cmd/softatm.
+package teller
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/softatm/softatm"
+	atmswitch "github.com/softatm/softatm/switch"
+	"github.com/softatm/softatm/switch/auth"
+)
+
+// API is the teller's and finance's HTTP API.
+type API struct {
+	Service *atmswitch.Service
+	Auth    *auth.Service
+	Pool    *pgxpool.Pool
+	Log     *slog.Logger
+}
+
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	atmswitch.WriteError(w, r, a.Log, err)
+}
+
+// AsTeller passes the logged-in teller to h. The route is already behind
+// auth.RequireStaff(auth.RoleTeller); the check here keeps h from ever
+// running without one.
+func (a *API) AsTeller(h func(http.ResponseWriter, *http.Request, atmswitch.Teller)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s, ok := auth.SessionFrom(r.Context())
+		if !ok || s.User.Role != auth.RoleTeller {
+			a.fail(w, r, softatm.Errorf(softatm.EUnauthorized, "please log in as a teller"))
+			return
+		}
+		h(w, r, atmswitch.Teller{UserID: s.User.ID.String(), Username: s.User.Username,
+			PostOffice: s.User.PostOffice, Kiosk: s.User.Kiosk})
+	}
+}
+
+type loginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+type sessionView struct {
+	Username   string    `json:"username"`
+	Role       auth.Role `json:"role"`
+	PostOffice string    `json:"post_office,omitempty"`
+	Kiosk      string    `json:"kiosk,omitempty"`
+	CSRFToken  string    `json:"csrf_token"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+func viewSession(s auth.Session) sessionView {
+	return sessionView{Username: s.User.Username, Role: s.User.Role, PostOffice: s.User.PostOffice,
+		Kiosk: s.User.Kiosk, CSRFToken: s.CSRF, ExpiresAt: s.ExpiresAt}
+}
+
+// Login handles POST /v1/teller/login (and /v1/staff/login): any staff role
+// may log in; each route then checks the role it needs.
+func (a *API) Login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if err := atmswitch.DecodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	s, err := a.Auth.Login(r.Context(), req.Username, req.Password)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	a.Auth.SetSessionCookie(w, r, s)
+	atmswitch.WriteJSON(w, http.StatusOK, viewSession(s))
+}
+
+// Logout handles POST /v1/staff/logout.
+func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(auth.SessionCookie); err == nil {
+		_ = a.Auth.Logout(r.Context(), c.Value)
+	}
+	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
+		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	atmswitch.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
+}
+
+// Me handles GET /v1/staff/me: the page reloads its CSRF token from here.
+func (a *API) Me(w http.ResponseWriter, r *http.Request) {
+	s, ok := auth.SessionFrom(r.Context())
+	if !ok {
+		a.fail(w, r, softatm.Errorf(softatm.EUnauthorized, "please log in"))
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, viewSession(s))
+}
+
+type scanView struct {
+	WithdrawalID     uuid.UUID `json:"withdrawal_id"`
+	Amount           int64     `json:"amount"`
+	Currency         string    `json:"currency"`
+	HolderNameMasked string    `json:"holder_name_masked"`
+	AccountMasked    string    `json:"account_masked"`
+	Bank             string    `json:"bank"`
+	BankName         string    `json:"bank_name"`
+	ExpiresAt        time.Time `json:"expires_at"`
+	ClaimUntil       time.Time `json:"claim_until"`
+}
+
+// Scan handles POST /v1/teller/scan.
+func (a *API) Scan(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
+	var req atmswitch.ScanRequest
+	if err := atmswitch.DecodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	wd, err := a.Service.Scan(r.Context(), t, req)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	v := scanView{WithdrawalID: wd.ID, Amount: wd.Amount, Currency: wd.Currency, HolderNameMasked: wd.HolderNameMasked,
+		AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
+	_ = a.Pool.QueryRow(r.Context(), `SELECT name FROM banks WHERE code = $1`, wd.Bank).Scan(&v.BankName)
+	atmswitch.WriteJSON(w, http.StatusOK, v)
+}
+
+type confirmRequest struct {
+	WithdrawalID uuid.UUID `json:"withdrawal_id"`
+	IDChecked    bool      `json:"id_checked"`
+}
+
+// Confirm handles POST /v1/teller/confirm. The teller must say they checked
+// the citizen's ID; the page only enables the button after that step.
+func (a *API) Confirm(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
+	var req confirmRequest
+	if err := atmswitch.DecodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if !req.IDChecked {
+		a.fail(w, r, softatm.Errorf(softatm.EInvalid, "check the citizen's ID before paying"))
+		return
+	}
+	rc, err := a.Service.Confirm(r.Context(), t, req.WithdrawalID)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, rc)
+}
+
+type releaseRequest struct {
+	WithdrawalID uuid.UUID `json:"withdrawal_id"`
+}
+
+// Release handles POST /v1/teller/release.
+func (a *API) Release(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
+	var req releaseRequest
+	if err := atmswitch.DecodeJSON(r, &req); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if err := a.Service.Release(r.Context(), t, req.WithdrawalID); err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, map[string]bool{"released": true})
+}
+
+// Till handles GET /v1/teller/till.
+func (a *API) Till(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
+	day, err := a.Service.Till(r.Context(), t)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, day)
+}
