@@ -555,3 +555,24 @@ func TestWriteError(t *testing.T) {
 		t.Fatalf("body %s", got)
 	}
 }
+
+func TestScopes(t *testing.T) {
+	t.Parallel()
+	r := httptest.NewRequest(http.MethodPost, "/", nil)
+	if _, ok := auth.BankClientScope(r); ok {
+		t.Error("bank scope without a client")
+	}
+	if _, ok := auth.StaffScope(r); ok {
+		t.Error("staff scope without a session")
+	}
+	rc := r.WithContext(auth.WithBankClient(r.Context(), auth.BankClient{ID: "mb-app", BankCode: "MB"}))
+	if s, ok := auth.BankClientScope(rc); !ok || s != "client:mb-app" {
+		t.Errorf("bank scope %q %v", s, ok)
+	}
+	var sess auth.Session
+	sess.User.ID[0] = 1
+	rs := r.WithContext(auth.WithSession(r.Context(), sess))
+	if s, ok := auth.StaffScope(rs); !ok || s != "user:"+sess.User.ID.String() {
+		t.Errorf("staff scope %q %v", s, ok)
+	}
+}

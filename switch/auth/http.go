@@ -164,3 +164,25 @@ func (s *Service) RequireStaff(roles ...Role) func(http.Handler) http.Handler {
 		})
 	}
 }
+
+// BankClientScope is an idempotency scope function (for idem.Middleware,
+// after RequireBankClient): keys belong to the calling bank client. The
+// prefix keeps a client id from ever equalling a staff scope.
+func BankClientScope(r *http.Request) (string, bool) {
+	c, ok := BankClientFrom(r.Context())
+	if !ok {
+		return "", false
+	}
+	return "client:" + c.ID, true
+}
+
+// StaffScope is an idempotency scope function (for idem.Middleware, after
+// RequireStaff): keys belong to the logged-in user, whatever session or
+// kiosk they use.
+func StaffScope(r *http.Request) (string, bool) {
+	s, ok := SessionFrom(r.Context())
+	if !ok {
+		return "", false
+	}
+	return "user:" + s.User.ID.String(), true
+}

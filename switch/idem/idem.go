@@ -491,7 +491,7 @@ func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	var err error
 	for attempt := 0; attempt <= s.txRetryMax; attempt++ {
 		if attempt > 0 {
-			pause := time.Duration(rand.Int64N(int64(txRetryBackoffMax) * int64(attempt) / int64(s.txRetryMax)))
+			pause := time.Duration(rand.Int64N(int64(txRetryBackoffMax)*int64(attempt)/int64(s.txRetryMax) + 1))
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
