@@ -1,0 +1,365 @@
+// Package recon reconciles a bank's settlement file with the switch's own
+// record of a business day: it imports the file (idempotently: file hash
+// plus line ids), matches every line against the withdrawals paid that day
+// for that bank, and lists each as matched or as an exception (missing at
+// bank, missing at switch, amount mismatch, field mismatch, duplicate) that
+// finance resolves by hand with a reason. Nothing is fixed automatically.
+//
+// Matching is by RRN (ISO 8583 field 37), which the switch keeps unique. A
+// line whose RRN is found among the day's paid withdrawals is matched when
+// amount, currency, STAN and approval code agree; a different amount or
+// currency is an amount_mismatch, a different STAN or approval code a
+// field_mismatch. Every further line with the same RRN is a duplicate. The
+// line type is recorded but not interpreted. All lines imported for a bank
+// and day take part, from every file: a corrected file that repeats lines
+// adds only its new ones.
+//
+// This package reads the withdrawals table but must not import the switch
+// package; of this module it imports only softatm and ledger (for RunTx).
+package recon
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	softatm "github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
+)
+
+// Status is the outcome of reconciling one line or withdrawal.
+type Status string
+
+// Statuses.
+const (
+	StatusMatched         Status = "matched"
+	StatusMissingAtBank   Status = "missing_at_bank"   // the switch paid it, the file lacks it
+	StatusMissingAtSwitch Status = "missing_at_switch" // the file has it, the switch did not pay it that day
+	StatusAmountMismatch  Status = "amount_mismatch"   // amount or currency differ
+	StatusFieldMismatch   Status = "field_mismatch"    // STAN or approval code differ
+	StatusDuplicate       Status = "duplicate"         // the RRN appears again in the file(s)
+)
+
+// maxRetries bounds the re-runs of a recon transaction.
+const maxRetries = ledger.DefaultMaxRetries
+
+// Store keeps imported files and reconciliation items in PostgreSQL or
+// CockroachDB.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// New returns a store on pool.
+func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// ImportResult describes an import.
+type ImportResult struct {
+	FileID     uuid.UUID
+	Bank       string
+	Date       time.Time
+	Name       string
+	SHA256     string
+	Lines      int  // lines in the file
+	NewLines   int  // lines not known from an earlier file of the same bank and day
+	Repeated   bool // the same file was imported before: this is that import
+	ImportedAt time.Time
+}
+
+// Item is one reconciliation result.
+type Item struct {
+	ID                       uuid.UUID
+	Status                   Status
+	RRN, STAN, ApprovalCode  string
+	BankAmount, SwitchAmount int64
+	WithdrawalID             uuid.UUID
+	Detail                   string // why it is an exception, in words
+	Resolved                 bool
+	ResolvedBy, Reason       string
+}
+
+// ns derives recon ids: an id is a function of what it names, so that
+// repeating an import or a report finds the same rows.
+var ns = uuid.MustParse("6f1d2a3c-52a4-4b8e-9c1e-0d7c3b9a5e10")
+
+func dateOf(t time.Time) time.Time {
+	y, m, d := t.Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+}
+
+func dayKey(bank string, d time.Time) string { return bank + "|" + d.Format(time.DateOnly) }
+
+// Import parses content and stores its lines for bank and business day
+// date. Importing the same bytes again changes nothing and returns the
+// first import (Repeated set). The bank must be known.
+func (s *Store) Import(ctx context.Context, bank string, date time.Time, name string, content []byte) (ImportResult, error) {
+	lines, err := Parse(bytes.NewReader(content))
+	if err != nil {
+		return ImportResult{}, err
+	}
+	d := dateOf(date)
+	sum := sha256.Sum256(content)
+	res := ImportResult{Bank: bank, Date: d, Name: name, SHA256: hex.EncodeToString(sum[:]), Lines: len(lines)}
+	res.FileID = uuid.NewSHA1(ns, []byte("file|"+dayKey(bank, d)+"|"+res.SHA256))
+	err = ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
+		var known bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM banks WHERE code = $1)`, bank).Scan(&known); err != nil {
+			return fmt.Errorf("reading bank: %w", err)
+		}
+		if !known {
+			return softatm.Errorf(softatm.ENotFound, "unknown bank %q", bank)
+		}
+		err := tx.QueryRow(ctx, `SELECT name, new_lines, imported_at FROM recon_files WHERE id = $1`, res.FileID).
+			Scan(&res.Name, &res.NewLines, &res.ImportedAt)
+		if err == nil {
+			res.Repeated = true
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("reading recon file: %w", err)
+		}
+		res.Name, res.Repeated = name, false
+		if _, err := tx.Exec(ctx, `INSERT INTO recon_files (id, bank, business_date, name, sha256, line_count, new_lines)
+			VALUES ($1, $2, $3, $4, $5, $6, 0)`, res.FileID, bank, d, name, res.SHA256, len(lines)); err != nil {
+			return fmt.Errorf("storing recon file: %w", err)
+		}
+		occurrence := map[string]int{}
+		newLines := 0
+		for _, l := range lines {
+			content := fmt.Sprintf("%s|%s|%s|%d|%s|%s|%s", l.RRN, l.STAN, l.ApprovalCode, l.Amount, l.Currency,
+				l.Time.UTC().Format(time.RFC3339Nano), l.Type)
+			occurrence[content]++
+			id := uuid.NewSHA1(ns, []byte("line|"+dayKey(bank, d)+"|"+content+"|"+strconv.Itoa(occurrence[content])))
+			tag, err := tx.Exec(ctx, `INSERT INTO recon_lines (id, bank, business_date, file_id, line_no, rrn, stan,
+				approval_code, amount, currency, transaction_time, type)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (id) DO NOTHING`,
+				id, bank, d, res.FileID, l.LineNo, l.RRN, l.STAN, l.ApprovalCode, l.Amount, l.Currency, l.Time, l.Type)
+			if err != nil {
+				return fmt.Errorf("storing recon line %d: %w", l.LineNo, err)
+			}
+			newLines += int(tag.RowsAffected())
+		}
+		res.NewLines = newLines
+		return tx.QueryRow(ctx, `UPDATE recon_files SET new_lines = $2 WHERE id = $1 RETURNING imported_at`,
+			res.FileID, newLines).Scan(&res.ImportedAt)
+	})
+	if err != nil {
+		return ImportResult{}, err
+	}
+	return res, nil
+}
+
+type fileLine struct {
+	id                       uuid.UUID
+	rrn, stan, approval, cur string
+	amount                   int64
+}
+
+type paid struct {
+	id                       uuid.UUID
+	rrn, stan, approval, cur string
+	amount                   int64
+}
+
+// Report reconciles bank's imported lines for business day date with the
+// withdrawals of that bank paid (or completed) on that day, stores the
+// items (keeping earlier resolutions) and returns them, exceptions first.
+func (s *Store) Report(ctx context.Context, bank string, date time.Time) ([]Item, error) {
+	d := dateOf(date)
+	var items []Item
+	err := ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
+		lines, err := loadLines(ctx, tx, bank, d)
+		if err != nil {
+			return err
+		}
+		ws, err := loadPaid(ctx, tx, bank, d)
+		if err != nil {
+			return err
+		}
+		items = match(bank, d, lines, ws)
+		if err := explainMissingAtSwitch(ctx, tx, items); err != nil {
+			return err
+		}
+		return storeItems(ctx, tx, bank, d, items)
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.SliceStable(items, func(i, j int) bool {
+		if (items[i].Status == StatusMatched) != (items[j].Status == StatusMatched) {
+			return items[j].Status == StatusMatched
+		}
+		return items[i].RRN < items[j].RRN
+	})
+	return items, nil
+}
+
+func loadLines(ctx context.Context, tx pgx.Tx, bank string, d time.Time) ([]fileLine, error) {
+	rows, err := tx.Query(ctx, `SELECT l.id, l.rrn, l.stan, l.approval_code, l.amount, l.currency
+		FROM recon_lines l JOIN recon_files f ON f.id = l.file_id
+		WHERE l.bank = $1 AND l.business_date = $2 ORDER BY f.imported_at, f.id, l.line_no`, bank, d)
+	if err != nil {
+		return nil, fmt.Errorf("reading recon lines: %w", err)
+	}
+	defer rows.Close()
+	var out []fileLine
+	for rows.Next() {
+		var l fileLine
+		if err := rows.Scan(&l.id, &l.rrn, &l.stan, &l.approval, &l.amount, &l.cur); err != nil {
+			return nil, fmt.Errorf("reading recon lines: %w", err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func loadPaid(ctx context.Context, tx pgx.Tx, bank string, d time.Time) ([]paid, error) {
+	rows, err := tx.Query(ctx, `SELECT id, rrn, stan, approval_code, amount, currency FROM withdrawals
+		WHERE bank_code = $1 AND business_date = $2 AND state IN ('paid','completed') ORDER BY rrn`, bank, d)
+	if err != nil {
+		return nil, fmt.Errorf("reading paid withdrawals: %w", err)
+	}
+	defer rows.Close()
+	var out []paid
+	for rows.Next() {
+		var w paid
+		if err := rows.Scan(&w.id, &w.rrn, &w.stan, &w.approval, &w.amount, &w.cur); err != nil {
+			return nil, fmt.Errorf("reading paid withdrawals: %w", err)
+		}
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}
+
+func itemID(bank string, d time.Time, st Status, key uuid.UUID) uuid.UUID {
+	return uuid.NewSHA1(ns, []byte("item|"+dayKey(bank, d)+"|"+string(st)+"|"+key.String()))
+}
+
+// match is the pure matching rule (see the package comment).
+func match(bank string, d time.Time, lines []fileLine, ws []paid) []Item {
+	byRRN := make(map[string]paid, len(ws))
+	for _, w := range ws {
+		byRRN[w.rrn] = w
+	}
+	seen := map[string]bool{}
+	var items []Item
+	for _, l := range lines {
+		it := Item{RRN: l.rrn, STAN: l.stan, ApprovalCode: l.approval, BankAmount: l.amount}
+		w, ok := byRRN[l.rrn]
+		if ok {
+			it.WithdrawalID, it.SwitchAmount = w.id, w.amount
+		}
+		switch {
+		case seen[l.rrn]:
+			it.Status, it.Detail = StatusDuplicate, "the RRN appears more than once in the bank's file"
+		case !ok:
+			it.Status, it.Detail = StatusMissingAtSwitch, "no withdrawal of this bank paid on this day has this RRN"
+		case l.amount != w.amount || l.cur != w.cur:
+			it.Status = StatusAmountMismatch
+			it.Detail = fmt.Sprintf("bank %d %s, switch %d %s", l.amount, l.cur, w.amount, w.cur)
+		case l.stan != w.stan || l.approval != w.approval:
+			it.Status = StatusFieldMismatch
+			it.Detail = fmt.Sprintf("bank STAN %s approval %s, switch STAN %s approval %s", l.stan, l.approval, w.stan, w.approval)
+		default:
+			it.Status = StatusMatched
+		}
+		seen[l.rrn] = true
+		it.ID = itemID(bank, d, it.Status, l.id)
+		items = append(items, it)
+	}
+	for _, w := range ws {
+		if seen[w.rrn] {
+			continue
+		}
+		items = append(items, Item{ID: itemID(bank, d, StatusMissingAtBank, w.id), Status: StatusMissingAtBank,
+			RRN: w.rrn, STAN: w.stan, ApprovalCode: w.approval, SwitchAmount: w.amount, WithdrawalID: w.id,
+			Detail: "the switch paid it; the bank's file lacks it"})
+	}
+	return items
+}
+
+// explainMissingAtSwitch says, for a line the day does not have, what the
+// switch knows of its RRN (another day, another state, another bank).
+func explainMissingAtSwitch(ctx context.Context, tx pgx.Tx, items []Item) error {
+	for i := range items {
+		it := &items[i]
+		if it.Status != StatusMissingAtSwitch {
+			continue
+		}
+		var id uuid.UUID
+		var bank, state string
+		var amount int64
+		var bd *time.Time
+		err := tx.QueryRow(ctx, `SELECT id, bank_code, state, amount, business_date FROM withdrawals WHERE rrn = $1`, it.RRN).
+			Scan(&id, &bank, &state, &amount, &bd)
+		if errors.Is(err, pgx.ErrNoRows) {
+			it.Detail = "the switch has no withdrawal with this RRN"
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("looking up RRN: %w", err)
+		}
+		it.WithdrawalID, it.SwitchAmount = id, amount
+		day := "no business date"
+		if bd != nil {
+			day = "business date " + bd.Format(time.DateOnly)
+		}
+		it.Detail = fmt.Sprintf("the switch has it for bank %s in state %s, %s", bank, state, day)
+	}
+	return nil
+}
+
+func storeItems(ctx context.Context, tx pgx.Tx, bank string, d time.Time, items []Item) error {
+	for i := range items {
+		it := &items[i]
+		var wid any
+		if it.WithdrawalID != uuid.Nil {
+			wid = it.WithdrawalID
+		}
+		err := tx.QueryRow(ctx, `INSERT INTO recon_items (id, bank, business_date, status, rrn, stan, approval_code,
+				bank_amount, switch_amount, withdrawal_id, detail)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT (id) DO UPDATE SET detail = excluded.detail, switch_amount = excluded.switch_amount,
+				withdrawal_id = excluded.withdrawal_id
+			RETURNING resolved, resolved_by, reason`,
+			it.ID, bank, d, string(it.Status), it.RRN, it.STAN, it.ApprovalCode, it.BankAmount, it.SwitchAmount, wid, it.Detail).
+			Scan(&it.Resolved, &it.ResolvedBy, &it.Reason)
+		if err != nil {
+			return fmt.Errorf("storing recon item: %w", err)
+		}
+	}
+	return nil
+}
+
+// Resolve marks an item as dealt with by a person, with a reason. It
+// changes nothing else: a correction is a separate, deliberate act.
+func (s *Store) Resolve(ctx context.Context, itemID uuid.UUID, by, reason string) error {
+	if by == "" || reason == "" {
+		return softatm.Errorf(softatm.EInvalid, "who resolves and a reason are required")
+	}
+	return ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
+		var resolved bool
+		err := tx.QueryRow(ctx, `SELECT resolved FROM recon_items WHERE id = $1`, itemID).Scan(&resolved)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return softatm.Errorf(softatm.ENotFound, "no reconciliation item %s", itemID)
+		}
+		if err != nil {
+			return fmt.Errorf("reading recon item: %w", err)
+		}
+		if resolved {
+			return softatm.Errorf(softatm.EConflict, "item %s is already resolved", itemID)
+		}
+		_, err = tx.Exec(ctx, `UPDATE recon_items SET resolved = true, resolved_by = $2, reason = $3, resolved_at = now()
+			WHERE id = $1`, itemID, by, reason)
+		return err
+	})
+}
