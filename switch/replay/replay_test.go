@@ -308,13 +308,10 @@ func TestBadArguments(t *testing.T) {
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
 	s := localsrv.MustPrivateRedis(t)
-	opt, err := redis.ParseURL(s.URL)
+	c, err := replay.NewClient(s.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	opt.DialTimeout = 200 * time.Millisecond
-	opt.MaxRetries = 1
-	c := redis.NewClient(opt)
 	t.Cleanup(func() { _ = c.Close() })
 	g := replay.New(c, "softatm:")
 	ctx := context.Background()
