@@ -34,22 +34,8 @@ func (r *request) finish(res Result, err error) {
 // committer gathers waiting units into batches until Close.
 func (l *Ledger) committer() {
 	defer close(l.done)
-	for {
-		var first *request
-		select {
-		case first = <-l.queue:
-		case <-l.stop:
-			// Finish what is queued; Commit no longer enqueues once stop
-			// is closed, except a racing send, which a final drain catches.
-			for {
-				select {
-				case r := <-l.queue:
-					l.runBatch(context.Background(), l.gather(r))
-				default:
-					return
-				}
-			}
-		}
+	// The queue is closed by Close; what was queued before is still run.
+	for first := range l.queue {
 		l.runBatch(context.Background(), l.gather(first))
 	}
 }
@@ -66,7 +52,10 @@ func (l *Ledger) gather(first *request) []*request {
 	for len(batch) < l.opt.batchUnits {
 		if timeout == nil {
 			select {
-			case r := <-l.queue:
+			case r, ok := <-l.queue:
+				if !ok {
+					return batch
+				}
 				batch = append(batch, r)
 				continue
 			default:
@@ -74,7 +63,10 @@ func (l *Ledger) gather(first *request) []*request {
 			}
 		}
 		select {
-		case r := <-l.queue:
+		case r, ok := <-l.queue:
+			if !ok {
+				return batch
+			}
 			batch = append(batch, r)
 		case <-timeout:
 			return batch

@@ -181,10 +181,12 @@ type Ledger struct {
 	pool *pgxpool.Pool
 	opt  options
 
-	queue     chan *request
-	stop      chan struct{}
-	done      chan struct{}
-	closeOnce sync.Once
+	// mu guards closed and the closing of queue: Commit enqueues under a
+	// read lock, so no unit can be sent after Close closed the queue.
+	mu     sync.RWMutex
+	closed bool
+	queue  chan *request
+	done   chan struct{}
 }
 
 // New returns a ledger on pool. Close it to stop the batch committer.
@@ -206,7 +208,7 @@ func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
 	}
 	o.batchUnits = max(1, min(o.batchUnits, batchUnitsMax))
 	o.batchWait = max(0, o.batchWait)
-	l := &Ledger{pool: pool, opt: o, stop: make(chan struct{}), done: make(chan struct{})}
+	l := &Ledger{pool: pool, opt: o, done: make(chan struct{})}
 	if o.batchUnits > 1 {
 		l.queue = make(chan *request, batchQueueMax)
 		go l.committer()
@@ -218,7 +220,14 @@ func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
 
 // Close stops the batch committer after the units already queued are done.
 func (l *Ledger) Close() {
-	l.closeOnce.Do(func() { close(l.stop) })
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		if l.queue != nil {
+			close(l.queue)
+		}
+	}
+	l.mu.Unlock()
 	<-l.done
 }
 
@@ -239,21 +248,22 @@ func (l *Ledger) Commit(ctx context.Context, u Unit) (Result, error) {
 		u.At = l.opt.clock()
 	}
 	r := &request{ctx: ctx, unit: u, done: make(chan struct{})}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return Result{}, errClosed
+	}
 	if l.queue == nil {
+		l.mu.RUnlock()
 		l.runBatch(ctx, []*request{r})
 		return r.res, r.err
 	}
 	select {
-	case <-l.stop:
-		return Result{}, errClosed
-	default:
-	}
-	select {
 	case l.queue <- r:
+		l.mu.RUnlock()
 	case <-ctx.Done():
+		l.mu.RUnlock()
 		return Result{}, ctx.Err()
-	case <-l.stop:
-		return Result{}, errClosed
 	}
 	select {
 	case <-r.done:
