@@ -16,70 +16,19 @@ import (
 	"github.com/softatm/softatm/switch/code"
 )
 
-// errorStatus is the one table from error code to HTTP status. The metric
-// label of an error is its code.
-var errorStatus = map[string]int{
-	softatm.EInvalid:         http.StatusBadRequest,
-	softatm.EInvalidAmount:   http.StatusUnprocessableEntity,
-	softatm.EUnknownAccount:  http.StatusUnprocessableEntity,
-	softatm.EUnauthorized:    http.StatusUnauthorized,
-	softatm.EForbidden:       http.StatusForbidden,
-	softatm.ENotFound:        http.StatusNotFound,
-	softatm.EConflict:        http.StatusConflict,
-	softatm.EIdemReused:      http.StatusUnprocessableEntity,
-	softatm.EInProgress:      http.StatusConflict,
-	softatm.ECodeInvalid:     http.StatusUnprocessableEntity,
-	softatm.ECodeExpired:     http.StatusGone,
-	softatm.ECodeUsed:        http.StatusConflict,
-	softatm.ECodeClaimed:     http.StatusConflict,
-	softatm.ECodeCancelled:   http.StatusGone,
-	softatm.ETillShort:       http.StatusConflict,
-	softatm.ELimit:           http.StatusUnprocessableEntity,
-	softatm.EDeclined:        http.StatusPaymentRequired,
-	softatm.EBankUnavailable: http.StatusServiceUnavailable,
-	softatm.ELocked:          http.StatusTooManyRequests,
-	softatm.ERateLimited:     http.StatusTooManyRequests,
-	softatm.EDayClosed:       http.StatusConflict,
-	softatm.EUnavailable:     http.StatusServiceUnavailable,
-	softatm.EInternal:        http.StatusInternalServerError,
-}
-
-// HTTPStatus maps an error to its HTTP status.
-func HTTPStatus(err error) int {
-	if s, ok := errorStatus[softatm.ErrorCode(err)]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
-
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 // WriteError writes err as {"error": {"code", "message"}}. Internal errors
 // are logged here and reach the caller only as "internal error".
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	var b errorBody
-	b.Error.Code = softatm.ErrorCode(err)
-	b.Error.Message = softatm.ErrorMessage(err)
-	status := HTTPStatus(err)
+	code, status := softatm.ErrorCode(err), softatm.HTTPStatus(err)
 	if status >= 500 && log != nil {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	setOutcome(r, b.Error.Code)
-	WriteJSON(w, status, b)
+	setOutcome(r, code)
+	softatm.WriteErrorJSON(w, status, code, softatm.ErrorMessage(err))
 }
 
 // WriteJSON writes v with the given status.
-func WriteJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
+func WriteJSON(w http.ResponseWriter, status int, v any) { softatm.WriteJSON(w, status, v) }
 
 // bodyMax bounds every JSON request body.
 const bodyMax = 64 << 10

@@ -172,6 +172,9 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 	return nil
 }
 
+// readBackTimeout bounds the read that settles an unknown commit outcome.
+const readBackTimeout = 5 * time.Second
+
 // Receipt is what the teller prints after paying.
 type Receipt struct {
 	WithdrawalID uuid.UUID `json:"withdrawal_id"`
@@ -233,7 +236,18 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		return Receipt{}, stateError(current, now, t.holder())
 	}
 	if err != nil {
-		return Receipt{}, err
+		// The outcome may be unknown (the connection dropped during COMMIT,
+		// or the caller gave up while its batch committed). Read it back
+		// rather than guess: if this teller's payout is recorded, it happened.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+		cur, rerr := getWithdrawal(rctx, s.pool, id)
+		cancel()
+		if rerr != nil || (cur.State != StatePaid && cur.State != StateCompleted) || cur.PaidBy != t.UserID || cur.PaidKiosk != t.Kiosk {
+			return Receipt{}, err
+		}
+		s.log.Warn("confirm reported an error but the payout is recorded; answering with its receipt", "withdrawal", id, "err", err)
+		res.BusinessDate = cur.BusinessDate
+		now = cur.PaidAt
 	}
 	s.m.transition(StatePaid)
 	s.m.paidAmount.Add(float64(w.Amount))

@@ -93,8 +93,7 @@ func (a *API) Logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(auth.SessionCookie); err == nil {
 		_ = a.Auth.Logout(r.Context(), c.Value)
 	}
-	http.SetCookie(w, &http.Cookie{Name: auth.SessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
-		SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+	a.Auth.ClearSessionCookie(w, r)
 	atmswitch.WriteJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }
 

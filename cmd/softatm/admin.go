@@ -117,7 +117,9 @@ func ensureKey(ctx context.Context, pool *pgxpool.Pool) error {
 	return err
 }
 
-func newKeyID(now time.Time) string { return "K" + now.UTC().Format("060102") + fmt.Sprintf("%X", now.Unix()%16) }
+func newKeyID(now time.Time) string {
+	return "K" + now.UTC().Format("060102") + fmt.Sprintf("%X", now.Unix()%16)
+}
 
 // loadDemo loads the demo fixtures: banks and their app clients, the
 // switch's own accounts, post offices with opening cash, kiosks, tellers,

@@ -123,7 +123,7 @@ softatm is running.
   Demo banking app   %[1]s/demo/app        pick an account and an amount, get a code
   Kiosk (teller)     %[1]s/kiosk           teller1 / teller1-demo (post office LS-001)
   Finance            %[1]s/finance         finance / finance-demo
-  Bank API           %[1]s/v1/withdrawals  HTTP Basic mb-app:mb-demo-secret or agr-app:agr-demo-secret
+  Bank API           %[1]s/v1/withdrawals  HTTP Basic mb-app:mb-demo-secret-0001 or agr-app:agr-demo-secret-0001
   Metrics / health   %[1]s/metrics  %[1]s/readyz
   Bank simulator     ISO 8583 on %[2]s, control API http://%[3]s/accounts
 

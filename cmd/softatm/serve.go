@@ -160,20 +160,12 @@ func (m *Main) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }
-	bankScope := func(r *http.Request) (string, bool) {
-		b, ok := auth.BankClientFrom(r.Context())
-		return "bank:" + b.ID, ok
-	}
-	staffScope := func(r *http.Request) (string, bool) {
-		s, ok := auth.SessionFrom(r.Context())
-		return "staff:" + s.User.ID.String(), ok
-	}
 	bankAPI := &atmswitch.BankAPI{Service: m.Service, Log: m.Log, BankOf: func(r *http.Request) (string, bool) {
 		b, ok := auth.BankClientFrom(r.Context())
 		return b.BankCode, ok
 	}}
 	bankAuth := m.Auth.RequireBankClient
-	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(bankScope)(h)) }
+	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(auth.BankClientScope)(h)) }
 	route("POST /v1/withdrawals", bankIdem(bankAPI.Create))
 	route("GET /v1/withdrawals/{id}", bankAuth(http.HandlerFunc(bankAPI.Get)))
 	route("POST /v1/withdrawals/{id}/cancel", bankIdem(bankAPI.Cancel))
@@ -181,7 +173,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	tapi := &teller.API{Service: m.Service, Auth: m.Auth, Pool: m.Pool, Log: m.Log}
 	asTeller := m.Auth.RequireStaff(auth.RoleTeller)
-	tellerIdem := func(h http.HandlerFunc) http.Handler { return asTeller(idems.Middleware(staffScope)(h)) }
+	tellerIdem := func(h http.HandlerFunc) http.Handler { return asTeller(idems.Middleware(auth.StaffScope)(h)) }
 	route("POST /v1/teller/login", http.HandlerFunc(tapi.Login))
 	route("POST /v1/staff/login", http.HandlerFunc(tapi.Login))
 	route("POST /v1/staff/logout", http.HandlerFunc(tapi.Logout))
@@ -193,7 +185,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool)}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
-	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(staffScope)(h)) }
+	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))
 	route("GET /v1/finance/days/{date}/settlement", asFinance(http.HandlerFunc(fin.Settlement)))
 	route("POST /v1/finance/days/{date}/close", finIdem(fin.Close))
@@ -307,4 +299,3 @@ func runServe(ctx context.Context, args []string) error {
 	<-ctx.Done()
 	return m.Close()
 }
-

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"time"
@@ -50,12 +49,7 @@ func WithSession(ctx context.Context, sess Session) context.Context {
 // WriteError writes the one JSON error shape of the API:
 // {"error":{"code":"...","message":"..."}}.
 func WriteError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]map[string]string{
-		"error": {"code": code, "message": message},
-	})
+	softatm.WriteErrorJSON(w, status, code, message)
 }
 
 // writeErr writes err: its own message for an EUnauthorized or EForbidden,

@@ -54,7 +54,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -475,12 +474,7 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 
 // writeError writes the one JSON error shape of the API.
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]map[string]string{
-		"error": {"code": code, "message": message},
-	})
+	softatm.WriteErrorJSON(w, status, code, message)
 }
 
 // runTx runs fn in a new SERIALIZABLE transaction, and again in a new one on

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"image/png"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
+)
+
+// staff is a logged-in browser: a cookie jar and the session's CSRF token.
+type staff struct {
+	c    *http.Client
+	csrf string
+}
+
+func (s *system) login(t *testing.T, username, password string) *staff {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	st := &staff{c: &http.Client{Jar: jar}}
+	var out struct {
+		CSRF string `json:"csrf_token"`
+	}
+	status, raw := s.call(t, st.c, "POST", "/v1/staff/login", nil, map[string]string{"username": username, "password": password}, &out)
+	if status != http.StatusOK || out.CSRF == "" {
+		t.Fatalf("login %s: %d %s", username, status, raw)
+	}
+	st.csrf = out.CSRF
+	return st
+}
+
+func (st *staff) headers(key string) map[string]string {
+	if key == "" {
+		key = uuid.NewString()
+	}
+	return map[string]string{"X-CSRF-Token": st.csrf, "Idempotency-Key": key}
+}
+
+type apiError struct {
+	Error struct {
+		Code string `json:"code"`
+	} `json:"error"`
+}
+
+func TestEndToEndHappyPath(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	wd := s.createWithdrawal(t, "9704000000000011", 500_000)
+	if wd.State != "reserved" || wd.QRPayload == "" || len(wd.NumericCode) != 12 {
+		t.Fatalf("created %+v", wd)
+	}
+
+	// The QR image decodes back to the signed payload.
+	req, _ := http.NewRequest("GET", s.URL+wd.QRPNG, nil)
+	for k, v := range s.bankHeaders("") {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pngBytes, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("qr.png: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	img, err := png.Decode(bytes.NewReader(pngBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bmp, _ := gozxing.NewBinaryBitmapFromImage(img)
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	if err != nil || res.GetText() != wd.QRPayload {
+		t.Fatalf("QR decodes to %q (%v), want the payload", res, err)
+	}
+
+	teller := s.login(t, "teller1", "teller1-demo")
+	var scan struct {
+		WithdrawalID uuid.UUID `json:"withdrawal_id"`
+		Amount       int64     `json:"amount"`
+		Holder       string    `json:"holder_name_masked"`
+		BankName     string    `json:"bank_name"`
+	}
+	status, raw := s.call(t, teller.c, "POST", "/v1/teller/scan", teller.headers(""), map[string]string{"qr": wd.QRPayload}, &scan)
+	if status != 200 || scan.Amount != 500_000 || scan.Holder != "N***** V** A*" || scan.BankName == "" {
+		t.Fatalf("scan: %d %s", status, raw)
+	}
+	// Confirm without the ID check is refused and changes nothing.
+	status, _ = s.call(t, teller.c, "POST", "/v1/teller/confirm", teller.headers(""), map[string]any{"withdrawal_id": wd.ID}, nil)
+	if status != http.StatusBadRequest || s.state(t, wd.ID) != "claimed" {
+		t.Fatalf("confirm without id check: %d, state %s", status, s.state(t, wd.ID))
+	}
+	key := uuid.NewString()
+	body := map[string]any{"withdrawal_id": wd.ID, "id_checked": true}
+	status, first := s.call(t, teller.c, "POST", "/v1/teller/confirm", teller.headers(key), body, nil)
+	if status != 200 {
+		t.Fatalf("confirm: %d %s", status, first)
+	}
+	// A double tap (same key) gets the same receipt; a new confirm is refused.
+	status, again := s.call(t, teller.c, "POST", "/v1/teller/confirm", teller.headers(key), body, nil)
+	if status != 200 || !bytes.Equal(first, again) {
+		t.Fatalf("replayed confirm: %d %s vs %s", status, again, first)
+	}
+	var e apiError
+	status, _ = s.call(t, teller.c, "POST", "/v1/teller/confirm", teller.headers(""), body, &e)
+	if status != http.StatusConflict || e.Error.Code != "code_already_used" {
+		t.Fatalf("second confirm: %d %+v", status, e)
+	}
+	s.waitState(t, wd.ID, "completed")
+	if a, _ := s.Sim.Account("9704000000000011"); a.Held != 0 || a.Balance != 20_000_000-500_000 {
+		t.Fatalf("bank account after capture: %+v", a)
+	}
+	var till struct {
+		Count   int64 `json:"count"`
+		PaidOut int64 `json:"paid_out"`
+		Cash    int64 `json:"cash"`
+	}
+	status, raw = s.call(t, teller.c, "GET", "/v1/teller/till", nil, nil, &till)
+	if status != 200 || till.Count != 1 || till.PaidOut != 500_000 || till.Cash != 200_000_000-500_000 {
+		t.Fatalf("till: %d %s", status, raw)
+	}
+	if err := check(t.Context(), s.Pool); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEndToEndCancelAndRefusals(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	wd := s.createWithdrawal(t, "9704000000000029", 200_000)
+	var v struct {
+		State string `json:"state"`
+	}
+	status, raw := s.call(t, nil, "POST", "/v1/withdrawals/"+wd.ID.String()+"/cancel", s.bankHeaders(""), nil, &v)
+	if status != 200 || v.State != "cancelled" {
+		t.Fatalf("cancel: %d %s", status, raw)
+	}
+	eventually(t, "the bank released the hold", func() bool {
+		a, _ := s.Sim.Account("9704000000000029")
+		return s.Sim.Received("0420") == 1 && a.Held == 0
+	})
+
+	teller := s.login(t, "teller1", "teller1-demo")
+	tampered := []byte(wd.QRPayload)
+	tampered[5] ^= 1
+	for _, tc := range []struct {
+		name   string
+		method string
+		path   string
+		hdr    map[string]string
+		body   any
+		raw    string
+		status int
+		code   string
+	}{
+		{"malformed JSON", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, "{not json", 400, "invalid_request"},
+		{"unknown field", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"acount": "1"}, "", 400, "invalid_request"},
+		{"zero amount", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000011", "amount": 0, "phone_last4": "1234"}, "", 422, "invalid_amount"},
+		{"over the limit", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000011", "amount": 90_000_000, "phone_last4": "1234"}, "", 422, "invalid_amount"},
+		{"unknown account", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000009999", "amount": 100_000, "phone_last4": "1234"}, "", 422, "unknown_account"},
+		{"no credentials", "POST", "/v1/withdrawals", map[string]string{"Idempotency-Key": "k1"}, map[string]any{}, "", 401, "unauthorized"},
+		{"no idempotency key", "POST", "/v1/withdrawals", map[string]string{"Authorization": s.bankHeaders("")["Authorization"]}, map[string]any{}, "", 400, "invalid_request"},
+		{"tampered code", "POST", "/v1/teller/scan", teller.headers(""), map[string]string{"qr": string(tampered)}, "", 422, "code_invalid"},
+		{"cancelled code", "POST", "/v1/teller/scan", teller.headers(""), map[string]string{"qr": wd.QRPayload}, "", 410, "code_cancelled"},
+		{"no CSRF token", "POST", "/v1/teller/scan", map[string]string{"Idempotency-Key": "k2"}, map[string]string{"qr": wd.QRPayload}, "", 403, "forbidden"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := http.DefaultClient
+			if strings.HasPrefix(tc.path, "/v1/teller") {
+				c = teller.c
+			}
+			var status int
+			var body []byte
+			if tc.raw != "" {
+				req, _ := http.NewRequest(tc.method, s.URL+tc.path, strings.NewReader(tc.raw))
+				for k, v := range tc.hdr {
+					req.Header.Set(k, v)
+				}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				status = resp.StatusCode
+			} else {
+				status, body = s.call(t, c, tc.method, tc.path, tc.hdr, tc.body, nil)
+			}
+			if status != tc.status || !strings.Contains(string(body), `"code":"`+tc.code+`"`) {
+				t.Fatalf("%d %s, want %d %s", status, body, tc.status, tc.code)
+			}
+		})
+	}
+	var n int
+	if err := s.Pool.QueryRow(t.Context(), `SELECT COUNT(*) FROM withdrawals WHERE state NOT IN ('cancelled', 'declined')`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("bad input left %d withdrawals (%v)", n, err)
+	}
+}
+
+func TestOpsEndpoints(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t)
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		status, body := s.call(t, nil, "GET", path, nil, nil, nil)
+		if status != 200 {
+			t.Fatalf("%s: %d %s", path, status, body)
+		}
+		if path == "/readyz" && !strings.Contains(string(body), `"bank_link":"up"`) {
+			t.Fatalf("readyz: %s", body)
+		}
+		if path == "/metrics" && !strings.Contains(string(body), "softatm_outbox_pending") {
+			t.Fatalf("metrics lack softatm_outbox_pending")
+		}
+	}
+	// With the bank gone, /readyz says so.
+	s.Sim.Close()
+	eventually(t, "readyz reports the bank link down", func() bool {
+		status, body := s.call(t, nil, "GET", "/readyz", nil, nil, nil)
+		return status == http.StatusServiceUnavailable && strings.Contains(string(body), `"bank_link":"down"`)
+	})
+}
