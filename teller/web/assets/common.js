@@ -1,0 +1,208 @@
+// Shared code of the staff pages: the API client (CSRF token, idempotency
+// keys), bilingual error messages and money formatting. Plain browser
+// JavaScript, no build step. It defines one global, SoftATM.
+"use strict";
+
+(function () {
+  // Bilingual, plain-word messages for every stable error code. The server's
+  // own message is never shown to a teller: codes are the contract.
+  const MESSAGES = {
+    code_expired: ["Mã đã hết hạn. Người dân cần tạo mã mới trên ứng dụng ngân hàng.",
+      "The code has expired. The citizen must make a new code in the banking app."],
+    code_already_used: ["Mã này đã được sử dụng, tiền đã được chi. KHÔNG chi thêm.",
+      "This code has already been used: the cash was paid. Do NOT pay again."],
+    code_claimed_elsewhere: ["Mã này đang được xử lý ở quầy khác.",
+      "This code is being handled at another counter."],
+    code_cancelled: ["Mã đã bị hủy hoặc không còn hiệu lực. Người dân cần tạo mã mới.",
+      "This code was cancelled or is no longer valid. The citizen must make a new code."],
+    code_invalid: ["Mã không đúng. Hãy kiểm tra lại mã và 4 số cuối điện thoại.",
+      "Wrong code. Check the code and the last 4 digits of the phone."],
+    till_insufficient: ["Quầy không đủ tiền mặt để chi khoản này.",
+      "Not enough cash in the till for this amount."],
+    bank_unavailable: ["Ngân hàng tạm thời không phản hồi. Vui lòng thử lại sau ít phút.",
+      "The bank is not answering right now. Please try again in a few minutes."],
+    declined: ["Ngân hàng từ chối giao dịch.", "The bank declined this transaction."],
+    limit_exceeded: ["Vượt quá hạn mức rút tiền trong ngày.", "The daily withdrawal limit would be exceeded."],
+    invalid_amount: ["Số tiền không hợp lệ.", "The amount is not valid."],
+    unknown_account: ["Tài khoản không tồn tại.", "The account is not known."],
+    locked_out: ["Nhập sai quá nhiều lần. Quầy bị khóa tạm thời, vui lòng chờ rồi thử lại.",
+      "Too many wrong attempts. This counter is locked for a while; wait and try again."],
+    rate_limited: ["Quá nhiều yêu cầu. Vui lòng chờ một chút.", "Too many requests. Please wait a moment."],
+    unauthorized: ["Phiên đăng nhập đã hết. Vui lòng đăng nhập lại.", "Your session has ended. Please log in again."],
+    forbidden: ["Tài khoản của bạn không được phép làm việc này.", "Your account is not allowed to do this."],
+    not_found: ["Không tìm thấy.", "Not found."],
+    conflict: ["Trạng thái hiện tại không cho phép thao tác này.", "This cannot be done in the current state."],
+    day_closed: ["Ngày làm việc này đã khóa sổ.", "This business day is already closed."],
+    request_in_progress: ["Yêu cầu trước vẫn đang xử lý. Vui lòng chờ.", "The previous request is still running. Please wait."],
+    idempotency_key_reused: ["Yêu cầu bị trùng. Vui lòng tải lại trang.", "Duplicate request. Please reload the page."],
+    invalid_request: ["Yêu cầu không hợp lệ. Kiểm tra lại thông tin đã nhập.", "The request was not valid. Check what you entered."],
+    unavailable: ["Hệ thống tạm thời gián đoạn. Vui lòng thử lại.", "The system is briefly unavailable. Please try again."],
+    internal: ["Có lỗi hệ thống. Vui lòng thử lại hoặc báo bộ phận hỗ trợ.",
+      "Something went wrong. Please try again or call support."],
+    network: ["Không kết nối được với máy chủ. Kiểm tra mạng rồi thử lại.",
+      "Cannot reach the server. Check the network and try again."],
+    camera: ["Không mở được camera. Hãy nhập mã số bên dưới.", "The camera is not available. Type the numeric code below."],
+  };
+
+  // ApiError carries the stable code of a failed request.
+  class ApiError extends Error {
+    constructor(code, status) {
+      super(code);
+      this.code = code;
+      this.status = status;
+    }
+  }
+
+  // message returns [vietnamese, english] for an error code.
+  function message(code) {
+    return MESSAGES[code] || MESSAGES.internal;
+  }
+
+  // showError writes a bilingual message into el (textContent only: nothing
+  // from the server or a scanned code is ever parsed as HTML).
+  function showError(el, code, override) {
+    const [vi, en] = override || message(code);
+    el.replaceChildren();
+    const v = document.createElement("span");
+    v.className = "vi";
+    v.textContent = vi;
+    const e = document.createElement("span");
+    e.className = "en";
+    e.textContent = en;
+    el.append(v, e);
+    el.dataset.code = code || "";
+    el.hidden = false;
+  }
+
+  function hideError(el) {
+    el.hidden = true;
+    el.replaceChildren();
+    el.dataset.code = "";
+  }
+
+  // newKey returns a fresh random idempotency key.
+  function newKey() {
+    if (crypto.randomUUID) return crypto.randomUUID();
+    const b = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  }
+
+  // The session's CSRF token, from login or /v1/staff/me.
+  let csrf = "";
+  // serverOffsetMs is server time minus local time, from the Date header, so
+  // that countdowns follow the server's clock and not a kiosk's wrong one.
+  let serverOffsetMs = 0;
+
+  // request sends one API call. opts.key is the idempotency key of the
+  // user's action: the caller makes it once per action and passes the same
+  // one again on a retry, so the server answers the retry with the first
+  // result instead of doing the work twice.
+  async function request(method, url, opts) {
+    opts = opts || {};
+    const headers = { Accept: "application/json" };
+    let body;
+    if (opts.form) {
+      body = opts.form;
+    } else if (opts.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      body = JSON.stringify(opts.json);
+    }
+    if (method !== "GET" && !opts.noAuthHeaders) {
+      headers["X-CSRF-Token"] = csrf;
+      headers["Idempotency-Key"] = opts.key || newKey();
+    }
+    let resp;
+    try {
+      resp = await fetch(url, { method, headers, body, credentials: "same-origin", cache: "no-store" });
+    } catch (e) {
+      throw new ApiError("network", 0);
+    }
+    const date = resp.headers.get("Date");
+    if (date) {
+      const t = Date.parse(date);
+      if (!isNaN(t)) serverOffsetMs = t - Date.now();
+    }
+    let data = null;
+    const ct = resp.headers.get("Content-Type") || "";
+    if (ct.includes("application/json")) {
+      try { data = await resp.json(); } catch (e) { data = null; }
+    }
+    if (!resp.ok) {
+      const code = data && data.error && data.error.code ? data.error.code : (resp.status === 401 ? "unauthorized" : "internal");
+      throw new ApiError(code, resp.status);
+    }
+    return data;
+  }
+
+  function serverNow() { return Date.now() + serverOffsetMs; }
+
+  const vnd = new Intl.NumberFormat("vi-VN");
+  // money formats an amount in dong (VND has no minor unit) as "1.500.000 ₫".
+  function money(amount) {
+    const n = Number(amount);
+    if (!Number.isFinite(n)) return "—";
+    return vnd.format(n) + " ₫";
+  }
+
+  const timeFmt = new Intl.DateTimeFormat("vi-VN", {
+    timeZone: "Asia/Ho_Chi_Minh", year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
+  // when formats a timestamp in Vietnam time.
+  function when(ts) {
+    if (!ts) return "—";
+    const d = new Date(ts);
+    if (isNaN(d) || d.getTime() <= 0) return "—";
+    return timeFmt.format(d);
+  }
+
+  // pick reads the first present field of obj among names (the finance API
+  // returns some Go structs without JSON tags, so both spellings appear).
+  function pick(obj, ...names) {
+    if (!obj) return undefined;
+    for (const n of names) {
+      if (obj[n] !== undefined && obj[n] !== null) return obj[n];
+    }
+    return undefined;
+  }
+
+  // el builds an element with text content and optional class.
+  function el(tag, text, cls) {
+    const e = document.createElement(tag);
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    if (cls) e.className = cls;
+    return e;
+  }
+
+  // busy disables buttons while an action runs, so a double tap sends one
+  // request; the idempotency key covers what gets through anyway.
+  async function busy(buttons, fn) {
+    const list = Array.isArray(buttons) ? buttons : [buttons];
+    const was = list.map((b) => b.disabled);
+    list.forEach((b) => { b.disabled = true; b.setAttribute("aria-busy", "true"); });
+    try {
+      return await fn();
+    } finally {
+      list.forEach((b, i) => { b.disabled = was[i]; b.removeAttribute("aria-busy"); });
+    }
+  }
+
+  window.SoftATM = {
+    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, pick, el, busy,
+    setCSRF(t) { csrf = t || ""; },
+    async login(username, password) {
+      const s = await request("POST", "/v1/staff/login", { json: { username, password }, noAuthHeaders: true });
+      csrf = s.csrf_token;
+      return s;
+    },
+    async me() {
+      const s = await request("GET", "/v1/staff/me");
+      csrf = s.csrf_token;
+      return s;
+    },
+    async logout() {
+      try { await request("POST", "/v1/staff/logout"); } catch (e) { /* already out */ }
+      csrf = "";
+    },
+  };
+})();

@@ -1,0 +1,363 @@
+// The finance page: business days, per-bank and per-post-office totals, CSV
+// export, closing a day, importing a bank's settlement file and resolving
+// what does not match, and the outbox exceptions list.
+//
+// Nothing here fixes anything by itself: every resolution is a person's
+// decision with a written reason, and closing a day asks twice.
+"use strict";
+
+(function () {
+  const S = window.SoftATM;
+  const $ = (id) => document.getElementById(id);
+  const pick = S.pick;
+
+  const ui = {
+    error: $("error"), notice: $("notice"), who: $("who"), whoName: $("who-name"), logout: $("logout"),
+    loginView: $("login-view"), loginForm: $("login-form"), username: $("username"), password: $("password"), login: $("login"),
+    workView: $("work-view"), day: $("day"), dayStatus: $("day-status"), dayClosedInfo: $("day-closed-info"), csv: $("csv"),
+    closeDay: $("close-day"), closeConfirm: $("close-confirm"), closeConfirmDay: $("close-confirm-day"),
+    closeDayConfirm: $("close-day-confirm"), closeDayCancel: $("close-day-cancel"),
+    banks: document.querySelector("#banks tbody"), postOffices: document.querySelector("#post-offices tbody"),
+    reconForm: $("recon-form"), reconBank: $("recon-bank"), bankList: $("bank-list"), reconFile: $("recon-file"),
+    reconUpload: $("recon-upload"), reconShow: $("recon-show"), reconResult: $("recon-result"),
+    reconItems: document.querySelector("#recon-items tbody"), exceptions: document.querySelector("#exceptions tbody"),
+  };
+
+  // Status of a reconciliation item → colour class.
+  const statusClass = {
+    matched: "ok", missing_at_bank: "bad", missing_at_switch: "bad",
+    amount_mismatch: "warn", field_mismatch: "warn", duplicate: "warn",
+  };
+
+  let days = [];
+  let closeKey = "";
+  let uploadKey = "";
+
+  function fail(err) {
+    if (err && err.code === "unauthorized") showLogin();
+    S.showError(ui.error, err && err.code ? err.code : "internal");
+  }
+
+  function notice(text) {
+    ui.notice.textContent = text;
+    ui.notice.hidden = !text;
+  }
+
+  function clear() {
+    S.hideError(ui.error);
+    notice("");
+  }
+
+  function dateOnly(v) { return typeof v === "string" ? v.slice(0, 10) : ""; }
+
+  function emptyRow(tbody, cols, text) {
+    const tr = S.el("tr", null, "empty");
+    const td = S.el("td", text || "Không có dữ liệu · Nothing here");
+    td.colSpan = cols;
+    tr.append(td);
+    tbody.replaceChildren(tr);
+  }
+
+  // ---- login -------------------------------------------------------------
+
+  function showLogin() {
+    ui.who.hidden = true;
+    ui.workView.hidden = true;
+    ui.loginView.hidden = false;
+    ui.password.value = "";
+  }
+
+  async function showWork(s) {
+    ui.loginView.hidden = true;
+    ui.workView.hidden = false;
+    ui.who.hidden = false;
+    ui.whoName.textContent = s.username + " · " + s.role;
+    await loadDays(true);
+    loadExceptions();
+  }
+
+  function allowed(s) { return s.role === "finance" || s.role === "admin"; }
+
+  ui.loginForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    await S.busy(ui.login, async () => {
+      try {
+        const s = await S.login(ui.username.value.trim(), ui.password.value);
+        if (!allowed(s)) {
+          await S.logout();
+          S.showError(ui.error, "forbidden", ["Trang này dành cho bộ phận tài chính.", "This page is for finance staff."]);
+          return;
+        }
+        await showWork(s);
+      } catch (err) {
+        if (err.code === "unauthorized") {
+          S.showError(ui.error, err.code, ["Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."]);
+        } else fail(err);
+      }
+    });
+  });
+
+  ui.logout.addEventListener("click", async () => {
+    await S.logout();
+    clear();
+    showLogin();
+  });
+
+  // ---- days and settlement ----------------------------------------------
+
+  async function loadDays(setToday) {
+    try {
+      const r = await S.request("GET", "/v1/finance/days");
+      days = r.days || [];
+      if (setToday || !ui.day.value) ui.day.value = r.today;
+      await loadSettlement();
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  function dayInfo(date) {
+    return days.find((d) => dateOnly(pick(d, "Date", "date")) === date);
+  }
+
+  async function loadSettlement() {
+    const date = ui.day.value;
+    if (!date) return;
+    ui.csv.href = "/v1/finance/days/" + encodeURIComponent(date) + "/settlement?format=csv";
+    ui.csv.setAttribute("download", "settlement-" + date + ".csv");
+    ui.closeConfirm.hidden = true;
+    let rep;
+    try {
+      rep = await S.request("GET", "/v1/finance/days/" + encodeURIComponent(date) + "/settlement");
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    const info = dayInfo(date);
+    const closed = Boolean(pick(rep, "Closed", "closed") || (info && pick(info, "Closed", "closed")));
+    ui.dayStatus.textContent = closed ? "Đã khóa sổ · Closed" : "Đang mở · Open";
+    ui.dayStatus.className = "badge " + (closed ? "muted" : "ok");
+    ui.dayStatus.dataset.closed = closed ? "true" : "false";
+    ui.dayClosedInfo.textContent = closed && info ? S.when(pick(info, "ClosedAt", "closed_at")) + " · " + (pick(info, "ClosedBy", "closed_by") || "") : "";
+    ui.closeDay.disabled = closed;
+
+    const banks = pick(rep, "Banks", "banks") || [];
+    if (!banks.length) emptyRow(ui.banks, 6);
+    else ui.banks.replaceChildren(...banks.map((b) => {
+      const tr = S.el("tr");
+      tr.dataset.bank = pick(b, "Bank", "bank");
+      tr.append(S.el("td", pick(b, "Bank", "bank")), S.el("td", pick(b, "Count", "count") || 0, "num"),
+        S.el("td", S.money(pick(b, "Gross", "gross") || 0), "num"), S.el("td", S.money(pick(b, "Fees", "fees") || 0), "num"),
+        S.el("td", S.money(pick(b, "Net", "net") || 0), "num"), S.el("td", S.money(pick(b, "Settled", "settled") || 0), "num"));
+      return tr;
+    }));
+
+    const pos = pick(rep, "PostOffices", "post_offices") || [];
+    if (!pos.length) emptyRow(ui.postOffices, 5);
+    else ui.postOffices.replaceChildren(...pos.map((p) => {
+      const tr = S.el("tr");
+      tr.dataset.postOffice = pick(p, "PostOffice", "post_office");
+      tr.append(S.el("td", pick(p, "PostOffice", "post_office")), S.el("td", pick(p, "Count", "count") || 0, "num"),
+        S.el("td", S.money(pick(p, "CashOut", "cash_out") || 0), "num"),
+        S.el("td", S.money(pick(p, "TillOpening", "till_opening") || 0), "num"),
+        S.el("td", S.money(pick(p, "TillClosing", "till_closing") || 0), "num"));
+      return tr;
+    }));
+
+    const codes = banks.map((b) => pick(b, "Bank", "bank")).filter(Boolean);
+    ui.bankList.replaceChildren(...codes.map((c) => { const o = S.el("option"); o.value = c; return o; }));
+    if (!ui.reconBank.value && codes.length) ui.reconBank.value = codes[0];
+    if (ui.reconBank.value) loadRecon(true);
+    else emptyRow(ui.reconItems, 6);
+  }
+
+  ui.day.addEventListener("change", () => { clear(); loadSettlement(); });
+
+  // Closing asks twice, in the page (not a browser dialog, which a kiosk
+  // browser may suppress). One key per opened confirmation.
+  ui.closeDay.addEventListener("click", () => {
+    clear();
+    closeKey = S.newKey();
+    ui.closeConfirmDay.textContent = ui.day.value;
+    ui.closeConfirm.hidden = false;
+    ui.closeDayConfirm.focus();
+  });
+  ui.closeDayCancel.addEventListener("click", () => { ui.closeConfirm.hidden = true; });
+  ui.closeDayConfirm.addEventListener("click", async () => {
+    const date = ui.day.value;
+    await S.busy([ui.closeDayConfirm, ui.closeDayCancel, ui.closeDay], async () => {
+      try {
+        await S.request("POST", "/v1/finance/days/" + encodeURIComponent(date) + "/close", { key: closeKey });
+        ui.closeConfirm.hidden = true;
+        notice("Đã khóa sổ ngày " + date + " · Day " + date + " closed.");
+        await loadDays(false);
+      } catch (err) {
+        fail(err);
+      }
+    });
+  });
+
+  // ---- reconciliation ----------------------------------------------------
+
+  ui.reconFile.addEventListener("change", () => { uploadKey = ""; });
+  ui.reconBank.addEventListener("change", () => { uploadKey = ""; });
+
+  ui.reconForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const bank = ui.reconBank.value.trim().toUpperCase();
+    const file = ui.reconFile.files && ui.reconFile.files[0];
+    if (!bank || !file) {
+      S.showError(ui.error, "invalid_request", ["Chọn ngân hàng và tệp quyết toán.", "Choose a bank and a settlement file."]);
+      return;
+    }
+    if (!uploadKey) uploadKey = S.newKey();
+    const form = new FormData();
+    form.append("file", file, file.name);
+    await S.busy([ui.reconUpload, ui.reconShow], async () => {
+      try {
+        const r = await S.request("POST", "/v1/finance/recon/" + encodeURIComponent(bank) + "/" + encodeURIComponent(ui.day.value), { form, key: uploadKey });
+        const lines = pick(r, "Lines", "lines") || 0;
+        const fresh = pick(r, "NewLines", "new_lines") || 0;
+        ui.reconResult.textContent = pick(r, "Repeated", "repeated")
+          ? "Tệp này đã được nhập trước đó · This file was imported before (" + lines + " lines)."
+          : "Đã nhập " + lines + " dòng, " + fresh + " dòng mới · Imported " + lines + " lines, " + fresh + " new.";
+        ui.reconResult.hidden = false;
+        await loadRecon(false);
+      } catch (err) {
+        fail(err);
+      }
+    });
+  });
+
+  ui.reconShow.addEventListener("click", () => { clear(); loadRecon(false); });
+
+  async function loadRecon(quiet) {
+    const bank = ui.reconBank.value.trim().toUpperCase();
+    if (!bank) return;
+    let r;
+    try {
+      r = await S.request("GET", "/v1/finance/recon/" + encodeURIComponent(bank) + "/" + encodeURIComponent(ui.day.value));
+    } catch (err) {
+      if (!quiet) fail(err);
+      return;
+    }
+    const items = r.items || [];
+    if (!items.length) {
+      emptyRow(ui.reconItems, 6, "Chưa nhập tệp cho ngày này · No file imported for this day");
+      return;
+    }
+    ui.reconItems.replaceChildren(...items.map(reconRow));
+  }
+
+  function reconRow(it) {
+    const status = pick(it, "Status", "status") || "";
+    const resolved = Boolean(pick(it, "Resolved", "resolved"));
+    const cls = statusClass[status] || "info";
+    const tr = S.el("tr", null, "st-" + cls + (resolved ? " resolved" : ""));
+    tr.dataset.status = status;
+    tr.dataset.id = pick(it, "ID", "id");
+    const badge = S.el("span", status, "badge " + cls);
+    const tdStatus = S.el("td");
+    tdStatus.append(badge);
+    const bankAmount = pick(it, "BankAmount", "bank_amount");
+    const switchAmount = pick(it, "SwitchAmount", "switch_amount");
+    tr.append(tdStatus, S.el("td", pick(it, "RRN", "rrn") || "—", "mono"),
+      S.el("td", bankAmount ? S.money(bankAmount) : "—", "num"),
+      S.el("td", switchAmount ? S.money(switchAmount) : "—", "num"),
+      S.el("td", pick(it, "Detail", "detail") || ""));
+    const tdRes = S.el("td");
+    if (resolved) {
+      tdRes.textContent = "✔ " + (pick(it, "Reason", "reason") || "") + (pick(it, "ResolvedBy", "resolved_by") ? " (" + pick(it, "ResolvedBy", "resolved_by") + ")" : "");
+      tdRes.className = "resolution";
+    } else if (status !== "matched") {
+      tdRes.append(resolver(tr.dataset.id, "/v1/finance/recon/items/", () => loadRecon(false)));
+    }
+    tr.append(tdRes);
+    return tr;
+  }
+
+  // resolver is a Resolve button that opens a reason box in the row; the
+  // reason is required, and one key covers the retries of one resolution.
+  function resolver(id, base, reload) {
+    const box = S.el("div", null, "resolve");
+    const open = S.el("button", "Xử lý · Resolve", "secondary small resolve-open");
+    open.type = "button";
+    box.append(open);
+    open.addEventListener("click", () => {
+      const key = S.newKey();
+      const reason = S.el("input", null, "resolve-reason");
+      reason.type = "text";
+      reason.placeholder = "Lý do · Reason";
+      reason.maxLength = 500;
+      const save = S.el("button", "Lưu · Save", "small resolve-save");
+      save.type = "button";
+      const cancel = S.el("button", "Hủy · Cancel", "secondary small");
+      cancel.type = "button";
+      box.replaceChildren(reason, save, cancel);
+      reason.focus();
+      cancel.addEventListener("click", () => box.replaceChildren(open));
+      save.addEventListener("click", async () => {
+        clear();
+        const text = reason.value.trim();
+        if (!text) {
+          S.showError(ui.error, "invalid_request", ["Hãy ghi lý do.", "Please write a reason."]);
+          reason.focus();
+          return;
+        }
+        await S.busy([save, cancel], async () => {
+          try {
+            await S.request("POST", base + encodeURIComponent(id) + "/resolve", { json: { reason: text }, key });
+            notice("Đã ghi nhận · Resolved.");
+            await reload();
+          } catch (err) {
+            fail(err);
+          }
+        });
+      });
+    });
+    return box;
+  }
+
+  // ---- exceptions --------------------------------------------------------
+
+  async function loadExceptions() {
+    let r;
+    try {
+      r = await S.request("GET", "/v1/finance/exceptions");
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    const list = r.exceptions || [];
+    if (!list.length) {
+      emptyRow(ui.exceptions, 8, "Không có lỗi nào · No exceptions");
+      return;
+    }
+    ui.exceptions.replaceChildren(...list.map((x) => {
+      const tr = S.el("tr", null, x.resolved ? "resolved" : "st-bad");
+      tr.dataset.id = x.id;
+      tr.append(S.el("td", S.when(x.created_at)), S.el("td", x.kind), S.el("td", x.bank),
+        S.el("td", S.money(x.amount || 0), "num"), S.el("td", x.rrn || "—", "mono"),
+        S.el("td", x.attempts, "num"), S.el("td", (x.response_code ? "[" + x.response_code + "] " : "") + (x.last_error || ""), "err"));
+      const td = S.el("td");
+      if (x.resolved) td.textContent = "✔ " + (x.resolved_note || "");
+      else td.append(resolver(x.id, "/v1/finance/exceptions/", loadExceptions));
+      tr.append(td);
+      return tr;
+    }));
+  }
+
+  // ---- start -------------------------------------------------------------
+
+  (async () => {
+    try {
+      const s = await S.me();
+      if (allowed(s)) return showWork(s);
+    } catch (err) {
+      if (err.code !== "unauthorized") fail(err);
+    }
+    showLogin();
+  })();
+})();

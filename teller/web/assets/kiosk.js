@@ -1,0 +1,369 @@
+// The teller's kiosk: log in, scan a code (camera or numeric fallback), check
+// the citizen's ID, hand over the cash, confirm, print a receipt.
+//
+// Safety rules this page keeps:
+//   - A scanned code is only ever sent as text to POST /v1/teller/scan. It is
+//     never opened, never navigated to, never put into HTML.
+//   - Confirm needs the ID-check box ticked, and the server checks it again.
+//   - Each confirm of a given withdrawal carries ONE idempotency key, made
+//     when the withdrawal is shown and reused on every retry, so a double
+//     tap or a retry after a lost answer gets the first answer and never
+//     pays twice.
+"use strict";
+
+(function () {
+  const S = window.SoftATM;
+  const $ = (id) => document.getElementById(id);
+
+  // Settings.
+  const scanPayloadMax = 2048; // longest QR text we send; real codes are far shorter
+  const scansPerSecondMax = 8; // decoder frame rate: enough to feel instant, light on an old PC
+  const countdownTickMs = 250;
+  const countdownLowMs = 60 * 1000; // red below one minute
+
+  const ui = {
+    error: $("error"), who: $("who"), whoName: $("who-name"), logout: $("logout"),
+    loginView: $("login-view"), loginForm: $("login-form"), username: $("username"), password: $("password"), login: $("login"),
+    workView: $("work-view"), scanView: $("scan-view"), camera: $("camera"), cameraStatus: $("camera-status"), scanAgain: $("scan-again"),
+    numericForm: $("numeric-form"), numeric: $("numeric"), phone: $("phone-last4"), numericSubmit: $("numeric-submit"),
+    payoutView: $("payout-view"), amount: $("amount"), holder: $("holder"), bank: $("bank"), account: $("account"),
+    countdown: $("countdown"), idChecked: $("id-checked"), confirm: $("confirm"), release: $("release"),
+    receipt: $("receipt"), print: $("print"), next: $("next"),
+    tillPO: $("till-po"), tillCount: $("till-count"), tillPaidOut: $("till-paid-out"), tillCash: $("till-cash"),
+    tillPayouts: $("till-payouts"), tillRefresh: $("till-refresh"),
+  };
+
+  let session = null;
+  let scanner = null;
+  let scanning = false;
+  let scanBusy = false;
+  // current is the withdrawal on screen: its scan answer and the keys of
+  // the two actions the teller can take on it.
+  let current = null;
+  let countdownTimer = 0;
+
+  function setStatus(vi, en) {
+    ui.cameraStatus.replaceChildren(document.createTextNode(vi + " "), S.el("span", "· " + en, "en"));
+  }
+
+  function fail(err, override) {
+    const code = err && err.code ? err.code : "internal";
+    if (code === "unauthorized") {
+      showLogin();
+    }
+    S.showError(ui.error, code, override);
+  }
+
+  // ---- login -------------------------------------------------------------
+
+  function showLogin() {
+    session = null;
+    stopScanner();
+    stopCountdown();
+    current = null;
+    ui.who.hidden = true;
+    ui.workView.hidden = true;
+    ui.loginView.hidden = false;
+    ui.password.value = "";
+    ui.username.focus();
+  }
+
+  function showWork(s) {
+    session = s;
+    ui.loginView.hidden = true;
+    ui.workView.hidden = false;
+    ui.who.hidden = false;
+    ui.whoName.textContent = s.username + " · " + (s.post_office || "") + (s.kiosk ? " · " + s.kiosk : "");
+    toScan();
+    loadTill();
+  }
+
+  ui.loginForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    S.hideError(ui.error);
+    await S.busy(ui.login, async () => {
+      try {
+        const s = await S.login(ui.username.value.trim(), ui.password.value);
+        if (s.role !== "teller") {
+          await S.logout();
+          S.showError(ui.error, "forbidden", ["Trang này chỉ dành cho giao dịch viên.", "This page is for tellers only."]);
+          return;
+        }
+        showWork(s);
+      } catch (err) {
+        if (err.code === "unauthorized") {
+          S.showError(ui.error, err.code, ["Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."]);
+        } else {
+          fail(err);
+        }
+      }
+    });
+  });
+
+  ui.logout.addEventListener("click", async () => {
+    await S.logout();
+    S.hideError(ui.error);
+    showLogin();
+  });
+
+  // ---- scanning ----------------------------------------------------------
+
+  function stopScanner() {
+    scanning = false;
+    if (scanner) scanner.stop();
+  }
+
+  async function startScanner() {
+    ui.scanAgain.hidden = true;
+    if (typeof QrScanner === "undefined") {
+      setStatus("Không tải được bộ quét.", "The scanner did not load.");
+      return;
+    }
+    if (!scanner) {
+      scanner = new QrScanner(ui.camera, (result) => onQR(result && result.data), {
+        returnDetailedScanResult: true,
+        maxScansPerSecond: scansPerSecondMax,
+        preferredCamera: "environment",
+        // Keep qr-scanner's default scan region (the centre two thirds): the
+        // aiming square on screen shows it. "No QR code found" on a frame is
+        // normal and not worth a log line.
+        onDecodeError: (e) => { if (e !== QrScanner.NO_QR_CODE_FOUND && String(e).indexOf("No QR code found") < 0) console.warn("qr:", e); },
+      });
+    }
+    try {
+      scanning = true;
+      await scanner.start();
+      setStatus("Đưa mã QR vào khung vàng.", "Hold the QR code inside the yellow square.");
+    } catch (e) {
+      scanning = false;
+      setStatus("Không mở được camera. Hãy nhập mã số bên dưới.", "No camera. Type the numeric code below.");
+    }
+  }
+
+  function onQR(text) {
+    if (!scanning || scanBusy || !text) return;
+    // Stop after a hit: one code, one request. The teller presses "Scan
+    // again" to read another.
+    stopScanner();
+    if (text.length > scanPayloadMax) {
+      S.showError(ui.error, "code_invalid");
+      ui.scanAgain.hidden = false;
+      return;
+    }
+    submitScan({ qr: text }, []);
+  }
+
+  ui.numericForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const numeric = ui.numeric.value.replace(/\D/g, "");
+    const last4 = ui.phone.value.replace(/\D/g, "");
+    if (numeric.length !== 12 || last4.length !== 4) {
+      S.showError(ui.error, "invalid_request", ["Nhập đủ 12 số của mã và 4 số cuối điện thoại.",
+        "Enter all 12 digits of the code and the last 4 digits of the phone."]);
+      return;
+    }
+    stopScanner();
+    submitScan({ numeric: numeric, phone_last4: last4 }, [ui.numericSubmit]);
+  });
+
+  async function submitScan(body, buttons) {
+    S.hideError(ui.error);
+    scanBusy = true;
+    setStatus("Đang kiểm tra mã…", "Checking the code…");
+    try {
+      // A scan claims the code for this counter; its key is per attempt.
+      const d = await S.busy(buttons, () => S.request("POST", "/v1/teller/scan", { json: body, key: S.newKey() }));
+      showPayout(d);
+    } catch (err) {
+      fail(err);
+      if (session) {
+        ui.scanAgain.hidden = false;
+        setStatus("Chưa đọc được mã.", "No code read.");
+      }
+    } finally {
+      scanBusy = false;
+    }
+  }
+
+  ui.scanAgain.addEventListener("click", () => {
+    S.hideError(ui.error);
+    startScanner();
+  });
+
+  // ---- payout ------------------------------------------------------------
+
+  function toScan() {
+    stopCountdown();
+    current = null;
+    ui.payoutView.hidden = true;
+    ui.receipt.hidden = true;
+    ui.scanView.hidden = false;
+    ui.numeric.value = "";
+    ui.phone.value = "";
+    startScanner();
+  }
+
+  function showPayout(d) {
+    current = { scan: d, confirmKey: S.newKey(), releaseKey: S.newKey() };
+    ui.amount.textContent = S.money(d.amount);
+    ui.holder.textContent = d.holder_name_masked || "—";
+    ui.bank.textContent = d.bank_name ? d.bank_name + " (" + d.bank + ")" : (d.bank || "—");
+    ui.account.textContent = d.account_masked || "—";
+    ui.idChecked.checked = false;
+    ui.confirm.disabled = true;
+    ui.release.disabled = false;
+    ui.scanView.hidden = true;
+    ui.receipt.hidden = true;
+    ui.payoutView.hidden = false;
+    startCountdown(d);
+    ui.idChecked.focus();
+  }
+
+  // deadline is the earlier of the code's expiry and this counter's claim.
+  function deadlineOf(d) {
+    const times = [d.expires_at, d.claim_until].map((t) => (t ? Date.parse(t) : NaN)).filter((t) => t > 0);
+    return times.length ? Math.min(...times) : NaN;
+  }
+
+  function startCountdown(d) {
+    stopCountdown();
+    const deadline = deadlineOf(d);
+    const tick = () => {
+      if (isNaN(deadline)) { ui.countdown.textContent = "—"; return; }
+      const left = deadline - S.serverNow();
+      if (left <= 0) {
+        ui.countdown.textContent = "0:00";
+        ui.countdown.classList.add("low");
+        ui.confirm.disabled = true;
+        stopCountdown();
+        S.showError(ui.error, "code_expired", ["Hết thời gian cho mã này. Hãy hủy và quét lại.",
+          "Time is up for this code. Cancel and scan it again."]);
+        current.timedOut = true;
+        return;
+      }
+      const s = Math.ceil(left / 1000);
+      ui.countdown.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+      ui.countdown.classList.toggle("low", left < countdownLowMs);
+    };
+    ui.countdown.classList.remove("low");
+    tick();
+    countdownTimer = setInterval(tick, countdownTickMs);
+  }
+
+  function stopCountdown() {
+    if (countdownTimer) clearInterval(countdownTimer);
+    countdownTimer = 0;
+  }
+
+  ui.idChecked.addEventListener("change", () => {
+    ui.confirm.disabled = !(ui.idChecked.checked && current && !current.timedOut);
+  });
+
+  // Errors after which the same confirm may be tried again with the same key.
+  const retryable = new Set(["network", "internal", "unavailable", "request_in_progress", "bank_unavailable", "rate_limited"]);
+
+  ui.confirm.addEventListener("click", async () => {
+    if (!current || !ui.idChecked.checked) return;
+    S.hideError(ui.error);
+    const c = current;
+    let done = false;
+    await S.busy([ui.confirm, ui.release, ui.idChecked], async () => {
+      try {
+        const rc = await S.request("POST", "/v1/teller/confirm", {
+          json: { withdrawal_id: c.scan.withdrawal_id, id_checked: true }, key: c.confirmKey,
+        });
+        done = true;
+        showReceipt(rc);
+      } catch (err) {
+        fail(err);
+      }
+    });
+    if (done) {
+      ui.confirm.disabled = true;
+    } else if (current === c && !retryable.has((ui.error.dataset.code || ""))) {
+      // Not worth retrying (already used, expired, till short...): only
+      // Cancel remains.
+      ui.confirm.disabled = true;
+    }
+  });
+
+  ui.release.addEventListener("click", async () => {
+    if (!current) return toScan();
+    S.hideError(ui.error);
+    const c = current;
+    await S.busy([ui.release, ui.confirm], async () => {
+      try {
+        await S.request("POST", "/v1/teller/release", { json: { withdrawal_id: c.scan.withdrawal_id }, key: c.releaseKey });
+      } catch (err) {
+        // The claim lapses on its own: tell the teller, but move on.
+        fail(err);
+      }
+    });
+    if (session) toScan();
+  });
+
+  // ---- receipt -----------------------------------------------------------
+
+  function showReceipt(rc) {
+    stopCountdown();
+    current = null;
+    $("receipt-amount").textContent = S.money(rc.amount);
+    $("receipt-id").textContent = rc.withdrawal_id;
+    $("receipt-time").textContent = S.when(rc.paid_at);
+    $("receipt-po").textContent = rc.post_office || "";
+    $("receipt-kiosk").textContent = rc.kiosk || "";
+    $("receipt-teller").textContent = rc.teller || "";
+    $("receipt-day").textContent = rc.business_date || "";
+    ui.payoutView.hidden = true;
+    ui.scanView.hidden = true;
+    ui.receipt.hidden = false;
+    loadTill();
+  }
+
+  ui.print.addEventListener("click", () => window.print());
+  ui.next.addEventListener("click", () => { S.hideError(ui.error); toScan(); });
+
+  // ---- my day ------------------------------------------------------------
+
+  async function loadTill() {
+    try {
+      const t = await S.request("GET", "/v1/teller/till");
+      ui.tillPO.textContent = t.post_office || "";
+      ui.tillCount.textContent = String(t.count || 0);
+      ui.tillPaidOut.textContent = S.money(t.paid_out || 0);
+      ui.tillCash.textContent = S.money(t.cash || 0);
+      const rows = (t.payouts || []).slice().reverse().map((p) => {
+        const tr = document.createElement("tr");
+        const time = S.when(p.paid_at);
+        tr.append(S.el("td", time.slice(time.length - 8)), S.el("td", S.money(p.amount), "num"));
+        tr.title = p.withdrawal_id;
+        return tr;
+      });
+      if (!rows.length) {
+        const tr = document.createElement("tr");
+        tr.className = "empty";
+        const td = S.el("td", "Chưa có · None yet");
+        td.colSpan = 2;
+        tr.append(td);
+        rows.push(tr);
+      }
+      ui.tillPayouts.replaceChildren(...rows);
+    } catch (err) {
+      if (err.code === "unauthorized") fail(err);
+    }
+  }
+
+  ui.tillRefresh.addEventListener("click", () => S.busy(ui.tillRefresh, loadTill));
+
+  // ---- start -------------------------------------------------------------
+
+  (async () => {
+    try {
+      const s = await S.me();
+      if (s.role === "teller") return showWork(s);
+    } catch (err) {
+      if (err.code !== "unauthorized") fail(err);
+    }
+    showLogin();
+  })();
+})();
