@@ -175,9 +175,11 @@ func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
 	if m.kind == "advice" {
 		resp, err = o.bank.Advise(sctx, req)
 	} else {
+		crashPoint(CrashBeforeReversal)
 		resp, err = o.bank.Reverse(sctx, req)
 	}
 	cancel()
+	crashPoint(CrashAfterSend)
 	o.m.outboxSent.WithLabelValues(m.kind, outcome(resp.ResponseCode, err)).Inc()
 	if err != nil {
 		return o.retryLater(ctx, m, err)

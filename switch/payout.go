@@ -169,6 +169,20 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 	if cash < amount {
 		return softatm.Errorf(softatm.ETillShort, "not enough cash in the till for this code")
 	}
+	day, err := s.ledger.BusinessDate(ctx, s.now())
+	if err != nil {
+		return err
+	}
+	var limit, paid int64
+	err = s.pool.QueryRow(ctx, `SELECT p.daily_limit, COALESCE((SELECT SUM(amount) FROM withdrawals w
+		WHERE w.post_office = p.code AND w.business_date = $2 AND w.paid_at IS NOT NULL), 0)
+		FROM post_offices p WHERE p.code = $1`, po, day).Scan(&limit, &paid)
+	if err != nil {
+		return fmt.Errorf("reading post office limit: %w", err)
+	}
+	if limit > 0 && paid+amount > limit {
+		return softatm.Errorf(softatm.ELimit, "this post office has reached its daily payout limit")
+	}
 	return nil
 }
 
@@ -212,6 +226,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	}
 	transfers := ledger.PayoutTransfers(id, w.Bank, t.PostOffice, w.Amount, fee, w.Currency)
 	var current Withdrawal
+	crashPoint(CrashBeforeCommit)
 	res, err := s.ledger.Commit(ctx, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, day time.Time) error {
@@ -249,6 +264,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		res.BusinessDate = cur.BusinessDate
 		now = cur.PaidAt
 	}
+	crashPoint(CrashAfterCommit)
 	s.m.transition(StatePaid)
 	s.m.paidAmount.Add(float64(w.Amount))
 	if s.gate != nil {

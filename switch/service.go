@@ -195,6 +195,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	if resp.ResponseCode != iso.RCApproved {
 		return Issued{}, s.decline(ctx, id, resp.ResponseCode)
 	}
+	crashPoint(CrashAfterAuthorize)
 	return s.reserve(ctx, id, bank, r, resp.ApprovalCode)
 }
 

@@ -419,7 +419,7 @@ func TestOneCodeManyTellers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	const tellers, rounds = 64, 20
+	const tellers, rounds = 64, 200
 	for round := range rounds {
 		is := e.issue(t, acctRich, 50_000)
 		var wg sync.WaitGroup
@@ -539,5 +539,27 @@ func (e *env) dumpOutbox(t *testing.T) {
 		var a int
 		rows.Scan(&k, &s, &a, &le, &rc)
 		t.Logf("outbox %s %s %d %q %q", k, s, a, le, rc)
+	}
+}
+
+func TestPostOfficeDailyLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `UPDATE post_offices SET daily_limit = 600000 WHERE code = 'LS-001'`); err != nil {
+		t.Fatal(err)
+	}
+	first := e.issue(t, acctRich, 500_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: first.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, first.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	second := e.issue(t, acctRich, 200_000)
+	_, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: second.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ELimit)
+	if s := e.state(t, second.Withdrawal.ID); s != atmswitch.StateReserved {
+		t.Fatalf("state %s, want reserved", s)
 	}
 }
