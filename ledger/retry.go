@@ -91,6 +91,10 @@ func IsRetryable(err error) bool {
 	return errors.As(err, &re)
 }
 
+// Retryable marks err so that RunTx re-runs the transaction, for a caller
+// that detects a conflict of its own (a racing insert of the same key).
+func Retryable(err error) error { return retryableError{err} }
+
 func isDeadlock(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "40P01"

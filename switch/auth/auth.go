@@ -41,7 +41,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +52,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
 )
 
 // Role is what a staff user may do.
@@ -84,7 +84,6 @@ const (
 	// with many valid secrets, which cannot happen).
 	DefaultClientCacheMax = 1024
 	DefaultTxRetryMax     = 10
-	txRetryBackoffMax     = 50 * time.Millisecond
 
 	PasswordMinLen = 8
 	// PasswordMaxLen is bcrypt's limit: it ignores (x/crypto refuses)
@@ -622,26 +621,7 @@ func isUnique(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "23505"
 }
 
-// runTx runs fn in a new SERIALIZABLE transaction, and again in a new one on
-// a serialization failure or deadlock, at most txRetryMax times with a
-// jittered pause. Each attempt is a fresh transaction and the COMMIT error
-// counts, as DESIGN.md requires.
+// runTx runs fn through the one serializable retry loop of the switch.
 func (s *Service) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	var err error
-	for attempt := 0; attempt <= s.txRetryMax; attempt++ {
-		if attempt > 0 {
-			pause := time.Duration(mrand.Int64N(int64(txRetryBackoffMax)*int64(attempt)/int64(s.txRetryMax) + 1))
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(pause + time.Millisecond):
-			}
-		}
-		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) || (pe.Code != "40001" && pe.Code != "40P01") {
-			return err
-		}
-	}
-	return fmt.Errorf("transaction failed after %d retries: %w", s.txRetryMax, err)
+	return ledger.RunTx(ctx, s.pool, s.txRetryMax, fn)
 }

@@ -5,15 +5,14 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
-	"github.com/cockroachdb/cockroach-go/v2/crdb"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
 )
 
 // PGKeyStore settings.
@@ -22,11 +21,6 @@ const (
 	// serialization failure or deadlock; key changes are rare operator
 	// actions, so contention is a race between two operators at most.
 	txRetriesMax = 10
-	// txBackoffBase is the first retry's mean delay; it doubles each time,
-	// with full jitter.
-	txBackoffBase = 5 * time.Millisecond
-	// txBackoffMax caps one retry's delay.
-	txBackoffMax = 500 * time.Millisecond
 )
 
 // PGKeyStore keeps keys in the table signing_keys (migration 00021) on
@@ -142,7 +136,7 @@ func (s *PGKeyStore) Activate(ctx context.Context, id string, at time.Time) erro
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 			// A concurrent activation committed first; a new transaction
 			// will see its key and retire it.
-			return retryable{err}
+			return ledger.Retryable(err)
 		}
 		if err != nil {
 			return err
@@ -180,38 +174,7 @@ func (s *PGKeyStore) Retire(ctx context.Context, id string, at time.Time) error 
 	return nil
 }
 
-// run runs fn in a new SERIALIZABLE transaction, and again in a new one
-// after a serialization failure (40001) or a deadlock (40P01), up to
-// txRetriesMax times with jittered exponential backoff. Each attempt is a
-// whole new transaction and the COMMIT error counts, as DESIGN.md asks:
-// crdbpgxv5.ExecuteTx's savepoint loop is not safe on PostgreSQL.
+// run runs fn through the one serializable retry loop of the switch.
 func (s *PGKeyStore) run(ctx context.Context, fn func(pgx.Tx) error) error {
-	attempt := 0
-	ctx = crdb.WithMaxRetries(ctx, txRetriesMax)
-	return crdb.ExecuteCtx(ctx, func(ctx context.Context, _ ...any) error {
-		if attempt > 0 {
-			d := txBackoffBase << min(attempt-1, 16)
-			d = min(d, txBackoffMax)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(rand.N(d) + time.Millisecond):
-			}
-		}
-		attempt++
-		err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "40P01" {
-			return retryable{err}
-		}
-		return err
-	})
+	return ledger.RunTx(ctx, s.pool, txRetriesMax, fn)
 }
-
-// retryable makes crdb.ExecuteCtx retry a deadlock (40P01) as it retries a
-// serialization failure: it only recognises 40001.
-type retryable struct{ err error }
-
-func (r retryable) Error() string    { return r.err.Error() }
-func (r retryable) Unwrap() error    { return r.err }
-func (r retryable) SQLState() string { return "40001" }

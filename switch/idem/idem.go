@@ -58,7 +58,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -68,6 +67,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
 )
 
 // Settings and their defaults.
@@ -86,8 +86,6 @@ const (
 	// DefaultTxRetryMax bounds the retries of one transaction on a
 	// serialization failure (40001) or deadlock (40P01).
 	DefaultTxRetryMax = 10
-	// txRetryBackoffMax caps the jittered pause between retries.
-	txRetryBackoffMax = 50 * time.Millisecond
 
 	// KeyMaxLen is the longest accepted Idempotency-Key.
 	KeyMaxLen = 100
@@ -225,12 +223,15 @@ func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			// A concurrent insert of the same key makes one of the two
-			// transactions fail with 40001 (or 23505 when the other
-			// committed first); runTx retries both into the select above.
-			_, err = tx.Exec(ctx, `
+			// transactions fail with 40001, or insert nothing when the other
+			// committed first; runTx re-runs either into the select above.
+			tag, err := tx.Exec(ctx, `
 				INSERT INTO idempotency_keys (scope, key, request_hash, state, owner, lease_until, created_at)
-				VALUES ($1, $2, $3, 'running', $4, $5, $6)`,
+				VALUES ($1, $2, $3, 'running', $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING`,
 				scope, key, hash, owner, now.Add(s.lease), now)
+			if err == nil && tag.RowsAffected() == 0 {
+				return ledger.Retryable(errors.New("idempotency key inserted concurrently"))
+			}
 			d = decideRun
 			return err
 		case err != nil:
@@ -477,37 +478,7 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	softatm.WriteErrorJSON(w, status, code, message)
 }
 
-// runTx runs fn in a new SERIALIZABLE transaction, and again in a new one on
-// a serialization failure, deadlock or (for racing inserts) unique
-// violation, at most txRetryMax times with a jittered pause. Each attempt is
-// a fresh transaction and the COMMIT error counts, as DESIGN.md requires.
+// runTx runs fn through the one serializable retry loop of the switch.
 func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	var err error
-	for attempt := 0; attempt <= s.txRetryMax; attempt++ {
-		if attempt > 0 {
-			pause := time.Duration(rand.Int64N(int64(txRetryBackoffMax)*int64(attempt)/int64(s.txRetryMax) + 1))
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(pause + time.Millisecond):
-			}
-		}
-		err = pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
-		if !retryable(err) {
-			return err
-		}
-	}
-	return fmt.Errorf("transaction failed after %d retries: %w", s.txRetryMax, err)
-}
-
-func retryable(err error) bool {
-	var pe *pgconn.PgError
-	if !errors.As(err, &pe) {
-		return false
-	}
-	switch pe.Code {
-	case "40001", "40P01", "23505":
-		return true
-	}
-	return false
+	return ledger.RunTx(ctx, s.pool, s.txRetryMax, fn)
 }
