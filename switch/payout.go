@@ -67,19 +67,12 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	}
 	var current Withdrawal
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
+		if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
 			claim_until = $4, updated_at = $5
 			WHERE id = $1 AND expires_at > $6
 			  AND (state = 'reserved' OR (state = 'claimed' AND (claimed_by = $2 OR claim_until < $5)))`,
-			id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew))
-		if err != nil {
+			id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew)); err != nil {
 			return err
-		}
-		if tag.RowsAffected() == 0 {
-			if current, err = getWithdrawal(ctx, tx, id); err != nil {
-				return err
-			}
-			return errLate
 		}
 		current, err = getWithdrawal(ctx, tx, id)
 		return err
@@ -230,18 +223,11 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	res, err := s.ledger.Commit(ctx, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, day time.Time) error {
-			tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
+			if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
 				post_office = $5, paid_at = $6, business_date = $7, updated_at = $6
 				WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
-				id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, day)
-			if err != nil {
+				id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, day); err != nil {
 				return err
-			}
-			if tag.RowsAffected() == 0 {
-				if current, err = getWithdrawal(ctx, tx, id); err != nil {
-					return err
-				}
-				return errLate
 			}
 			return insertOutbox(ctx, tx, id, "advice", now)
 		},
@@ -284,16 +270,10 @@ func (s *Service) Release(ctx context.Context, t Teller, id uuid.UUID) error {
 	now := s.now()
 	var current Withdrawal
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
-			claim_until = NULL, updated_at = $3 WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`, id, t.holder(), now)
-		if err != nil {
+		if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
+			claim_until = NULL, updated_at = $3 WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
+			id, t.holder(), now); err != nil {
 			return err
-		}
-		if tag.RowsAffected() == 0 {
-			if current, err = getWithdrawal(ctx, tx, id); err != nil {
-				return err
-			}
-			return errLate
 		}
 		return nil
 	})

@@ -364,16 +364,10 @@ func (s *Service) endHold(ctx context.Context, id uuid.UUID, to State) error {
 	_, err := s.ledger.Commit(ctx, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
-			tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = $2, updated_at = $3
-				WHERE id = $1 AND state = 'reserved'`, id, string(to), now)
-			if err != nil {
+			if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = $2, updated_at = $3
+				WHERE id = $1 AND state = 'reserved'`,
+				id, string(to), now); err != nil {
 				return err
-			}
-			if tag.RowsAffected() == 0 {
-				if current, err = getWithdrawal(ctx, tx, id); err != nil {
-					return err
-				}
-				return errLate
 			}
 			return insertOutbox(ctx, tx, id, "reversal", now)
 		},

@@ -36,6 +36,24 @@ func getWithdrawal(ctx context.Context, q querier, id uuid.UUID) (Withdrawal, er
 	return scanWithdrawal(q.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id))
 }
 
+// move runs one conditional state change: an UPDATE of withdrawal id whose
+// WHERE names the state it expects. When it changes no row the withdrawal
+// has moved on; move then loads it into *current and returns errLate, for
+// the caller to explain with stateError.
+func move(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, sql string, args ...any) error {
+	tag, err := tx.Exec(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		if *current, err = getWithdrawal(ctx, tx, id); err != nil {
+			return err
+		}
+		return errLate
+	}
+	return nil
+}
+
 // insertOutbox queues a message to the bank in the caller's transaction.
 // seq keeps the messages of one withdrawal in order.
 func insertOutbox(ctx context.Context, tx pgx.Tx, withdrawalID uuid.UUID, kind string, now time.Time) error {
