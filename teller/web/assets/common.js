@@ -156,6 +156,16 @@
     return timeFmt.format(d);
   }
 
+  const clockFmt = new Intl.DateTimeFormat("vi-VN", {
+    timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+  });
+  // clock formats the time of day of a timestamp in Vietnam time.
+  function clock(ts) {
+    const d = new Date(ts);
+    if (!ts || isNaN(d) || d.getTime() <= 0) return "—";
+    return clockFmt.format(d);
+  }
+
   // pick reads the first present field of obj among names (the finance API
   // returns some Go structs without JSON tags, so both spellings appear).
   function pick(obj, ...names) {
@@ -188,7 +198,7 @@
   }
 
   window.SoftATM = {
-    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, pick, el, busy,
+    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, clock, pick, el, busy,
     setCSRF(t) { csrf = t || ""; },
     async login(username, password) {
       const s = await request("POST", "/v1/staff/login", { json: { username, password }, noAuthHeaders: true });

@@ -128,7 +128,9 @@
     const left = Date.parse(current.expires_at) - S.serverNow();
     if (left <= 0) { ui.countdown.textContent = "0:00"; return; }
     const s = Math.ceil(left / 1000);
-    ui.countdown.textContent = "⏱ " + Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
+    const hms = (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + String(sec).padStart(2, "0");
+    ui.countdown.textContent = "Còn hiệu lực · Valid for " + hms;
   }
 
   function stopTimers() {

@@ -140,7 +140,8 @@
     ui.dayStatus.className = "badge " + (closed ? "muted" : "ok");
     ui.dayStatus.dataset.closed = closed ? "true" : "false";
     ui.dayClosedInfo.textContent = closed && info ? S.when(pick(info, "ClosedAt", "closed_at")) + " · " + (pick(info, "ClosedBy", "closed_by") || "") : "";
-    ui.closeDay.disabled = closed;
+    // A closed day cannot be closed again: the button goes away.
+    ui.closeDay.hidden = closed;
 
     const banks = pick(rep, "Banks", "banks") || [];
     if (!banks.length) emptyRow(ui.banks, 6);
@@ -186,16 +187,22 @@
   ui.closeDayCancel.addEventListener("click", () => { ui.closeConfirm.hidden = true; });
   ui.closeDayConfirm.addEventListener("click", async () => {
     const date = ui.day.value;
+    let closed = false;
     await S.busy([ui.closeDayConfirm, ui.closeDayCancel, ui.closeDay], async () => {
       try {
         await S.request("POST", "/v1/finance/days/" + encodeURIComponent(date) + "/close", { key: closeKey });
-        ui.closeConfirm.hidden = true;
-        notice("Đã khóa sổ ngày " + date + " · Day " + date + " closed.");
-        await loadDays(false);
+        closed = true;
       } catch (err) {
         fail(err);
       }
     });
+    // Reload after busy() has put the buttons back, so that the reloaded
+    // state (a closed day has no Close button) is what stays.
+    if (closed) {
+      ui.closeConfirm.hidden = true;
+      notice("Đã khóa sổ ngày " + date + " · Day " + date + " closed.");
+      await loadDays(false);
+    }
   });
 
   // ---- reconciliation ----------------------------------------------------
@@ -263,7 +270,7 @@
     tdStatus.append(badge);
     const bankAmount = pick(it, "BankAmount", "bank_amount");
     const switchAmount = pick(it, "SwitchAmount", "switch_amount");
-    tr.append(tdStatus, S.el("td", pick(it, "RRN", "rrn") || "—", "mono"),
+    tr.append(tdStatus, S.el("td", pick(it, "RRN", "rrn") || "—", "mono nowrap"),
       S.el("td", bankAmount ? S.money(bankAmount) : "—", "num"),
       S.el("td", switchAmount ? S.money(switchAmount) : "—", "num"),
       S.el("td", pick(it, "Detail", "detail") || ""));
@@ -339,7 +346,7 @@
       const tr = S.el("tr", null, x.resolved ? "resolved" : "st-bad");
       tr.dataset.id = x.id;
       tr.append(S.el("td", S.when(x.created_at)), S.el("td", x.kind), S.el("td", x.bank),
-        S.el("td", S.money(x.amount || 0), "num"), S.el("td", x.rrn || "—", "mono"),
+        S.el("td", S.money(x.amount || 0), "num"), S.el("td", x.rrn || "—", "mono nowrap"),
         S.el("td", x.attempts, "num"), S.el("td", (x.response_code ? "[" + x.response_code + "] " : "") + (x.last_error || ""), "err"));
       const td = S.el("td");
       if (x.resolved) td.textContent = "✔ " + (x.resolved_note || "");

@@ -42,8 +42,13 @@
   let current = null;
   let countdownTimer = 0;
 
-  function setStatus(vi, en) {
+  // setStatus shows the scanner's state in words; data-state is for tests
+  // and for the CSS that hides a stopped video.
+  function setStatus(state, vi, en) {
+    ui.cameraStatus.dataset.state = state;
     ui.cameraStatus.replaceChildren(document.createTextNode(vi + " "), S.el("span", "· " + en, "en"));
+    if (state === "scanning") ui.camera.dataset.live = "1";
+    else delete ui.camera.dataset.live;
   }
 
   function fail(err, override) {
@@ -115,8 +120,9 @@
 
   async function startScanner() {
     ui.scanAgain.hidden = true;
+    setStatus("starting", "Đang mở camera…", "Starting the camera…");
     if (typeof QrScanner === "undefined") {
-      setStatus("Không tải được bộ quét.", "The scanner did not load.");
+      setStatus("no-scanner", "Không tải được bộ quét.", "The scanner did not load.");
       return;
     }
     if (!scanner) {
@@ -133,10 +139,10 @@
     try {
       scanning = true;
       await scanner.start();
-      setStatus("Đưa mã QR vào khung vàng.", "Hold the QR code inside the yellow square.");
+      setStatus("scanning", "Đưa mã QR vào khung vàng.", "Hold the QR code inside the yellow square.");
     } catch (e) {
       scanning = false;
-      setStatus("Không mở được camera. Hãy nhập mã số bên dưới.", "No camera. Type the numeric code below.");
+      setStatus("no-camera", "Không mở được camera. Hãy nhập mã số bên dưới.", "No camera. Type the numeric code below.");
     }
   }
 
@@ -169,7 +175,7 @@
   async function submitScan(body, buttons) {
     S.hideError(ui.error);
     scanBusy = true;
-    setStatus("Đang kiểm tra mã…", "Checking the code…");
+    setStatus("checking", "Đang kiểm tra mã…", "Checking the code…");
     try {
       // A scan claims the code for this counter; its key is per attempt.
       const d = await S.busy(buttons, () => S.request("POST", "/v1/teller/scan", { json: body, key: S.newKey() }));
@@ -178,7 +184,7 @@
       fail(err);
       if (session) {
         ui.scanAgain.hidden = false;
-        setStatus("Chưa đọc được mã.", "No code read.");
+        setStatus("refused", "Mã bị từ chối: xem thông báo ở trên.", "Code refused: see the message above.");
       }
     } finally {
       scanBusy = false;
@@ -278,13 +284,12 @@
         fail(err);
       }
     });
-    if (done) {
-      ui.confirm.disabled = true;
-    } else if (current === c && !retryable.has((ui.error.dataset.code || ""))) {
-      // Not worth retrying (already used, expired, till short...): only
-      // Cancel remains.
-      ui.confirm.disabled = true;
-    }
+    // busy() has put the buttons back as they were; now set what stays.
+    // After an error worth retrying, Confirm stays on and the retry reuses
+    // c.confirmKey. After any other (already used, expired, till short...)
+    // only Cancel remains.
+    const retry = !done && current === c && !c.timedOut && retryable.has(ui.error.dataset.code || "");
+    ui.confirm.disabled = !(retry && ui.idChecked.checked);
   });
 
   ui.release.addEventListener("click", async () => {
@@ -334,8 +339,7 @@
       ui.tillCash.textContent = S.money(t.cash || 0);
       const rows = (t.payouts || []).slice().reverse().map((p) => {
         const tr = document.createElement("tr");
-        const time = S.when(p.paid_at);
-        tr.append(S.el("td", time.slice(time.length - 8)), S.el("td", S.money(p.amount), "num"));
+        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", S.money(p.amount), "num"));
         tr.title = p.withdrawal_id;
         return tr;
       });

@@ -1,0 +1,550 @@
+package main
+
+// Real-browser tests of the embedded pages: headless Debian Chromium driven
+// by chromedp against the whole system (startSystem). The kiosk test feeds
+// Chromium's fake camera a y4m video of a real QR code, so the vendored
+// qr-scanner, its blob: worker and the page's CSP are all exercised exactly
+// as on a post office PC.
+//
+// Each test saves screenshots of the pages to teller/screenshots/, which are
+// committed so that a reviewer can see the pages without running anything.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/cookiejar"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
+
+	"github.com/softatm/softatm/switch/code"
+)
+
+const (
+	chromiumPath = "/usr/bin/chromium"
+	ffmpegPath   = "ffmpeg"
+	// browserTestMax bounds one browser test, browser start included, so a
+	// wedged browser fails the test instead of hanging the suite.
+	browserTestMax = 90 * time.Second
+	// browserStepMax bounds one step (a navigation, a wait for the page).
+	browserStepMax = 20 * time.Second
+	// screenshotDir is relative to this package's directory, where go test runs.
+	screenshotDir = "../../teller/screenshots"
+	// viewport of every screenshot: a small kiosk PC screen.
+	viewportWidth, viewportHeight = 1280, 900
+)
+
+// browser is one headless Chromium with one tab, and the tab's console
+// (printed when a test fails, which is where CSP violations show up).
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu      sync.Mutex
+	console []string
+}
+
+// newBrowser starts Chromium with a fresh profile. extra adds flags, such as
+// the fake camera's.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("Chromium is needed at %s for the browser tests: run `make deps` (apt-get install -y chromium): %v", chromiumPath, err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(viewportWidth, viewportHeight),
+		// No user-data-dir: chromedp makes a fresh temporary profile and
+		// removes it when the browser is gone.
+	)
+	opts = append(opts, extra...)
+	root, cancelRoot := context.WithTimeout(context.Background(), browserTestMax)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(root, opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+		cancelRoot()
+	})
+	b := &browser{t: t, ctx: ctx}
+	// The first Run starts the browser; it must run on the long-lived context.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			b.mu.Lock()
+			b.console = append(b.console, m.String())
+			b.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		if t.Failed() {
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			for _, line := range b.console {
+				t.Log("browser console: " + line)
+			}
+		}
+	})
+	return b
+}
+
+// do runs steps within browserStepMax and fails the test with what if they
+// do not finish.
+func (b *browser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserStepMax)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		b.fail(what, err)
+	}
+}
+
+func (b *browser) fail(what string, err error) {
+	b.t.Helper()
+	// A failure's screenshot is for the person debugging, not for the
+	// repository: it goes to the temporary directory.
+	dir := filepath.Join(os.TempDir(), "softatm-browser-failures")
+	name := strings.ReplaceAll(b.t.Name(), "/", "-")
+	b.shotTo(dir, name)
+	b.t.Fatalf("%s: %v (screenshot: %s)", what, err, filepath.Join(dir, name+".png"))
+}
+
+// eval returns the value of a JavaScript expression.
+func eval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserStepMax)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr))
+	if err != nil {
+		b.fail("evaluating "+expr, err)
+	}
+	return v
+}
+
+// waitFor polls a JavaScript predicate until it is true.
+func (b *browser) waitFor(what, expr string) {
+	b.t.Helper()
+	b.do(what, func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond),
+			chromedp.WithPollingTimeout(browserStepMax))(ctx, t)
+		return chromedp.Void{}, err
+	})
+}
+
+// text is the textContent of the element with id.
+func (b *browser) text(id string) string {
+	b.t.Helper()
+	return eval[string](b, fmt.Sprintf(`(document.getElementById(%q) || {}).textContent || ""`, id))
+}
+
+// shown reports the JS expression "element id is on screen".
+func shown(id string) string {
+	return fmt.Sprintf(`(function(){const e=document.getElementById(%q); return !!e && !e.hidden && e.offsetParent !== null})()`, id)
+}
+
+// shot saves a PNG of the whole page under screenshotDir.
+func (b *browser) shot(name string) {
+	b.t.Helper()
+	b.shotTo(screenshotDir, name)
+}
+
+func (b *browser) shotTo(dir, name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, browserStepMax)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// login fills the staff login form of the page at path.
+func (b *browser) login(baseURL, path, username, password string) {
+	b.t.Helper()
+	b.do("open "+path,
+		chromedp.Navigate(baseURL+path),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), username),
+		chromedp.SendKeys(chromedp.ID("password"), password),
+		chromedp.Click(chromedp.ID("login")),
+	)
+	b.waitFor("logged in on "+path, shown("work-view"))
+}
+
+// errorCode is the stable error code the page shows, "" if none.
+func (b *browser) errorCode() string {
+	return eval[string](b, `(function(){const e=document.getElementById("error"); return e && !e.hidden ? (e.dataset.code || "") : ""})()`)
+}
+
+// fakeCamera writes a y4m video of the QR code of payload, made as DESIGN.md
+// says: the QR at 240x240 in the middle of a white 640x480 frame, so that it
+// sits inside qr-scanner's default scan region (the centre two thirds).
+func fakeCamera(t *testing.T, payload string) string {
+	t.Helper()
+	if _, err := exec.LookPath(ffmpegPath); err != nil {
+		t.Fatalf("ffmpeg is needed to make the fake camera video: run `make deps` (apt-get install -y ffmpeg): %v", err)
+	}
+	dir := t.TempDir()
+	png, err := code.PNG(payload, 320)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := filepath.Join(dir, "qr.png"), filepath.Join(dir, "qr.y4m")
+	if err := os.WriteFile(in, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), browserStepMax)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ffmpegPath, "-hide_banner", "-loglevel", "error", "-y",
+		"-loop", "1", "-i", in, "-t", "3", "-r", "10",
+		"-vf", "scale=240:240,pad=640:480:200:120:white,format=yuv420p", out)
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, msg)
+	}
+	return out
+}
+
+// apiStaff is a staff member logged in through the API, for the steps a
+// test does outside the browser.
+type apiStaff struct {
+	sys  *system
+	c    *http.Client
+	csrf string
+}
+
+func apiLogin(t *testing.T, sys *system, username, password string) *apiStaff {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	st := &apiStaff{sys: sys, c: &http.Client{Jar: jar, Timeout: browserStepMax}}
+	var out struct {
+		CSRF string `json:"csrf_token"`
+	}
+	status, raw := sys.call(t, st.c, "POST", "/v1/staff/login", nil,
+		map[string]string{"username": username, "password": password}, &out)
+	if status != http.StatusOK || out.CSRF == "" {
+		t.Fatalf("login %s: %d %s", username, status, raw)
+	}
+	st.csrf = out.CSRF
+	return st
+}
+
+// post sends a state-changing request with the CSRF token and a fresh
+// idempotency key, and fails the test unless it answers 200.
+func (st *apiStaff) post(t *testing.T, path string, body, out any) {
+	t.Helper()
+	hdr := map[string]string{"X-CSRF-Token": st.csrf, "Idempotency-Key": uuid.NewString()}
+	if status, raw := st.sys.call(t, st.c, "POST", path, hdr, body, out); status != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", path, status, raw)
+	}
+}
+
+// payByNumeric scans a numeric code at teller1's counter and confirms it.
+func (st *apiStaff) payByNumeric(t *testing.T, numeric, last4 string) uuid.UUID {
+	t.Helper()
+	var scan struct {
+		ID uuid.UUID `json:"withdrawal_id"`
+	}
+	st.post(t, "/v1/teller/scan", map[string]string{"numeric": numeric, "phone_last4": last4}, &scan)
+	st.post(t, "/v1/teller/confirm", map[string]any{"withdrawal_id": scan.ID, "id_checked": true}, nil)
+	return scan.ID
+}
+
+// TestBrowserKioskCameraScan: a teller scans a real QR with the (fake)
+// camera, checks the ID, confirms, and gets a receipt; the database says paid.
+func TestBrowserKioskCameraScan(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 500_000)
+	y4m := fakeCamera(t, wd.QRPayload)
+	b := newBrowser(t,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+		chromedp.Flag("use-file-for-fake-video-capture", y4m),
+	)
+
+	b.login(sys.URL, "/kiosk", "teller1", "teller1-demo")
+	// The page scans by itself; the payout step appears once the QR is read.
+	b.waitFor("the camera scan finds the QR code", shown("payout-view"))
+	if got := b.text("amount"); got != "500.000 ₫" {
+		t.Errorf("amount shows %q, want %q", got, "500.000 ₫")
+	}
+	if got := b.text("holder"); got == "" || strings.Contains(strings.ToUpper(got), "NGUYEN VAN AN") {
+		t.Errorf("holder shows %q, want a masked name", got)
+	}
+	if got := b.text("bank"); !strings.Contains(got, "MB") {
+		t.Errorf("bank shows %q", got)
+	}
+	if got := b.text("countdown"); !strings.Contains(got, ":") {
+		t.Errorf("countdown shows %q", got)
+	}
+	if got := sys.state(t, wd.ID); got != "claimed" {
+		t.Errorf("after the scan the withdrawal is %q, want claimed", got)
+	}
+	if eval[bool](b, `document.getElementById("confirm").disabled`) != true {
+		t.Error("Confirm is enabled before the ID check is ticked")
+	}
+	b.do("tick the ID check", chromedp.Click(chromedp.ID("id-checked")))
+	if eval[bool](b, `document.getElementById("confirm").disabled`) {
+		t.Fatal("Confirm stays disabled after the ID check")
+	}
+	b.shot("kiosk-payout")
+
+	b.do("confirm", chromedp.Click(chromedp.ID("confirm")))
+	b.waitFor("the receipt shows", shown("receipt"))
+	if got := b.text("receipt-id"); got != wd.ID.String() {
+		t.Errorf("receipt withdrawal id %q, want %s", got, wd.ID)
+	}
+	if got := b.text("receipt-amount"); got != "500.000 ₫" {
+		t.Errorf("receipt amount %q", got)
+	}
+	if got := b.text("receipt-po"); got != "LS-001" {
+		t.Errorf("receipt post office %q", got)
+	}
+	if got := b.text("receipt-teller"); !strings.Contains(got, "teller1") {
+		t.Errorf("receipt teller %q", got)
+	}
+	if st := sys.state(t, wd.ID); st != "paid" && st != "completed" {
+		t.Fatalf("after confirm the withdrawal is %q, want paid or completed", st)
+	}
+	b.waitFor("My day counts the payout", `document.getElementById("till-count").textContent === "1"`)
+	b.shot("kiosk-receipt")
+}
+
+// TestBrowserKioskNumericAndErrors: the numeric fallback, a wrong phone
+// number, a double tap on Confirm that pays once, and the bilingual "already
+// used" message when the paid code comes back.
+func TestBrowserKioskNumericAndErrors(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 1_500_000)
+	// A fake camera with Chromium's own test pattern: the camera works,
+	// there is just no QR code in front of it.
+	b := newBrowser(t,
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+	)
+	b.login(sys.URL, "/kiosk", "teller1", "teller1-demo")
+	b.waitFor("the camera runs", `document.getElementById("camera-status").dataset.state === "scanning"`)
+	b.waitFor("My day loads", `document.getElementById("till-cash").textContent !== ""`)
+	b.shot("kiosk-scan")
+
+	typeCode := func(numeric, last4 string) {
+		eval[bool](b, `document.getElementById("numeric").value = ""; document.getElementById("phone-last4").value = ""; true`)
+		b.do("type the numeric code",
+			chromedp.SendKeys(chromedp.ID("numeric"), numeric),
+			chromedp.SendKeys(chromedp.ID("phone-last4"), last4),
+			chromedp.Click(chromedp.ID("numeric-submit")),
+		)
+	}
+
+	// Wrong phone digits: a plain bilingual "wrong code".
+	typeCode(code.FormatNumeric(wd.NumericCode), "0000")
+	b.waitFor("the wrong-code message", `document.getElementById("error").dataset.code === "code_invalid"`)
+	if msg := b.text("error"); !strings.Contains(msg, "Mã không đúng") || !strings.Contains(msg, "Wrong code") {
+		t.Errorf("wrong-code message %q is not bilingual", msg)
+	}
+
+	typeCode(wd.NumericCode, "5611")
+	b.waitFor("the payout step", shown("payout-view"))
+	if got := b.text("amount"); got != "1.500.000 ₫" {
+		t.Errorf("amount shows %q, want %q", got, "1.500.000 ₫")
+	}
+	if eval[bool](b, `document.getElementById("error").hidden`) != true {
+		t.Error("the old error is still shown after a good scan")
+	}
+	b.do("tick the ID check and double-tap Confirm",
+		chromedp.Click(chromedp.ID("id-checked")),
+		chromedp.DoubleClick(chromedp.ID("confirm")),
+	)
+	b.waitFor("the receipt shows", shown("receipt"))
+	if st := sys.state(t, wd.ID); st != "paid" && st != "completed" {
+		t.Fatalf("after confirm the withdrawal is %q", st)
+	}
+	b.waitFor("My day counts one payout", `document.getElementById("till-count").textContent === "1"`)
+	var payouts int
+	if err := sys.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM withdrawals WHERE state IN ('paid','completed')`).Scan(&payouts); err != nil {
+		t.Fatal(err)
+	}
+	if payouts != 1 {
+		t.Fatalf("%d payouts after a double tap, want 1", payouts)
+	}
+
+	// The citizen comes back with the same code: refused, in both languages.
+	b.do("next customer", chromedp.Click(chromedp.ID("next")))
+	b.waitFor("back to scanning", shown("scan-view"))
+	typeCode(wd.NumericCode, "5611")
+	b.waitFor("the already-used message", `document.getElementById("error").dataset.code === "code_already_used"`)
+	msg := b.text("error")
+	if !strings.Contains(msg, "đã được sử dụng") || !strings.Contains(msg, "already been used") {
+		t.Errorf("already-used message %q is not bilingual", msg)
+	}
+	if shownNow := eval[bool](b, shown("payout-view")); shownNow {
+		t.Error("the payout step is shown for a used code")
+	}
+	b.shot("kiosk-error-already-used")
+}
+
+// TestBrowserFinance: totals for a day with one payout, a bank settlement
+// file with one matched and one unknown line, resolving the unknown line,
+// closing the day.
+func TestBrowserFinance(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 500_000)
+	teller := apiLogin(t, sys, "teller1", "teller1-demo")
+	teller.payByNumeric(t, wd.NumericCode, "5611")
+	sys.waitState(t, wd.ID, "completed")
+
+	// The bank's file: its real line for our payout, and one line the
+	// switch never paid.
+	var file bytes.Buffer
+	if err := sys.Sim.WriteSettlementFile(&file, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&file, "999999999999,999999,ZZ9999,250000,704,%s,withdrawal\n", time.Now().Format(time.RFC3339))
+	csvPath := filepath.Join(t.TempDir(), "mb-settlement.csv")
+	if err := os.WriteFile(csvPath, file.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	b := newBrowser(t)
+	b.login(sys.URL, "/finance", "finance", "finance-demo")
+	b.waitFor("the MB row", `!!document.querySelector('#banks tr[data-bank="MB"]')`)
+	if got := eval[string](b, `document.querySelector('#banks tr[data-bank="MB"] td:nth-child(2)').textContent`); got != "1" {
+		t.Errorf("MB count %q, want 1", got)
+	}
+	if got := eval[string](b, `document.querySelector('#banks tr[data-bank="MB"] td:nth-child(3)').textContent`); got != "500.000 ₫" {
+		t.Errorf("MB gross %q", got)
+	}
+	b.waitFor("the LS-001 row", `!!document.querySelector('#post-offices tr[data-post-office="LS-001"]')`)
+	if href := eval[string](b, `document.getElementById("csv").getAttribute("href")`); !strings.HasSuffix(href, "/settlement?format=csv") {
+		t.Errorf("CSV link %q", href)
+	}
+
+	b.do("upload the settlement file",
+		chromedp.SetValue(chromedp.ID("recon-bank"), "MB"),
+		chromedp.SetUploadFiles(chromedp.ID("recon-file"), []string{csvPath}),
+		chromedp.Click(chromedp.ID("recon-upload")),
+	)
+	b.waitFor("the matched line", `!!document.querySelector('#recon-items tr[data-status="matched"]')`)
+	b.waitFor("the missing-at-switch line", `!!document.querySelector('#recon-items tr[data-status="missing_at_switch"]')`)
+	if e := b.errorCode(); e != "" {
+		t.Fatalf("the page shows error %q", e)
+	}
+	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .badge').className`); !strings.Contains(got, "bad") {
+		t.Errorf("missing_at_switch badge class %q, want a red one", got)
+	}
+	b.shot("finance-recon")
+
+	row := `#recon-items tr[data-status="missing_at_switch"]`
+	b.do("resolve the unknown line",
+		chromedp.Click(chromedp.CSS(row+" .resolve-open")),
+		chromedp.SendKeys(chromedp.CSS(row+" .resolve-reason"), "not ours: bank asked to reverse, ticket 4711"),
+		chromedp.Click(chromedp.CSS(row+" .resolve-save")),
+	)
+	b.waitFor("the line is resolved", `!!document.querySelector('#recon-items tr[data-status="missing_at_switch"].resolved')`)
+	var resolved int
+	if err := sys.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM recon_items WHERE resolved`).Scan(&resolved); err != nil {
+		t.Fatal(err)
+	}
+	if resolved != 1 {
+		t.Errorf("%d resolved items in the database, want 1", resolved)
+	}
+
+	b.do("close the day", chromedp.Click(chromedp.ID("close-day")))
+	b.waitFor("the confirmation", shown("close-confirm"))
+	b.do("confirm closing", chromedp.Click(chromedp.ID("close-day-confirm")))
+	b.waitFor("the day shows closed", `document.getElementById("day-status").dataset.closed === "true"`)
+	if e := b.errorCode(); e != "" {
+		t.Fatalf("the page shows error %q", e)
+	}
+	b.shot("finance-closed")
+}
+
+// TestBrowserDemoApp: the stand-in banking app makes a code, shows its QR
+// and follows it live to completed when a teller pays it; a second code is
+// cancelled from the page.
+func TestBrowserDemoApp(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	b := newBrowser(t)
+	b.do("open the demo app",
+		chromedp.Navigate(sys.URL+"/demo/app"),
+		chromedp.WaitVisible(chromedp.ID("create")),
+	)
+	b.waitFor("the accounts load", `document.querySelectorAll("#account option").length > 0`)
+	b.do("choose an account and amount",
+		chromedp.SetValue(chromedp.ID("account"), "9704000000000011"),
+		chromedp.Click(chromedp.CSS(`[data-amount="1000000"]`)),
+		chromedp.Click(chromedp.ID("create")),
+	)
+	b.waitFor("the code shows", shown("code-view"))
+	b.waitFor("the QR image loads", `(function(){const i=document.getElementById("qr"); return i.complete && i.naturalWidth > 100})()`)
+	if got := b.text("code-amount"); got != "1.000.000 ₫" {
+		t.Errorf("amount %q", got)
+	}
+	numeric := strings.ReplaceAll(b.text("numeric-code"), " ", "")
+	if len(numeric) != 12 {
+		t.Fatalf("numeric code %q", numeric)
+	}
+	b.waitFor("status reserved", `document.getElementById("status").dataset.state === "reserved"`)
+	b.shot("demo-code")
+
+	// A teller pays it; the app follows on its own.
+	teller := apiLogin(t, sys, "teller1", "teller1-demo")
+	paid := teller.payByNumeric(t, numeric, "5611")
+	b.waitFor("status completed", `document.getElementById("status").dataset.state === "completed"`)
+	if got := sys.state(t, paid); got != "completed" {
+		t.Errorf("state %q", got)
+	}
+	b.shot("demo-completed")
+
+	b.do("make a second code",
+		chromedp.Click(chromedp.ID("new")),
+		chromedp.WaitVisible(chromedp.ID("create")),
+		chromedp.Click(chromedp.ID("create")),
+	)
+	b.waitFor("status reserved", `document.getElementById("status").dataset.state === "reserved" && document.getElementById("cancel").offsetParent !== null`)
+	b.do("cancel it", chromedp.Click(chromedp.ID("cancel")))
+	b.waitFor("status cancelled", `document.getElementById("status").dataset.state === "cancelled"`)
+	var id uuid.UUID
+	if err := sys.Pool.QueryRow(context.Background(),
+		`SELECT id FROM withdrawals WHERE id <> $1 ORDER BY created_at DESC LIMIT 1`, paid).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if got := sys.state(t, id); got != "cancelled" {
+		t.Errorf("state %q, want cancelled", got)
+	}
+	b.shot("demo-cancelled")
+}
