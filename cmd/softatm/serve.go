@@ -43,7 +43,21 @@ type ServeConfig struct {
 	Outbox      atmswitch.OutboxConfig
 	SweepEvery  time.Duration
 	PoolMax     int32
+	// LedgerBatch is how many ledger units one transaction may commit
+	// (1: a transaction per unit); LedgerBatchWait is how long the committer
+	// waits for more units once one is waiting. See ledger.WithBatch.
+	LedgerBatch     int
+	LedgerBatchWait time.Duration
 }
+
+// Ledger batching defaults, chosen with bench/cmd/loadgen (see
+// bench/RESULTS.md): payouts on one hot till and one bank's receivable
+// serialise on those rows, and committing the waiting units together turns
+// many conflicting transactions into one.
+const (
+	defaultLedgerBatch     = 1
+	defaultLedgerBatchWait = 0
+)
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -69,6 +83,9 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SweepEvery, "sweep-every", 5*time.Second, "how often expired codes and lapsed claims are swept")
 	fs.IntVar(&c.Outbox.MaxAttempts, "outbox-max-attempts", c.Outbox.MaxAttempts, "tries before an advice becomes an exception")
 	fs.DurationVar(&c.Outbox.BackoffMax, "outbox-backoff-max", c.Outbox.BackoffMax, "longest wait between tries")
+	fs.Int64Var(&c.Switch.AccountDailyMax, "account-daily-max", c.Switch.AccountDailyMax, "most one account may withdraw in 24 hours, in dong (0: no limit of our own; the bank's still applies)")
+	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
+	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
 	var poolMax int
 	fs.IntVar(&poolMax, "db-conns", 32, "PostgreSQL connections")
 	c.PoolMax = int32(poolMax)
@@ -145,7 +162,7 @@ func (m *Main) Run(ctx context.Context) error {
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 		}))
-	m.Ledger = ledger.New(m.Pool)
+	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait))
 	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool), code.WithSkew(c.Switch.ClockSkew), code.WithMaxLifetime(c.Switch.CodeTTL))
 	if err := keyring.Load(ctx); err != nil {
 		return fmt.Errorf("loading signing keys (run `softatm keys generate`): %w", err)

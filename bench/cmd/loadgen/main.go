@@ -1,0 +1,193 @@
+// Command loadgen is softatm's end-to-end load generator. It runs the whole
+// withdrawal — the bank app's create, the teller's scan and confirm, then
+// waiting until the bank acknowledged the 0220 (completed) — from N
+// concurrent clients for a fixed time, and prints completed withdrawals per
+// second, p50/p95/p99/max latency of every API call and errors by code.
+//
+// By default it starts the whole system itself, as `softatm demo` does:
+// private PostgreSQL with fsync on, Redis, the issuer simulator (in this
+// process) and `softatm serve` (a child process), with bench banks, post
+// offices and tellers whose money never runs out, so that the figures measure
+// the switch and not the fixtures. With -url it drives a running system
+// instead, as the demo fixtures' MB app and tellers.
+//
+// In the same run it measures the machine's raw limits: the same number of
+// PostgreSQL write commits per withdrawal done by a minimal program with no
+// switch logic (an INSERT plus an UPDATE per commit from N goroutines,
+// against the same durable server), and a Redis round trip. The report
+// gives softatm's throughput as a ratio of that limit.
+//
+//	go run ./bench/cmd/loadgen -duration 20s -clients 32
+//	go run ./bench/cmd/loadgen -hot -rate 100          # fixed rate, one PO, one bank
+//	go run ./bench/cmd/loadgen -url http://127.0.0.1:8080 -duration 10s
+//
+// It imports the switch's packages only to set up its own data; it must not
+// be imported.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/softatm/softatm/fixtures"
+)
+
+type opts struct {
+	url, database, redis string
+	softatm              string
+
+	clients, dbConns   int
+	duration, warmup   time.Duration
+	rate               float64
+	hot                bool
+	postOffices, banks int
+	accountsPerBank    int
+	fee                int64
+	accountDailyMax    int64
+	poll               time.Duration
+
+	ledgerBatch     int
+	ledgerBatchWait time.Duration
+
+	rawDuration time.Duration
+	skipRaw     bool
+	label       string
+}
+
+func status(format string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", a...) }
+
+func main() {
+	var o opts
+	flag.StringVar(&o.url, "url", "", "drive a running switch at this URL (demo fixtures' credentials) instead of starting one")
+	flag.StringVar(&o.database, "database", "", "with -url: its DATABASE_URL, to count commits per withdrawal and measure raw commits")
+	flag.StringVar(&o.redis, "redis", "", "with -url: its REDIS_URL, to measure the Redis round trip")
+	flag.StringVar(&o.softatm, "softatm", "", "softatm binary to run (default: go build it)")
+	flag.IntVar(&o.clients, "clients", 32, "concurrent clients, each a bank app user and a teller at a kiosk")
+	flag.IntVar(&o.dbConns, "db-conns", 32, "PostgreSQL connections of the switch")
+	flag.DurationVar(&o.duration, "duration", 20*time.Second, "how long to measure")
+	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "load before measuring starts")
+	flag.Float64Var(&o.rate, "rate", 0, "start this many withdrawals per second (0: as fast as the clients go)")
+	flag.BoolVar(&o.hot, "hot", false, "all payouts at one post office, all accounts at one bank")
+	flag.IntVar(&o.postOffices, "post-offices", 8, "bench post offices (tellers are spread over them)")
+	flag.IntVar(&o.banks, "banks", 4, "bench banks (accounts are spread over them)")
+	flag.IntVar(&o.accountsPerBank, "accounts", 1000, "bench accounts per bank")
+	flag.Int64Var(&o.fee, "fee", 0, "fee per withdrawal charged to each bench bank, in dong")
+	flag.Int64Var(&o.accountDailyMax, "account-daily-max", 20_000_000, "the switch's per-account daily maximum (0: off)")
+	flag.DurationVar(&o.poll, "poll", 20*time.Millisecond, "how often a client polls its withdrawal until completed")
+	flag.IntVar(&o.ledgerBatch, "ledger-batch", 0, "passed to softatm serve -ledger-batch (0: serve's default)")
+	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
+	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
+	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
+	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, o opts) error {
+	if o.clients < 1 || o.duration <= 0 {
+		return errors.New("-clients and -duration must be positive")
+	}
+	var w *world
+	if o.url == "" {
+		var err error
+		if w, err = startWorld(ctx, o); err != nil {
+			return err
+		}
+		defer w.Close()
+	} else {
+		var err error
+		if w, err = targetWorld(o); err != nil {
+			return err
+		}
+	}
+
+	var before int64
+	if w.DBURL != "" {
+		before, _ = writeCommits(ctx, w.DBURL)
+	}
+	status("load: %d clients, %s warm-up, %s measured, rate %s, hot=%v", o.clients, o.warmup, o.duration, rateText(o.rate), o.hot)
+	res, err := runLoad(ctx, w, o)
+	if err != nil {
+		return err
+	}
+	if w.DBURL != "" {
+		after, _ := writeCommits(ctx, w.DBURL)
+		if res.startedAll > 0 {
+			res.commitsPerWithdrawal = float64(after-before) / float64(res.startedAll)
+		}
+	}
+
+	var raw rawResult
+	if !o.skipRaw {
+		raw = measureRaw(ctx, w, o, res.commitsPerWithdrawal)
+	}
+	report(os.Stdout, w, o, res, raw)
+	return nil
+}
+
+func rateText(r float64) string {
+	if r <= 0 {
+		return "unbounded (closed loop)"
+	}
+	return fmt.Sprintf("%.0f/s", r)
+}
+
+// targetWorld drives a running system as the demo fixtures' banks and
+// tellers. Their balances and daily limits are small: long runs will see
+// declines (errors by code say so).
+func targetWorld(o opts) (*world, error) {
+	d, err := fixtures.LoadDemo()
+	if err != nil {
+		return nil, err
+	}
+	w := &world{URL: strings.TrimRight(o.url, "/"), DBURL: o.database, PGAdmin: o.database, Redis: o.redis}
+	for _, b := range d.Banks {
+		bb := benchBank{Code: b.Code, ClientID: b.ClientID, Secret: b.ClientSecret}
+		for _, a := range d.Accounts {
+			if a.Bank == b.Code && !a.Blocked {
+				bb.Accounts = append(bb.Accounts, a.Number)
+			}
+		}
+		if len(bb.Accounts) > 0 {
+			w.Banks = append(w.Banks, bb)
+		}
+	}
+	for _, p := range d.PostOffices {
+		w.Tellers = append(w.Tellers, benchTeller{Username: p.Teller.Username, Password: p.Teller.Password, PostOffice: p.Code})
+	}
+	if o.hot {
+		w.Banks, w.Tellers = w.Banks[:1], w.Tellers[:1]
+	}
+	status("driving %s as the demo fixtures (%d banks, %d tellers); their money runs out under long load", w.URL, len(w.Banks), len(w.Tellers))
+	return w, nil
+}
+
+func machine() (nproc int, cpu string) {
+	nproc = runtime.NumCPU()
+	cpu = "?"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if i := strings.Index(line, ":"); i >= 0 {
+					cpu = strings.TrimSpace(line[i+1:])
+				}
+				break
+			}
+		}
+	}
+	return
+}

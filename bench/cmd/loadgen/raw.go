@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/softatm/softatm/fixtures/localsrv"
+)
+
+// redisPings is how many sequential PINGs the Redis round trip is timed on.
+const redisPings = 2000
+
+type rawResult struct {
+	conns          int
+	spreadPerSec   float64 // commits/s, each goroutine updating its own row
+	spreadP50      time.Duration
+	hotPerSec      float64 // commits/s, every goroutine updating one row
+	hotAborts      int64
+	redisP50       time.Duration
+	redisP99       time.Duration
+	commitsPerWd   float64 // write commits per withdrawal used for the limit
+	limitPerSec    float64 // spreadPerSec / commitsPerWd
+	err, redisErr  error
+	measuredCommit bool
+}
+
+// measureRaw runs the minimal commit program and the Redis round trip
+// against the servers of w.
+func measureRaw(ctx context.Context, w *world, o opts, commitsPerWd float64) rawResult {
+	r := rawResult{conns: o.dbConns, commitsPerWd: commitsPerWd, measuredCommit: commitsPerWd > 0}
+	if !r.measuredCommit {
+		// No database to count on: the count read from the code (see
+		// RESULTS.md): 2 idempotency commits per state-changing API call
+		// (3 calls), 2 for create, 1 scan, 1 confirm, 1 outbox answer.
+		r.commitsPerWd = 11
+	}
+	if w.Redis != "" {
+		r.redisP50, r.redisP99, r.redisErr = redisRoundTrip(ctx, w.Redis)
+	}
+	if w.PGAdmin == "" {
+		r.err = errors.New("no database given (-database)")
+		return r
+	}
+	url := w.PGAdmin
+	table := "bench_raw"
+	if o.url == "" {
+		// Our own server: a database of its own, so nothing of the switch's is touched.
+		u, err := localsrv.CreateDatabase(ctx, w.PGAdmin, "rawbench")
+		if err != nil {
+			r.err = err
+			return r
+		}
+		url = u
+	}
+	status("raw limit: INSERT+UPDATE commits from %d connections for %s (own rows, then one hot row)", o.dbConns, o.rawDuration)
+	var err error
+	r.spreadPerSec, r.spreadP50, _, err = rawCommits(ctx, url, table, o.dbConns, o.rawDuration, false)
+	if err != nil {
+		r.err = err
+		return r
+	}
+	r.hotPerSec, _, r.hotAborts, err = rawCommits(ctx, url, table, o.dbConns, o.rawDuration, true)
+	if err != nil {
+		r.err = err
+	}
+	if r.commitsPerWd > 0 {
+		r.limitPerSec = r.spreadPerSec / r.commitsPerWd
+	}
+	return r
+}
+
+// rawCommits is the minimal program: n goroutines, each committing
+// SERIALIZABLE transactions of one INSERT and one UPDATE as fast as it can.
+// With hot, every UPDATE hits the same row, and conflicts are retried.
+func rawCommits(ctx context.Context, url, table string, n int, d time.Duration, hot bool) (perSec float64, p50 time.Duration, aborts int64, err error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	cfg.MaxConns = int32(n)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer pool.Close()
+	for _, q := range []string{
+		`DROP TABLE IF EXISTS ` + table + `_log`, `DROP TABLE IF EXISTS ` + table + `_rows`,
+		`CREATE TABLE ` + table + `_rows (id UUID PRIMARY KEY, n BIGINT NOT NULL)`,
+		`CREATE TABLE ` + table + `_log (id UUID PRIMARY KEY, row_id UUID NOT NULL, amount BIGINT NOT NULL, at TIMESTAMPTZ NOT NULL)`,
+	} {
+		if _, err := pool.Exec(ctx, q); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	rows := make([]uuid.UUID, n)
+	for i := range rows {
+		rows[i] = uuid.New()
+		if hot && i > 0 {
+			rows[i] = rows[0]
+			continue
+		}
+		if _, err := pool.Exec(ctx, `INSERT INTO `+table+`_rows (id, n) VALUES ($1, 0)`, rows[i]); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	var commits, aborted atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	var firstErr error
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for time.Now().Before(deadline) && ctx.Err() == nil {
+				start := time.Now()
+				err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, func(tx pgx.Tx) error {
+					if _, err := tx.Exec(ctx, `INSERT INTO `+table+`_log (id, row_id, amount, at) VALUES ($1, $2, 100000, now())`, uuid.New(), rows[i]); err != nil {
+						return err
+					}
+					_, err := tx.Exec(ctx, `UPDATE `+table+`_rows SET n = n + 1 WHERE id = $1`, rows[i])
+					return err
+				})
+				var pe *pgconn.PgError
+				switch {
+				case err == nil:
+					commits.Add(1)
+					mine = append(mine, time.Since(start))
+				case errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01"):
+					aborted.Add(1)
+				default:
+					mu.Lock()
+					if firstErr == nil && ctx.Err() == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return float64(commits.Load()) / d.Seconds(), quantile(lat, 0.5), aborted.Load(), firstErr
+}
+
+func redisRoundTrip(ctx context.Context, url string) (p50, p99 time.Duration, err error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	if err := c.Ping(ctx).Err(); err != nil {
+		return 0, 0, err
+	}
+	lat := make([]time.Duration, 0, redisPings)
+	for range redisPings {
+		start := time.Now()
+		if err := c.Ping(ctx).Err(); err != nil {
+			return 0, 0, err
+		}
+		lat = append(lat, time.Since(start))
+	}
+	slices.Sort(lat)
+	return quantile(lat, 0.5), quantile(lat, 0.99), nil
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f", float64(d)/float64(time.Millisecond)) }
+
+func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
+	nproc, cpu := machine()
+	version, fsync, syncCommit := "?", "?", "?"
+	if w.DBURL != "" {
+		version, fsync, syncCommit = serverFacts(context.Background(), w.DBURL)
+	}
+	p := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
+	label := o.label
+	if label == "" {
+		label = "run"
+	}
+	p("## %s", label)
+	p("")
+	p("machine: %d CPUs, %s; PostgreSQL %s, fsync=%s, synchronous_commit=%s", nproc, cpu, version, fsync, syncCommit)
+	mode := "spread"
+	if o.hot {
+		mode = "hot (one post office, one bank)"
+	}
+	batch := "serve default"
+	if o.ledgerBatch > 0 {
+		batch = fmt.Sprintf("%d units, wait %s", o.ledgerBatch, o.ledgerBatchWait)
+	}
+	p("load: %d clients, %s measured after %s warm-up, rate %s, %s, ledger batch %s, %d switch DB connections",
+		o.clients, o.duration, o.warmup, rateText(o.rate), mode, batch, o.dbConns)
+	p("")
+	rate := float64(res.completed) / res.window.Seconds()
+	p("completed withdrawals: %d in %s = **%.1f/s**", res.completed, res.window, rate)
+	if res.missed > 0 {
+		p("fixed-rate starts missed (every client busy): %d", res.missed)
+	}
+	p("")
+	p("| call | n | p50 ms | p95 ms | p99 ms | max ms |")
+	p("| --- | ---: | ---: | ---: | ---: | ---: |")
+	for _, op := range ops {
+		l := res.lat[op]
+		name := op
+		switch op {
+		case "create":
+			name = "POST /v1/withdrawals"
+		case "scan":
+			name = "POST /v1/teller/scan"
+		case "confirm":
+			name = "POST /v1/teller/confirm"
+		case "get":
+			name = "GET /v1/withdrawals/{id} (polling)"
+		case "completed":
+			name = "create → completed"
+		}
+		var mx time.Duration
+		if len(l) > 0 {
+			mx = l[len(l)-1]
+		}
+		p("| %s | %d | %s | %s | %s | %s |", name, len(l), ms(quantile(l, .5)), ms(quantile(l, .95)), ms(quantile(l, .99)), ms(mx))
+	}
+	p("")
+	if len(res.errors) == 0 {
+		p("errors: none")
+	} else {
+		p("errors (whole run, by call and code):")
+		for _, k := range sortedKeys(res.errors) {
+			p("- %s: %d", k, res.errors[k])
+		}
+	}
+	p("")
+	if o.skipRaw {
+		return
+	}
+	how := "measured: write transactions (PostgreSQL xids) per withdrawal created"
+	if !raw.measuredCommit {
+		how = "counted from the code"
+	}
+	p("write commits per withdrawal: %.2f (%s)", raw.commitsPerWd, how)
+	if raw.err != nil {
+		p("raw commit limit: not measured: %v", raw.err)
+	} else {
+		p("raw commits (INSERT+UPDATE, SERIALIZABLE, %d connections, own rows): %.0f/s, p50 %s ms", raw.conns, raw.spreadPerSec, ms(raw.spreadP50))
+		p("raw commits, all on one hot row: %.0f/s (%d serialization aborts)", raw.hotPerSec, raw.hotAborts)
+		p("raw limit: %.0f commits/s ÷ %.2f commits per withdrawal = %.1f withdrawals/s", raw.spreadPerSec, raw.commitsPerWd, raw.limitPerSec)
+		if raw.limitPerSec > 0 && !math.IsInf(raw.limitPerSec, 0) {
+			p("**softatm reaches %.0f%% of the raw limit** (%.1f of %.1f withdrawals/s)", 100*rate/raw.limitPerSec, rate, raw.limitPerSec)
+		}
+	}
+	if raw.redisErr != nil {
+		p("Redis round trip: not measured: %v", raw.redisErr)
+	} else if w.Redis != "" {
+		p("Redis round trip (PING, sequential): p50 %s ms, p99 %s ms", ms(raw.redisP50), ms(raw.redisP99))
+	}
+	p("")
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/fixtures/localsrv"
+	"github.com/softatm/softatm/iso/banksim"
+	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/switch/auth"
+	"github.com/softatm/softatm/switch/code"
+)
+
+// Bench data. Every withdrawal is benchAmount; accounts and tills hold so
+// much that nothing runs out in any run this tool can make.
+const (
+	benchAmount     = 100_000
+	benchBalance    = 1 << 50 // dong at the simulated issuer, per account
+	benchTillCash   = 1 << 50 // dong in each bench post office's till
+	benchCurrency   = "704"
+	benchPassword   = "bench-password-0001"
+	benchBcryptCost = 4 // bench users only: their hashes are made at setup, not measured
+	serveStartMax   = 60 * time.Second
+)
+
+// world is the system under test, as the load sees it.
+type world struct {
+	URL     string
+	DBURL   string // "" in target mode without -database
+	PGAdmin string // the server's admin URL, for the raw-commit database
+	Redis   string
+	Banks   []benchBank
+	Tellers []benchTeller
+	Sim     *banksim.Sim
+
+	stop []func()
+}
+
+type benchBank struct {
+	Code, ClientID, Secret string
+	Accounts               []string
+}
+
+type benchTeller struct {
+	Username, Password, PostOffice string
+}
+
+func (w *world) Close() {
+	for i := len(w.stop) - 1; i >= 0; i-- {
+		w.stop[i]()
+	}
+}
+
+// startWorld starts private PostgreSQL (fsync on), Redis, the issuer
+// simulator (in this process) and `softatm serve` (a child process), and
+// loads the bench data.
+func startWorld(ctx context.Context, o opts) (*world, error) {
+	w := &world{}
+	ok := false
+	defer func() {
+		if !ok {
+			w.Close()
+		}
+	}()
+	dir, err := os.MkdirTemp("", "softatm-bench-")
+	if err != nil {
+		return nil, err
+	}
+	w.stop = append(w.stop, func() { _ = os.RemoveAll(dir) })
+	status("starting private PostgreSQL (fsync on) in %s", dir)
+	pg, err := localsrv.StartPostgres(ctx, filepath.Join(dir, "pg"), localsrv.PostgresOptions{Durable: true})
+	if err != nil {
+		return nil, err
+	}
+	w.stop = append(w.stop, pg.Stop)
+	if err := localsrv.WaitPostgres(ctx, pg.URL); err != nil {
+		return nil, err
+	}
+	w.PGAdmin = pg.URL
+	if w.DBURL, err = localsrv.CreateDatabase(ctx, pg.URL, "softatm"); err != nil {
+		return nil, err
+	}
+	status("starting private Redis")
+	rs, err := localsrv.StartRedis(ctx, filepath.Join(dir, "redis"), localsrv.RedisOptions{})
+	if err != nil {
+		return nil, err
+	}
+	w.stop = append(w.stop, rs.Stop)
+	w.Redis = rs.URL
+	status("migrating and loading bench data (%d post offices, %d banks, %d tellers)", o.postOffices, o.banks, o.clients)
+	if _, err := schema.Migrate(ctx, w.DBURL); err != nil {
+		return nil, err
+	}
+	if err := w.loadBenchData(ctx, o); err != nil {
+		return nil, fmt.Errorf("bench data: %w", err)
+	}
+
+	var accounts []banksim.Account
+	for _, b := range w.Banks {
+		for _, a := range b.Accounts {
+			accounts = append(accounts, banksim.Account{Number: a, Bank: b.Code, Holder: "BENCH CITIZEN",
+				Phone: "0900005611", Balance: benchBalance, DailyLimit: 0})
+		}
+	}
+	w.Sim = banksim.New(accounts, banksim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	bankAddr, err := w.Sim.Listen("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	w.stop = append(w.stop, func() { _ = w.Sim.Close() })
+
+	bin := o.softatm
+	if bin == "" {
+		bin = filepath.Join(dir, "softatm")
+		status("building softatm")
+		b := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/softatm/softatm/cmd/softatm")
+		b.Stdout, b.Stderr = os.Stderr, os.Stderr
+		if err := b.Run(); err != nil {
+			return nil, fmt.Errorf("building softatm (or pass -softatm): %w", err)
+		}
+	}
+	port, err := localsrv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	logPath := filepath.Join(os.TempDir(), "softatm-bench-serve.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "-listen", listen, "-bank", bankAddr.String(),
+		"-db-conns", strconv.Itoa(o.dbConns), "-account-daily-max", strconv.FormatInt(o.accountDailyMax, 10)}
+	if o.ledgerBatch > 0 {
+		args = append(args, "-ledger-batch", strconv.Itoa(o.ledgerBatch), "-ledger-batch-wait", o.ledgerBatchWait.String())
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+uuid.NewString())
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	status("starting %s %v (log: %s)", bin, args, logPath)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	w.stop = append(w.stop, func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		logFile.Close()
+	})
+	w.URL = "http://" + listen
+	if err := waitReady(ctx, w.URL+"/readyz", exited); err != nil {
+		return nil, fmt.Errorf("softatm serve did not become ready (see %s): %w", logPath, err)
+	}
+	ok = true
+	return w, nil
+}
+
+func waitReady(ctx context.Context, url string, exited <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(ctx, serveStartMax)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("the process exited")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// loadBenchData creates the bench banks (with app clients and receivables),
+// post offices with huge tills and no daily limit, one kiosk and one teller
+// per client, the switch's own accounts and a signing key. It mirrors
+// `softatm admin load-demo` but with bench-sized money.
+func (w *world) loadBenchData(ctx context.Context, o opts) error {
+	pool, err := pgxpool.New(ctx, w.DBURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	l := ledger.New(pool)
+	defer l.Close()
+	a := auth.New(pool, auth.WithBcryptCost(benchBcryptCost))
+	for _, acc := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement} {
+		if err := l.EnsureAccount(ctx, acc, benchCurrency, 0); err != nil {
+			return err
+		}
+	}
+	nBanks, nPOs := o.banks, o.postOffices
+	if o.hot {
+		nBanks, nPOs = 1, 1
+	}
+	for i := range nBanks {
+		b := benchBank{Code: fmt.Sprintf("BK%d", i+1), ClientID: fmt.Sprintf("bench-app-%d", i+1),
+			Secret: fmt.Sprintf("bench-secret-%04d", i+1)}
+		if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount) VALUES ($1, $2, $3)`,
+			b.Code, "Bench Bank "+strconv.Itoa(i+1), o.fee); err != nil {
+			return err
+		}
+		if err := l.EnsureAccount(ctx, ledger.ReceivableCode(b.Code), benchCurrency, 0); err != nil {
+			return err
+		}
+		if err := a.CreateBankClient(ctx, b.ClientID, b.Code, b.Secret); err != nil {
+			return err
+		}
+		for j := range o.accountsPerBank {
+			b.Accounts = append(b.Accounts, fmt.Sprintf("97%02d%012d", i+1, j+1))
+		}
+		w.Banks = append(w.Banks, b)
+	}
+	for i := range nPOs {
+		po := fmt.Sprintf("BP-%03d", i+1)
+		if _, err := pool.Exec(ctx, `INSERT INTO post_offices (code, name, location, daily_limit) VALUES ($1, $2, 'Bench', 0)`,
+			po, "Bench PO "+strconv.Itoa(i+1)); err != nil {
+			return err
+		}
+		if err := l.EnsureAccount(ctx, ledger.TillCode(po), benchCurrency, ledger.FlagCreditsMustNotExceedDebits); err != nil {
+			return err
+		}
+		if err := l.Replenish(ctx, po, benchTillCash, benchCurrency, uuid.New()); err != nil {
+			return err
+		}
+	}
+	for i := range o.clients {
+		po := fmt.Sprintf("BP-%03d", i%nPOs+1)
+		kiosk := fmt.Sprintf("KB%06d", i+1)
+		if _, err := pool.Exec(ctx, `INSERT INTO kiosks (id, post_office) VALUES ($1, $2)`, kiosk, po); err != nil {
+			return err
+		}
+		t := benchTeller{Username: fmt.Sprintf("bench%04d", i+1), Password: benchPassword, PostOffice: po}
+		if _, err := a.CreateUser(ctx, t.Username, t.Password, auth.RoleTeller, po, kiosk); err != nil {
+			return err
+		}
+		w.Tellers = append(w.Tellers, t)
+	}
+	now := time.Now()
+	_, err = code.Rotate(ctx, code.NewPGKeyStore(pool), "KBENCH01", now)
+	if err != nil && softatm.ErrorCode(err) != softatm.EConflict {
+		return err
+	}
+	return nil
+}
+
+// writeCommits returns the next transaction id PostgreSQL will assign. Only
+// transactions that write get one, so the difference over a run is the
+// number of write transactions (commits and the aborted attempts that wrote
+// before failing) the run caused.
+func writeCommits(ctx context.Context, dbURL string) (int64, error) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&n)
+	return n, err
+}
+
+// serverFacts reads the PostgreSQL version and fsync setting.
+func serverFacts(ctx context.Context, dbURL string) (version, fsync, syncCommit string) {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return "?", "?", "?"
+	}
+	defer conn.Close(ctx)
+	_ = conn.QueryRow(ctx, `SHOW server_version`).Scan(&version)
+	_ = conn.QueryRow(ctx, `SHOW fsync`).Scan(&fsync)
+	_ = conn.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&syncCommit)
+	return
+}
