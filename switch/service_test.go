@@ -563,3 +563,49 @@ func TestPostOfficeDailyLimit(t *testing.T) {
 		t.Fatalf("state %s, want reserved", s)
 	}
 }
+
+// TestAdviceRepeatedThenException: while the bank ignores 0220s the advice
+// is repeated as 0221; after MaxAttempts it becomes an exception that
+// finance sees, and requeued once the bank is back it completes.
+func TestAdviceRepeatedThenException(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.AuthTimeout = time.Second })
+	ctx := context.Background()
+	ocfg := atmswitch.DefaultOutboxConfig()
+	ocfg.MaxAttempts, ocfg.BackoffMin, ocfg.BackoffMax, ocfg.SendTimeout = 3, time.Millisecond, 5*time.Millisecond, 200*time.Millisecond
+	e.outbox = atmswitch.NewOutbox(ocfg, e.pool, e.bank, quietLog(), nil, nil)
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.SetMTIFault("0220", banksim.Fault{Kind: "drop"})
+	e.sim.SetMTIFault("0221", banksim.Fault{Kind: "drop"})
+	e.drain(t)
+	if a, r := e.sim.Received("0220"), e.sim.Received("0221"); a != 1 || r != 2 {
+		t.Fatalf("bank got %d 0220 and %d 0221, want 1 and 2", a, r)
+	}
+	ex, err := e.svc.Exceptions(ctx)
+	if err != nil || len(ex) != 1 || ex[0].Kind != "advice" || ex[0].WithdrawalID != is.Withdrawal.ID {
+		t.Fatalf("exceptions %+v (%v)", ex, err)
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StatePaid {
+		t.Fatalf("state %s, want paid until the bank answers", s)
+	}
+	// The dropped messages were still captured at the bank (the fault drops
+	// only the reply), so the repeat after requeue is answered idempotently.
+	e.sim.ClearFaults()
+	if err := e.svc.Requeue(ctx, ex[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	e.drain(t)
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateCompleted {
+		t.Fatalf("state %s, want completed", s)
+	}
+	if err := e.svc.ResolveException(ctx, ex[0].ID, "finance", ""); softatm.ErrorCode(err) != softatm.EInvalid {
+		t.Fatalf("resolve without a reason: %v", err)
+	}
+	e.checkLedger(t)
+}

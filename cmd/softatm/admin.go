@@ -159,7 +159,7 @@ func (a *admin) loadDemo(ctx context.Context, d fixtures.Demo) error {
 
 func runAdmin(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("admin: bank | client | post-office | kiosk | user | load-demo | check")
+		return errors.New("admin: bank | client | post-office | kiosk | user | replenish | load-demo | check")
 	}
 	fs := flag.NewFlagSet("admin "+args[0], flag.ContinueOnError)
 	url := fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
@@ -177,6 +177,8 @@ func runAdmin(ctx context.Context, args []string) error {
 	username := fs.String("username", "", "user: login name")
 	password := fs.String("password", "", "user: password (8 characters or more)")
 	role := fs.String("role", "teller", "user: teller | finance | admin")
+	amount := fs.Int64("amount", 0, "replenish: cash delivered to the post office, in dong")
+	ref := fs.String("ref", "", "replenish: the delivery's reference (a retry with the same ref books it once)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -198,6 +200,11 @@ func runAdmin(ctx context.Context, args []string) error {
 		err = a.kiosk(ctx, *id, *po)
 	case "user":
 		err = a.user(ctx, *username, *password, auth.Role(*role), *po, *kiosk)
+	case "replenish":
+		if *po == "" || *amount <= 0 || *ref == "" {
+			return errors.New("admin replenish -post-office P -amount N -ref DELIVERY-REF")
+		}
+		err = a.ledger.Replenish(ctx, *po, *amount, *currency, uuid.NewSHA1(openingCashNS, []byte(*po+"/"+*ref)))
 	case "load-demo":
 		var d fixtures.Demo
 		if d, err = fixtures.LoadDemo(); err == nil {

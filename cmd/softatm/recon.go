@@ -10,21 +10,28 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/recon"
 )
+
+// settleNS derives the ids of bank settlement transfers.
+var settleNS = uuid.MustParse("0b6f3e57-3c1e-4a5e-9a43-7d8f0f2b6a21")
 
 // runRecon is finance's command line: the day's settlement report, and the
 // import and report of a bank's settlement file.
 func runRecon(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("recon: settlement -date D [-csv] | import -bank B -date D FILE | report -bank B -date D | close -date D")
+		return errors.New("recon: settlement -date D [-csv] | import -bank B -date D FILE | report -bank B -date D | settle -bank B -date D -amount N | close -date D")
 	}
 	fs := flag.NewFlagSet("recon "+args[0], flag.ContinueOnError)
 	url := fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	dateS := fs.String("date", "", "business date YYYY-MM-DD (default: today's)")
 	bank := fs.String("bank", "", "bank code")
 	csv := fs.Bool("csv", false, "settlement: CSV instead of JSON")
+	amount := fs.Int64("amount", 0, "settle: what the bank paid, in dong")
+	currency := fs.String("currency", "704", "settle: ISO 4217 numeric currency")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -57,6 +64,18 @@ func runRecon(ctx context.Context, args []string) error {
 			return rep.WriteCSV(os.Stdout)
 		}
 		return out.Encode(rep)
+	case "settle":
+		// One settlement per bank and day: the id is derived from both, so
+		// running the command twice books the payment once.
+		if *bank == "" || *amount <= 0 {
+			return errors.New("recon settle -bank B -date D -amount N")
+		}
+		id := uuid.NewSHA1(settleNS, []byte(*bank+"/"+date.Format("2006-01-02")))
+		if err := l.SettleBank(ctx, date, *bank, *amount, *currency, id); err != nil {
+			return err
+		}
+		fmt.Println("ok")
+		return nil
 	case "close":
 		return l.CloseDay(ctx, date, "cli:"+os.Getenv("USER"))
 	case "import":
