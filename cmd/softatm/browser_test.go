@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
@@ -50,7 +52,7 @@ type browser struct {
 	ctx context.Context
 
 	mu      sync.Mutex
-	console []string
+	console []chromedp.ConsoleMessage
 }
 
 // newBrowser starts Chromium with a fresh profile. extra adds flags, such as
@@ -94,16 +96,24 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) *browser {
 				return
 			}
 			b.mu.Lock()
-			b.console = append(b.console, m.String())
+			b.console = append(b.console, m)
 			b.mu.Unlock()
 		}
 	}()
+	// Runs before the browser stops (cleanups run last-in first-out). A
+	// CSP violation or an uncaught exception fails the test even when the
+	// page looked right: qr-scanner, for one, fails silently.
 	t.Cleanup(func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		for _, m := range b.console {
+			if m.IsException() || strings.Contains(m.Text, "Content Security Policy") {
+				t.Errorf("browser: %s (%s:%d)", m, m.URL, m.Line)
+			}
+		}
 		if t.Failed() {
-			b.mu.Lock()
-			defer b.mu.Unlock()
-			for _, line := range b.console {
-				t.Log("browser console: " + line)
+			for _, m := range b.console {
+				t.Log("browser console: " + m.String())
 			}
 		}
 	})
@@ -337,6 +347,19 @@ func TestBrowserKioskCameraScan(t *testing.T) {
 	}
 	b.waitFor("My day counts the payout", `document.getElementById("till-count").textContent === "1"`)
 	b.shot("kiosk-receipt")
+
+	// The printed receipt: print CSS keeps only the receipt.
+	b.do("emulate print", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"})
+		return err
+	}))
+	if eval[bool](b, shown("till")) || eval[bool](b, shown("print")) {
+		t.Error("the printed receipt shows the till panel or the buttons")
+	}
+	if !eval[bool](b, shown("receipt")) {
+		t.Error("the printed page lacks the receipt")
+	}
+	b.shot("kiosk-receipt-print")
 }
 
 // TestBrowserKioskNumericAndErrors: the numeric fallback, a wrong phone
