@@ -17,12 +17,13 @@ const closedDaysMax = 366
 
 // Day is a business day.
 type Day struct {
-	Date     time.Time
-	Closed   bool
-	ClosedAt time.Time
-	ClosedBy string
+	Date     time.Time `json:"date"`
+	Closed   bool      `json:"closed"`
+	ClosedAt time.Time `json:"closed_at"`
+	ClosedBy string    `json:"closed_by"`
 	// TransferCount and AmountSum are frozen at close.
-	TransferCount, AmountSum int64
+	TransferCount int64 `json:"transfer_count"`
+	AmountSum     int64 `json:"amount_sum"`
 }
 
 // civilDate is a date as the database returns a DATE: midnight UTC.

@@ -18,31 +18,31 @@ import (
 
 // BankTotal is what one bank owes for one business day.
 type BankTotal struct {
-	Bank     string
-	Count    int64 // withdrawals paid (paid or completed) on the day
-	Gross    int64 // their amounts: cash handed out on the bank's behalf
-	Fees     int64 // fee transfers booked against the bank on the day
-	Net      int64 // what the bank owes: Gross + Fees (fees are charged to the bank)
-	Settled  int64 // what SettleBank has recorded as paid for the day
-	Currency string
+	Bank     string `json:"bank"`
+	Count    int64  `json:"count"`   // withdrawals paid (paid or completed) on the day
+	Gross    int64  `json:"gross"`   // their amounts: cash handed out on the bank's behalf
+	Fees     int64  `json:"fees"`    // fee transfers booked against the bank on the day
+	Net      int64  `json:"net"`     // what the bank owes: Gross + Fees (fees are charged to the bank)
+	Settled  int64  `json:"settled"` // what SettleBank has recorded as paid for the day
+	Currency string `json:"currency"`
 }
 
 // PostOfficeTotal is one post office's cash for one business day.
 type PostOfficeTotal struct {
-	PostOffice  string
-	Count       int64 // withdrawals paid there on the day
-	CashOut     int64 // their amounts
-	TillOpening int64 // posted till balance before the day
-	TillClosing int64 // posted till balance after the day
-	Currency    string
+	PostOffice  string `json:"post_office"`
+	Count       int64  `json:"count"`        // withdrawals paid there on the day
+	CashOut     int64  `json:"cash_out"`     // their amounts
+	TillOpening int64  `json:"till_opening"` // posted till balance before the day
+	TillClosing int64  `json:"till_closing"` // posted till balance after the day
+	Currency    string `json:"currency"`
 }
 
 // Report is the settlement report of one business day.
 type Report struct {
-	Date        time.Time
-	Closed      bool
-	Banks       []BankTotal
-	PostOffices []PostOfficeTotal
+	Date        time.Time         `json:"date"`
+	Closed      bool              `json:"closed"`
+	Banks       []BankTotal       `json:"banks"`
+	PostOffices []PostOfficeTotal `json:"post_offices"`
 }
 
 // paidStates are the withdrawal states in which cash has left a till.

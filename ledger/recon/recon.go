@@ -64,27 +64,31 @@ func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // ImportResult describes an import.
 type ImportResult struct {
-	FileID     uuid.UUID
-	Bank       string
-	Date       time.Time
-	Name       string
-	SHA256     string
-	Lines      int  // lines in the file
-	NewLines   int  // lines not known from an earlier file of the same bank and day
-	Repeated   bool // the same file was imported before: this is that import
-	ImportedAt time.Time
+	FileID     uuid.UUID `json:"file_id"`
+	Bank       string    `json:"bank"`
+	Date       time.Time `json:"date"`
+	Name       string    `json:"name"`
+	SHA256     string    `json:"sha256"`
+	Lines      int       `json:"lines"`     // lines in the file
+	NewLines   int       `json:"new_lines"` // lines not known from an earlier file of the same bank and day
+	Repeated   bool      `json:"repeated"`  // the same file was imported before: this is that import
+	ImportedAt time.Time `json:"imported_at"`
 }
 
 // Item is one reconciliation result.
 type Item struct {
-	ID                       uuid.UUID
-	Status                   Status
-	RRN, STAN, ApprovalCode  string
-	BankAmount, SwitchAmount int64
-	WithdrawalID             uuid.UUID
-	Detail                   string // why it is an exception, in words
-	Resolved                 bool
-	ResolvedBy, Reason       string
+	ID           uuid.UUID `json:"id"`
+	Status       Status    `json:"status"`
+	RRN          string    `json:"rrn"`
+	STAN         string    `json:"stan"`
+	ApprovalCode string    `json:"approval_code"`
+	BankAmount   int64     `json:"bank_amount"`
+	SwitchAmount int64     `json:"switch_amount"`
+	WithdrawalID uuid.UUID `json:"withdrawal_id"`
+	Detail       string    `json:"detail"` // why it is an exception, in words
+	Resolved     bool      `json:"resolved"`
+	ResolvedBy   string    `json:"resolved_by"`
+	Reason       string    `json:"reason"`
 }
 
 // ns derives recon ids: an id is a function of what it names, so that

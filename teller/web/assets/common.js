@@ -166,16 +166,6 @@
     return clockFmt.format(d);
   }
 
-  // pick reads the first present field of obj among names (the finance API
-  // returns some Go structs without JSON tags, so both spellings appear).
-  function pick(obj, ...names) {
-    if (!obj) return undefined;
-    for (const n of names) {
-      if (obj[n] !== undefined && obj[n] !== null) return obj[n];
-    }
-    return undefined;
-  }
-
   // el builds an element with text content and optional class.
   function el(tag, text, cls) {
     const e = document.createElement(tag);
@@ -198,7 +188,7 @@
   }
 
   window.SoftATM = {
-    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, clock, pick, el, busy,
+    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, clock, el, busy,
     setCSRF(t) { csrf = t || ""; },
     async login(username, password) {
       const s = await request("POST", "/v1/staff/login", { json: { username, password }, noAuthHeaders: true });

@@ -9,7 +9,6 @@
 (function () {
   const S = window.SoftATM;
   const $ = (id) => document.getElementById(id);
-  const pick = S.pick;
 
   const ui = {
     error: $("error"), notice: $("notice"), who: $("who"), whoName: $("who-name"), logout: $("logout"),
@@ -118,7 +117,7 @@
   }
 
   function dayInfo(date) {
-    return days.find((d) => dateOnly(pick(d, "Date", "date")) === date);
+    return days.find((d) => dateOnly(d?.date) === date);
   }
 
   async function loadSettlement() {
@@ -135,38 +134,38 @@
       return;
     }
     const info = dayInfo(date);
-    const closed = Boolean(pick(rep, "Closed", "closed") || (info && pick(info, "Closed", "closed")));
+    const closed = Boolean(rep?.closed || (info && info?.closed));
     ui.dayStatus.textContent = closed ? "Đã khóa sổ · Closed" : "Đang mở · Open";
     ui.dayStatus.className = "badge " + (closed ? "muted" : "ok");
     ui.dayStatus.dataset.closed = closed ? "true" : "false";
-    ui.dayClosedInfo.textContent = closed && info ? S.when(pick(info, "ClosedAt", "closed_at")) + " · " + (pick(info, "ClosedBy", "closed_by") || "") : "";
+    ui.dayClosedInfo.textContent = closed && info ? S.when(info?.closed_at) + " · " + (info?.closed_by || "") : "";
     // A closed day cannot be closed again: the button goes away.
     ui.closeDay.hidden = closed;
 
-    const banks = pick(rep, "Banks", "banks") || [];
+    const banks = rep?.banks || [];
     if (!banks.length) emptyRow(ui.banks, 6);
     else ui.banks.replaceChildren(...banks.map((b) => {
       const tr = S.el("tr");
-      tr.dataset.bank = pick(b, "Bank", "bank");
-      tr.append(S.el("td", pick(b, "Bank", "bank")), S.el("td", pick(b, "Count", "count") || 0, "num"),
-        S.el("td", S.money(pick(b, "Gross", "gross") || 0), "num"), S.el("td", S.money(pick(b, "Fees", "fees") || 0), "num"),
-        S.el("td", S.money(pick(b, "Net", "net") || 0), "num"), S.el("td", S.money(pick(b, "Settled", "settled") || 0), "num"));
+      tr.dataset.bank = b?.bank;
+      tr.append(S.el("td", b?.bank), S.el("td", b?.count || 0, "num"),
+        S.el("td", S.money(b?.gross || 0), "num"), S.el("td", S.money(b?.fees || 0), "num"),
+        S.el("td", S.money(b?.net || 0), "num"), S.el("td", S.money(b?.settled || 0), "num"));
       return tr;
     }));
 
-    const pos = pick(rep, "PostOffices", "post_offices") || [];
+    const pos = rep?.post_offices || [];
     if (!pos.length) emptyRow(ui.postOffices, 5);
     else ui.postOffices.replaceChildren(...pos.map((p) => {
       const tr = S.el("tr");
-      tr.dataset.postOffice = pick(p, "PostOffice", "post_office");
-      tr.append(S.el("td", pick(p, "PostOffice", "post_office")), S.el("td", pick(p, "Count", "count") || 0, "num"),
-        S.el("td", S.money(pick(p, "CashOut", "cash_out") || 0), "num"),
-        S.el("td", S.money(pick(p, "TillOpening", "till_opening") || 0), "num"),
-        S.el("td", S.money(pick(p, "TillClosing", "till_closing") || 0), "num"));
+      tr.dataset.postOffice = p?.post_office;
+      tr.append(S.el("td", p?.post_office), S.el("td", p?.count || 0, "num"),
+        S.el("td", S.money(p?.cash_out || 0), "num"),
+        S.el("td", S.money(p?.till_opening || 0), "num"),
+        S.el("td", S.money(p?.till_closing || 0), "num"));
       return tr;
     }));
 
-    const codes = banks.map((b) => pick(b, "Bank", "bank")).filter(Boolean);
+    const codes = banks.map((b) => b?.bank).filter(Boolean);
     ui.bankList.replaceChildren(...codes.map((c) => { const o = S.el("option"); o.value = c; return o; }));
     if (!ui.reconBank.value && codes.length) ui.reconBank.value = codes[0];
     if (ui.reconBank.value) loadRecon(true);
@@ -225,9 +224,9 @@
     await S.busy([ui.reconUpload, ui.reconShow], async () => {
       try {
         const r = await S.request("POST", "/v1/finance/recon/" + encodeURIComponent(bank) + "/" + encodeURIComponent(ui.day.value), { form, key: uploadKey });
-        const lines = pick(r, "Lines", "lines") || 0;
-        const fresh = pick(r, "NewLines", "new_lines") || 0;
-        ui.reconResult.textContent = pick(r, "Repeated", "repeated")
+        const lines = r?.lines || 0;
+        const fresh = r?.new_lines || 0;
+        ui.reconResult.textContent = r?.repeated
           ? "Tệp này đã được nhập trước đó · This file was imported before (" + lines + " lines)."
           : "Đã nhập " + lines + " dòng, " + fresh + " dòng mới · Imported " + lines + " lines, " + fresh + " new.";
         ui.reconResult.hidden = false;
@@ -259,24 +258,24 @@
   }
 
   function reconRow(it) {
-    const status = pick(it, "Status", "status") || "";
-    const resolved = Boolean(pick(it, "Resolved", "resolved"));
+    const status = it?.status || "";
+    const resolved = Boolean(it?.resolved);
     const cls = statusClass[status] || "info";
     const tr = S.el("tr", null, "st-" + cls + (resolved ? " resolved" : ""));
     tr.dataset.status = status;
-    tr.dataset.id = pick(it, "ID", "id");
+    tr.dataset.id = it?.id;
     const badge = S.el("span", status, "badge " + cls);
     const tdStatus = S.el("td");
     tdStatus.append(badge);
-    const bankAmount = pick(it, "BankAmount", "bank_amount");
-    const switchAmount = pick(it, "SwitchAmount", "switch_amount");
-    tr.append(tdStatus, S.el("td", pick(it, "RRN", "rrn") || "—", "mono nowrap"),
+    const bankAmount = it?.bank_amount;
+    const switchAmount = it?.switch_amount;
+    tr.append(tdStatus, S.el("td", it?.rrn || "—", "mono nowrap"),
       S.el("td", bankAmount ? S.money(bankAmount) : "—", "num"),
       S.el("td", switchAmount ? S.money(switchAmount) : "—", "num"),
-      S.el("td", pick(it, "Detail", "detail") || ""));
+      S.el("td", it?.detail || ""));
     const tdRes = S.el("td");
     if (resolved) {
-      tdRes.textContent = "✔ " + (pick(it, "Reason", "reason") || "") + (pick(it, "ResolvedBy", "resolved_by") ? " (" + pick(it, "ResolvedBy", "resolved_by") + ")" : "");
+      tdRes.textContent = "✔ " + (it?.reason || "") + (it?.resolved_by ? " (" + it?.resolved_by + ")" : "");
       tdRes.className = "resolution";
     } else if (status !== "matched") {
       tdRes.append(resolver(tr.dataset.id, "/v1/finance/recon/items/", () => loadRecon(false)));
