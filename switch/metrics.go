@@ -1,12 +1,24 @@
 package atmswitch
 
 import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/softatm/softatm/iso"
+	"github.com/softatm/softatm/ledger"
 )
 
 // Metrics are the switch's Prometheus collectors, on a registry of our own.
 // Label values are bounded: routes are patterns, outcomes are error codes,
-// states and message kinds are enums.
+// states and message kinds are enums, MTIs and response codes are the
+// profile's (anything else is "other"), Redis commands are the few the
+// switch sends (anything else is "other").
 type Metrics struct {
 	Registry *prometheus.Registry
 
@@ -18,7 +30,16 @@ type Metrics struct {
 	outboxSent    *prometheus.CounterVec
 	outboxDepth   prometheus.Gauge
 	outboxOldest  prometheus.Gauge
+
+	isoMessages *prometheus.CounterVec
+	isoRTT      *prometheus.HistogramVec
+	ledgerTx    *prometheus.HistogramVec
+	redisTime   *prometheus.HistogramVec
+	redisErrors *prometheus.CounterVec
 }
+
+// latencyBuckets cover a sub-millisecond Redis call to a 10 s bank timeout.
+var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
 // NewMetrics registers the collectors on reg (a new registry when nil).
 func NewMetrics(reg *prometheus.Registry) *Metrics {
@@ -52,10 +73,217 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		outboxOldest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "softatm_outbox_oldest_age_seconds", Help: "Age of the oldest message waiting to be sent.",
 		}),
+		isoMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_iso_requests_total",
+			Help: "ISO 8583 requests sent to the bank, by request MTI and the reply's response code (none: no usable reply).",
+		}, []string{"mti", "response_code"}),
+		isoRTT: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "softatm_iso_round_trip_seconds", Help: "Time from sending an ISO 8583 request to its reply (or giving up), by request MTI.",
+			Buckets: latencyBuckets,
+		}, []string{"mti"}),
+		ledgerTx: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "softatm_ledger_commit_duration_seconds",
+			Help:    "Time for one ledger unit to commit (queueing for its batch and retries included), by unit kind and outcome.",
+			Buckets: latencyBuckets,
+		}, []string{"unit", "outcome"}),
+		redisTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "softatm_redis_command_duration_seconds", Help: "Redis command latency, by command.",
+			Buckets: latencyBuckets,
+		}, []string{"command"}),
+		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_redis_errors_total", Help: "Redis commands that failed (a missing key is not a failure), by command.",
+		}, []string{"command"}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.transitions, m.paidAmount, m.redisFallback,
-		m.outboxSent, m.outboxDepth, m.outboxOldest)
+		m.outboxSent, m.outboxDepth, m.outboxOldest,
+		m.isoMessages, m.isoRTT, m.ledgerTx, m.redisTime, m.redisErrors,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_retries_total",
+			Help: "Serialization conflicts and deadlocks after which a database transaction was re-run (whole process).",
+		}, func() float64 { return float64(ledger.Retries()) }),
+	)
 	return m
 }
 
 func (m *Metrics) transition(s State) { m.transitions.WithLabelValues(string(s)).Inc() }
+
+// knownMTIs and knownRCs bound the ISO labels.
+var (
+	knownMTIs = map[string]bool{
+		iso.MTIAuthRequest: true, iso.MTIAdvice: true, iso.MTIAdviceRepeat: true, iso.MTIReversal: true,
+		iso.MTIReversalRepeat: true, iso.MTINetworkRequest: true,
+	}
+	knownRCs = map[string]bool{
+		iso.RCApproved: true, iso.RCDoNotHonour: true, iso.RCInvalidTransaction: true, iso.RCInvalidAmount: true,
+		iso.RCInvalidAccount: true, iso.RCFormatError: true, iso.RCInsufficientFunds: true, iso.RCExceedsLimit: true,
+		iso.RCIssuerUnavailable: true, iso.RCDuplicate: true, iso.RCSystemError: true,
+	}
+)
+
+// ObserveISO is the bank client's observer (iso.WithObserver): one call per
+// request, with the reply's response code ("" when there was none).
+func (m *Metrics) ObserveISO(mti, responseCode string, rtt time.Duration, err error) {
+	if !knownMTIs[mti] {
+		mti = "other"
+	}
+	rc := responseCode
+	switch {
+	case err != nil || rc == "":
+		rc = "none"
+	case !knownRCs[rc]:
+		rc = "other"
+	}
+	m.isoMessages.WithLabelValues(mti, rc).Inc()
+	m.isoRTT.WithLabelValues(mti).Observe(rtt.Seconds())
+}
+
+// LinkUp exports up() (the bank link is signed on) as softatm_iso_link_up.
+func (m *Metrics) LinkUp(up func() bool) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "softatm_iso_link_up", Help: "1 when the ISO 8583 link to the bank is connected and signed on.",
+	}, func() float64 {
+		if up() {
+			return 1
+		}
+		return 0
+	}))
+}
+
+// ledgerUnits bound the unit label of ledger commit timings.
+const (
+	unitHold   = "hold"
+	unitPayout = "payout"
+	unitVoid   = "void"
+)
+
+// commit runs s.ledger.Commit and times it.
+func (s *Service) commit(ctx context.Context, unit string, u ledger.Unit) (ledger.Result, error) {
+	start := time.Now()
+	res, err := s.ledger.Commit(ctx, u)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	s.m.ledgerTx.WithLabelValues(unit, outcome).Observe(time.Since(start).Seconds())
+	return res, err
+}
+
+// redisCommands bound the command label; the switch sends only these.
+var redisCommands = map[string]bool{
+	"get": true, "set": true, "del": true, "incr": true, "pexpire": true, "pttl": true, "exists": true,
+	"eval": true, "evalsha": true, "ping": true, "pipeline": true, "hello": true, "client": true,
+}
+
+// ObserveRedis records one Redis command (or pipeline, as "pipeline").
+// answered is true for an error that is Redis's normal answer (no such
+// key, NOSCRIPT): it is timed but not counted as a failure.
+func (m *Metrics) ObserveRedis(command string, d time.Duration, err error, answered bool) {
+	if !redisCommands[command] {
+		command = "other"
+	}
+	m.redisTime.WithLabelValues(command).Observe(d.Seconds())
+	if err != nil && !answered {
+		m.redisErrors.WithLabelValues(command).Inc()
+	}
+}
+
+// Withdrawal-state gauge settings.
+const (
+	// stateCountEvery bounds how often a scrape runs the count queries; in
+	// between, the last counts are served.
+	stateCountEvery = 10 * time.Second
+	// stateCountTimeout bounds the count queries of one scrape.
+	stateCountTimeout = 2 * time.Second
+	// finishedWindow: finished withdrawals are counted over this window
+	// only, so the query stays bounded as the table grows.
+	finishedWindow = 24 * time.Hour
+)
+
+var (
+	liveStates     = []string{string(StateRequested), string(StateReserved), string(StateClaimed), string(StatePaid)}
+	finishedStates = []string{string(StateCompleted), string(StateDeclined), string(StateFailed), string(StateCancelled), string(StateExpired)}
+)
+
+// stateCollector is softatm_withdrawals{state}: every withdrawal still in a
+// live state (requested, reserved, claimed, paid), and those that finished
+// (completed, declined, failed, cancelled, expired) among the withdrawals
+// created in the last 24 hours. Both queries use the (state, created_at)
+// index.
+type stateCollector struct {
+	pool *pgxpool.Pool
+	desc *prometheus.Desc
+	now  func() time.Time
+
+	mu     sync.Mutex
+	at     time.Time
+	counts map[string]float64
+}
+
+// NewStateCollector returns the withdrawals-by-state collector.
+func NewStateCollector(pool *pgxpool.Pool) prometheus.Collector {
+	return &stateCollector{pool: pool, now: time.Now, desc: prometheus.NewDesc("softatm_withdrawals",
+		"Withdrawals by state: all in live states; finished ones among those created in the last 24 hours.",
+		[]string{"state"}, nil)}
+}
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.counts == nil || c.now().Sub(c.at) >= stateCountEvery {
+		counts, err := c.count()
+		if err != nil {
+			ch <- prometheus.NewInvalidMetric(c.desc, err)
+			return
+		}
+		c.counts, c.at = counts, c.now()
+	}
+	for _, states := range [][]string{liveStates, finishedStates} {
+		for _, s := range states {
+			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, c.counts[s], s)
+		}
+	}
+}
+
+func (c *stateCollector) count() (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), stateCountTimeout)
+	defer cancel()
+	counts := map[string]float64{}
+	// Read-only, but the server's default is SERIALIZABLE: retried like any
+	// transaction so that a conflict does not blank the gauge.
+	err := ledger.RunTx(ctx, c.pool, maxTxRetries, func(tx pgx.Tx) error {
+		clear(counts)
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) GROUP BY state`, []any{liveStates}},
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) AND created_at > $2 GROUP BY state`,
+				[]any{finishedStates, c.now().Add(-finishedWindow)}},
+		} {
+			rows, err := tx.Query(ctx, q.sql, q.args...)
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var s string
+				var n int64
+				if err := rows.Scan(&s, &n); err != nil {
+					rows.Close()
+					return err
+				}
+				counts[s] = float64(n)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(errors.New("counting withdrawals by state"), err)
+	}
+	return counts, nil
+}

@@ -220,7 +220,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	transfers := ledger.PayoutTransfers(id, w.Bank, t.PostOffice, w.Amount, fee, w.Currency)
 	var current Withdrawal
 	crashPoint(CrashBeforeCommit)
-	res, err := s.ledger.Commit(ctx, ledger.Unit{
+	res, err := s.commit(ctx, unitPayout, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, day time.Time) error {
 			if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,

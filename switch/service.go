@@ -289,7 +289,7 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		return Issued{}, fmt.Errorf("decoding own code: %w", err)
 	}
 	late := false
-	_, err = s.ledger.Commit(ctx, ledger.Unit{
+	_, err = s.commit(ctx, unitHold, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
 			tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'reserved', approval_code = $2, response_code = '00',
@@ -361,7 +361,7 @@ func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdr
 func (s *Service) endHold(ctx context.Context, id uuid.UUID, to State) error {
 	now := s.now()
 	var current Withdrawal
-	_, err := s.ledger.Commit(ctx, ledger.Unit{
+	_, err := s.commit(ctx, unitVoid, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
 			if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = $2, updated_at = $3

@@ -154,14 +154,19 @@ func (m *Main) Run(ctx context.Context) error {
 		// rather fall back to the database than make the teller wait.
 		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 500*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
 		opt.MaxRetries = 1
+		// No CLIENT SETINFO on connect: Redis before 7.2 refuses it, and the
+		// refused pipeline would count as a Redis error in the metrics.
+		opt.DisableIdentity = true
 		m.Redis = redis.NewClient(opt)
 		gate = replay.New(m.Redis, c.RedisPrefix)
 	}
 
 	m.Bank = iso.NewClient(c.BankAddr, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
+		iso.WithObserver(metrics.ObserveISO),
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 		}))
+	instrument(reg, metrics, m.Pool, m.Bank.Up, m.Redis)
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait))
 	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool), code.WithSkew(c.Switch.ClockSkew), code.WithMaxLifetime(c.Switch.CodeTTL))
 	if err := keyring.Load(ctx); err != nil {
