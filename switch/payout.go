@@ -32,7 +32,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 		return Withdrawal{}, err
 	}
 	now := s.now()
-	w, err := getWithdrawal(ctx, s.pool, id)
+	w, err := getWithdrawal(ctx, retryReads{s.pool}, id)
 	if err != nil {
 		return Withdrawal{}, err
 	}
@@ -152,26 +152,30 @@ func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.U
 	return id, nil
 }
 
-// checkTill refuses a payout the post office's till cannot cover.
+// checkTill refuses a payout the post office's till cannot cover, or one
+// past its daily payout limit. One read: the till's balance, the limit, and
+// (only when there is a limit) what the post office paid today. It is a
+// courtesy to the teller before cash is counted; the ledger's till flag is
+// the guard at confirm.
 func (s *Service) checkTill(ctx context.Context, po string, amount int64) error {
-	a, err := s.ledger.Account(ctx, ledger.TillCode(po))
-	if err != nil {
-		return fmt.Errorf("reading till: %w", err)
-	}
-	cash := a.DebitsPosted - a.CreditsPosted - a.CreditsPending
-	if cash < amount {
-		return softatm.Errorf(softatm.ETillShort, "not enough cash in the till for this code")
-	}
 	day, err := s.ledger.BusinessDate(ctx, s.now())
 	if err != nil {
 		return err
 	}
-	var limit, paid int64
-	err = s.pool.QueryRow(ctx, `SELECT p.daily_limit, COALESCE((SELECT SUM(amount) FROM withdrawals w
-		WHERE w.post_office = p.code AND w.business_date = $2 AND w.paid_at IS NOT NULL), 0)
-		FROM post_offices p WHERE p.code = $1`, po, day).Scan(&limit, &paid)
+	var cash, limit, paid int64
+	err = retryReads{s.pool}.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit,
+		CASE WHEN p.daily_limit > 0 THEN COALESCE((SELECT SUM(amount) FROM withdrawals w
+			WHERE w.post_office = p.code AND w.business_date = $2 AND w.paid_at IS NOT NULL), 0) ELSE 0 END
+		FROM post_offices p JOIN accounts a ON a.code = $3 WHERE p.code = $1`,
+		po, day, ledger.TillCode(po)).Scan(&cash, &limit, &paid)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return softatm.Errorf(softatm.ENotFound, "post office %s has no till", po)
+	}
 	if err != nil {
-		return fmt.Errorf("reading post office limit: %w", err)
+		return fmt.Errorf("reading till and post office limit: %w", err)
+	}
+	if cash < amount {
+		return softatm.Errorf(softatm.ETillShort, "not enough cash in the till for this code")
 	}
 	if limit > 0 && paid+amount > limit {
 		return softatm.Errorf(softatm.ELimit, "this post office has reached its daily payout limit")
@@ -206,16 +210,23 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 			return Receipt{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been paid")
 		}
 	}
-	w, err := getWithdrawal(ctx, s.pool, id)
+	// The withdrawal and its bank's fee in one read.
+	var w Withdrawal
+	var fee int64
+	err := retryReads{s.pool}.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
+		COALESCE((SELECT fee_amount FROM banks b WHERE b.code = withdrawals.bank_code), -1)
+		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &fee)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Receipt{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
+	}
 	if err != nil {
 		return Receipt{}, err
 	}
 	if w.State != StateClaimed || w.ClaimedBy != t.holder() {
 		return Receipt{}, stateError(w, now, t.holder())
 	}
-	var fee int64
-	if err := s.pool.QueryRow(ctx, `SELECT fee_amount FROM banks WHERE code = $1`, w.Bank).Scan(&fee); err != nil {
-		return Receipt{}, fmt.Errorf("reading bank fee: %w", err)
+	if fee < 0 {
+		return Receipt{}, fmt.Errorf("reading bank fee: bank %s not found", w.Bank)
 	}
 	transfers := ledger.PayoutTransfers(id, w.Bank, t.PostOffice, w.Amount, fee, w.Currency)
 	var current Withdrawal
@@ -241,7 +252,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		// or the caller gave up while its batch committed). Read it back
 		// rather than guess: if this teller's payout is recorded, it happened.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := getWithdrawal(rctx, s.pool, id)
+		cur, rerr := getWithdrawal(rctx, retryReads{s.pool}, id)
 		cancel()
 		if rerr != nil || (cur.State != StatePaid && cur.State != StateCompleted) || cur.PaidBy != t.UserID || cur.PaidKiosk != t.Kiosk {
 			return Receipt{}, err

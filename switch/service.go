@@ -204,7 +204,7 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 		return nil
 	}
 	var used int64
-	err := s.pool.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+	err := retryReads{s.pool}.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
 		WHERE bank_code = $1 AND account_number = $2 AND created_at > $3
 		  AND state IN ('requested','reserved','claimed','paid','completed')`,
 		bank, account, now.Add(-24*time.Hour)).Scan(&used)
@@ -321,7 +321,7 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		return Issued{}, fmt.Errorf("recording approval: %w", err)
 	}
 	s.m.transition(StateReserved)
-	w, err := getWithdrawal(ctx, s.pool, id)
+	w, err := getWithdrawal(ctx, retryReads{s.pool}, id)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -332,7 +332,7 @@ var errLate = errors.New("withdrawal left the expected state")
 
 // Get returns a withdrawal of bank.
 func (s *Service) Get(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error) {
-	w, err := getWithdrawal(ctx, s.pool, id)
+	w, err := getWithdrawal(ctx, retryReads{s.pool}, id)
 	if err != nil {
 		return Withdrawal{}, err
 	}
@@ -353,7 +353,7 @@ func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdr
 	if err := s.endHold(ctx, id, StateCancelled); err != nil {
 		return Withdrawal{}, err
 	}
-	return getWithdrawal(ctx, s.pool, id)
+	return getWithdrawal(ctx, retryReads{s.pool}, id)
 }
 
 // endHold moves a reserved withdrawal to cancelled or expired: void the

@@ -7,8 +7,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
 )
 
 // querier is what both a pool and a transaction offer.
@@ -30,6 +32,38 @@ func scanWithdrawal(row pgx.Row) (Withdrawal, error) {
 		return Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
 	}
 	return w, err
+}
+
+// readRetriesMax bounds the re-runs of a lone read (outside a transaction)
+// that PostgreSQL aborted with 40001: the server runs SERIALIZABLE by
+// default, and under load even a read-only statement can be the one chosen
+// to break a dependency cycle. Retrying it is safe: it wrote nothing.
+const readRetriesMax = 5
+
+// retryReads is a querier over the pool whose rows re-run their query on a
+// serialization failure.
+type retryReads struct{ pool *pgxpool.Pool }
+
+func (r retryReads) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return retryRow{ctx: ctx, pool: r.pool, sql: sql, args: args}
+}
+
+type retryRow struct {
+	ctx  context.Context
+	pool *pgxpool.Pool
+	sql  string
+	args []any
+}
+
+func (r retryRow) Scan(dest ...any) error {
+	var err error
+	for range readRetriesMax + 1 {
+		err = r.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...)
+		if !ledger.IsRetryable(err) || r.ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
 }
 
 func getWithdrawal(ctx context.Context, q querier, id uuid.UUID) (Withdrawal, error) {

@@ -44,9 +44,6 @@ func TestMetricsLint(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 	text := string(body)
-	if strings.Contains(text, "softatm_redis_errors_total{") {
-		t.Logf("redis errors: %s", text[strings.Index(text, "softatm_redis_errors_total{"):][:200])
-	}
 	for _, want := range []string{
 		`softatm_http_requests_total{outcome="ok",route="POST /v1/teller/confirm"} 1`,
 		`softatm_http_request_duration_seconds_bucket{route="POST /v1/withdrawals"`,
