@@ -25,8 +25,14 @@ lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
 
+# Micro-benchmarks of the hot pieces, then a short end-to-end run on private
+# servers (PostgreSQL with fsync on): withdrawals/s, latency per call, and the
+# machine's raw commit limit. bench/RESULTS.md records a run.
+BENCHTIME ?= 1s
+LOADGEN_FLAGS ?= -duration 20s -clients 32
 bench: deps build
-	$(GO) test -run '^$$' -bench . -benchmem ./bench/... ./switch/... ./iso/... ./ledger/...
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -benchmem ./bench/
+	$(GO) run ./bench/cmd/loadgen -softatm $(BIN) $(LOADGEN_FLAGS)
 
 fuzz:
 	@for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \

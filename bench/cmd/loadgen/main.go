@@ -57,9 +57,10 @@ type opts struct {
 	ledgerBatch     int
 	ledgerBatchWait time.Duration
 
-	rawDuration time.Duration
-	skipRaw     bool
-	label       string
+	rawDuration  time.Duration
+	commitsPerWd int
+	skipRaw      bool
+	label        string
 }
 
 func status(format string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", a...) }
@@ -85,6 +86,10 @@ func main() {
 	flag.IntVar(&o.ledgerBatch, "ledger-batch", 0, "passed to softatm serve -ledger-batch (0: serve's default)")
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
+	// 11 = create (idempotency begin + finish, the request row, the
+	// approval with its hold) 4 + scan (idempotency 2, the claim) 3 +
+	// confirm (idempotency 2, the payout) 3 + the outbox's record of the 0230 1.
+	flag.IntVar(&o.commitsPerWd, "commits-per-withdrawal", 11, "write commits one withdrawal needs, for the raw limit")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
 	flag.Parse()
