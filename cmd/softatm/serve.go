@@ -55,8 +55,8 @@ type ServeConfig struct {
 // serialise on those rows, and committing the waiting units together turns
 // many conflicting transactions into one.
 const (
-	defaultLedgerBatch     = 1
-	defaultLedgerBatchWait = 0
+	defaultLedgerBatch     = 64
+	defaultLedgerBatchWait = 2 * time.Millisecond
 )
 
 func envOr(name, def string) string {
