@@ -84,11 +84,32 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Outbox.MaxAttempts, "outbox-max-attempts", c.Outbox.MaxAttempts, "tries before an advice becomes an exception")
 	fs.DurationVar(&c.Outbox.BackoffMax, "outbox-backoff-max", c.Outbox.BackoffMax, "longest wait between tries")
 	fs.Int64Var(&c.Switch.AccountDailyMax, "account-daily-max", c.Switch.AccountDailyMax, "most one account may withdraw in 24 hours, in dong (0: no limit of our own; the bank's still applies)")
+	fs.DurationVar(&c.Switch.RequestedMax, "requested-max", c.Switch.RequestedMax, "a request without a usable 0110 after this long is failed and reversed by the sweeper")
+	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
 	var poolMax int
 	fs.IntVar(&poolMax, "db-conns", 32, "PostgreSQL connections")
 	c.PoolMax = int32(poolMax)
+}
+
+// clockOffsetEnv names a hidden setting for the fault tests
+// (switch/faults): a signed duration (for example "-5m") added to this
+// instance's clock, so that two instances sharing one database can be run
+// with the skew a real deployment's unsynchronised hosts would have. It is
+// read once at start; unset, the clock is time.Now.
+const clockOffsetEnv = "SOFTATM_CLOCK_OFFSET"
+
+func clockFromEnv() (func() time.Time, error) {
+	v := os.Getenv(clockOffsetEnv)
+	if v == "" {
+		return time.Now, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", clockOffsetEnv, err)
+	}
+	return func() time.Time { return time.Now().Add(d) }, nil
 }
 
 // Main is one running switch: `softatm serve`, or an end-to-end test.
@@ -127,6 +148,10 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("terminal id %q must be 8 characters", c.Switch.TerminalID)
 	}
 	c.Switch.Secret = []byte(c.Secret)
+	clock, err := clockFromEnv()
+	if err != nil {
+		return err
+	}
 
 	pcfg, err := pgxpool.ParseConfig(c.DatabaseURL)
 	if err != nil {
@@ -167,15 +192,16 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 		}))
 	instrument(reg, metrics, m.Pool, m.Bank.Up, m.Redis)
-	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait))
-	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool), code.WithSkew(c.Switch.ClockSkew), code.WithMaxLifetime(c.Switch.CodeTTL))
+	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
+	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool), code.WithSkew(c.Switch.ClockSkew), code.WithMaxLifetime(c.Switch.CodeTTL),
+		code.WithClock(clock))
 	if err := keyring.Load(ctx); err != nil {
 		return fmt.Errorf("loading signing keys (run `softatm keys generate`): %w", err)
 	}
-	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Bank, m.Log, metrics, nil)
+	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Bank, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
-		Kick: m.Outbox.Kick,
+		Kick: m.Outbox.Kick, Clock: clock,
 	})
 	m.Auth = auth.New(m.Pool)
 	idems := idem.New(m.Pool)
