@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
@@ -140,6 +141,14 @@ func MaskName(name string) string {
 	return strings.Join(words, " ")
 }
 
+// rrnDrawsMax bounds the redraws of a colliding RRN.
+const rrnDrawsMax = 5
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
+}
+
 // newRRN returns a retrieval reference number: the day of the year and 8
 // random digits, unique per business day by the database's UNIQUE index.
 func newRRN(now time.Time) (string, error) {
@@ -159,21 +168,30 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	}
 	now := s.now()
 	id := uuid.New()
-	rrn, err := newRRN(now)
-	if err != nil {
-		return Issued{}, err
-	}
 	stan := s.bank.NextSTAN()
 	if err := s.checkAccountDaily(ctx, bank, r.Account, r.Amount, now); err != nil {
 		return Issued{}, err
 	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
-			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8, $9, $10, $10, $10)`,
-			id, bank, r.Account, MaskName(r.HolderName), r.Amount, r.Currency, s.cfg.TerminalID, stan, rrn, now)
-		return err
-	})
+	// An RRN has 8 random digits per day of the year, so two requests of a
+	// busy day can draw the same one; the UNIQUE index catches it and we draw
+	// again.
+	var rrn string
+	var err error
+	for attempt := 0; ; attempt++ {
+		if rrn, err = newRRN(now); err != nil {
+			return Issued{}, err
+		}
+		err = s.tx(ctx, func(tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
+				amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
+				VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8, $9, $10, $10, $10)`,
+				id, bank, r.Account, MaskName(r.HolderName), r.Amount, r.Currency, s.cfg.TerminalID, stan, rrn, now)
+			return err
+		})
+		if !isUniqueViolation(err, "withdrawals_rrn_key") || attempt == rrnDrawsMax {
+			break
+		}
+	}
 	if err != nil {
 		return Issued{}, fmt.Errorf("recording request: %w", err)
 	}
