@@ -84,6 +84,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Outbox.MaxAttempts, "outbox-max-attempts", c.Outbox.MaxAttempts, "tries before an advice becomes an exception")
 	fs.DurationVar(&c.Outbox.BackoffMax, "outbox-backoff-max", c.Outbox.BackoffMax, "longest wait between tries")
 	fs.Int64Var(&c.Switch.AccountDailyMax, "account-daily-max", c.Switch.AccountDailyMax, "most one account may withdraw in 24 hours, in dong (0: no limit of our own; the bank's still applies)")
+	fs.DurationVar(&c.Switch.ClockSkew, "clock-skew", c.Switch.ClockSkew, "clock difference allowed between instances and kiosks: codes and claims are honoured this long past their end")
 	fs.DurationVar(&c.Switch.RequestedMax, "requested-max", c.Switch.RequestedMax, "a request without a usable 0110 after this long is failed and reversed by the sweeper")
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
