@@ -136,6 +136,7 @@ type env struct {
 	procs []*proc
 
 	rounds, faults, violations atomic.Int64
+	tellerSeq                  int
 	allowExceptions            bool
 }
 
@@ -308,7 +309,7 @@ func (e *env) serve(terminal string, so serveOpts) *proc {
 		"-redis-prefix", e.prefix, "-bank", e.bank.Addr(), "-secret", testSecret, "-terminal", terminal,
 		"-claim-ttl", claimTTL, "-sweep-every", "300ms", "-requested-max", "3s", "-outbox-lease", "3s",
 		"-outbox-backoff-max", "1s", "-outbox-max-attempts", "1000", "-auth-timeout", "2s",
-		"-account-daily-max", "0", "-db-conns", "16"}, so.args...)
+		"-account-daily-max", "0", "-db-conns", "16", "-clock-skew", "1s"}, so.args...)
 	e.mu.Lock()
 	e.procs = append(e.procs, p)
 	e.mu.Unlock()
@@ -562,15 +563,20 @@ func (e *env) addTellers(n int) []string {
 	ctx := context.Background()
 	a := auth.New(e.pool, auth.WithBcryptCost(bcrypt.MinCost))
 	names := make([]string, n)
-	for i := range n {
+	e.mu.Lock()
+	first := e.tellerSeq
+	e.tellerSeq += n
+	e.mu.Unlock()
+	for i := first; i < first+n; i++ {
 		po := []string{"LS-001", "LS-002"}[i%2]
 		kiosk := fmt.Sprintf("KFT%05d", i)
 		if _, err := e.pool.Exec(ctx, `INSERT INTO kiosks (id, post_office) VALUES ($1, $2) ON CONFLICT DO NOTHING`, kiosk, po); err != nil {
 			e.t.Fatal(err)
 		}
-		names[i] = fmt.Sprintf("fteller%03d", i)
-		if _, err := a.CreateUser(ctx, names[i], "password-"+names[i], auth.RoleTeller, po, kiosk); err != nil {
-			e.t.Fatalf("creating %s: %v", names[i], err)
+		name := fmt.Sprintf("fteller%03d", i)
+		names[i-first] = name
+		if _, err := a.CreateUser(ctx, name, "password-"+name, auth.RoleTeller, po, kiosk); err != nil {
+			e.t.Fatalf("creating %s: %v", name, err)
 		}
 	}
 	return names
