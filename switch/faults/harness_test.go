@@ -136,6 +136,7 @@ type env struct {
 	procs []*proc
 
 	rounds, faults, violations atomic.Int64
+	paid                       atomic.Int64 // payouts confirmed by load
 	tellerSeq                  int
 	allowExceptions            bool
 }
@@ -154,6 +155,13 @@ func newEnv(t *testing.T, o opts) *env {
 	}
 	if out, err := e.admin("load-demo"); err != nil {
 		t.Fatalf("load-demo: %v\n%s", err, out)
+	}
+	// Cash enough for any soak: a till running dry is a refusal the
+	// scenarios do not study (the ledger's till flag is tested elsewhere).
+	for _, po := range []string{"LS-001", "LS-002"} {
+		if out, err := e.admin("replenish", "-post-office", po, "-amount", "100000000000", "-ref", "faults"); err != nil {
+			t.Fatalf("replenish %s: %v\n%s", po, err, out)
+		}
 	}
 	if e.pool, err = pgxpool.New(ctx, e.dbURL); err != nil {
 		t.Fatal(err)
@@ -557,8 +565,8 @@ type teller struct {
 }
 
 // addTellers creates n tellers with kiosks of their own, spread over the
-// two post offices with cash (LS-001, LS-002).
-func (e *env) addTellers(n int) []string {
+// post offices given (default: the two with cash, LS-001 and LS-002).
+func (e *env) addTellers(n int, pos ...string) []string {
 	e.t.Helper()
 	ctx := context.Background()
 	a := auth.New(e.pool, auth.WithBcryptCost(bcrypt.MinCost))
@@ -568,7 +576,10 @@ func (e *env) addTellers(n int) []string {
 	e.tellerSeq += n
 	e.mu.Unlock()
 	for i := first; i < first+n; i++ {
-		po := []string{"LS-001", "LS-002"}[i%2]
+		if len(pos) == 0 {
+			pos = []string{"LS-001", "LS-002"}
+		}
+		po := pos[i%len(pos)]
 		kiosk := fmt.Sprintf("KFT%05d", i)
 		if _, err := e.pool.Exec(ctx, `INSERT INTO kiosks (id, post_office) VALUES ($1, $2) ON CONFLICT DO NOTHING`, kiosk, po); err != nil {
 			e.t.Fatal(err)
@@ -601,9 +612,9 @@ func (e *env) login(p *proc, username, password string) *teller {
 }
 
 // loginAll creates n tellers and logs them in on p.
-func (e *env) loginAll(p *proc, n int) []*teller {
+func (e *env) loginAll(p *proc, n int, pos ...string) []*teller {
 	e.t.Helper()
-	names := e.addTellers(n)
+	names := e.addTellers(n, pos...)
 	ts := make([]*teller, n)
 	for i, nm := range names {
 		ts[i] = e.login(p, nm, "password-"+nm)
@@ -836,6 +847,7 @@ func (e *env) load(procs func() []*proc, tellers []*teller, workers int, stop <-
 							q := ps[e.rnd.IntN(len(ps))]
 							if _, r := tl.pay(q, c); r.err == nil && r.status == http.StatusOK {
 								paid.Add(1)
+								e.paid.Add(1)
 							}
 						}()
 					}
@@ -844,6 +856,7 @@ func (e *env) load(procs func() []*proc, tellers []*teller, workers int, stop <-
 					tl := tellers[w%len(tellers)]
 					if _, r := tl.pay(p, c); r.err == nil && r.status == http.StatusOK {
 						paid.Add(1)
+						e.paid.Add(1)
 					}
 				}
 			}
