@@ -32,8 +32,11 @@ func (s *Service) Sweep(ctx context.Context) (moved int, err error) {
 		}
 		moved++
 	}
+	// created_at was written by whichever instance took the request, on its
+	// clock: allow for the skew, as the other two sweeps do, or an instance
+	// whose clock runs ahead fails every request a slower one has in flight.
 	ids, err = s.ids(ctx, `SELECT id FROM withdrawals WHERE state = 'requested' AND created_at < $1 LIMIT $2`,
-		now.Add(-s.cfg.RequestedMax), sweepBatch)
+		now.Add(-s.cfg.RequestedMax-s.cfg.ClockSkew), sweepBatch)
 	if err != nil {
 		return moved, err
 	}

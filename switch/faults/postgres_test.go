@@ -139,4 +139,3 @@ func (e *env) payAll(p *proc, tellers []*teller, codes []created, during func())
 	wg.Wait()
 	return out
 }
-
