@@ -42,6 +42,28 @@ fuzz:
 	  done; \
 	done
 
+# The fault and concurrency proofs (switch/faults), run again and again for
+# DURATION with more rounds per scenario (SOAK_SCALE), each run with a new
+# seed. Prints, per scenario: rounds run, faults injected, invariant
+# violations found. A failing run's seed is in .var/soak/run-N.log.
+SOAK_SCALE ?= 3
+soak: deps
+	@mkdir -p .var/soak && rm -f .var/soak/stats .var/soak/run-*.log
+	@end=$$(( $$(date +%s) + $$(echo "$(DURATION)" | awk '/h$$/{print $$0*3600; next} /m$$/{print $$0*60; next} {print $$0+0}') )); \
+	n=0; failed=0; \
+	while [ $$(date +%s) -lt $$end ]; do \
+	  n=$$((n+1)); \
+	  if SOFTATM_SOAK_SCALE=$(SOAK_SCALE) SOFTATM_SOAK_STATS=$(CURDIR)/.var/soak/stats \
+	     $(GO) test -count=1 -timeout 30m -v ./switch/faults/ > .var/soak/run-$$n.log 2>&1; then \
+	    echo "run $$n: ok"; \
+	  else \
+	    failed=$$((failed+1)); echo "run $$n: FAILED (see .var/soak/run-$$n.log)"; \
+	  fi; \
+	done; \
+	echo; printf "%-40s %8s %8s %11s\n" scenario rounds faults violations; \
+	awk '{r[$$1]+=$$2; f[$$1]+=$$3; v[$$1]+=$$4} END {for (s in r) printf "%-40s %8d %8d %11d\n", s, r[s], f[s], v[s]}' .var/soak/stats | sort; \
+	echo "$$n runs, $$failed failed"; test $$failed -eq 0
+
 # Installs the Debian packages the servers and browser tests need, when missing.
 deps:
 	@sh scripts/deps.sh
