@@ -37,6 +37,13 @@ type system struct {
 
 func startSystem(t *testing.T, tweak ...func(*ServeConfig)) *system {
 	t.Helper()
+	return startSystemLogging(t, io.Discard, tweak...)
+}
+
+// startSystemLogging is startSystem with the switch's and the simulator's
+// logs written to logs.
+func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig)) *system {
+	t.Helper()
 	ctx := context.Background()
 	dbURL := schema.MustMigratedDB(t)
 	redisURL, prefix := localsrv.MustRedis(t)
@@ -55,7 +62,7 @@ func startSystem(t *testing.T, tweak ...func(*ServeConfig)) *system {
 	if err != nil {
 		t.Fatalf("loading demo fixtures: %v", err)
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	sim := banksim.New(demoAccounts(d), banksim.WithLogger(quiet))
 	addr, err := sim.Listen("127.0.0.1:0")
 	if err != nil {
