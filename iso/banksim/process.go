@@ -63,6 +63,9 @@ func missing(values ...string) bool {
 	return false
 }
 
+// reversedKey marks, in the seen set, an RRN reversed before its 0100 came.
+func reversedKey(rrn string) string { return "reversed|" + rrn }
+
 func terminalOf(m *iso.Message) string { return strings.TrimRight(m.TerminalID, " ") }
 
 func (s *Sim) authorize(m *iso.Message) *iso.Message {
@@ -106,6 +109,11 @@ func (s *Sim) authorize(m *iso.Message) *iso.Message {
 		return decline(iso.RCDuplicate, "STAN, terminal and transmission time seen before")
 	}
 	s.remember(dupKey)
+	if _, reversed := s.seen[reversedKey(m.RRN)]; reversed {
+		// The reversal overtook its request: the acquirer has already given
+		// up on it, so a hold placed now would never be released.
+		return decline(iso.RCDuplicate, "reversed before it arrived")
+	}
 	if a.Balance-a.held < amount {
 		return decline(iso.RCInsufficientFunds, "balance less holds below amount")
 	}
@@ -203,6 +211,11 @@ func (s *Sim) release(m *iso.Message) *iso.Message {
 	}
 	switch {
 	case h == nil:
+		// Remember it: if the 0100 it reverses is still on its way, it must
+		// not place a hold when it arrives.
+		if m.RRN != "" {
+			s.remember(reversedKey(m.RRN))
+		}
 		log.Info("reversal: no hold to release", "orig_stan", orig.STAN)
 		return replyTo(m, iso.RCApproved)
 	case h.State == HoldReleased:

@@ -325,3 +325,24 @@ func FuzzParseFaultRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestReversalBeforeItsRequest: a 0420 that overtakes its 0100 (the switch
+// gave up waiting) is remembered, and the 0100 arriving after it places no
+// hold that nobody would ever release.
+func TestReversalBeforeItsRequest(t *testing.T) {
+	t.Parallel()
+	s, p := newSim(t, nil)
+	req := auth(t, acct, 100_000, time.Now())
+	if r := p.roundTrip(advice(t, iso.MTIReversal, req, "")); r.ResponseCode != iso.RCApproved {
+		t.Fatalf("reversal of an unseen request: %s", r.ResponseCode)
+	}
+	if r := p.roundTrip(req); r.ResponseCode != iso.RCDuplicate {
+		t.Fatalf("request after its reversal: %s, want 94", r.ResponseCode)
+	}
+	if len(s.Holds()) != 0 {
+		t.Fatalf("holds %+v, want none", s.Holds())
+	}
+	if a, _ := s.Account(acct); a.Held != 0 {
+		t.Fatalf("held %d", a.Held)
+	}
+}
