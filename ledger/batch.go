@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	softatm "github.com/softatm/softatm"
 )
@@ -105,7 +106,14 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 		results := make([]Result, len(live))
 		errs := make([]error, len(live))
 		err := RunTx(ctx, l.pool, l.opt.maxRetries, func(tx pgx.Tx) error {
-			b := &batch{l: l, tx: tx, accounts: map[string]*batchAccount{}, days: map[time.Time]time.Time{}}
+			b := newBatch(l, tx)
+			units := make([]*Unit, len(live))
+			for i, r := range live {
+				units[i] = &r.unit
+			}
+			if err := b.preload(ctx, units); err != nil {
+				return err
+			}
 			for i, r := range live {
 				res, uerr, berr := b.unit(ctx, r.unit, !single)
 				if berr != nil {
@@ -146,23 +154,229 @@ func (d delta) zero() bool { return d == delta{} }
 func (d *delta) add(o delta) { d.dp += o.dp; d.dpo += o.dpo; d.cp += o.cp; d.cpo += o.cpo }
 
 type batchAccount struct {
-	base  Account // as read, locked, at first touch in this attempt
+	base  Account // as read, locked, at the start of this attempt
 	batch delta   // summed deltas of the units released so far
 }
 
 // batch is the state of one attempt of one batch transaction.
+//
+// Round trips are what a batch costs: the committer is one goroutine, so
+// every unit's round trips to the database delay every unit queued behind
+// it. So a batch reads what its transfers need up front, in one pipelined
+// round trip (the transfers named by id, how their pendings were resolved,
+// and every account they touch, locked in code order), checks each unit's
+// transfers in memory against that view plus what earlier units of the
+// batch staged, and writes all the transfers of the units that were
+// accepted in one INSERT, pipelined with the one balance UPDATE per
+// account, at the end. A unit then costs the statements of its Apply plus
+// one round trip for its savepoint.
 type batch struct {
 	l        *Ledger
 	tx       pgx.Tx
 	accounts map[string]*batchAccount
-	days     map[time.Time]time.Time // cut-off date -> open business date
+	// asked holds the codes the preload looked for: one missing from
+	// accounts does not exist (as of this attempt's snapshot).
+	asked map[string]bool
+	// transfers and resolved are the transfers the preload found plus what
+	// released units staged; resolved maps a pending id to the kind of the
+	// transfer that resolved it.
+	transfers map[uuid.UUID]storedTransfer
+	resolved  map[uuid.UUID]Kind
+	rows      []transferRow           // staged by released units, inserted in flush
+	days      map[time.Time]time.Time // cut-off date -> open business date
+	// savepoint: a savepoint named ledger_unit exists. The next unit
+	// releases it and sets a new one in the same round trip.
+	savepoint bool
 }
 
-// account returns the batch's view of an account, reading (and locking) it
-// on first touch. Deltas are applied in memory and written once in flush.
-func (b *batch) account(ctx context.Context, code string) (*batchAccount, error) {
+func newBatch(l *Ledger, tx pgx.Tx) *batch {
+	return &batch{l: l, tx: tx, accounts: map[string]*batchAccount{}, asked: map[string]bool{},
+		transfers: map[uuid.UUID]storedTransfer{}, resolved: map[uuid.UUID]Kind{}, days: map[time.Time]time.Time{}}
+}
+
+// unitState is what one unit staged; it joins the batch only when the unit
+// is accepted, so a refused unit leaves nothing behind.
+type unitState struct {
+	deltas    map[string]*delta
+	transfers map[uuid.UUID]storedTransfer
+	resolved  map[uuid.UUID]Kind
+	rows      []transferRow
+	// sp is the unit's view of the transaction when it runs under a
+	// savepoint (batched); nil when the whole transaction is the unit's.
+	sp *spTx
+	// added are accounts this unit read itself; they are forgotten when
+	// the unit is refused, since the rollback also gave up their locks.
+	added []string
+}
+
+// transferRow is one row of the transfers table to insert.
+type transferRow struct {
+	id, debitID, creditID   uuid.UUID
+	amount                  int64
+	currency                string
+	kind                    Kind
+	pendingID, withdrawalID uuid.UUID
+	date                    time.Time
+}
+
+const transferSelect = `SELECT t.id, d.code, c.code, t.amount, t.currency, t.kind, t.pending_id, t.withdrawal_id, p.amount
+	FROM transfers t
+	JOIN accounts d ON d.id = t.debit_account_id
+	JOIN accounts c ON c.id = t.credit_account_id
+	LEFT JOIN transfers p ON p.id = t.pending_id`
+
+// preload registers the units' business days and reads, in one pipelined
+// round trip, every transfer the units name
+// (by id or as the pending they resolve), how those pendings were resolved,
+// and every account the units touch, locked FOR UPDATE in code order so
+// that two batches (two switch instances) lock hot accounts in one order.
+func (b *batch) preload(ctx context.Context, units []*Unit) error {
+	var ids, pendings []uuid.UUID
+	var codes []string
+	seenID := map[uuid.UUID]bool{}
+	addID := func(id uuid.UUID, list *[]uuid.UUID) {
+		if !seenID[id] {
+			seenID[id] = true
+			ids = append(ids, id)
+		}
+		if list != nil {
+			*list = append(*list, id)
+		}
+	}
+	for _, u := range units {
+		for _, t := range u.Transfers {
+			addID(t.ID, nil)
+			if t.Kind == KindPostPending || t.Kind == KindVoidPending {
+				addID(t.PendingID, &pendings)
+			}
+			for _, c := range []string{t.Debit, t.Credit} {
+				if c != "" && !b.asked[c] {
+					b.asked[c] = true
+					codes = append(codes, c)
+				}
+			}
+		}
+	}
+	var cands []time.Time
+	for _, u := range units {
+		if c := b.l.cutoffDate(u.At); !slices.Contains(cands, c) {
+			cands = append(cands, c)
+		}
+	}
+	if pendings == nil {
+		pendings = []uuid.UUID{}
+	}
+	if codes == nil {
+		codes = []string{}
+	}
+	pb := &pgx.Batch{}
+	// The business day of each cut-off date, registered as businessDate
+	// does; a closed one is left to businessDate, which finds the next open.
+	for _, c := range cands {
+		pb.Queue(`INSERT INTO business_days (date) VALUES ($1) ON CONFLICT (date) DO NOTHING`, c)
+		pb.Queue(`SELECT closed FROM business_days WHERE date = $1`, c)
+	}
+	pb.Queue(transferSelect+` WHERE t.id = ANY($1)`, ids)
+	pb.Queue(`SELECT pending_id, kind FROM transfers WHERE pending_id = ANY($1)`, pendings)
+	pb.Queue(`SELECT `+accountColumns+` FROM accounts
+		WHERE code = ANY($1) OR id IN (
+			SELECT debit_account_id FROM transfers WHERE id = ANY($2)
+			UNION SELECT credit_account_id FROM transfers WHERE id = ANY($2))
+		ORDER BY code FOR UPDATE`, codes, pendings)
+	br := b.tx.SendBatch(ctx, pb)
+	defer br.Close()
+
+	for _, c := range cands {
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("registering business day: %w", err)
+		}
+		var closed bool
+		if err := br.QueryRow().Scan(&closed); err != nil {
+			return fmt.Errorf("reading business day: %w", err)
+		}
+		if !closed {
+			b.days[c] = c
+		}
+	}
+
+	rows, err := br.Query()
+	if err != nil {
+		return fmt.Errorf("reading transfers: %w", err)
+	}
+	for rows.Next() {
+		var id uuid.UUID
+		var s storedTransfer
+		var pid, wid *uuid.UUID
+		var pamt *int64
+		if err := rows.Scan(&id, &s.debit, &s.credit, &s.amount, &s.currency, &s.kind, &pid, &wid, &pamt); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading transfers: %w", err)
+		}
+		if pid != nil {
+			s.pendingID = *pid
+		}
+		if wid != nil {
+			s.withdrawalID = *wid
+		}
+		if pamt != nil {
+			s.pendingAmount = *pamt
+		}
+		b.transfers[id] = s
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading transfers: %w", err)
+	}
+
+	rows, err = br.Query()
+	if err != nil {
+		return fmt.Errorf("reading pending resolutions: %w", err)
+	}
+	for rows.Next() {
+		var pid uuid.UUID
+		var k Kind
+		if err := rows.Scan(&pid, &k); err != nil {
+			rows.Close()
+			return fmt.Errorf("reading pending resolutions: %w", err)
+		}
+		b.resolved[pid] = k
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading pending resolutions: %w", err)
+	}
+
+	rows, err = br.Query()
+	if err != nil {
+		return fmt.Errorf("reading accounts: %w", err)
+	}
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			rows.Close()
+			return fmt.Errorf("reading accounts: %w", err)
+		}
+		b.accounts[a.Code] = &batchAccount{base: a}
+		b.asked[a.Code] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("reading accounts: %w", err)
+	}
+	return br.Close()
+}
+
+// account returns the batch's view of an account. The preload read (and
+// locked) every account the batch's units name; one it did not ask for is
+// read here, inside the unit's savepoint.
+func (b *batch) account(ctx context.Context, code string, us *unitState) (*batchAccount, error) {
 	if a, ok := b.accounts[code]; ok {
 		return a, nil
+	}
+	if b.asked[code] {
+		return nil, softatm.Errorf(softatm.ENotFound, "no account %s", code)
+	}
+	if us.sp != nil {
+		if err := us.sp.open(ctx); err != nil {
+			return nil, err
+		}
 	}
 	a, err := scanAccount(b.tx.QueryRow(ctx, `SELECT `+accountColumns+` FROM accounts WHERE code = $1 FOR UPDATE`, code))
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -173,8 +387,149 @@ func (b *batch) account(ctx context.Context, code string) (*batchAccount, error)
 	}
 	ba := &batchAccount{base: a}
 	b.accounts[code] = ba
+	us.added = append(us.added, code)
 	return ba, nil
 }
+
+// spTx is the transaction as one unit sees it. The unit's savepoint costs
+// no round trip of its own: it is sent, releasing the previous unit's, in
+// one pipeline with the first statement of the unit's Apply. Savepoints
+// are not nested: a deep nest of subtransactions slows every backend's
+// snapshots in PostgreSQL. A unit that runs no SQL sets no savepoint.
+type spTx struct {
+	pgx.Tx
+	b       *batch
+	pending bool  // the savepoint is still to be sent
+	sent    bool  // the savepoint is set: a refusal rolls back to it
+	err     error // setting the savepoint failed: the attempt is lost
+	exclude bool  // ... because of this unit's statement
+}
+
+func (t *spTx) savepointSQL() []string {
+	if t.b.savepoint {
+		return []string{"RELEASE SAVEPOINT ledger_unit", "SAVEPOINT ledger_unit"}
+	}
+	return []string{"SAVEPOINT ledger_unit"}
+}
+
+// open sets the savepoint now, if it is still to be sent.
+func (t *spTx) open(ctx context.Context) error {
+	if !t.pending {
+		return t.err
+	}
+	t.pending = false
+	for _, q := range t.savepointSQL() {
+		if _, err := t.Tx.Exec(ctx, q); err != nil {
+			t.err = err
+			return err
+		}
+	}
+	t.sent, t.b.savepoint = true, true
+	return nil
+}
+
+// Exec sends the savepoint and the statement in one round trip, once the
+// statement is known to be good. pgx prepares a statement new to the
+// connection before it runs anything of the pipeline, so a statement that
+// fails to prepare would break the transaction before the savepoint is
+// set; a statement seen for the first time is therefore sent after it.
+func (t *spTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	if !t.pending || hasOptionArg(args) || !t.b.l.goodSQL(sql) {
+		if err := t.open(ctx); err != nil {
+			return pgconn.CommandTag{}, err
+		}
+		tag, err := t.Tx.Exec(ctx, sql, args...)
+		if err == nil {
+			t.b.l.markGoodSQL(sql)
+		}
+		return tag, err
+	}
+	t.pending = false
+	stmts := t.savepointSQL()
+	pb := &pgx.Batch{}
+	for _, q := range stmts {
+		pb.Queue(q)
+	}
+	pb.Queue(sql, args...)
+	br := t.Tx.SendBatch(ctx, pb)
+	for range stmts {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			t.err = err
+			// Nothing ran, but the transaction is broken without a
+			// savepoint of this unit's to return to: re-run the batch
+			// without the unit.
+			var pre pgx.ErrPreprocessingBatch
+			t.exclude = errors.As(err, &pre)
+			return pgconn.CommandTag{}, err
+		}
+	}
+	t.sent, t.b.savepoint = true, true
+	tag, err := br.Exec()
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return tag, err
+}
+
+// hasOptionArg reports whether args start with a pgx query option, which a
+// pgx.Batch does not take.
+func hasOptionArg(args []any) bool {
+	if len(args) == 0 {
+		return false
+	}
+	switch args[0].(type) {
+	case pgx.QueryExecMode, pgx.QueryRewriter:
+		return true
+	}
+	return false
+}
+
+func (t *spTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	if err := t.open(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *spTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	if err := t.open(ctx); err != nil {
+		return errRow{err}
+	}
+	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (t *spTx) SendBatch(ctx context.Context, pb *pgx.Batch) pgx.BatchResults {
+	// A failed savepoint leaves the transaction aborted, so the batch fails
+	// too; unit reports t.err.
+	_ = t.open(ctx)
+	return t.Tx.SendBatch(ctx, pb)
+}
+
+func (t *spTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	if err := t.open(ctx); err != nil {
+		return 0, err
+	}
+	return t.Tx.CopyFrom(ctx, table, cols, src)
+}
+
+func (t *spTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	if err := t.open(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Prepare(ctx, name, sql)
+}
+
+func (t *spTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	if err := t.open(ctx); err != nil {
+		return nil, err
+	}
+	return t.Tx.Begin(ctx)
+}
+
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
 
 // unit applies one unit. uerr refuses only this unit (its savepoint is
 // rolled back); berr aborts the whole attempt.
@@ -183,43 +538,57 @@ func (b *batch) unit(ctx context.Context, u Unit, savepoint bool) (res Result, u
 	if err != nil {
 		return Result{}, nil, err
 	}
+	us := &unitState{deltas: map[string]*delta{}, transfers: map[uuid.UUID]storedTransfer{}, resolved: map[uuid.UUID]Kind{}}
 	if savepoint {
-		if _, err := b.tx.Exec(ctx, "SAVEPOINT ledger_unit"); err != nil {
-			return Result{}, nil, err
-		}
+		us.sp = &spTx{Tx: b.tx, b: b, pending: true}
 	}
-	deltas := map[string]*delta{}
-	err = b.unitBody(ctx, u, date, deltas)
+	err = b.unitBody(ctx, u, date, us)
+	if us.sp != nil && us.sp.err != nil {
+		// No savepoint of this unit's to roll back to.
+		if us.sp.exclude {
+			return Result{}, err, &excludeUnit{}
+		}
+		return Result{}, nil, us.sp.err
+	}
 	if err != nil {
 		if IsRetryable(err) || ctx.Err() != nil {
 			return Result{}, nil, err
 		}
-		if savepoint {
+		if us.sp != nil && us.sp.sent {
 			if _, rerr := b.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT ledger_unit"); rerr != nil {
 				return Result{}, err, &excludeUnit{}
 			}
 		}
+		for _, code := range us.added {
+			delete(b.accounts, code)
+		}
 		return Result{}, err, nil
 	}
-	if savepoint {
-		if _, err := b.tx.Exec(ctx, "RELEASE SAVEPOINT ledger_unit"); err != nil {
-			return Result{}, nil, err
-		}
-	}
-	for code, d := range deltas {
+	for code, d := range us.deltas {
 		b.accounts[code].batch.add(*d)
 	}
+	for id, s := range us.transfers {
+		b.transfers[id] = s
+	}
+	for id, k := range us.resolved {
+		b.resolved[id] = k
+	}
+	b.rows = append(b.rows, us.rows...)
 	return Result{BusinessDate: date}, nil, nil
 }
 
-func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, deltas map[string]*delta) error {
+func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, us *unitState) error {
 	if u.Apply != nil {
-		if err := u.Apply(ctx, b.tx, date); err != nil {
+		var tx pgx.Tx = b.tx
+		if us.sp != nil {
+			tx = us.sp
+		}
+		if err := u.Apply(ctx, tx, date); err != nil {
 			return err
 		}
 	}
 	for i := range u.Transfers {
-		if err := b.transfer(ctx, u.Transfers[i], date, deltas); err != nil {
+		if err := b.transfer(ctx, u.Transfers[i], date, us); err != nil {
 			return err
 		}
 	}
@@ -236,32 +605,23 @@ type storedTransfer struct {
 	pendingAmount int64 // for post/void: the amount of the pending
 }
 
-func (b *batch) loadTransfer(ctx context.Context, id uuid.UUID) (storedTransfer, bool, error) {
-	var s storedTransfer
-	var pid, wid *uuid.UUID
-	var pamt *int64
-	err := b.tx.QueryRow(ctx, `SELECT d.code, c.code, t.amount, t.currency, t.kind, t.pending_id, t.withdrawal_id, p.amount
-		FROM transfers t
-		JOIN accounts d ON d.id = t.debit_account_id
-		JOIN accounts c ON c.id = t.credit_account_id
-		LEFT JOIN transfers p ON p.id = t.pending_id
-		WHERE t.id = $1`, id).Scan(&s.debit, &s.credit, &s.amount, &s.currency, &s.kind, &pid, &wid, &pamt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return s, false, nil
+// lookup returns transfer id as this unit sees it: staged by the unit
+// itself, by an earlier unit of the batch, or stored before the batch.
+func (b *batch) lookup(us *unitState, id uuid.UUID) (storedTransfer, bool) {
+	if s, ok := us.transfers[id]; ok {
+		return s, true
 	}
-	if err != nil {
-		return s, false, fmt.Errorf("reading transfer: %w", err)
+	s, ok := b.transfers[id]
+	return s, ok
+}
+
+// resolution returns the kind of the transfer that resolved pending id, if any.
+func (b *batch) resolution(us *unitState, id uuid.UUID) (Kind, bool) {
+	if k, ok := us.resolved[id]; ok {
+		return k, true
 	}
-	if pid != nil {
-		s.pendingID = *pid
-	}
-	if wid != nil {
-		s.withdrawalID = *wid
-	}
-	if pamt != nil {
-		s.pendingAmount = *pamt
-	}
-	return s, true, nil
+	k, ok := b.resolved[id]
+	return k, ok
 }
 
 // sameTransfer reports whether request t is a retry of the stored transfer s.
@@ -289,12 +649,9 @@ func sameTransfer(t Transfer, s storedTransfer) bool {
 	}
 }
 
-func (b *batch) transfer(ctx context.Context, t Transfer, date time.Time, deltas map[string]*delta) error {
-	s, exists, err := b.loadTransfer(ctx, t.ID)
-	if err != nil {
-		return err
-	}
-	if exists {
+// transfer checks t against the batch's view and stages it in us.
+func (b *batch) transfer(ctx context.Context, t Transfer, date time.Time, us *unitState) error {
+	if s, exists := b.lookup(us, t.ID); exists {
 		if !sameTransfer(t, s) {
 			return softatm.Errorf(softatm.EConflict, "transfer %s exists with other fields", t.ID)
 		}
@@ -304,23 +661,15 @@ func (b *batch) transfer(ctx context.Context, t Transfer, date time.Time, deltas
 	amount := t.Amount
 	var pendingAmount int64
 	if t.Kind == KindPostPending || t.Kind == KindVoidPending {
-		p, ok, err := b.loadTransfer(ctx, t.PendingID)
-		if err != nil {
-			return err
-		}
+		p, ok := b.lookup(us, t.PendingID)
 		if !ok {
 			return softatm.Errorf(softatm.ENotFound, "no pending transfer %s", t.PendingID)
 		}
 		if p.kind != KindPending {
 			return softatm.Errorf(softatm.EInvalid, "transfer %s is not pending", t.PendingID)
 		}
-		var resolvedBy Kind
-		err = b.tx.QueryRow(ctx, `SELECT kind FROM transfers WHERE pending_id = $1`, t.PendingID).Scan(&resolvedBy)
-		if err == nil {
+		if resolvedBy, ok := b.resolution(us, t.PendingID); ok {
 			return softatm.Errorf(softatm.EConflict, "pending transfer %s is already resolved (%s)", t.PendingID, resolvedBy)
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("reading pending resolution: %w", err)
 		}
 		if (t.Debit != "" && t.Debit != p.debit) || (t.Credit != "" && t.Credit != p.credit) {
 			return softatm.Errorf(softatm.EInvalid, "transfer %s: accounts differ from the pending", t.ID)
@@ -343,11 +692,11 @@ func (b *batch) transfer(ctx context.Context, t Transfer, date time.Time, deltas
 		}
 	}
 
-	debit, err := b.account(ctx, t.Debit)
+	debit, err := b.account(ctx, t.Debit, us)
 	if err != nil {
 		return err
 	}
-	credit, err := b.account(ctx, t.Credit)
+	credit, err := b.account(ctx, t.Credit, us)
 	if err != nil {
 		return err
 	}
@@ -367,28 +716,22 @@ func (b *batch) transfer(ctx context.Context, t Transfer, date time.Time, deltas
 	case KindVoidPending:
 		dd.dp, cd.cp = -pendingAmount, -pendingAmount
 	}
-	if err := b.stage(t.Debit, debit, dd, deltas, amount); err != nil {
+	if err := b.stage(t.Debit, debit, dd, us.deltas, amount); err != nil {
 		return err
 	}
-	// On a refusal the unit's deltas are dropped whole (they are merged
-	// into the batch only after RELEASE), so no undo is needed here.
-	if err := b.stage(t.Credit, credit, cd, deltas, amount); err != nil {
+	// On a refusal the unit's state is dropped whole (it joins the batch
+	// only when the unit is accepted), so no undo is needed here.
+	if err := b.stage(t.Credit, credit, cd, us.deltas, amount); err != nil {
 		return err
 	}
 
-	var pid, wid any
-	if t.PendingID != uuid.Nil {
-		pid = t.PendingID
+	us.transfers[t.ID] = storedTransfer{debit: t.Debit, credit: t.Credit, amount: amount, currency: t.Currency,
+		kind: t.Kind, pendingID: t.PendingID, withdrawalID: t.WithdrawalID, pendingAmount: pendingAmount}
+	if t.Kind == KindPostPending || t.Kind == KindVoidPending {
+		us.resolved[t.PendingID] = t.Kind
 	}
-	if t.WithdrawalID != uuid.Nil {
-		wid = t.WithdrawalID
-	}
-	if _, err := b.tx.Exec(ctx, `INSERT INTO transfers
-		(id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, withdrawal_id, business_date)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		t.ID, debit.base.ID, credit.base.ID, amount, t.Currency, string(t.Kind), pid, wid, date); err != nil {
-		return fmt.Errorf("inserting transfer: %w", err)
-	}
+	us.rows = append(us.rows, transferRow{id: t.ID, debitID: debit.base.ID, creditID: credit.base.ID, amount: amount,
+		currency: t.Currency, kind: t.Kind, pendingID: t.PendingID, withdrawalID: t.WithdrawalID, date: date})
 	return nil
 }
 
@@ -440,7 +783,15 @@ func addInt(a, b int64) (int64, bool) {
 	return a + b, true
 }
 
-// flush writes one balance UPDATE per touched account and asserts that the
+// insertTransfers inserts rows in one statement, in their order (a pending
+// before the post that resolves it: the foreign key is checked at the end
+// of the statement anyway).
+const insertTransfers = `INSERT INTO transfers
+	(id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, withdrawal_id, business_date)
+	SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::int8[], $5::text[], $6::text[], $7::uuid[], $8::uuid[], $9::date[])`
+
+// flush writes, in one pipelined round trip, the staged transfers (one
+// INSERT) and one balance UPDATE per touched account, and asserts that the
 // database agrees with the in-memory running balance.
 func (b *batch) flush(ctx context.Context) error {
 	codes := make([]string, 0, len(b.accounts))
@@ -449,22 +800,63 @@ func (b *batch) flush(ctx context.Context) error {
 			codes = append(codes, code)
 		}
 	}
+	if len(b.rows) == 0 && len(codes) == 0 {
+		return nil
+	}
 	slices.Sort(codes)
-	for _, code := range codes {
+	pb := &pgx.Batch{}
+	if n := len(b.rows); n > 0 {
+		ids, debits, credits := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
+		amounts := make([]int64, n)
+		currencies, kinds := make([]string, n), make([]string, n)
+		pids, wids := make([]*uuid.UUID, n), make([]*uuid.UUID, n)
+		dates := make([]time.Time, n)
+		for i := range b.rows {
+			r := &b.rows[i]
+			ids[i], debits[i], credits[i], amounts[i] = r.id, r.debitID, r.creditID, r.amount
+			currencies[i], kinds[i], dates[i] = r.currency, string(r.kind), r.date
+			if r.pendingID != uuid.Nil {
+				pids[i] = &r.pendingID
+			}
+			if r.withdrawalID != uuid.Nil {
+				wids[i] = &r.withdrawalID
+			}
+		}
+		pb.Queue(insertTransfers, ids, debits, credits, amounts, currencies, kinds, pids, wids, dates)
+	}
+	wants := make([]Account, len(codes))
+	for i, code := range codes {
 		a := b.accounts[code]
 		want := balance(a.base, a.batch)
 		if want.DebitsPending < 0 || want.CreditsPending < 0 || want.DebitsPosted < 0 || want.CreditsPosted < 0 {
 			return softatm.Errorf(softatm.EInternal, "ledger invariant: account %s would go negative", code)
 		}
-		var got Account
-		err := b.tx.QueryRow(ctx, `UPDATE accounts SET
+		wants[i] = want
+		pb.Queue(`UPDATE accounts SET
 			debits_pending = debits_pending + $2, debits_posted = debits_posted + $3,
 			credits_pending = credits_pending + $4, credits_posted = credits_posted + $5
 			WHERE id = $1
 			RETURNING debits_pending, debits_posted, credits_pending, credits_posted`,
-			a.base.ID, a.batch.dp, a.batch.dpo, a.batch.cp, a.batch.cpo).
-			Scan(&got.DebitsPending, &got.DebitsPosted, &got.CreditsPending, &got.CreditsPosted)
-		if err != nil {
+			a.base.ID, a.batch.dp, a.batch.dpo, a.batch.cp, a.batch.cpo)
+	}
+	br := b.tx.SendBatch(ctx, pb)
+	defer br.Close()
+	if len(b.rows) > 0 {
+		if _, err := br.Exec(); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+				// Another transaction booked one of these ids (or resolved
+				// one of these pendings) after this attempt's snapshot: a
+				// re-run sees it and answers each unit properly.
+				return Retryable(fmt.Errorf("inserting transfers: %w", err))
+			}
+			return fmt.Errorf("inserting transfers: %w", err)
+		}
+	}
+	for i, code := range codes {
+		want := wants[i]
+		var got Account
+		if err := br.QueryRow().Scan(&got.DebitsPending, &got.DebitsPosted, &got.CreditsPending, &got.CreditsPosted); err != nil {
 			return fmt.Errorf("updating balances of %s: %w", code, err)
 		}
 		if got.DebitsPending != want.DebitsPending || got.DebitsPosted != want.DebitsPosted ||
@@ -472,5 +864,5 @@ func (b *batch) flush(ctx context.Context) error {
 			return softatm.Errorf(softatm.EInternal, "ledger invariant: balances of %s changed under the batch", code)
 		}
 	}
-	return nil
+	return br.Close()
 }

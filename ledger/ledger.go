@@ -38,6 +38,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -187,6 +188,30 @@ type Ledger struct {
 	closed bool
 	queue  chan *request
 	done   chan struct{}
+
+	// good holds SQL texts that Apply functions ran without error, so a
+	// unit's savepoint may be pipelined with them (see spTx.Exec).
+	good sync.Map
+	// goodCount bounds good to goodSQLMax entries.
+	goodCount atomic.Int64
+}
+
+// goodSQLMax bounds the SQL texts remembered as good; past it, new texts
+// are simply sent after their savepoint (one round trip more).
+const goodSQLMax = 1024
+
+func (l *Ledger) goodSQL(sql string) bool {
+	_, ok := l.good.Load(sql)
+	return ok
+}
+
+func (l *Ledger) markGoodSQL(sql string) {
+	if l.goodSQL(sql) || l.goodCount.Load() >= goodSQLMax {
+		return
+	}
+	if _, loaded := l.good.LoadOrStore(sql, struct{}{}); !loaded {
+		l.goodCount.Add(1)
+	}
 }
 
 // New returns a ledger on pool. Close it to stop the batch committer.

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"time"
 
@@ -342,8 +343,26 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var m Main
 	m.Config.flags(fs)
+	// -pprof is hidden (left out of the usage text): a debugging aid for
+	// profiling under load (bench/cmd/loadgen -pprof), never for production.
+	pprofAddr := fs.String("pprof", "", "")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of serve:\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			if f.Name != "pprof" {
+				fmt.Fprintf(fs.Output(), "  -%s\n    \t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
+			}
+		})
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		stop, err := servePprof(*pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
@@ -352,4 +371,22 @@ func runServe(ctx context.Context, args []string) error {
 	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "bank", m.Config.BankAddr)
 	<-ctx.Done()
 	return m.Close()
+}
+
+// servePprof serves net/http/pprof on its own listener, apart from the
+// switch's mux, so the profiling handlers are never reachable on -listen.
+func servePprof(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("pprof listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }

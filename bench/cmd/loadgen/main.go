@@ -56,6 +56,7 @@ type opts struct {
 
 	ledgerBatch     int
 	ledgerBatchWait time.Duration
+	pprof           string
 
 	rawDuration  time.Duration
 	commitsPerWd int
@@ -85,6 +86,7 @@ func main() {
 	flag.DurationVar(&o.poll, "poll", 20*time.Millisecond, "how often a client polls its withdrawal until completed")
 	flag.IntVar(&o.ledgerBatch, "ledger-batch", 0, "passed to softatm serve -ledger-batch (0: serve's default)")
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
+	flag.StringVar(&o.pprof, "pprof", "", "passed to softatm serve -pprof: serve net/http/pprof on this address, to profile the switch under load")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
 	// 11 = create (idempotency begin + finish, the request row, the
 	// approval with its hold) 4 + scan (idempotency 2, the claim) 3 +

@@ -149,6 +149,9 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	if o.ledgerBatch > 0 {
 		args = append(args, "-ledger-batch", strconv.Itoa(o.ledgerBatch), "-ledger-batch-wait", o.ledgerBatchWait.String())
 	}
+	if o.pprof != "" {
+		args = append(args, "-pprof", o.pprof)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+uuid.NewString())
 	cmd.Stdout, cmd.Stderr = logFile, logFile

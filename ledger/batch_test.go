@@ -1,0 +1,205 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	softatm "github.com/softatm/softatm"
+)
+
+// TestBatchSeesItsOwnTransfers runs, in one batch, units that depend on
+// each other: the batch checks transfers in memory against what it read up
+// front plus what earlier units staged, so a pending booked by one unit can
+// be posted by the next, a pending resolves once even within a batch, and a
+// transfer id repeated in the batch is a retry or a conflict as it would be
+// across batches. Apply's first statement carries the unit's savepoint.
+func TestBatchSeesItsOwnTransfers(t *testing.T) {
+	t.Parallel()
+	l, pool := mustLedger(t, WithBatch(64, time.Millisecond))
+	mustScratch(t, pool)
+	ctx := context.Background()
+	if err := l.Replenish(ctx, "LS-001", 1000, vnd, uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	w := uuid.New()
+	hold := HoldTransfer(w, "MB", 700, vnd)
+	errApply := errors.New("apply refused")
+	type unitCase struct {
+		name   string
+		unit   Unit
+		marker uuid.UUID // a scratch row the unit's Apply writes
+		want   string    // error code; "" success; "apply" errApply
+	}
+	mk := func(name string, ts []Transfer, want string) unitCase {
+		id := uuid.New()
+		return unitCase{name: name, unit: Unit{Apply: scratchApply(id), Transfers: ts}, marker: id, want: want}
+	}
+	otherHold := hold
+	otherHold.Amount = 701
+	cases := []unitCase{
+		mk("hold", []Transfer{hold}, ""),
+		mk("post the hold booked in this batch", PayoutTransfers(w, "MB", "LS-001", 700, 0, vnd), ""),
+		mk("void the hold posted in this batch", []Transfer{VoidTransfer(w, vnd)}, softatm.EConflict),
+		mk("the hold again: a retry", []Transfer{hold}, ""),
+		mk("the hold's id with another amount", []Transfer{otherHold}, softatm.EConflict),
+		mk("an unknown account", []Transfer{single(uuid.New(), AccountInFlight, TillCode("NOPE"), 1)}, softatm.ENotFound),
+		mk("the till is short now", []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 301)}, softatm.ETillShort),
+		{name: "Apply refuses before any SQL", unit: Unit{
+			Apply:     func(context.Context, pgx.Tx, time.Time) error { return errApply },
+			Transfers: []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1)},
+		}, want: "apply"},
+		mk("no Apply problems after the refusals", []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 300)}, ""),
+	}
+	// An Apply whose first statement is a query, not an Exec.
+	qid := uuid.New()
+	cases = append(cases, unitCase{name: "Apply starts with a query", marker: qid, unit: Unit{
+		Apply: func(ctx context.Context, tx pgx.Tx, d time.Time) error {
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM scratch`).Scan(&n); err != nil {
+				return err
+			}
+			return scratchApply(qid)(ctx, tx, d)
+		},
+		Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 5)},
+	}})
+
+	reqs := make([]*request, len(cases))
+	for i, c := range cases {
+		c.unit.At = time.Now()
+		reqs[i] = &request{ctx: ctx, unit: c.unit, done: make(chan struct{})}
+	}
+	l.runBatch(ctx, reqs)
+	for i, c := range cases {
+		<-reqs[i].done
+		err := reqs[i].err
+		switch c.want {
+		case "":
+			if err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+		case "apply":
+			if err != errApply {
+				t.Errorf("%s: %v, want the Apply error", c.name, err)
+			}
+		default:
+			if got := softatm.ErrorCode(err); got != c.want {
+				t.Errorf("%s: error %v, want code %s", c.name, err, c.want)
+			}
+		}
+		if c.marker != uuid.Nil {
+			want := 1
+			if c.want != "" {
+				want = 0
+			}
+			if got := scratchCount(t, pool, c.marker); got != want {
+				t.Errorf("%s: %d scratch rows, want %d", c.name, got, want)
+			}
+		}
+	}
+	if a := mustAccount(t, l, TillCode("LS-001")); a.DebitsPosted != 1000 || a.CreditsPosted != 1000 {
+		t.Errorf("till: %+v", a)
+	}
+	if a := mustAccount(t, l, AccountInFlight); a.DebitsPosted != 1000 || a.CreditsPosted != 700 || a.CreditsPending != 0 {
+		t.Errorf("in-flight: %+v", a)
+	}
+	if a := mustAccount(t, l, ReceivableCode("MB")); a.DebitsPosted != 700 || a.DebitsPending != 0 || a.CreditsPosted != 5 {
+		t.Errorf("receivable: %+v", a)
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE withdrawal_id = $1`, w).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 { // hold, post, payout
+		t.Errorf("%d transfers of the withdrawal, want 3", n)
+	}
+	mustCheck(t, pool)
+}
+
+// TestBatchRetriesATransferBookedConcurrently: another transaction books a
+// transfer id while a batch that holds the same id is running. The batch
+// writes its transfers at the end, so it meets the other's row there; it
+// re-runs and then sees a retry of a booked transfer, a no-op.
+func TestBatchRetriesATransferBookedConcurrently(t *testing.T) {
+	t.Parallel()
+	l, pool := mustLedger(t, WithBatch(8, time.Millisecond))
+	ctx := context.Background()
+	tr := single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 40)
+	debit, credit := mustAccount(t, l, AccountSettlement), mustAccount(t, l, ReceivableCode("MB"))
+
+	other, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(ctx)
+	// The other writer books the row (its balances do not matter here).
+	if _, err := other.Exec(ctx, `INSERT INTO transfers
+		(id, debit_account_id, credit_account_id, amount, currency, kind, business_date)
+		VALUES ($1, $2, $3, 40, 'VND', 'single', '2026-01-02')`, tr.ID, debit.ID, credit.ID); err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		close(started)
+		_, err := l.Commit(ctx, Unit{Apply: func(context.Context, pgx.Tx, time.Time) error { return nil },
+			Transfers: []Transfer{tr}})
+		done <- err
+	}()
+	<-started
+	time.Sleep(300 * time.Millisecond) // the batch now waits on the other's row
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("batch: %v, want the retry to find the booked transfer", err)
+	}
+	if a := mustAccount(t, l, AccountSettlement); a.DebitsPosted != 0 {
+		t.Fatalf("the batch booked the transfer again: %+v", a)
+	}
+}
+
+// TestBatchStatementFailingToPrepare: a unit's first statement, pipelined
+// with its savepoint, fails before anything of the pipeline ran (pgx
+// prepares it first). The batch is re-run without that unit; the others
+// commit and the unit gets its own error.
+func TestBatchStatementFailingToPrepare(t *testing.T) {
+	t.Parallel()
+	l, pool := mustLedger(t, WithBatch(8, time.Millisecond))
+	mustScratch(t, pool)
+	ctx := context.Background()
+	bad := `INSERT INTO no_such_table_yet VALUES ($1)`
+	l.markGoodSQL(bad) // as if it had run before, on another connection
+	before, after := uuid.New(), uuid.New()
+	units := []Unit{
+		{Apply: scratchApply(before), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 3)}},
+		{Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
+			_, err := tx.Exec(ctx, bad, 1)
+			return err
+		}, Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 100)}},
+		{Apply: scratchApply(after), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 4)}},
+	}
+	reqs := make([]*request, len(units))
+	for i, u := range units {
+		u.At = time.Now()
+		reqs[i] = &request{ctx: ctx, unit: u, done: make(chan struct{})}
+	}
+	l.runBatch(ctx, reqs)
+	for i, r := range reqs {
+		<-r.done
+		if (r.err == nil) != (i != 1) {
+			t.Errorf("unit %d: error %v", i, r.err)
+		}
+	}
+	if scratchCount(t, pool, before) != 1 || scratchCount(t, pool, after) != 1 {
+		t.Error("the other units' Apply did not commit")
+	}
+	if a := mustAccount(t, l, ReceivableCode("MB")); a.CreditsPosted != 7 {
+		t.Errorf("receivable %+v, want 7 credited", a)
+	}
+	mustCheck(t, pool)
+}
