@@ -527,6 +527,18 @@ func (t *spTx) Begin(ctx context.Context) (pgx.Tx, error) {
 	return t.Tx.Begin(ctx)
 }
 
+// Conn and LargeObjects hand out ways around Exec; the savepoint is set
+// first, so whatever Apply does with them is still the unit's alone.
+func (t *spTx) Conn() *pgx.Conn {
+	_ = t.open(context.Background())
+	return t.Tx.Conn()
+}
+
+func (t *spTx) LargeObjects() pgx.LargeObjects {
+	_ = t.open(context.Background())
+	return t.Tx.LargeObjects()
+}
+
 type errRow struct{ err error }
 
 func (r errRow) Scan(...any) error { return r.err }

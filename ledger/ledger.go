@@ -12,7 +12,9 @@
 // per unit, and one balance UPDATE per touched account per batch, because
 // every payout touches the same hot rows (a post office's till, a bank's
 // receivable) and a transaction per payout on one hot row does not scale
-// under SERIALIZABLE.
+// under SERIALIZABLE. A batch costs few round trips (see batch): it reads
+// what its transfers need up front, checks them in memory, and writes them
+// and the balances in one pipeline at the end.
 //
 // Decisions not in the design:
 //   - A post_pending transfer row carries the posted amount (<= the pending);
@@ -119,7 +121,9 @@ type Unit struct {
 	// Apply, if set, runs inside the unit's savepoint before the transfers.
 	// It must only touch the database: it may run again when the batch is
 	// retried. An error rolls back only this unit and Commit returns it
-	// unchanged.
+	// unchanged. It must not read or write the accounts and transfers
+	// tables: the batch checks transfers in memory and writes them, with
+	// the balances, when all its units have run.
 	Apply     func(ctx context.Context, tx pgx.Tx, businessDate time.Time) error
 	Transfers []Transfer
 }
