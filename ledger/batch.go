@@ -88,6 +88,12 @@ func (e *excludeUnit) Error() string { return fmt.Sprintf("unit %d: %v", e.i, e.
 // runBatch commits reqs in one transaction (re-run whole on a retryable
 // error) and hands each request its own result.
 func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
+	start := time.Now()
+	defer func() {
+		l.batches.Add(1)
+		l.units.Add(int64(len(reqs)))
+		l.busyNanos.Add(int64(time.Since(start)))
+	}()
 	single := len(reqs) == 1 && l.queue == nil
 	if !single {
 		var cancel context.CancelFunc
@@ -259,9 +265,12 @@ func (b *batch) preload(ctx context.Context, units []*Unit) error {
 	}
 	var cands []time.Time
 	for _, u := range units {
-		if c := b.l.cutoffDate(u.At); !slices.Contains(cands, c) {
+		if c := b.l.cutoffDate(u.At); !u.undated && !slices.Contains(cands, c) {
 			cands = append(cands, c)
 		}
+	}
+	if len(cands) == 0 && len(ids) == 0 && len(codes) == 0 {
+		return nil // only undated units without transfers: nothing to read
 	}
 	if pendings == nil {
 		pendings = []uuid.UUID{}
@@ -546,9 +555,12 @@ func (r errRow) Scan(...any) error { return r.err }
 // unit applies one unit. uerr refuses only this unit (its savepoint is
 // rolled back); berr aborts the whole attempt.
 func (b *batch) unit(ctx context.Context, u Unit, savepoint bool) (res Result, uerr, berr error) {
-	date, err := b.businessDate(ctx, u.At)
-	if err != nil {
-		return Result{}, nil, err
+	var date time.Time
+	var err error
+	if !u.undated {
+		if date, err = b.businessDate(ctx, u.At); err != nil {
+			return Result{}, nil, err
+		}
 	}
 	us := &unitState{deltas: map[string]*delta{}, transfers: map[uuid.UUID]storedTransfer{}, resolved: map[uuid.UUID]Kind{}}
 	if savepoint {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	softatm "github.com/softatm/softatm"
 )
@@ -202,4 +203,86 @@ func TestBatchStatementFailingToPrepare(t *testing.T) {
 		t.Errorf("receivable %+v, want 7 credited", a)
 	}
 	mustCheck(t, pool)
+}
+
+// TestRun commits plain writes through the committer, concurrently and
+// mixed with transfer units: each Run commits or fails alone, and a failing
+// one (here a duplicate key after a first insert) leaves no trace.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		units int
+	}{{"batching off", 1}, {"batching on", 64}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, pool := mustLedger(t, WithBatch(tc.units, 2*time.Millisecond))
+			mustScratch(t, pool)
+			ctx := context.Background()
+			if err := l.Replenish(ctx, "LS-001", 1000, vnd, uuid.New()); err != nil {
+				t.Fatal(err)
+			}
+			taken := uuid.New()
+			if err := l.Run(ctx, scratchTx(taken)); err != nil {
+				t.Fatal(err)
+			}
+			const n = 40
+			ids, lost := make([]uuid.UUID, n), make([]uuid.UUID, n)
+			errs := make([]error, n)
+			done := make(chan struct{})
+			for i := range n {
+				ids[i], lost[i] = uuid.New(), uuid.New()
+				go func() {
+					defer func() { done <- struct{}{} }()
+					switch i % 4 {
+					case 0: // writes a row, then breaks on a duplicate key
+						errs[i] = l.Run(ctx, func(tx pgx.Tx) error {
+							if err := scratchTx(lost[i])(tx); err != nil {
+								return err
+							}
+							return scratchTx(taken)(tx)
+						})
+					case 1: // a transfer unit in the same batches
+						_, errs[i] = l.Commit(ctx, Unit{Apply: scratchApply(ids[i]),
+							Transfers: []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1)}})
+					default:
+						errs[i] = l.Run(ctx, scratchTx(ids[i]))
+					}
+				}()
+			}
+			for range n {
+				<-done
+			}
+			for i := range n {
+				if i%4 == 0 {
+					if !isUniqueViolation(errs[i]) {
+						t.Errorf("run %d: err = %v, want a unique violation", i, errs[i])
+					}
+					if got := scratchCount(t, pool, lost[i]); got != 0 {
+						t.Errorf("run %d failed but left its first row", i)
+					}
+					continue
+				}
+				if errs[i] != nil {
+					t.Errorf("unit %d: %v", i, errs[i])
+				}
+				if got := scratchCount(t, pool, ids[i]); got != 1 {
+					t.Errorf("unit %d: %d rows, want 1", i, got)
+				}
+			}
+			mustCheck(t, pool)
+		})
+	}
+}
+
+func scratchTx(id uuid.UUID) func(pgx.Tx) error {
+	return func(tx pgx.Tx) error {
+		_, err := tx.Exec(context.Background(), `INSERT INTO scratch (id) VALUES ($1)`, id)
+		return err
+	}
+}
+
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }

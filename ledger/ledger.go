@@ -126,6 +126,10 @@ type Unit struct {
 	// the balances, when all its units have run.
 	Apply     func(ctx context.Context, tx pgx.Tx, businessDate time.Time) error
 	Transfers []Transfer
+
+	// undated: set by Run; the unit needs no business date (Apply is
+	// handed the zero time), so the batch does not look one up for it.
+	undated bool
 }
 
 // Result is what a committed unit reports.
@@ -198,6 +202,23 @@ type Ledger struct {
 	good sync.Map
 	// goodCount bounds good to goodSQLMax entries.
 	goodCount atomic.Int64
+
+	// For Stats.
+	batches, units, busyNanos atomic.Int64
+}
+
+// Stats are the committer's counters since New, for metrics: units per
+// batch shows how much commits are shared, and the rate of Busy (seconds
+// per second) how close the committer is to saturation (1).
+type Stats struct {
+	Batches int64         // batch transactions committed or failed (a re-run is not a new batch)
+	Units   int64         // units those batches carried
+	Busy    time.Duration // time spent running batches, re-runs included
+}
+
+// Stats returns the committer's counters.
+func (l *Ledger) Stats() Stats {
+	return Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load())}
 }
 
 // goodSQLMax bounds the SQL texts remembered as good; past it, new texts
@@ -300,6 +321,20 @@ func (l *Ledger) Commit(ctx context.Context, u Unit) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
+}
+
+// Run commits fn as a unit with no transfers, in the committer's batch
+// transaction with whatever units wait with it; fn follows Apply's rules
+// (it may run again, and it must not touch accounts or transfers).
+//
+// Run is how the switch writes everything else (withdrawal states, the
+// outbox, idempotency keys): with every writer going through the one
+// committer, no two write transactions overlap, so SERIALIZABLE finds no
+// read/write conflicts to abort, and concurrent writes share one commit.
+// With batching off it is one transaction of its own, as RunTx would run.
+func (l *Ledger) Run(ctx context.Context, fn func(pgx.Tx) error) error {
+	_, err := l.Commit(ctx, Unit{undated: true, Apply: func(_ context.Context, tx pgx.Tx, _ time.Time) error { return fn(tx) }})
+	return err
 }
 
 func validateUnit(u Unit) error {

@@ -137,6 +137,25 @@ func (m *Metrics) ObserveISO(mti, responseCode string, rtt time.Duration, err er
 	m.isoRTT.WithLabelValues(mti).Observe(rtt.Seconds())
 }
 
+// Committer exports the counters of the ledger committer called name
+// (label committer): batches, the units they carried, and the time spent
+// running them (its rate is the committer's utilisation; near 1 it is the
+// bottleneck).
+func (m *Metrics) Committer(name string, l *ledger.Ledger) {
+	labels := prometheus.Labels{"committer": name}
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_batches_total", Help: "Batch transactions run by a ledger committer.", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().Batches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_batch_units_total", Help: "Units (state changes with their transfers) carried by those batches.", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().Units) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_committer_busy_seconds_total", Help: "Time a ledger committer spent running batches.", ConstLabels: labels,
+		}, func() float64 { return l.Stats().Busy.Seconds() }),
+	)
+}
+
 // LinkUp exports up() (the bank link is signed on) as softatm_iso_link_up.
 func (m *Metrics) LinkUp(up func() bool) {
 	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -252,7 +271,7 @@ func (c *stateCollector) count() (map[string]float64, error) {
 	counts := map[string]float64{}
 	// Read-only, but the server's default is SERIALIZABLE: retried like any
 	// transaction so that a conflict does not blank the gauge.
-	err := ledger.RunTx(ctx, c.pool, maxTxRetries, func(tx pgx.Tx) error {
+	err := ledger.RunTx(ctx, c.pool, ledger.DefaultMaxRetries, func(tx pgx.Tx) error {
 		clear(counts)
 		for _, q := range []struct {
 			sql  string

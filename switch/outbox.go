@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,24 +50,25 @@ func DefaultOutboxConfig() OutboxConfig {
 // that dies mid-send leaves a lease that runs out, and the message is sent
 // again as a repeat, which the issuer treats idempotently.
 type Outbox struct {
-	cfg  OutboxConfig
-	pool *pgxpool.Pool
-	bank Bank
-	log  *slog.Logger
-	m    *Metrics
-	now  func() time.Time
-	kick chan struct{}
+	cfg    OutboxConfig
+	pool   *pgxpool.Pool
+	ledger *ledger.Ledger // its Run commits the outbox's writes with the switch's others
+	bank   Bank
+	log    *slog.Logger
+	m      *Metrics
+	now    func() time.Time
+	kick   chan struct{}
 }
 
 // NewOutbox returns a worker; call Run.
-func NewOutbox(cfg OutboxConfig, pool *pgxpool.Pool, bank Bank, log *slog.Logger, m *Metrics, now func() time.Time) *Outbox {
+func NewOutbox(cfg OutboxConfig, pool *pgxpool.Pool, l *ledger.Ledger, bank Bank, log *slog.Logger, m *Metrics, now func() time.Time) *Outbox {
 	if now == nil {
 		now = time.Now
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Outbox{cfg: cfg, pool: pool, bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
+	return &Outbox{cfg: cfg, pool: pool, ledger: l, bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
 }
 
 // Kick wakes the worker without waiting for the next poll.
@@ -112,7 +114,7 @@ type outboxMsg struct {
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
 	now := o.now()
 	var msgs []outboxMsg
-	err := ledger.RunTx(ctx, o.pool, maxTxRetries, func(tx pgx.Tx) error {
+	err := o.ledger.Run(ctx, func(tx pgx.Tx) error {
 		msgs = msgs[:0]
 		rows, err := tx.Query(ctx, `UPDATE outbox SET lease_owner = $1, lease_until = $2
 			WHERE id IN (
@@ -140,13 +142,19 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("leasing outbox: %w", err)
 	}
+	// Each message in its own goroutine (at most Batch): the link carries
+	// them concurrently and their answers share the committer's batches.
+	var wg sync.WaitGroup
 	for _, m := range msgs {
-		if err := o.send(ctx, m); err != nil {
-			if ctx.Err() != nil {
-				return len(msgs), ctx.Err()
+		wg.Go(func() {
+			if err := o.send(ctx, m); err != nil && ctx.Err() == nil {
+				o.log.Warn("outbox send", "withdrawal", m.withdrawalID, "kind", m.kind, "err", err)
 			}
-			o.log.Warn("outbox send", "withdrawal", m.withdrawalID, "kind", m.kind, "err", err)
-		}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return len(msgs), err
 	}
 	o.observeDepth(ctx)
 	return len(msgs), nil
@@ -203,7 +211,7 @@ func (o *Outbox) answered(ctx context.Context, m outboxMsg, rc string) error {
 	if rc != iso.RCApproved && rc != iso.RCDuplicate {
 		state = "exception"
 	}
-	return ledger.RunTx(ctx, o.pool, maxTxRetries, func(tx pgx.Tx) error {
+	return o.ledger.Run(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `UPDATE outbox SET state = $2, response_code = $3, attempts = attempts + 1,
 			done_at = $4, lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
 			m.id, state, rc, now); err != nil {
@@ -226,7 +234,7 @@ func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error
 		state = "exception"
 		o.log.Error("outbox message moved to exceptions", "withdrawal", m.withdrawalID, "kind", m.kind, "attempts", attempts)
 	}
-	err := ledger.RunTx(ctx, o.pool, maxTxRetries, func(tx pgx.Tx) error {
+	err := o.ledger.Run(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
 			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
 			m.id, state, attempts, now.Add(o.backoff(attempts)), cause.Error())

@@ -74,11 +74,11 @@ func NewService(cfg Config, d Deps) *Service {
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick}
 }
 
-// maxTxRetries bounds the serializable retries of one transaction.
-const maxTxRetries = 20
-
+// tx runs fn through the ledger's committer (ledger.Run): every write of
+// the switch goes the same way, so writes never overlap and a batch of them
+// shares one commit.
 func (s *Service) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return ledger.RunTx(ctx, s.pool, maxTxRetries, fn)
+	return s.ledger.Run(ctx, fn)
 }
 
 // CreateRequest is what a bank's app asks for.

@@ -62,7 +62,9 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	e := &env{pool: pool, ledger: ledger.New(pool)}
+	// Batching on, as serve runs it: every write of the switch is a unit of
+	// the committer's batches (ledger.Run).
+	e := &env{pool: pool, ledger: ledger.New(pool, ledger.WithBatch(64, time.Millisecond))}
 	t.Cleanup(e.ledger.Close)
 
 	e.sim = banksim.New([]banksim.Account{
@@ -105,7 +107,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	m := atmswitch.NewMetrics(nil)
 	ocfg := atmswitch.DefaultOutboxConfig()
 	ocfg.BackoffMin, ocfg.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
-	e.outbox = atmswitch.NewOutbox(ocfg, pool, e.bank, quietLog(), m, nil)
+	e.outbox = atmswitch.NewOutbox(ocfg, pool, e.ledger, e.bank, quietLog(), m, nil)
 	e.svc = atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: pool, Ledger: e.ledger, Bank: e.bank, Codes: keyring,
 		Gate: e.gate, Log: quietLog(), Metrics: m})
 	return e
@@ -573,7 +575,7 @@ func TestAdviceRepeatedThenException(t *testing.T) {
 	ctx := context.Background()
 	ocfg := atmswitch.DefaultOutboxConfig()
 	ocfg.MaxAttempts, ocfg.BackoffMin, ocfg.BackoffMax, ocfg.SendTimeout = 3, time.Millisecond, 5*time.Millisecond, 200*time.Millisecond
-	e.outbox = atmswitch.NewOutbox(ocfg, e.pool, e.bank, quietLog(), nil, nil)
+	e.outbox = atmswitch.NewOutbox(ocfg, e.pool, e.ledger, e.bank, quietLog(), nil, nil)
 	is := e.issue(t, acctRich, 100_000)
 	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
 		t.Fatal(err)

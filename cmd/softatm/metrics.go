@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/softatm/softatm/ledger"
 	atmswitch "github.com/softatm/softatm/switch"
 )
 
@@ -47,8 +48,10 @@ func answered(err error) bool {
 // state (a bounded count query per scrape, at most every few seconds), and
 // Redis command timings. The ISO 8583 observer is set where the bank client
 // is made.
-func instrument(reg *prometheus.Registry, metrics *atmswitch.Metrics, pool *pgxpool.Pool, bankUp func() bool, rc *redis.Client) {
+func instrument(reg *prometheus.Registry, metrics *atmswitch.Metrics, pool *pgxpool.Pool, l, keys *ledger.Ledger, bankUp func() bool, rc *redis.Client) {
 	metrics.LinkUp(bankUp)
+	metrics.Committer("ledger", l)
+	metrics.Committer("idempotency", keys)
 	reg.MustRegister(atmswitch.NewStateCollector(pool))
 	if rc != nil {
 		rc.AddHook(redisHook{metrics})

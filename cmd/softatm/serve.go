@@ -119,11 +119,15 @@ type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
 
-	Addr    net.Addr // the HTTP address, once Run has started
-	Pool    *pgxpool.Pool
-	Redis   *redis.Client
-	Bank    *iso.Client
-	Ledger  *ledger.Ledger
+	Addr   net.Addr // the HTTP address, once Run has started
+	Pool   *pgxpool.Pool
+	Redis  *redis.Client
+	Bank   *iso.Client
+	Ledger *ledger.Ledger
+	// Keys commits the idempotency store's writes: a second committer,
+	// because those writes share no table with the ledger's and so can run
+	// beside it without conflicting.
+	Keys    *ledger.Ledger
 	Service *atmswitch.Service
 	Outbox  *atmswitch.Outbox
 	Auth    *auth.Service
@@ -198,20 +202,21 @@ func (m *Main) Run(ctx context.Context) error {
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 		}))
-	instrument(reg, metrics, m.Pool, m.Bank.Up, m.Redis)
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
+	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
+	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
 	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool), code.WithSkew(c.Switch.ClockSkew), code.WithMaxLifetime(c.Switch.CodeTTL),
 		code.WithClock(clock))
 	if err := keyring.Load(ctx); err != nil {
 		return fmt.Errorf("loading signing keys (run `softatm keys generate`): %w", err)
 	}
-	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Bank, m.Log, metrics, clock)
+	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Ledger, m.Bank, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Kick: m.Outbox.Kick, Clock: clock,
 	})
 	m.Auth = auth.New(m.Pool)
-	idems := idem.New(m.Pool)
+	idems := idem.New(m.Pool, idem.WithCommitter(m.Keys.Run))
 
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }
@@ -327,8 +332,10 @@ func (m *Main) Close() error {
 	if m.Bank != nil {
 		errs = append(errs, m.Bank.Close())
 	}
-	if m.Ledger != nil {
-		m.Ledger.Close()
+	for _, l := range []*ledger.Ledger{m.Ledger, m.Keys} {
+		if l != nil {
+			l.Close()
+		}
 	}
 	if m.Redis != nil {
 		errs = append(errs, m.Redis.Close())

@@ -103,6 +103,7 @@ type Store struct {
 	maxBodyBytes int64
 	storeTimeout time.Duration
 	txRetryMax   int
+	commit       func(context.Context, func(pgx.Tx) error) error // nil: RunTx on pool
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -128,6 +129,13 @@ func WithStoreTimeout(d time.Duration) Option { return func(s *Store) { s.storeT
 // WithTxRetryMax sets the bound on transaction retries (default
 // DefaultTxRetryMax).
 func WithTxRetryMax(n int) Option { return func(s *Store) { s.txRetryMax = n } }
+
+// WithCommitter makes the store write through run (in the switch,
+// (*ledger.Ledger).Run) instead of transactions of its own, so that its
+// writes share the committer's batches with the switch's.
+func WithCommitter(run func(context.Context, func(pgx.Tx) error) error) Option {
+	return func(s *Store) { s.commit = run }
+}
 
 // WithLogger sets the logger for failures that cannot be returned to the
 // client (default slog.Default()).
@@ -478,7 +486,11 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	softatm.WriteErrorJSON(w, status, code, message)
 }
 
-// runTx runs fn through the one serializable retry loop of the switch.
+// runTx runs fn through the committer given by WithCommitter, or else
+// through the one serializable retry loop of the switch.
 func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	if s.commit != nil {
+		return s.commit(ctx, fn)
+	}
 	return ledger.RunTx(ctx, s.pool, s.txRetryMax, fn)
 }

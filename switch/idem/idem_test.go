@@ -17,6 +17,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
+	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/schema"
 	"github.com/softatm/softatm/switch/idem"
 )
@@ -64,8 +65,12 @@ func newHarness(t *testing.T, opts ...idem.Option) *harness {
 	t.Helper()
 	h := &harness{clock: &clock{t: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)}, entered: make(chan struct{}, 100), release: make(chan struct{})}
 	h.status.Store(http.StatusCreated)
-	opts = append([]idem.Option{idem.WithClock(h.clock.Now)}, opts...)
-	h.store = idem.New(mustPool(t), opts...)
+	// Writes go through a batching committer, as serve runs the store.
+	pool := mustPool(t)
+	l := ledger.New(pool, ledger.WithBatch(64, time.Millisecond))
+	t.Cleanup(l.Close)
+	opts = append([]idem.Option{idem.WithClock(h.clock.Now), idem.WithCommitter(l.Run)}, opts...)
+	h.store = idem.New(pool, opts...)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := h.runs.Add(1)
 		h.entered <- struct{}{}

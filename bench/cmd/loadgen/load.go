@@ -36,7 +36,9 @@ type loadResult struct {
 	startedAll int            // withdrawals created over the whole run (warm-up and drain too)
 	flowsAll   int            // flows that reached completed over the whole run
 
-	commitsPerWithdrawal float64
+	commitsPerWithdrawal   float64
+	rollbacksPerWithdrawal float64 // mostly serialization conflicts re-run by the switch
+	committer              string  // the ledger committer's figures over the run, "" if not scraped
 }
 
 type client struct {

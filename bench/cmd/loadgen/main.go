@@ -104,6 +104,10 @@ func main() {
 	}
 }
 
+// statsFlush is how long PostgreSQL may take to publish a backend's
+// transaction counts in pg_stat_database.
+const statsFlush = 1500 * time.Millisecond
+
 func run(ctx context.Context, o opts) error {
 	if o.clients < 1 || o.duration <= 0 {
 		return errors.New("-clients and -duration must be positive")
@@ -122,19 +126,31 @@ func run(ctx context.Context, o opts) error {
 		}
 	}
 
-	var before int64
+	var before dbCounters
 	if w.DBURL != "" {
-		before, _ = writeCommits(ctx, w.DBURL)
+		before, _ = readCounters(ctx, w.DBURL)
 	}
+	mBefore, err := scrape(ctx, w.URL)
+	if err != nil {
+		status("no committer figures: %v", err)
+	}
+	loadStart := time.Now()
 	status("load: %d clients, %s warm-up, %s measured, rate %s, hot=%v", o.clients, o.warmup, o.duration, rateText(o.rate), o.hot)
 	res, err := runLoad(ctx, w, o)
 	if err != nil {
 		return err
 	}
+	if mAfter, err := scrape(ctx, w.URL); err != nil {
+		status("no committer figures: %v", err)
+	} else if mBefore != nil {
+		res.committer = committerFigures(mBefore, mAfter, time.Since(loadStart))
+	}
 	if w.DBURL != "" {
-		after, _ := writeCommits(ctx, w.DBURL)
+		time.Sleep(statsFlush) // let the last rollbacks reach pg_stat_database
+		after, _ := readCounters(ctx, w.DBURL)
 		if res.startedAll > 0 {
-			res.commitsPerWithdrawal = float64(after-before) / float64(res.startedAll)
+			res.commitsPerWithdrawal = float64(after.xids-before.xids) / float64(res.startedAll)
+			res.rollbacksPerWithdrawal = float64(after.rollbacks-before.rollbacks) / float64(res.startedAll)
 		}
 	}
 

@@ -247,6 +247,10 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 		}
 	}
 	p("")
+	if res.committer != "" {
+		p("ledger committer (whole run, from /metrics): %s", res.committer)
+	}
+	p("transactions rolled back per withdrawal created: %.2f (serialization conflicts re-run, refusals)", res.rollbacksPerWithdrawal)
 	if o.skipRaw {
 		return
 	}

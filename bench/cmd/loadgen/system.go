@@ -274,19 +274,26 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 	return nil
 }
 
-// writeCommits returns the next transaction id PostgreSQL will assign. Only
-// transactions that write get one, so the difference over a run is the
-// number of write transactions (commits and the aborted attempts that wrote
-// before failing) the run caused.
-func writeCommits(ctx context.Context, dbURL string) (int64, error) {
+// dbCounters are the server's counts that a run's deltas are made of.
+type dbCounters struct {
+	xids      int64 // next transaction id: write transactions started so far
+	rollbacks int64 // transactions rolled back in this database (pg_stat_database)
+}
+
+// readCounters reads dbCounters. Only transactions that write take an xid,
+// so the xid delta over a run counts write transactions, re-runs included.
+// The rollback count lags by up to a second (statistics are flushed, not
+// streamed).
+func readCounters(ctx context.Context, dbURL string) (dbCounters, error) {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		return 0, err
+		return dbCounters{}, err
 	}
 	defer conn.Close(ctx)
-	var n int64
-	err = conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint`).Scan(&n)
-	return n, err
+	var c dbCounters
+	err = conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
+		(SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database())`).Scan(&c.xids, &c.rollbacks)
+	return c, err
 }
 
 // serverFacts reads the PostgreSQL version and fsync setting.
