@@ -211,18 +211,18 @@ func (o *Outbox) answered(ctx context.Context, m outboxMsg, rc string) error {
 	if rc != iso.RCApproved && rc != iso.RCDuplicate {
 		state = "exception"
 	}
+	completes := m.kind == "advice" && state == "done"
 	return o.ledger.Run(ctx, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `UPDATE outbox SET state = $2, response_code = $3, attempts = attempts + 1,
-			done_at = $4, lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
-			m.id, state, rc, now); err != nil {
-			return err
-		}
-		if m.kind == "advice" && state == "done" {
-			_, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'completed', updated_at = $2
-				WHERE id = $1 AND state = 'paid'`, m.withdrawalID, now)
-			return err
-		}
-		return nil
+		// One statement: the message ends and, for an acknowledged advice,
+		// the withdrawal completes.
+		_, err := tx.Exec(ctx, `WITH answered AS (
+				UPDATE outbox SET state = $2, response_code = $3, attempts = attempts + 1,
+					done_at = $4, lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'
+				RETURNING withdrawal_id)
+			UPDATE withdrawals SET state = 'completed', updated_at = $4
+			WHERE $5 AND state = 'paid' AND id = (SELECT withdrawal_id FROM answered)`,
+			m.id, state, rc, now, completes)
+		return err
 	})
 }
 

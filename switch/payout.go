@@ -67,15 +67,11 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	}
 	var current Withdrawal
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
+		return moveReturning(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
 			claim_until = $4, updated_at = $5
 			WHERE id = $1 AND expires_at > $6
 			  AND (state = 'reserved' OR (state = 'claimed' AND (claimed_by = $2 OR claim_until < $5)))`,
-			id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew)); err != nil {
-			return err
-		}
-		current, err = getWithdrawal(ctx, tx, id)
-		return err
+			id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew))
 	})
 	if err != nil {
 		if gated {
@@ -234,13 +230,10 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	res, err := s.commit(ctx, unitPayout, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, day time.Time) error {
-			if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
+			return moveQueue(ctx, tx, id, &current, "advice", now, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
 				post_office = $5, paid_at = $6, business_date = $7, updated_at = $6
 				WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
-				id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, day); err != nil {
-				return err
-			}
-			return insertOutbox(ctx, tx, id, "advice", now)
+				id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, day)
 		},
 		Transfers: transfers,
 	})

@@ -238,26 +238,19 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 // fail marks a request with no usable answer failed and queues its reversal.
 func (s *Service) fail(ctx context.Context, id uuid.UUID) error {
 	now := s.now()
-	var changed bool
+	var current Withdrawal
 	err := s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'failed', updated_at = $2
+		return moveQueue(ctx, tx, id, &current, "reversal", now, `UPDATE withdrawals SET state = 'failed', updated_at = $2
 			WHERE id = $1 AND state = 'requested'`, id, now)
-		if err != nil {
-			return err
-		}
-		changed = tag.RowsAffected() == 1
-		if !changed {
-			return nil
-		}
-		return insertOutbox(ctx, tx, id, "reversal", now)
 	})
+	if errors.Is(err, errLate) {
+		return nil // not a request any more: the 0110 was recorded, or it failed already
+	}
 	if err != nil {
 		return fmt.Errorf("failing withdrawal: %w", err)
 	}
-	if changed {
-		s.m.transition(StateFailed)
-		s.wake()
-	}
+	s.m.transition(StateFailed)
+	s.wake()
 	return nil
 }
 
@@ -382,12 +375,9 @@ func (s *Service) endHold(ctx context.Context, id uuid.UUID, to State) error {
 	_, err := s.commit(ctx, unitVoid, ledger.Unit{
 		At: now,
 		Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
-			if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = $2, updated_at = $3
+			return moveQueue(ctx, tx, id, &current, "reversal", now, `UPDATE withdrawals SET state = $2, updated_at = $3
 				WHERE id = $1 AND state = 'reserved'`,
-				id, string(to), now); err != nil {
-				return err
-			}
-			return insertOutbox(ctx, tx, id, "reversal", now)
+				id, string(to), now)
 		},
 		Transfers: []ledger.Transfer{ledger.VoidTransfer(id, s.cfg.Currency)},
 	})

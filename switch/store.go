@@ -3,6 +3,7 @@ package atmswitch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -79,22 +80,49 @@ func move(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, sql
 	if err != nil {
 		return err
 	}
-	if tag.RowsAffected() == 0 {
-		if *current, err = getWithdrawal(ctx, tx, id); err != nil {
-			return err
-		}
-		return errLate
-	}
-	return nil
+	return moved(ctx, tx, id, current, tag.RowsAffected())
 }
 
-// insertOutbox queues a message to the bank in the caller's transaction.
-// seq keeps the messages of one withdrawal in order.
-func insertOutbox(ctx context.Context, tx pgx.Tx, withdrawalID uuid.UUID, kind string, now time.Time) error {
-	_, err := tx.Exec(ctx, `INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
-		SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, 'pending', $4, $4 FROM outbox WHERE withdrawal_id = $2`,
-		uuid.New(), withdrawalID, kind, now)
+// moveReturning is move for an UPDATE that ends in RETURNING
+// withdrawalColumns: the moved withdrawal is read into *current by the same
+// statement.
+func moveReturning(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, sql string, args ...any) error {
+	w, err := scanWithdrawal(tx.QueryRow(ctx, sql+` RETURNING `+withdrawalColumns, args...))
+	if softatm.ErrorCode(err) == softatm.ENotFound {
+		return moved(ctx, tx, id, current, 0)
+	}
+	if err == nil {
+		*current = w
+	}
 	return err
+}
+
+// moveQueue is move with a message to the bank (kind "advice" or
+// "reversal") queued in the outbox by the same statement, only if the
+// withdrawal moved. seq keeps the messages of one withdrawal in order.
+func moveQueue(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, kind string, now time.Time, sql string, args ...any) error {
+	n := len(args)
+	q := fmt.Sprintf(`WITH moved AS (%s RETURNING id)
+		INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
+		SELECT $%d, moved.id, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = moved.id), 0) + 1,
+			$%d, 'pending', $%d, $%d FROM moved`, sql, n+1, n+2, n+3, n+3)
+	tag, err := tx.Exec(ctx, q, append(args, uuid.New(), kind, now)...)
+	if err != nil {
+		return err
+	}
+	return moved(ctx, tx, id, current, tag.RowsAffected())
+}
+
+// moved finishes a move that changed rows rows.
+func moved(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, rows int64) error {
+	if rows > 0 {
+		return nil
+	}
+	var err error
+	if *current, err = getWithdrawal(ctx, tx, id); err != nil {
+		return err
+	}
+	return errLate
 }
 
 // stateError explains, in the error vocabulary, why a withdrawal in state s

@@ -218,30 +218,36 @@ func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner
 	)
 	err := s.runTx(ctx, func(tx pgx.Tx) error {
 		now := s.now()
+		res = stored{}
+		// A new key (the usual case) in one statement. Two requests racing
+		// with one key cannot both insert: the loser, in the same
+		// transaction or after the winner committed, inserts nothing and
+		// reads the winner's row below; with transactions of their own the
+		// loser may instead fail with 40001, and is re-run into that read.
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO idempotency_keys (scope, key, request_hash, state, owner, lease_until, created_at)
+			VALUES ($1, $2, $3, 'running', $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING`,
+			scope, key, hash, owner, now.Add(s.lease), now)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 1 {
+			d = decideRun
+			return nil
+		}
 		var (
 			gotHash    []byte
 			state      string
 			leaseUntil time.Time
 		)
-		res = stored{}
-		err := tx.QueryRow(ctx, `
+		err = tx.QueryRow(ctx, `
 			SELECT request_hash, state, status, content_type, body, lease_until
 			FROM idempotency_keys WHERE scope = $1 AND key = $2`,
 			scope, key).Scan(&gotHash, &state, &res.status, &res.contentType, &res.body, &leaseUntil)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			// A concurrent insert of the same key makes one of the two
-			// transactions fail with 40001, or insert nothing when the other
-			// committed first; runTx re-runs either into the select above.
-			tag, err := tx.Exec(ctx, `
-				INSERT INTO idempotency_keys (scope, key, request_hash, state, owner, lease_until, created_at)
-				VALUES ($1, $2, $3, 'running', $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING`,
-				scope, key, hash, owner, now.Add(s.lease), now)
-			if err == nil && tag.RowsAffected() == 0 {
-				return ledger.Retryable(errors.New("idempotency key inserted concurrently"))
-			}
-			d = decideRun
-			return err
+			// Deleted (a failed first request) between the two statements.
+			return ledger.Retryable(errors.New("idempotency key deleted concurrently"))
 		case err != nil:
 			return err
 		case !bytes.Equal(gotHash, hash):
