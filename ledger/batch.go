@@ -121,7 +121,7 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 				return err
 			}
 			for i, r := range live {
-				res, uerr, berr := b.unit(ctx, r.unit, !single)
+				res, uerr, berr := b.unit(ctx, i, r.unit, !single)
 				if berr != nil {
 					if _, ok := berr.(*excludeUnit); ok {
 						return &excludeUnit{i: i, err: uerr}
@@ -133,7 +133,16 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 				}
 				results[i], errs[i] = res, uerr
 			}
-			return b.flush(ctx)
+			if err := b.flush(ctx); err != nil {
+				return err
+			}
+			for _, p := range b.piped {
+				results[p.i].Changed = p.changed
+				if p.err != nil {
+					results[p.i], errs[p.i] = Result{}, p.err
+				}
+			}
+			return nil
 		})
 		var ex *excludeUnit
 		if errors.As(err, &ex) {
@@ -193,6 +202,19 @@ type batch struct {
 	// savepoint: a savepoint named ledger_unit exists. The next unit
 	// releases it and sets a new one in the same round trip.
 	savepoint bool
+	// piped are the statements of accepted Stmt units, sent by flush.
+	piped []pipedStmt
+}
+
+// pipedStmt is a Stmt unit's statement waiting for flush, and then what it
+// did.
+type pipedStmt struct {
+	i         int // the unit's index in the batch
+	st        *Stmt
+	args      []any
+	transfers bool // the unit booked transfers: refusing it needs a re-run
+	changed   int64
+	err       error
 }
 
 func newBatch(l *Ledger, tx pgx.Tx) *batch {
@@ -554,12 +576,34 @@ func (r errRow) Scan(...any) error { return r.err }
 
 // unit applies one unit. uerr refuses only this unit (its savepoint is
 // rolled back); berr aborts the whole attempt.
-func (b *batch) unit(ctx context.Context, u Unit, savepoint bool) (res Result, uerr, berr error) {
+func (b *batch) unit(ctx context.Context, i int, u Unit, savepoint bool) (res Result, uerr, berr error) {
 	var date time.Time
 	var err error
 	if !u.undated {
 		if date, err = b.businessDate(ctx, u.At); err != nil {
 			return Result{}, nil, err
+		}
+	}
+	var piped *pipedStmt
+	if st := u.Stmt; st != nil {
+		if savepoint && b.l.goodSQL(st.SQL) {
+			// Sent by flush; only the transfers are checked now.
+			piped = &pipedStmt{i: i, st: st, args: stmtArgs(st, date), transfers: len(u.Transfers) > 0}
+		} else {
+			// Alone, or a text not yet known to prepare: run it now, in
+			// the unit's savepoint, as an Apply.
+			u.Apply = func(ctx context.Context, tx pgx.Tx, date time.Time) error {
+				n, err := execStmt(ctx, tx, st, stmtArgs(st, date))
+				if err != nil {
+					return err
+				}
+				b.l.markGoodSQL(st.SQL)
+				res.Changed = n
+				if n == 0 && st.MustChange {
+					return ErrUnchanged
+				}
+				return nil
+			}
 		}
 	}
 	us := &unitState{deltas: map[string]*delta{}, transfers: map[uuid.UUID]storedTransfer{}, resolved: map[uuid.UUID]Kind{}}
@@ -598,7 +642,30 @@ func (b *batch) unit(ctx context.Context, u Unit, savepoint bool) (res Result, u
 		b.resolved[id] = k
 	}
 	b.rows = append(b.rows, us.rows...)
-	return Result{BusinessDate: date}, nil, nil
+	if piped != nil {
+		b.piped = append(b.piped, *piped)
+	}
+	return Result{BusinessDate: date, Changed: res.Changed}, nil, nil
+}
+
+// execStmt runs st on tx and returns how many rows it changed.
+func execStmt(ctx context.Context, tx pgx.Tx, st *Stmt, args []any) (int64, error) {
+	if st.Row == nil {
+		tag, err := tx.Exec(ctx, st.SQL, args...)
+		return tag.RowsAffected(), err
+	}
+	return rowChanged(st.Row(tx.QueryRow(ctx, st.SQL, args...)))
+}
+
+// rowChanged turns what a Stmt's Row returned into rows changed.
+func rowChanged(err error) (int64, error) {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return 1, nil
 }
 
 func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, us *unitState) error {
@@ -824,11 +891,14 @@ func (b *batch) flush(ctx context.Context) error {
 			codes = append(codes, code)
 		}
 	}
-	if len(b.rows) == 0 && len(codes) == 0 {
+	if len(b.rows) == 0 && len(codes) == 0 && len(b.piped) == 0 {
 		return nil
 	}
 	slices.Sort(codes)
 	pb := &pgx.Batch{}
+	for _, p := range b.piped {
+		pb.Queue(p.st.SQL, p.args...)
+	}
 	if n := len(b.rows); n > 0 {
 		ids, debits, credits := make([]uuid.UUID, n), make([]uuid.UUID, n), make([]uuid.UUID, n)
 		amounts := make([]int64, n)
@@ -865,6 +935,9 @@ func (b *batch) flush(ctx context.Context) error {
 	}
 	br := b.tx.SendBatch(ctx, pb)
 	defer br.Close()
+	if err := b.pipedResults(br); err != nil {
+		return err
+	}
 	if len(b.rows) > 0 {
 		if _, err := br.Exec(); err != nil {
 			var pgErr *pgconn.PgError
@@ -889,4 +962,43 @@ func (b *batch) flush(ctx context.Context) error {
 		}
 	}
 	return br.Close()
+}
+
+// pipedResults reads what the piped statements did. A statement that
+// failed broke the transaction: the attempt ends, to be re-run without its
+// unit (or, if it was a conflict, re-run whole). So does one that had to
+// change a row, changed none, and booked transfers, which this attempt
+// has already sent; without transfers its refusal is its alone.
+func (b *batch) pipedResults(br pgx.BatchResults) error {
+	for k := range b.piped {
+		p := &b.piped[k]
+		var err error
+		if p.st.Row == nil {
+			var tag pgconn.CommandTag
+			tag, err = br.Exec()
+			p.changed = tag.RowsAffected()
+		} else {
+			p.changed, err = rowChanged(p.st.Row(br.QueryRow()))
+		}
+		var pre pgx.ErrPreprocessingBatch
+		switch {
+		case errors.As(err, &pre):
+			// A statement failed to prepare on this connection: nothing
+			// ran, and which unit's is unknown. Send them one by one.
+			for _, q := range b.piped {
+				b.l.forgetSQL(q.st.SQL)
+			}
+			return Retryable(err)
+		case err != nil && IsRetryable(err):
+			return err
+		case err != nil:
+			return &excludeUnit{i: p.i, err: err}
+		case p.changed == 0 && p.st.MustChange:
+			if p.transfers {
+				return &excludeUnit{i: p.i, err: ErrUnchanged}
+			}
+			p.err = ErrUnchanged
+		}
+	}
+	return nil
 }

@@ -164,45 +164,58 @@ func TestBatchRetriesATransferBookedConcurrently(t *testing.T) {
 	}
 }
 
-// TestBatchStatementFailingToPrepare: a unit's first statement, pipelined
-// with its savepoint, fails before anything of the pipeline ran (pgx
-// prepares it first). The batch is re-run without that unit; the others
-// commit and the unit gets its own error.
+// TestBatchStatementFailingToPrepare: a unit's statement, pipelined with
+// its savepoint (Apply) or with the batch's end (Stmt), fails before
+// anything of the pipeline ran (pgx prepares it first). The batch is re-run
+// without that unit; the others commit and the unit gets its own error.
 func TestBatchStatementFailingToPrepare(t *testing.T) {
 	t.Parallel()
-	l, pool := mustLedger(t, WithBatch(8, time.Millisecond))
-	mustScratch(t, pool)
-	ctx := context.Background()
-	bad := `INSERT INTO no_such_table_yet VALUES ($1)`
-	l.markGoodSQL(bad) // as if it had run before, on another connection
-	before, after := uuid.New(), uuid.New()
-	units := []Unit{
-		{Apply: scratchApply(before), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 3)}},
-		{Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
+	const bad = `INSERT INTO no_such_table_yet VALUES ($1)`
+	for _, tc := range []struct {
+		name string
+		unit Unit
+	}{
+		{"Apply", Unit{Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
 			_, err := tx.Exec(ctx, bad, 1)
 			return err
-		}, Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 100)}},
-		{Apply: scratchApply(after), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 4)}},
+		}}},
+		{"Stmt", Unit{Stmt: &Stmt{SQL: bad, Args: []any{1}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, pool := mustLedger(t, WithBatch(8, time.Millisecond))
+			mustScratch(t, pool)
+			ctx := context.Background()
+			l.markGoodSQL(bad) // as if it had run before, on another connection
+			before, after := uuid.New(), uuid.New()
+			badUnit := tc.unit
+			badUnit.Transfers = []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 100)}
+			units := []Unit{
+				{Apply: scratchApply(before), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 3)}},
+				badUnit,
+				{Apply: scratchApply(after), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 4)}},
+			}
+			reqs := make([]*request, len(units))
+			for i, u := range units {
+				u.At = time.Now()
+				reqs[i] = &request{ctx: ctx, unit: u, done: make(chan struct{})}
+			}
+			l.runBatch(ctx, reqs)
+			for i, r := range reqs {
+				<-r.done
+				if (r.err == nil) != (i != 1) {
+					t.Errorf("unit %d: error %v", i, r.err)
+				}
+			}
+			if scratchCount(t, pool, before) != 1 || scratchCount(t, pool, after) != 1 {
+				t.Error("the other units' Apply did not commit")
+			}
+			if a := mustAccount(t, l, ReceivableCode("MB")); a.CreditsPosted != 7 {
+				t.Errorf("receivable %+v, want 7 credited", a)
+			}
+			mustCheck(t, pool)
+		})
 	}
-	reqs := make([]*request, len(units))
-	for i, u := range units {
-		u.At = time.Now()
-		reqs[i] = &request{ctx: ctx, unit: u, done: make(chan struct{})}
-	}
-	l.runBatch(ctx, reqs)
-	for i, r := range reqs {
-		<-r.done
-		if (r.err == nil) != (i != 1) {
-			t.Errorf("unit %d: error %v", i, r.err)
-		}
-	}
-	if scratchCount(t, pool, before) != 1 || scratchCount(t, pool, after) != 1 {
-		t.Error("the other units' Apply did not commit")
-	}
-	if a := mustAccount(t, l, ReceivableCode("MB")); a.CreditsPosted != 7 {
-		t.Errorf("receivable %+v, want 7 credited", a)
-	}
-	mustCheck(t, pool)
 }
 
 // TestRun commits plain writes through the committer, concurrently and
@@ -285,4 +298,116 @@ func scratchTx(id uuid.UUID) func(pgx.Tx) error {
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}
+
+// TestStmtUnits runs one-statement units, concurrently, in batches and
+// alone: the batch sends known statements with its transfers in one round
+// trip. A statement that fails refuses only its unit; one that must change
+// a row and changes none refuses its unit with ErrUnchanged and books none
+// of its transfers; BusinessDateArg becomes the unit's business date.
+func TestStmtUnits(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		units int
+	}{{"batching off", 1}, {"batching on", 64}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, pool := mustLedger(t, WithBatch(tc.units, 5*time.Millisecond))
+			mustScratch(t, pool)
+			ctx := context.Background()
+			if err := l.Replenish(ctx, "LS-001", 1000, vnd, uuid.New()); err != nil {
+				t.Fatal(err)
+			}
+			insert := func(id uuid.UUID) *Stmt {
+				return &Stmt{SQL: `INSERT INTO scratch (id) VALUES ($1)`, Args: []any{id}, MustChange: true}
+			}
+			// Teach the ledger the texts (the first run of a text is sent alone).
+			taken := uuid.New()
+			if _, err := l.Commit(ctx, Unit{Stmt: insert(taken)}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Commit(ctx, Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}}}); err != nil {
+				t.Fatal(err)
+			}
+
+			type unitCase struct {
+				name      string
+				unit      Unit
+				marker    uuid.UUID // a scratch row the unit's statement writes, if any
+				transfer  uuid.UUID // the unit's transfer, if any
+				wantErr   string    // "" ok; "unchanged"; "duplicate"
+				wantMoved int64
+			}
+			var day time.Time
+			mkTransfer := func() Transfer { return single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1) }
+			var cases []unitCase
+			for i := range 12 {
+				id := uuid.New()
+				cases = append(cases, unitCase{name: "insert", unit: Unit{Stmt: insert(id)}, marker: id, wantMoved: 1})
+				if i%3 == 0 {
+					tr := mkTransfer()
+					id := uuid.New()
+					cases = append(cases, unitCase{name: "insert with a transfer", unit: Unit{Stmt: insert(id), Transfers: []Transfer{tr}},
+						marker: id, transfer: tr.ID, wantMoved: 1})
+				}
+			}
+			tr := mkTransfer()
+			cases = append(cases,
+				unitCase{name: "a duplicate key", unit: Unit{Stmt: insert(taken)}, wantErr: "duplicate"},
+				unitCase{name: "nothing to delete", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true}},
+					wantErr: "unchanged"},
+				unitCase{name: "nothing to delete, with a transfer", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true},
+					Transfers: []Transfer{tr}}, transfer: tr.ID, wantErr: "unchanged"},
+				unitCase{name: "the business date", unit: Unit{Stmt: &Stmt{SQL: `SELECT $1::date`, Args: []any{BusinessDateArg},
+					Row: func(r pgx.Row) error { return r.Scan(&day) }}}, wantMoved: 1},
+			)
+			results := make([]Result, len(cases))
+			errs := make([]error, len(cases))
+			done := make(chan int)
+			for i := range cases {
+				go func() {
+					results[i], errs[i] = l.Commit(ctx, cases[i].unit)
+					done <- i
+				}()
+			}
+			for range cases {
+				<-done
+			}
+			for i, c := range cases {
+				switch c.wantErr {
+				case "":
+					if errs[i] != nil || results[i].Changed != c.wantMoved {
+						t.Errorf("%s: changed %d, err %v; want %d, nil", c.name, results[i].Changed, errs[i], c.wantMoved)
+					}
+				case "unchanged":
+					if !errors.Is(errs[i], ErrUnchanged) {
+						t.Errorf("%s: err %v, want ErrUnchanged", c.name, errs[i])
+					}
+				case "duplicate":
+					if !isUniqueViolation(errs[i]) {
+						t.Errorf("%s: err %v, want a unique violation", c.name, errs[i])
+					}
+				}
+				if c.marker != uuid.Nil {
+					if got, want := scratchCount(t, pool, c.marker), map[bool]int{true: 1, false: 0}[c.wantErr == ""]; got != want {
+						t.Errorf("%s: %d scratch rows, want %d", c.name, got, want)
+					}
+				}
+				if c.transfer != uuid.Nil {
+					var n int
+					if err := pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE id = $1`, c.transfer).Scan(&n); err != nil {
+						t.Fatal(err)
+					}
+					if want := map[bool]int{true: 1, false: 0}[c.wantErr == ""]; n != want {
+						t.Errorf("%s: %d transfers booked, want %d", c.name, n, want)
+					}
+				}
+				if c.name == "the business date" && (day.IsZero() || !day.Equal(results[i].BusinessDate)) {
+					t.Errorf("business date: statement saw %v, unit reports %v", day, results[i].BusinessDate)
+				}
+			}
+			mustCheck(t, pool)
+		})
+	}
 }

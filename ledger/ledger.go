@@ -39,6 +39,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,7 +125,13 @@ type Unit struct {
 	// unchanged. It must not read or write the accounts and transfers
 	// tables: the batch checks transfers in memory and writes them, with
 	// the balances, when all its units have run.
-	Apply     func(ctx context.Context, tx pgx.Tx, businessDate time.Time) error
+	Apply func(ctx context.Context, tx pgx.Tx, businessDate time.Time) error
+	// Stmt, instead of Apply, is a unit's work when it is one statement:
+	// the batch then sends it, with the other units' statements and the
+	// transfers, in one round trip at the end instead of one round trip of
+	// its own. A statement that fails (an SQL error) refuses its unit and
+	// costs the batch a re-run without it.
+	Stmt      *Stmt
 	Transfers []Transfer
 
 	// undated: set by Run; the unit needs no business date (Apply is
@@ -135,6 +142,42 @@ type Unit struct {
 // Result is what a committed unit reports.
 type Result struct {
 	BusinessDate time.Time
+	Changed      int64 // rows the unit's Stmt changed (or returned, with Row)
+}
+
+// Stmt is one SQL statement: the whole of a unit's own work (see
+// Unit.Stmt). It follows Apply's rules.
+type Stmt struct {
+	SQL  string
+	Args []any // BusinessDateArg among them stands for the unit's business date
+	// Row, if set, reads the one row a RETURNING statement returns; none
+	// (pgx.ErrNoRows) means the statement changed nothing. Any other error
+	// from Row refuses the unit.
+	Row func(pgx.Row) error
+	// MustChange refuses the unit with ErrUnchanged, its transfers not
+	// booked, when the statement changes no row.
+	MustChange bool
+}
+
+// ErrUnchanged refuses a unit whose Stmt had to change a row and changed
+// none (the row was not in the state the statement expects).
+var ErrUnchanged = errors.New("ledger: the unit's statement changed no row")
+
+// BusinessDateArg, among a Stmt's Args, is replaced by the unit's business
+// date.
+var BusinessDateArg any = businessDateArg{}
+
+type businessDateArg struct{}
+
+// stmtArgs returns st's arguments with the business date in place.
+func stmtArgs(st *Stmt, date time.Time) []any {
+	args := slices.Clone(st.Args)
+	for i, a := range args {
+		if _, ok := a.(businessDateArg); ok {
+			args[i] = date
+		}
+	}
+	return args
 }
 
 // Default settings.
@@ -228,6 +271,13 @@ const goodSQLMax = 1024
 func (l *Ledger) goodSQL(sql string) bool {
 	_, ok := l.good.Load(sql)
 	return ok
+}
+
+// forgetSQL drops sql from the texts known to be good.
+func (l *Ledger) forgetSQL(sql string) {
+	if _, ok := l.good.LoadAndDelete(sql); ok {
+		l.goodCount.Add(-1)
+	}
 }
 
 func (l *Ledger) markGoodSQL(sql string) {
@@ -337,7 +387,18 @@ func (l *Ledger) Run(ctx context.Context, fn func(pgx.Tx) error) error {
 	return err
 }
 
+// Exec commits st as a unit with no transfers (see Unit.Stmt and Run) and
+// returns how many rows it changed.
+func (l *Ledger) Exec(ctx context.Context, st *Stmt) (int64, error) {
+	dated := slices.ContainsFunc(st.Args, func(a any) bool { _, ok := a.(businessDateArg); return ok })
+	res, err := l.Commit(ctx, Unit{undated: !dated, Stmt: st})
+	return res.Changed, err
+}
+
 func validateUnit(u Unit) error {
+	if u.Stmt != nil && u.Apply != nil {
+		return softatm.Errorf(softatm.EInvalid, "a unit has an Apply or a Stmt, not both")
+	}
 	if len(u.Transfers) > maxTransfersPerUnit {
 		return softatm.Errorf(softatm.EInvalid, "a unit holds at most %d transfers", maxTransfersPerUnit)
 	}

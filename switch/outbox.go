@@ -212,18 +212,16 @@ func (o *Outbox) answered(ctx context.Context, m outboxMsg, rc string) error {
 		state = "exception"
 	}
 	completes := m.kind == "advice" && state == "done"
-	return o.ledger.Run(ctx, func(tx pgx.Tx) error {
-		// One statement: the message ends and, for an acknowledged advice,
-		// the withdrawal completes.
-		_, err := tx.Exec(ctx, `WITH answered AS (
+	// One statement: the message ends and, for an acknowledged advice, the
+	// withdrawal completes.
+	_, err := o.ledger.Exec(ctx, &ledger.Stmt{SQL: `WITH answered AS (
 				UPDATE outbox SET state = $2, response_code = $3, attempts = attempts + 1,
 					done_at = $4, lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'
 				RETURNING withdrawal_id)
 			UPDATE withdrawals SET state = 'completed', updated_at = $4
 			WHERE $5 AND state = 'paid' AND id = (SELECT withdrawal_id FROM answered)`,
-			m.id, state, rc, now, completes)
-		return err
-	})
+		Args: []any{m.id, state, rc, now, completes}})
+	return err
 }
 
 func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error {
@@ -234,12 +232,9 @@ func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error
 		state = "exception"
 		o.log.Error("outbox message moved to exceptions", "withdrawal", m.withdrawalID, "kind", m.kind, "attempts", attempts)
 	}
-	err := o.ledger.Run(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
+	_, err := o.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
 			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
-			m.id, state, attempts, now.Add(o.backoff(attempts)), cause.Error())
-		return err
-	})
+		Args: []any{m.id, state, attempts, now.Add(o.backoff(attempts)), cause.Error()}})
 	return errors.Join(cause, err)
 }
 

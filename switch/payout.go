@@ -66,13 +66,12 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 		}
 	}
 	var current Withdrawal
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		return moveReturning(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
+	_, err = s.ledger.Exec(ctx, moveReturningStmt(&current, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
 			claim_until = $4, updated_at = $5
 			WHERE id = $1 AND expires_at > $6
 			  AND (state = 'reserved' OR (state = 'claimed' AND (claimed_by = $2 OR claim_until < $5)))`,
-			id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew))
-	})
+		id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew)))
+	err = s.late(ctx, err, id, &current)
 	if err != nil {
 		if gated {
 			_ = s.gate.Release(ctx, id.String(), t.holder())
@@ -229,14 +228,13 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	crashPoint(CrashBeforeCommit)
 	res, err := s.commit(ctx, unitPayout, ledger.Unit{
 		At: now,
-		Apply: func(ctx context.Context, tx pgx.Tx, day time.Time) error {
-			return moveQueue(ctx, tx, id, &current, "advice", now, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
+		Stmt: moveQueueStmt("advice", now, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
 				post_office = $5, paid_at = $6, business_date = $7, updated_at = $6
 				WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
-				id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, day)
-		},
+			id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, ledger.BusinessDateArg),
 		Transfers: transfers,
 	})
+	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		return Receipt{}, stateError(current, now, t.holder())
 	}
@@ -273,14 +271,10 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 func (s *Service) Release(ctx context.Context, t Teller, id uuid.UUID) error {
 	now := s.now()
 	var current Withdrawal
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		if err := move(ctx, tx, id, &current, `UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
+	_, err := s.ledger.Exec(ctx, moveStmt(`UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
 			claim_until = NULL, updated_at = $3 WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
-			id, t.holder(), now); err != nil {
-			return err
-		}
-		return nil
-	})
+		id, t.holder(), now))
+	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		return stateError(current, now, t.holder())
 	}

@@ -181,13 +181,10 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		if rrn, err = newRRN(now); err != nil {
 			return Issued{}, err
 		}
-		err = s.tx(ctx, func(tx pgx.Tx) error {
-			_, err := tx.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
+		_, err = s.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
 				amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
 				VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8, $9, $10, $10, $10)`,
-				id, bank, r.Account, MaskName(r.HolderName), r.Amount, r.Currency, s.cfg.TerminalID, stan, rrn, now)
-			return err
-		})
+			Args: []any{id, bank, r.Account, MaskName(r.HolderName), r.Amount, r.Currency, s.cfg.TerminalID, stan, rrn, now}})
 		if !isUniqueViolation(err, "withdrawals_rrn_key") || attempt == rrnDrawsMax {
 			break
 		}
@@ -238,12 +235,9 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 // fail marks a request with no usable answer failed and queues its reversal.
 func (s *Service) fail(ctx context.Context, id uuid.UUID) error {
 	now := s.now()
-	var current Withdrawal
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		return moveQueue(ctx, tx, id, &current, "reversal", now, `UPDATE withdrawals SET state = 'failed', updated_at = $2
-			WHERE id = $1 AND state = 'requested'`, id, now)
-	})
-	if errors.Is(err, errLate) {
+	_, err := s.ledger.Exec(ctx, moveQueueStmt("reversal", now, `UPDATE withdrawals SET state = 'failed', updated_at = $2
+			WHERE id = $1 AND state = 'requested'`, id, now))
+	if errors.Is(err, ledger.ErrUnchanged) {
 		return nil // not a request any more: the 0110 was recorded, or it failed already
 	}
 	if err != nil {
@@ -266,11 +260,8 @@ var declineErrors = map[string]error{
 }
 
 func (s *Service) decline(ctx context.Context, id uuid.UUID, rc string) error {
-	err := s.tx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'declined', response_code = $2, updated_at = $3
-			WHERE id = $1 AND state = 'requested'`, id, rc, s.now())
-		return err
-	})
+	_, err := s.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE withdrawals SET state = 'declined', response_code = $2, updated_at = $3
+			WHERE id = $1 AND state = 'requested'`, Args: []any{id, rc, s.now()}})
 	if err != nil {
 		return fmt.Errorf("recording decline: %w", err)
 	}
@@ -299,27 +290,16 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 	if err != nil {
 		return Issued{}, fmt.Errorf("decoding own code: %w", err)
 	}
-	late := false
 	_, err = s.commit(ctx, unitHold, ledger.Unit{
 		At: now,
-		Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
-			tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'reserved', approval_code = $2, response_code = '00',
+		Stmt: moveStmt(`UPDATE withdrawals SET state = 'reserved', approval_code = $2, response_code = '00',
 				key_id = $3, qr_payload = $4, numeric_hash = $5, phone_last4_hash = $6, expires_at = $7, updated_at = $8
 				WHERE id = $1 AND state = 'requested'`,
-				id, approval, payload.KeyID, qr, code.HashNumeric(s.cfg.Secret, numeric),
-				code.HashPhone(s.cfg.Secret, id, r.PhoneLast4), expires, now)
-			if err != nil {
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				late = true
-				return errLate
-			}
-			return nil
-		},
+			id, approval, payload.KeyID, qr, code.HashNumeric(s.cfg.Secret, numeric),
+			code.HashPhone(s.cfg.Secret, id, r.PhoneLast4), expires, now),
 		Transfers: []ledger.Transfer{ledger.HoldTransfer(id, bank, r.Amount, r.Currency)},
 	})
-	if late {
+	if errors.Is(err, ledger.ErrUnchanged) {
 		s.log.Warn("0110 arrived after the request was failed; no code issued", "withdrawal", id)
 		return Issued{}, softatm.Errorf(softatm.EBankUnavailable, "the bank answered too late; nothing was reserved")
 	}
@@ -374,13 +354,11 @@ func (s *Service) endHold(ctx context.Context, id uuid.UUID, to State) error {
 	var current Withdrawal
 	_, err := s.commit(ctx, unitVoid, ledger.Unit{
 		At: now,
-		Apply: func(ctx context.Context, tx pgx.Tx, _ time.Time) error {
-			return moveQueue(ctx, tx, id, &current, "reversal", now, `UPDATE withdrawals SET state = $2, updated_at = $3
-				WHERE id = $1 AND state = 'reserved'`,
-				id, string(to), now)
-		},
+		Stmt: moveQueueStmt("reversal", now, `UPDATE withdrawals SET state = $2, updated_at = $3
+				WHERE id = $1 AND state = 'reserved'`, id, string(to), now),
 		Transfers: []ledger.Transfer{ledger.VoidTransfer(id, s.cfg.Currency)},
 	})
+	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		if current.State == to {
 			return nil // already done: cancelling twice is not an error

@@ -421,7 +421,10 @@ func TestOneCodeManyTellers(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	const tellers, rounds = 64, 200
+	// 150 rounds of 50,000 leave cash in the till: with the till emptied
+	// exactly, a scan that read the code before the winner paid and the
+	// till after would be refused for the till.
+	const tellers, rounds = 64, 150
 	for round := range rounds {
 		is := e.issue(t, acctRich, 50_000)
 		var wg sync.WaitGroup

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -71,57 +72,45 @@ func getWithdrawal(ctx context.Context, q querier, id uuid.UUID) (Withdrawal, er
 	return scanWithdrawal(q.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id))
 }
 
-// move runs one conditional state change: an UPDATE of withdrawal id whose
-// WHERE names the state it expects. When it changes no row the withdrawal
-// has moved on; move then loads it into *current and returns errLate, for
-// the caller to explain with stateError.
-func move(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, sql string, args ...any) error {
-	tag, err := tx.Exec(ctx, sql, args...)
-	if err != nil {
-		return err
-	}
-	return moved(ctx, tx, id, current, tag.RowsAffected())
+// moveStmt is a conditional state change: an UPDATE of one withdrawal
+// whose WHERE names the state it expects. It must change the row; when it
+// changes none the unit is refused with ledger.ErrUnchanged, for late.
+func moveStmt(sql string, args ...any) *ledger.Stmt {
+	return &ledger.Stmt{SQL: sql, Args: args, MustChange: true}
 }
 
-// moveReturning is move for an UPDATE that ends in RETURNING
-// withdrawalColumns: the moved withdrawal is read into *current by the same
-// statement.
-func moveReturning(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, sql string, args ...any) error {
-	w, err := scanWithdrawal(tx.QueryRow(ctx, sql+` RETURNING `+withdrawalColumns, args...))
-	if softatm.ErrorCode(err) == softatm.ENotFound {
-		return moved(ctx, tx, id, current, 0)
-	}
-	if err == nil {
-		*current = w
-	}
-	return err
+// moveReturningStmt is moveStmt whose statement also reads the moved
+// withdrawal into *w.
+func moveReturningStmt(w *Withdrawal, sql string, args ...any) *ledger.Stmt {
+	return &ledger.Stmt{SQL: sql + ` RETURNING ` + withdrawalColumns, Args: args, MustChange: true,
+		Row: func(r pgx.Row) error { return r.Scan(scanTargets(w)...) }}
 }
 
-// moveQueue is move with a message to the bank (kind "advice" or
+// moveQueueStmt is moveStmt with a message to the bank (kind "advice" or
 // "reversal") queued in the outbox by the same statement, only if the
 // withdrawal moved. seq keeps the messages of one withdrawal in order.
-func moveQueue(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, kind string, now time.Time, sql string, args ...any) error {
+func moveQueueStmt(kind string, now time.Time, sql string, args ...any) *ledger.Stmt {
 	n := len(args)
 	q := fmt.Sprintf(`WITH moved AS (%s RETURNING id)
 		INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
 		SELECT $%d, moved.id, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = moved.id), 0) + 1,
 			$%d, 'pending', $%d, $%d FROM moved`, sql, n+1, n+2, n+3, n+3)
-	tag, err := tx.Exec(ctx, q, append(args, uuid.New(), kind, now)...)
-	if err != nil {
-		return err
-	}
-	return moved(ctx, tx, id, current, tag.RowsAffected())
+	return moveStmt(q, append(slices.Clip(args), uuid.New(), kind, now)...)
 }
 
-// moved finishes a move that changed rows rows.
-func moved(ctx context.Context, tx pgx.Tx, id uuid.UUID, current *Withdrawal, rows int64) error {
-	if rows > 0 {
-		return nil
-	}
-	var err error
-	if *current, err = getWithdrawal(ctx, tx, id); err != nil {
+// late explains a refused move: when err is ledger.ErrUnchanged the
+// withdrawal had left the state the move expected; late loads it into
+// *current and returns errLate, for the caller to explain with stateError.
+// Other errors pass through.
+func (s *Service) late(ctx context.Context, err error, id uuid.UUID, current *Withdrawal) error {
+	if !errors.Is(err, ledger.ErrUnchanged) {
 		return err
 	}
+	w, rerr := getWithdrawal(ctx, retryReads{s.pool}, id)
+	if rerr != nil {
+		return rerr
+	}
+	*current = w
 	return errLate
 }
 

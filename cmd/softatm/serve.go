@@ -216,7 +216,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Kick: m.Outbox.Kick, Clock: clock,
 	})
 	m.Auth = auth.New(m.Pool)
-	idems := idem.New(m.Pool, idem.WithCommitter(m.Keys.Run))
+	idems := idem.New(m.Pool, idem.WithCommitter(m.Keys))
 
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }

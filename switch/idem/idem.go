@@ -63,7 +63,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
@@ -103,7 +102,7 @@ type Store struct {
 	maxBodyBytes int64
 	storeTimeout time.Duration
 	txRetryMax   int
-	commit       func(context.Context, func(pgx.Tx) error) error // nil: RunTx on pool
+	ledger       *ledger.Ledger // nil: transactions of its own on pool
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -130,12 +129,10 @@ func WithStoreTimeout(d time.Duration) Option { return func(s *Store) { s.storeT
 // DefaultTxRetryMax).
 func WithTxRetryMax(n int) Option { return func(s *Store) { s.txRetryMax = n } }
 
-// WithCommitter makes the store write through run (in the switch,
-// (*ledger.Ledger).Run) instead of transactions of its own, so that its
-// writes share the committer's batches with the switch's.
-func WithCommitter(run func(context.Context, func(pgx.Tx) error) error) Option {
-	return func(s *Store) { s.commit = run }
-}
+// WithCommitter makes the store write through l's committer (ledger.Exec
+// and ledger.Run) instead of transactions of its own, so that its writes
+// share batches and commits.
+func WithCommitter(l *ledger.Ledger) Option { return func(s *Store) { s.ledger = l } }
 
 // WithLogger sets the logger for failures that cannot be returned to the
 // client (default slog.Default()).
@@ -216,104 +213,102 @@ func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner
 		d   decision
 		res stored
 	)
-	err := s.runTx(ctx, func(tx pgx.Tx) error {
+	for range beginTriesMax {
+		// A new key (the usual case) in one statement.
 		now := s.now()
-		res = stored{}
-		// A new key (the usual case) in one statement. Two requests racing
-		// with one key cannot both insert: the loser, in the same
-		// transaction or after the winner committed, inserts nothing and
-		// reads the winner's row below; with transactions of their own the
-		// loser may instead fail with 40001, and is re-run into that read.
-		tag, err := tx.Exec(ctx, `
+		n, err := s.exec(ctx, `
 			INSERT INTO idempotency_keys (scope, key, request_hash, state, owner, lease_until, created_at)
 			VALUES ($1, $2, $3, 'running', $4, $5, $6) ON CONFLICT (scope, key) DO NOTHING`,
 			scope, key, hash, owner, now.Add(s.lease), now)
 		if err != nil {
-			return err
+			return 0, stored{}, err
 		}
-		if tag.RowsAffected() == 1 {
-			d = decideRun
-			return nil
+		if n == 1 {
+			return decideRun, stored{}, nil
 		}
-		var (
-			gotHash    []byte
-			state      string
-			leaseUntil time.Time
-		)
-		err = tx.QueryRow(ctx, `
-			SELECT request_hash, state, status, content_type, body, lease_until
-			FROM idempotency_keys WHERE scope = $1 AND key = $2`,
-			scope, key).Scan(&gotHash, &state, &res.status, &res.contentType, &res.body, &leaseUntil)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows):
-			// Deleted (a failed first request) between the two statements.
-			return ledger.Retryable(errors.New("idempotency key deleted concurrently"))
-		case err != nil:
-			return err
-		case !bytes.Equal(gotHash, hash):
-			d = decideReused
-			return nil
-		case state == "done":
-			d = decideReplay
-			return nil
-		case now.Before(leaseUntil):
-			d = decideRunning
-			return nil
-		default:
-			// The lease has passed: the first request is presumed dead.
-			_, err = tx.Exec(ctx, `
-				UPDATE idempotency_keys SET owner = $3, lease_until = $4
-				WHERE scope = $1 AND key = $2 AND state = 'running'`,
-				scope, key, owner, now.Add(s.lease))
-			d = decideRun
-			return err
+		// The key is known: decide from its row.
+		gone := false
+		err = s.runTx(ctx, func(tx pgx.Tx) error {
+			now := s.now()
+			var (
+				gotHash    []byte
+				state      string
+				leaseUntil time.Time
+			)
+			res, gone = stored{}, false
+			err := tx.QueryRow(ctx, `
+				SELECT request_hash, state, status, content_type, body, lease_until
+				FROM idempotency_keys WHERE scope = $1 AND key = $2`,
+				scope, key).Scan(&gotHash, &state, &res.status, &res.contentType, &res.body, &leaseUntil)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				gone = true // a failed first request deleted it meanwhile
+				return nil
+			case err != nil:
+				return err
+			case !bytes.Equal(gotHash, hash):
+				d = decideReused
+				return nil
+			case state == "done":
+				d = decideReplay
+				return nil
+			case now.Before(leaseUntil):
+				d = decideRunning
+				return nil
+			default:
+				// The lease has passed: the first request is presumed dead.
+				_, err = tx.Exec(ctx, `
+					UPDATE idempotency_keys SET owner = $3, lease_until = $4
+					WHERE scope = $1 AND key = $2 AND state = 'running'`,
+					scope, key, owner, now.Add(s.lease))
+				d = decideRun
+				return err
+			}
+		})
+		if err != nil || !gone {
+			return d, res, err
 		}
-	})
-	return d, res, err
+	}
+	return 0, stored{}, errors.New("idempotency key deleted and inserted concurrently, again and again")
 }
+
+// beginTriesMax bounds begin's rounds of insert-or-read when the key's row
+// keeps vanishing between the two (first requests failing meanwhile).
+const beginTriesMax = 3
 
 // finish stores the response of the request holding the lease and marks the
 // row done; a 5xx response deletes the row instead (see the package
 // comment). It reports false when owner no longer holds the row (taken over).
 func (s *Store) finish(ctx context.Context, scope, key string, owner uuid.UUID, res stored) (bool, error) {
 	var n int64
-	err := s.runTx(ctx, func(tx pgx.Tx) error {
-		var (
-			tag pgconn.CommandTag
-			err error
-		)
-		if res.status >= 500 {
-			tag, err = tx.Exec(ctx, `
-				DELETE FROM idempotency_keys
-				WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
-				scope, key, owner)
-		} else {
-			body := res.body
-			if body == nil {
-				body = []byte{}
-			}
-			tag, err = tx.Exec(ctx, `
-				UPDATE idempotency_keys
-				SET state = 'done', status = $4, content_type = $5, body = $6
-				WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
-				scope, key, owner, res.status, res.contentType, body)
+	var err error
+	if res.status >= 500 {
+		n, err = s.exec(ctx, `
+			DELETE FROM idempotency_keys
+			WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
+			scope, key, owner)
+	} else {
+		body := res.body
+		if body == nil {
+			body = []byte{}
 		}
-		n = tag.RowsAffected()
-		return err
-	})
+		n, err = s.exec(ctx, `
+			UPDATE idempotency_keys
+			SET state = 'done', status = $4, content_type = $5, body = $6
+			WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
+			scope, key, owner, res.status, res.contentType, body)
+	}
 	return n == 1, err
 }
 
 // release deletes the row of a request whose handler panicked, so that the
 // client may retry at once instead of waiting for the lease.
 func (s *Store) release(ctx context.Context, scope, key string, owner uuid.UUID) error {
-	return s.runTx(ctx, func(tx pgx.Tx) error {
-		_, err := tx.Exec(ctx, `
-			DELETE FROM idempotency_keys
-			WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
-			scope, key, owner)
-		return err
-	})
+	_, err := s.exec(ctx, `
+		DELETE FROM idempotency_keys
+		WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
+		scope, key, owner)
+	return err
 }
 
 // Purge deletes finished keys created before the given time and returns how
@@ -495,8 +490,22 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 // runTx runs fn through the committer given by WithCommitter, or else
 // through the one serializable retry loop of the switch.
 func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if s.commit != nil {
-		return s.commit(ctx, fn)
+	if s.ledger != nil {
+		return s.ledger.Run(ctx, fn)
 	}
 	return ledger.RunTx(ctx, s.pool, s.txRetryMax, fn)
+}
+
+// exec runs one statement as runTx would and returns the rows it changed.
+func (s *Store) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	if s.ledger != nil {
+		return s.ledger.Exec(ctx, &ledger.Stmt{SQL: sql, Args: args})
+	}
+	var n int64
+	err := ledger.RunTx(ctx, s.pool, s.txRetryMax, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, sql, args...)
+		n = tag.RowsAffected()
+		return err
+	})
+	return n, err
 }

@@ -69,7 +69,7 @@ func newHarness(t *testing.T, opts ...idem.Option) *harness {
 	pool := mustPool(t)
 	l := ledger.New(pool, ledger.WithBatch(64, time.Millisecond))
 	t.Cleanup(l.Close)
-	opts = append([]idem.Option{idem.WithClock(h.clock.Now), idem.WithCommitter(l.Run)}, opts...)
+	opts = append([]idem.Option{idem.WithClock(h.clock.Now), idem.WithCommitter(l)}, opts...)
 	h.store = idem.New(pool, opts...)
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := h.runs.Add(1)
