@@ -411,3 +411,40 @@ func TestStmtUnits(t *testing.T) {
 		})
 	}
 }
+
+// TestCommitReportsTheOutcome: a caller that gives up is told what
+// happened. Given up before its batch started, the unit is dropped and
+// Commit says so; given up while its batch runs, Commit waits for the batch
+// and reports that the unit committed.
+func TestCommitReportsTheOutcome(t *testing.T) {
+	t.Parallel()
+	l, pool := mustLedger(t, WithBatch(64, 300*time.Millisecond))
+	mustScratch(t, pool)
+
+	// Before: the batch waits 300 ms for company; the caller leaves at 50.
+	dropped := uuid.New()
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.Commit(ctx, Unit{Apply: scratchApply(dropped)}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("unit dropped before its batch: err %v, want the deadline", err)
+	}
+
+	// During: the batch starts at 300 ms and the unit's statement takes
+	// 800 ms; the caller leaves at 500, while it runs.
+	kept := uuid.New()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel2()
+	_, err := l.Commit(ctx2, Unit{Apply: func(ctx context.Context, tx pgx.Tx, d time.Time) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_sleep(0.8)`); err != nil {
+			return err
+		}
+		return scratchApply(kept)(ctx, tx, d)
+	}})
+	if err != nil || ctx2.Err() == nil {
+		t.Fatalf("unit whose caller left mid-batch: err %v (caller's context %v), want it committed", err, ctx2.Err())
+	}
+	if scratchCount(t, pool, dropped) != 0 || scratchCount(t, pool, kept) != 1 {
+		t.Fatalf("dropped unit applied %d times, kept unit %d; want 0 and 1",
+			scratchCount(t, pool, dropped), scratchCount(t, pool, kept))
+	}
+}

@@ -338,8 +338,11 @@ var errClosed = softatm.Errorf(softatm.EUnavailable, "the ledger is closed")
 // EConflict (same id with other fields; a pending already resolved),
 // EInvalidAmount, ENotFound (unknown account), EInvalid.
 //
-// If ctx ends while a batched unit is in flight, Commit returns ctx.Err()
-// but the unit may still commit; retry it with the same transfer ids.
+// The outcome Commit reports is the outcome: if ctx ends before the
+// unit's batch starts, the unit is dropped and Commit returns ctx.Err();
+// once its batch has started, Commit waits for it (at most batchTimeout)
+// and reports what the batch did. Only a connection lost during COMMIT
+// leaves the outcome unknown.
 func (l *Ledger) Commit(ctx context.Context, u Unit) (Result, error) {
 	if err := validateUnit(u); err != nil {
 		return Result{}, err
@@ -365,12 +368,8 @@ func (l *Ledger) Commit(ctx context.Context, u Unit) (Result, error) {
 		l.mu.RUnlock()
 		return Result{}, ctx.Err()
 	}
-	select {
-	case <-r.done:
-		return r.res, r.err
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	}
+	<-r.done // the committer finishes every queued request (see runBatch)
+	return r.res, r.err
 }
 
 // Run commits fn as a unit with no transfers, in the committer's batch

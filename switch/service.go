@@ -44,6 +44,8 @@ type Service struct {
 	log    *slog.Logger
 	m      *Metrics
 	kick   func() // wakes the outbox worker; may be nil
+	// numeric draws numeric codes (code.NewNumeric; tests force a collision).
+	numeric func() (string, error)
 }
 
 // Deps are the Service's collaborators.
@@ -71,7 +73,7 @@ func NewService(cfg Config, d Deps) *Service {
 		d.Metrics = NewMetrics(nil)
 	}
 	return &Service{cfg: cfg, pool: d.Pool, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
-		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick}
+		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
 }
 
 // tx runs fn through the ledger's committer (ledger.Run): every write of
@@ -141,8 +143,12 @@ func MaskName(name string) string {
 	return strings.Join(words, " ")
 }
 
-// rrnDrawsMax bounds the redraws of a colliding RRN.
-const rrnDrawsMax = 5
+// rrnDrawsMax bounds the redraws of a colliding RRN; numericDrawsMax those
+// of a colliding numeric code (12 random digits: a redraw is rare).
+const (
+	rrnDrawsMax     = 5
+	numericDrawsMax = 3
+)
 
 func isUniqueViolation(err error, constraint string) bool {
 	var pe *pgconn.PgError
@@ -282,40 +288,56 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 	if err != nil {
 		return Issued{}, fmt.Errorf("signing code: %w", err)
 	}
-	numeric, err := code.NewNumeric()
-	if err != nil {
-		return Issued{}, err
-	}
 	payload, _, _, err := code.Decode(qr)
 	if err != nil {
 		return Issued{}, fmt.Errorf("decoding own code: %w", err)
 	}
-	_, err = s.commit(ctx, unitHold, ledger.Unit{
-		At: now,
-		Stmt: moveStmt(`UPDATE withdrawals SET state = 'reserved', approval_code = $2, response_code = '00',
+	var (
+		w       Withdrawal
+		numeric string
+	)
+	// A numeric code is a handle drawn at random; one already in use (the
+	// UNIQUE index says so) is drawn again.
+	for draw := 0; ; draw++ {
+		if numeric, err = s.numeric(); err != nil {
+			return Issued{}, err
+		}
+		_, err = s.commit(ctx, unitHold, ledger.Unit{
+			At: now,
+			Stmt: moveReturningStmt(&w, `UPDATE withdrawals SET state = 'reserved', approval_code = $2, response_code = '00',
 				key_id = $3, qr_payload = $4, numeric_hash = $5, phone_last4_hash = $6, expires_at = $7, updated_at = $8
 				WHERE id = $1 AND state = 'requested'`,
-			id, approval, payload.KeyID, qr, code.HashNumeric(s.cfg.Secret, numeric),
-			code.HashPhone(s.cfg.Secret, id, r.PhoneLast4), expires, now),
-		Transfers: []ledger.Transfer{ledger.HoldTransfer(id, bank, r.Amount, r.Currency)},
-	})
+				id, approval, payload.KeyID, qr, code.HashNumeric(s.cfg.Secret, numeric),
+				code.HashPhone(s.cfg.Secret, id, r.PhoneLast4), expires, now),
+			Transfers: []ledger.Transfer{ledger.HoldTransfer(id, bank, r.Amount, r.Currency)},
+		})
+		if !isUniqueViolation(err, "withdrawals_numeric_hash_key") || draw == numericDrawsMax {
+			break
+		}
+	}
 	if errors.Is(err, ledger.ErrUnchanged) {
 		s.log.Warn("0110 arrived after the request was failed; no code issued", "withdrawal", id)
 		return Issued{}, softatm.Errorf(softatm.EBankUnavailable, "the bank answered too late; nothing was reserved")
 	}
 	if err != nil {
+		// The outcome may be unknown (the connection dropped during
+		// COMMIT). Read it back: a code recorded is a code issued.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+		cur, rerr := getWithdrawal(rctx, retryReads{s.pool}, id)
+		cancel()
+		if rerr == nil && cur.State == StateReserved && cur.QRPayload == qr {
+			s.log.Warn("recording the approval reported an error but it is recorded; issuing the code", "withdrawal", id, "err", err)
+			s.m.transition(StateReserved)
+			return Issued{Withdrawal: cur, Numeric: numeric}, nil
+		}
 		// The bank holds the money but we could not record it: reverse.
 		s.log.Error("recording approval failed; reversing", "withdrawal", id, "err", err)
-		if ferr := s.fail(ctx, id); ferr != nil {
+		if ferr := s.fail(context.WithoutCancel(ctx), id); ferr != nil {
 			s.log.Error("failing withdrawal", "withdrawal", id, "err", ferr)
 		}
 		return Issued{}, fmt.Errorf("recording approval: %w", err)
 	}
 	s.m.transition(StateReserved)
-	w, err := getWithdrawal(ctx, retryReads{s.pool}, id)
-	if err != nil {
-		return Issued{}, err
-	}
 	return Issued{Withdrawal: w, Numeric: numeric}, nil
 }
 

@@ -614,3 +614,45 @@ func TestAdviceRepeatedThenException(t *testing.T) {
 	}
 	e.checkLedger(t)
 }
+
+// TestNumericCodeCollisionRedrawn: a numeric code already held by another
+// withdrawal is drawn again; the create succeeds with a fresh one and the
+// bank's hold is not reversed.
+func TestNumericCodeCollisionRedrawn(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	a, b := mustNumeric(t), mustNumeric(t)
+	draws := []string{a, a, b}
+	var mu sync.Mutex
+	atmswitch.SetNumericSource(e.svc, func() (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		n := draws[0]
+		if len(draws) > 1 {
+			draws = draws[1:]
+		}
+		return n, nil
+	})
+	first := e.issue(t, acctRich, 100_000)
+	second := e.issue(t, acctRich, 100_000)
+	if first.Numeric != a || second.Numeric != b {
+		t.Fatalf("numeric codes %q and %q, want the second redrawn", first.Numeric, second.Numeric)
+	}
+	if st := e.state(t, second.Withdrawal.ID); st != atmswitch.StateReserved {
+		t.Fatalf("second withdrawal is %s, want reserved", st)
+	}
+	ctx := context.Background()
+	w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: second.Numeric, PhoneLast4: phoneRich})
+	if err != nil || w.ID != second.Withdrawal.ID {
+		t.Fatalf("scanning the redrawn numeric code: %v, %v", w.ID, err)
+	}
+}
+
+func mustNumeric(t *testing.T) string {
+	t.Helper()
+	n, err := code.NewNumeric()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
