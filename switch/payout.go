@@ -148,21 +148,15 @@ func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.U
 }
 
 // checkTill refuses a payout the post office's till cannot cover, or one
-// past its daily payout limit. One read: the till's balance, the limit, and
-// (only when there is a limit) what the post office paid today. It is a
-// courtesy to the teller before cash is counted; the ledger's till flag is
-// the guard at confirm.
+// past its daily payout limit. One read for the till's balance and the
+// limit, and, only when there is a limit, one for what the post office
+// paid today. It is a courtesy to the teller before cash is counted; the
+// ledger's till flag is the guard at confirm.
 func (s *Service) checkTill(ctx context.Context, po string, amount int64) error {
-	day, err := s.ledger.BusinessDate(ctx, s.now())
-	if err != nil {
-		return err
-	}
-	var cash, limit, paid int64
-	err = retryReads{s.pool}.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit,
-		CASE WHEN p.daily_limit > 0 THEN COALESCE((SELECT SUM(amount) FROM withdrawals w
-			WHERE w.post_office = p.code AND w.business_date = $2 AND w.paid_at IS NOT NULL), 0) ELSE 0 END
-		FROM post_offices p JOIN accounts a ON a.code = $3 WHERE p.code = $1`,
-		po, day, ledger.TillCode(po)).Scan(&cash, &limit, &paid)
+	var cash, limit int64
+	err := retryReads{s.pool}.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit
+		FROM post_offices p JOIN accounts a ON a.code = $2 WHERE p.code = $1`,
+		po, ledger.TillCode(po)).Scan(&cash, &limit)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return softatm.Errorf(softatm.ENotFound, "post office %s has no till", po)
 	}
@@ -172,7 +166,21 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 	if cash < amount {
 		return softatm.Errorf(softatm.ETillShort, "not enough cash in the till for this code")
 	}
-	if limit > 0 && paid+amount > limit {
+	if limit <= 0 {
+		return nil
+	}
+	// Only a post office with a limit pays for the day's sum.
+	day, err := s.ledger.BusinessDate(ctx, s.now())
+	if err != nil {
+		return err
+	}
+	var paid int64
+	err = retryReads{s.pool}.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, po, day).Scan(&paid)
+	if err != nil {
+		return fmt.Errorf("reading the post office's payouts today: %w", err)
+	}
+	if paid+amount > limit {
 		return softatm.Errorf(softatm.ELimit, "this post office has reached its daily payout limit")
 	}
 	return nil
