@@ -183,8 +183,9 @@ type batchAccount struct {
 // transfers in memory against that view plus what earlier units of the
 // batch staged, and writes all the transfers of the units that were
 // accepted in one INSERT, pipelined with the one balance UPDATE per
-// account, at the end. A unit then costs the statements of its Apply plus
-// one round trip for its savepoint.
+// account, at the end. A Stmt unit's statement goes in that same last
+// round trip, so it costs none of its own; an Apply unit costs the
+// statements of its Apply (its savepoint rides on the first).
 type batch struct {
 	l        *Ledger
 	tx       pgx.Tx

@@ -3,7 +3,9 @@ package ledger
 import (
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -62,7 +64,7 @@ func RunTx(ctx context.Context, pool *pgxpool.Pool, maxRetries int, fn func(pgx.
 			}
 		}
 		attempt++
-		err := pgx.BeginTxFunc(ctx, pool, pgx.TxOptions{IsoLevel: pgx.Serializable}, fn)
+		err := runOnce(ctx, pool, fn)
 		if isDeadlock(err) {
 			// crdb only retries 40001; a deadlock victim is just as safe to re-run.
 			return retryableError{err}
@@ -78,6 +80,62 @@ func RunTx(ctx context.Context, pool *pgxpool.Pool, maxRetries int, fn func(pgx.
 		return re.err
 	}
 	return err
+}
+
+// runOnce runs one attempt: BEGIN, fn, COMMIT. A connection lost before
+// COMMIT was sent (at BEGIN, or while fn ran) lost an open transaction,
+// which PostgreSQL rolls back: that attempt is re-run on another
+// connection. A connection lost during COMMIT leaves the outcome unknown;
+// that error is returned, for the caller to settle by reading back.
+func runOnce(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+	if err != nil {
+		if lostConnection(ctx, err, nil) {
+			return retryableError{err}
+		}
+		return err
+	}
+	if err := fn(tx); err != nil {
+		lost := lostConnection(ctx, err, tx) // before Rollback hands the connection back
+		_ = tx.Rollback(ctx)
+		if lost {
+			return retryableError{err}
+		}
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// lostConnection reports whether err is the end of the connection rather
+// than the server's answer or the caller's cancellation: ctx still live,
+// and the connection closed (with a transaction) or the error a network
+// failure or a FATAL one from the server (without).
+func lostConnection(ctx context.Context, err error, tx pgx.Tx) bool {
+	if ctx.Err() != nil || IsRetryable(err) {
+		return false
+	}
+	if tx != nil {
+		return tx.Conn().IsClosed()
+	}
+	return IsConnectionLost(err)
+}
+
+// IsConnectionLost reports whether err is a failure of the connection (a
+// network error, or a FATAL error from the server, which then closes it)
+// rather than the server's answer. A read that failed so may be re-run.
+func IsConnectionLost(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Severity == "FATAL"
+	}
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &netErr) || errors.As(err, &connectErr) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) || errors.Is(err, pgconn.ErrConnClosed) ||
+		err.Error() == "conn closed" // pgconn's unexported lock error on a closed connection
 }
 
 // IsRetryable reports whether err is a serialization failure or a deadlock,

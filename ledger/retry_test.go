@@ -213,3 +213,38 @@ func TestRunTxGivesUp(t *testing.T) {
 		t.Fatalf("%d attempts, want 3 (1 + 2 retries)", n)
 	}
 }
+
+// TestRunTxRetriesALostConnection: the server ends the transaction's
+// connection while it runs (before COMMIT). PostgreSQL rolled that attempt
+// back, so RunTx re-runs it on another connection, and the write lands once.
+func TestRunTxRetriesALostConnection(t *testing.T) {
+	t.Parallel()
+	pool := mustPool(t)
+	mustRows(t, pool, 0)
+	ctx := context.Background()
+	attempts := 0
+	err := RunTx(ctx, pool, 3, func(tx pgx.Tx) error {
+		attempts++
+		if _, err := tx.Exec(ctx, `UPDATE kv SET v = v + 1 WHERE id = 1`); err != nil {
+			return err
+		}
+		if attempts == 1 {
+			// Another connection ends this one's backend, mid-transaction.
+			var pid int
+			if err := tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+				return err
+			}
+			if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pid); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, err := tx.Exec(ctx, `UPDATE kv SET v = v + 10 WHERE id = 1`)
+		return err
+	})
+	if err != nil || attempts != 2 {
+		t.Fatalf("RunTx: err %v after %d attempts, want success on the second", err, attempts)
+	}
+	if v := rowValue(t, pool, 1); v != 11 {
+		t.Fatalf("row = %d, want 11 (the first attempt rolled back, the second committed)", v)
+	}
+}

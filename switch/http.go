@@ -175,24 +175,17 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 }
 
 // Get handles GET /v1/withdrawals/{id}.
-func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) {
-	bank, ok := a.bank(w, r)
-	if !ok {
-		return
-	}
-	id, err := pathID(r)
-	if err == nil {
-		var wd Withdrawal
-		if wd, err = a.Service.Get(r.Context(), bank, id); err == nil {
-			WriteJSON(w, http.StatusOK, View(wd))
-			return
-		}
-	}
-	WriteError(w, r, a.Log, err)
-}
+func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) { a.onWithdrawal(w, r, a.Service.Get) }
 
 // Cancel handles POST /v1/withdrawals/{id}/cancel.
 func (a *BankAPI) Cancel(w http.ResponseWriter, r *http.Request) {
+	a.onWithdrawal(w, r, a.Service.Cancel)
+}
+
+// onWithdrawal answers a request on the withdrawal named in the path with
+// what do returns for the caller's bank.
+func (a *BankAPI) onWithdrawal(w http.ResponseWriter, r *http.Request,
+	do func(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error)) {
 	bank, ok := a.bank(w, r)
 	if !ok {
 		return
@@ -200,7 +193,7 @@ func (a *BankAPI) Cancel(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err == nil {
 		var wd Withdrawal
-		if wd, err = a.Service.Cancel(r.Context(), bank, id); err == nil {
+		if wd, err = do(r.Context(), bank, id); err == nil {
 			WriteJSON(w, http.StatusOK, View(wd))
 			return
 		}

@@ -32,7 +32,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 		return Withdrawal{}, err
 	}
 	now := s.now()
-	w, err := getWithdrawal(ctx, retryReads{s.pool}, id)
+	w, err := getWithdrawal(ctx, s.reads, id)
 	if err != nil {
 		return Withdrawal{}, err
 	}
@@ -154,7 +154,7 @@ func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.U
 // ledger's till flag is the guard at confirm.
 func (s *Service) checkTill(ctx context.Context, po string, amount int64) error {
 	var cash, limit int64
-	err := retryReads{s.pool}.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit
+	err := s.reads.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit
 		FROM post_offices p JOIN accounts a ON a.code = $2 WHERE p.code = $1`,
 		po, ledger.TillCode(po)).Scan(&cash, &limit)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -175,7 +175,7 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 		return err
 	}
 	var paid int64
-	err = retryReads{s.pool}.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+	err = s.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
 		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, po, day).Scan(&paid)
 	if err != nil {
 		return fmt.Errorf("reading the post office's payouts today: %w", err)
@@ -216,7 +216,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	// The withdrawal and its bank's fee in one read.
 	var w Withdrawal
 	var fee int64
-	err := retryReads{s.pool}.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
+	err := s.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
 		COALESCE((SELECT fee_amount FROM banks b WHERE b.code = withdrawals.bank_code), -1)
 		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &fee)...)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -251,7 +251,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		// or the caller gave up while its batch committed). Read it back
 		// rather than guess: if this teller's payout is recorded, it happened.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := getWithdrawal(rctx, retryReads{s.pool}, id)
+		cur, rerr := getWithdrawal(rctx, s.reads, id)
 		cancel()
 		if rerr != nil || (cur.State != StatePaid && cur.State != StateCompleted) || cur.PaidBy != t.UserID || cur.PaidKiosk != t.Kiosk {
 			return Receipt{}, err

@@ -36,6 +36,7 @@ func (t Teller) holder() string { return t.UserID + "@" + t.Kiosk }
 type Service struct {
 	cfg    Config
 	pool   *pgxpool.Pool
+	reads  retryReads // lone reads, re-run on a serialization failure
 	ledger *ledger.Ledger
 	bank   Bank
 	codes  Codes
@@ -72,7 +73,7 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(nil)
 	}
-	return &Service{cfg: cfg, pool: d.Pool, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
+	return &Service{cfg: cfg, pool: d.Pool, reads: retryReads{d.Pool}, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
 }
 
@@ -225,7 +226,7 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 		return nil
 	}
 	var used int64
-	err := retryReads{s.pool}.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+	err := s.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
 		WHERE bank_code = $1 AND account_number = $2 AND created_at > $3
 		  AND state IN ('requested','reserved','claimed','paid','completed')`,
 		bank, account, now.Add(-24*time.Hour)).Scan(&used)
@@ -323,7 +324,7 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		// The outcome may be unknown (the connection dropped during
 		// COMMIT). Read it back: a code recorded is a code issued.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := getWithdrawal(rctx, retryReads{s.pool}, id)
+		cur, rerr := getWithdrawal(rctx, s.reads, id)
 		cancel()
 		if rerr == nil && cur.State == StateReserved && cur.QRPayload == qr {
 			s.log.Warn("recording the approval reported an error but it is recorded; issuing the code", "withdrawal", id, "err", err)
@@ -345,7 +346,7 @@ var errLate = errors.New("withdrawal left the expected state")
 
 // Get returns a withdrawal of bank.
 func (s *Service) Get(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error) {
-	w, err := getWithdrawal(ctx, retryReads{s.pool}, id)
+	w, err := getWithdrawal(ctx, s.reads, id)
 	if err != nil {
 		return Withdrawal{}, err
 	}
@@ -366,7 +367,7 @@ func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdr
 	if err := s.endHold(ctx, id, StateCancelled); err != nil {
 		return Withdrawal{}, err
 	}
-	return getWithdrawal(ctx, retryReads{s.pool}, id)
+	return getWithdrawal(ctx, s.reads, id)
 }
 
 // endHold moves a reserved withdrawal to cancelled or expired: void the

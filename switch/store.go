@@ -43,7 +43,7 @@ func scanWithdrawal(row pgx.Row) (Withdrawal, error) {
 const readRetriesMax = 5
 
 // retryReads is a querier over the pool whose rows re-run their query on a
-// serialization failure.
+// serialization failure or a lost connection (the pool hands out another).
 type retryReads struct{ pool *pgxpool.Pool }
 
 func (r retryReads) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
@@ -61,7 +61,7 @@ func (r retryRow) Scan(dest ...any) error {
 	var err error
 	for range readRetriesMax + 1 {
 		err = r.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...)
-		if !ledger.IsRetryable(err) || r.ctx.Err() != nil {
+		if !(ledger.IsRetryable(err) || ledger.IsConnectionLost(err)) || r.ctx.Err() != nil {
 			return err
 		}
 	}
@@ -106,7 +106,7 @@ func (s *Service) late(ctx context.Context, err error, id uuid.UUID, current *Wi
 	if !errors.Is(err, ledger.ErrUnchanged) {
 		return err
 	}
-	w, rerr := getWithdrawal(ctx, retryReads{s.pool}, id)
+	w, rerr := getWithdrawal(ctx, s.reads, id)
 	if rerr != nil {
 		return rerr
 	}

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,7 +112,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	defer stopChild(sw)
 	base := "http://" + *listen
-	if err := waitHTTP(ctx, base+"/healthz"); err != nil {
+	if err := localsrv.WaitHTTP(ctx, base+"/healthz", 30*time.Second, nil); err != nil {
 		return fmt.Errorf("switch did not come up: %w", err)
 	}
 
@@ -207,24 +206,5 @@ func stopChild(c *childProc) {
 	case <-time.After(10 * time.Second):
 		_ = c.cmd.Process.Kill()
 		<-c.done
-	}
-}
-
-func waitHTTP(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
 	}
 }

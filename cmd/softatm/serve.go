@@ -56,8 +56,10 @@ type ServeConfig struct {
 // serialise on those rows, and committing the waiting units together turns
 // many conflicting transactions into one.
 const (
-	defaultLedgerBatch     = 64
-	defaultLedgerBatchWait = 2 * time.Millisecond
+	defaultLedgerBatch = 64
+	// No waiting for company: while a batch commits, the next one fills by
+	// itself; at low load a wait would only add latency (bench/RESULTS.md).
+	defaultLedgerBatchWait = 0
 )
 
 func envOr(name, def string) string {

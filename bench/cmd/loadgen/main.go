@@ -126,6 +126,13 @@ func run(ctx context.Context, o opts) error {
 		}
 	}
 
+	var rawBefore float64
+	if !o.skipRaw {
+		var err error
+		if rawBefore, err = measureRawBefore(ctx, w, o); err != nil {
+			status("raw limit before the load: not measured: %v", err)
+		}
+	}
 	var before dbCounters
 	if w.DBURL != "" {
 		before, _ = readCounters(ctx, w.DBURL)
@@ -143,7 +150,7 @@ func run(ctx context.Context, o opts) error {
 	if mAfter, err := scrape(ctx, w.URL); err != nil {
 		status("no committer figures: %v", err)
 	} else if mBefore != nil {
-		res.committer = committerFigures(mBefore, mAfter, time.Since(loadStart))
+		res.committer = committerFigures(mBefore, mAfter, time.Since(loadStart), o.ledgerBatch == 1)
 	}
 	if w.DBURL != "" {
 		time.Sleep(statsFlush) // let the last rollbacks reach pg_stat_database
@@ -156,7 +163,7 @@ func run(ctx context.Context, o opts) error {
 
 	var raw rawResult
 	if !o.skipRaw {
-		raw = measureRaw(ctx, w, o, res.commitsPerWithdrawal)
+		raw = measureRaw(ctx, w, o, res.commitsPerWithdrawal, rawBefore)
 	}
 	report(os.Stdout, w, o, res, raw)
 	return nil

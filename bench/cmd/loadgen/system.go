@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,6 +46,7 @@ type world struct {
 	Banks   []benchBank
 	Tellers []benchTeller
 	Sim     *banksim.Sim
+	rawURL  string // the raw-commit database, once made
 
 	stop []func()
 }
@@ -173,32 +173,11 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 		logFile.Close()
 	})
 	w.URL = "http://" + listen
-	if err := waitReady(ctx, w.URL+"/readyz", exited); err != nil {
+	if err := localsrv.WaitHTTP(ctx, w.URL+"/readyz", serveStartMax, exited); err != nil {
 		return nil, fmt.Errorf("softatm serve did not become ready (see %s): %w", logPath, err)
 	}
 	ok = true
 	return w, nil
-}
-
-func waitReady(ctx context.Context, url string, exited <-chan struct{}) error {
-	ctx, cancel := context.WithTimeout(ctx, serveStartMax)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("the process exited")
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // loadBenchData creates the bench banks (with app clients and receivables),
