@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	softatm "github.com/softatm/softatm"
 )
@@ -223,69 +224,58 @@ func TestBatchStatementFailingToPrepare(t *testing.T) {
 // one (here a duplicate key after a first insert) leaves no trace.
 func TestRun(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		units int
-	}{{"batching off", 1}, {"batching on", 64}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			l, pool := mustLedger(t, WithBatch(tc.units, 2*time.Millisecond))
-			mustScratch(t, pool)
-			ctx := context.Background()
-			if err := l.Replenish(ctx, "LS-001", 1000, vnd, uuid.New()); err != nil {
-				t.Fatal(err)
-			}
-			taken := uuid.New()
-			if err := l.Run(ctx, scratchTx(taken)); err != nil {
-				t.Fatal(err)
-			}
-			const n = 40
-			ids, lost := make([]uuid.UUID, n), make([]uuid.UUID, n)
-			errs := make([]error, n)
-			done := make(chan struct{})
-			for i := range n {
-				ids[i], lost[i] = uuid.New(), uuid.New()
-				go func() {
-					defer func() { done <- struct{}{} }()
-					switch i % 4 {
-					case 0: // writes a row, then breaks on a duplicate key
-						errs[i] = l.Run(ctx, func(tx pgx.Tx) error {
-							if err := scratchTx(lost[i])(tx); err != nil {
-								return err
-							}
-							return scratchTx(taken)(tx)
-						})
-					case 1: // a transfer unit in the same batches
-						_, errs[i] = l.Commit(ctx, Unit{Apply: scratchApply(ids[i]),
-							Transfers: []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1)}})
-					default:
-						errs[i] = l.Run(ctx, scratchTx(ids[i]))
-					}
-				}()
-			}
-			for range n {
-				<-done
-			}
-			for i := range n {
-				if i%4 == 0 {
-					if !isUniqueViolation(errs[i]) {
-						t.Errorf("run %d: err = %v, want a unique violation", i, errs[i])
-					}
-					if got := scratchCount(t, pool, lost[i]); got != 0 {
-						t.Errorf("run %d failed but left its first row", i)
-					}
-					continue
+	withAndWithoutBatching(t, 2*time.Millisecond, func(t *testing.T, l *Ledger, pool *pgxpool.Pool) {
+		ctx := context.Background()
+		taken := uuid.New()
+		if err := l.Run(ctx, scratchTx(taken)); err != nil {
+			t.Fatal(err)
+		}
+		const n = 40
+		ids, lost := make([]uuid.UUID, n), make([]uuid.UUID, n)
+		errs := make([]error, n)
+		done := make(chan struct{})
+		for i := range n {
+			ids[i], lost[i] = uuid.New(), uuid.New()
+			go func() {
+				defer func() { done <- struct{}{} }()
+				switch i % 4 {
+				case 0: // writes a row, then breaks on a duplicate key
+					errs[i] = l.Run(ctx, func(tx pgx.Tx) error {
+						if err := scratchTx(lost[i])(tx); err != nil {
+							return err
+						}
+						return scratchTx(taken)(tx)
+					})
+				case 1: // a transfer unit in the same batches
+					_, errs[i] = l.Commit(ctx, Unit{Apply: scratchApply(ids[i]),
+						Transfers: []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1)}})
+				default:
+					errs[i] = l.Run(ctx, scratchTx(ids[i]))
 				}
-				if errs[i] != nil {
-					t.Errorf("unit %d: %v", i, errs[i])
+			}()
+		}
+		for range n {
+			<-done
+		}
+		for i := range n {
+			if i%4 == 0 {
+				if !isUniqueViolation(errs[i]) {
+					t.Errorf("run %d: err = %v, want a unique violation", i, errs[i])
 				}
-				if got := scratchCount(t, pool, ids[i]); got != 1 {
-					t.Errorf("unit %d: %d rows, want 1", i, got)
+				if got := scratchCount(t, pool, lost[i]); got != 0 {
+					t.Errorf("run %d failed but left its first row", i)
 				}
+				continue
 			}
-			mustCheck(t, pool)
-		})
-	}
+			if errs[i] != nil {
+				t.Errorf("unit %d: %v", i, errs[i])
+			}
+			if got := scratchCount(t, pool, ids[i]); got != 1 {
+				t.Errorf("unit %d: %d rows, want 1", i, got)
+			}
+		}
+		mustCheck(t, pool)
+	})
 }
 
 func scratchTx(id uuid.UUID) func(pgx.Tx) error {
@@ -307,109 +297,98 @@ func isUniqueViolation(err error) bool {
 // of its transfers; BusinessDateArg becomes the unit's business date.
 func TestStmtUnits(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name  string
-		units int
-	}{{"batching off", 1}, {"batching on", 64}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			l, pool := mustLedger(t, WithBatch(tc.units, 5*time.Millisecond))
-			mustScratch(t, pool)
-			ctx := context.Background()
-			if err := l.Replenish(ctx, "LS-001", 1000, vnd, uuid.New()); err != nil {
-				t.Fatal(err)
-			}
-			insert := func(id uuid.UUID) *Stmt {
-				return &Stmt{SQL: `INSERT INTO scratch (id) VALUES ($1)`, Args: []any{id}, MustChange: true}
-			}
-			// Teach the ledger the texts (the first run of a text is sent alone).
-			taken := uuid.New()
-			if _, err := l.Commit(ctx, Unit{Stmt: insert(taken)}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := l.Commit(ctx, Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}}}); err != nil {
-				t.Fatal(err)
-			}
+	withAndWithoutBatching(t, 5*time.Millisecond, func(t *testing.T, l *Ledger, pool *pgxpool.Pool) {
+		ctx := context.Background()
+		insert := func(id uuid.UUID) *Stmt {
+			return &Stmt{SQL: `INSERT INTO scratch (id) VALUES ($1)`, Args: []any{id}, MustChange: true}
+		}
+		// Teach the ledger the texts (the first run of a text is sent alone).
+		taken := uuid.New()
+		if _, err := l.Commit(ctx, Unit{Stmt: insert(taken)}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Commit(ctx, Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}}}); err != nil {
+			t.Fatal(err)
+		}
 
-			type unitCase struct {
-				name      string
-				unit      Unit
-				marker    uuid.UUID // a scratch row the unit's statement writes, if any
-				transfer  uuid.UUID // the unit's transfer, if any
-				wantErr   string    // "" ok; "unchanged"; "duplicate"
-				wantMoved int64
-			}
-			var day time.Time
-			mkTransfer := func() Transfer { return single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1) }
-			var cases []unitCase
-			for i := range 12 {
+		type unitCase struct {
+			name      string
+			unit      Unit
+			marker    uuid.UUID // a scratch row the unit's statement writes, if any
+			transfer  uuid.UUID // the unit's transfer, if any
+			wantErr   string    // "" ok; "unchanged"; "duplicate"
+			wantMoved int64
+		}
+		var day time.Time
+		mkTransfer := func() Transfer { return single(uuid.New(), AccountInFlight, TillCode("LS-001"), 1) }
+		var cases []unitCase
+		for i := range 12 {
+			id := uuid.New()
+			cases = append(cases, unitCase{name: "insert", unit: Unit{Stmt: insert(id)}, marker: id, wantMoved: 1})
+			if i%3 == 0 {
+				tr := mkTransfer()
 				id := uuid.New()
-				cases = append(cases, unitCase{name: "insert", unit: Unit{Stmt: insert(id)}, marker: id, wantMoved: 1})
-				if i%3 == 0 {
-					tr := mkTransfer()
-					id := uuid.New()
-					cases = append(cases, unitCase{name: "insert with a transfer", unit: Unit{Stmt: insert(id), Transfers: []Transfer{tr}},
-						marker: id, transfer: tr.ID, wantMoved: 1})
+				cases = append(cases, unitCase{name: "insert with a transfer", unit: Unit{Stmt: insert(id), Transfers: []Transfer{tr}},
+					marker: id, transfer: tr.ID, wantMoved: 1})
+			}
+		}
+		tr := mkTransfer()
+		cases = append(cases,
+			unitCase{name: "a duplicate key", unit: Unit{Stmt: insert(taken)}, wantErr: "duplicate"},
+			unitCase{name: "nothing to delete", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true}},
+				wantErr: "unchanged"},
+			unitCase{name: "nothing to delete, with a transfer", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true},
+				Transfers: []Transfer{tr}}, transfer: tr.ID, wantErr: "unchanged"},
+			unitCase{name: "the business date", unit: Unit{Stmt: &Stmt{SQL: `SELECT $1::date`, Args: []any{BusinessDateArg},
+				Row: func(r pgx.Row) error { return r.Scan(&day) }}}, wantMoved: 1},
+		)
+		results := make([]Result, len(cases))
+		errs := make([]error, len(cases))
+		done := make(chan int)
+		for i := range cases {
+			go func() {
+				results[i], errs[i] = l.Commit(ctx, cases[i].unit)
+				done <- i
+			}()
+		}
+		for range cases {
+			<-done
+		}
+		for i, c := range cases {
+			switch c.wantErr {
+			case "":
+				if errs[i] != nil || results[i].Changed != c.wantMoved {
+					t.Errorf("%s: changed %d, err %v; want %d, nil", c.name, results[i].Changed, errs[i], c.wantMoved)
+				}
+			case "unchanged":
+				if !errors.Is(errs[i], ErrUnchanged) {
+					t.Errorf("%s: err %v, want ErrUnchanged", c.name, errs[i])
+				}
+			case "duplicate":
+				if !isUniqueViolation(errs[i]) {
+					t.Errorf("%s: err %v, want a unique violation", c.name, errs[i])
 				}
 			}
-			tr := mkTransfer()
-			cases = append(cases,
-				unitCase{name: "a duplicate key", unit: Unit{Stmt: insert(taken)}, wantErr: "duplicate"},
-				unitCase{name: "nothing to delete", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true}},
-					wantErr: "unchanged"},
-				unitCase{name: "nothing to delete, with a transfer", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true},
-					Transfers: []Transfer{tr}}, transfer: tr.ID, wantErr: "unchanged"},
-				unitCase{name: "the business date", unit: Unit{Stmt: &Stmt{SQL: `SELECT $1::date`, Args: []any{BusinessDateArg},
-					Row: func(r pgx.Row) error { return r.Scan(&day) }}}, wantMoved: 1},
-			)
-			results := make([]Result, len(cases))
-			errs := make([]error, len(cases))
-			done := make(chan int)
-			for i := range cases {
-				go func() {
-					results[i], errs[i] = l.Commit(ctx, cases[i].unit)
-					done <- i
-				}()
-			}
-			for range cases {
-				<-done
-			}
-			for i, c := range cases {
-				switch c.wantErr {
-				case "":
-					if errs[i] != nil || results[i].Changed != c.wantMoved {
-						t.Errorf("%s: changed %d, err %v; want %d, nil", c.name, results[i].Changed, errs[i], c.wantMoved)
-					}
-				case "unchanged":
-					if !errors.Is(errs[i], ErrUnchanged) {
-						t.Errorf("%s: err %v, want ErrUnchanged", c.name, errs[i])
-					}
-				case "duplicate":
-					if !isUniqueViolation(errs[i]) {
-						t.Errorf("%s: err %v, want a unique violation", c.name, errs[i])
-					}
-				}
-				if c.marker != uuid.Nil {
-					if got, want := scratchCount(t, pool, c.marker), map[bool]int{true: 1, false: 0}[c.wantErr == ""]; got != want {
-						t.Errorf("%s: %d scratch rows, want %d", c.name, got, want)
-					}
-				}
-				if c.transfer != uuid.Nil {
-					var n int
-					if err := pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE id = $1`, c.transfer).Scan(&n); err != nil {
-						t.Fatal(err)
-					}
-					if want := map[bool]int{true: 1, false: 0}[c.wantErr == ""]; n != want {
-						t.Errorf("%s: %d transfers booked, want %d", c.name, n, want)
-					}
-				}
-				if c.name == "the business date" && (day.IsZero() || !day.Equal(results[i].BusinessDate)) {
-					t.Errorf("business date: statement saw %v, unit reports %v", day, results[i].BusinessDate)
+			if c.marker != uuid.Nil {
+				if got, want := scratchCount(t, pool, c.marker), map[bool]int{true: 1, false: 0}[c.wantErr == ""]; got != want {
+					t.Errorf("%s: %d scratch rows, want %d", c.name, got, want)
 				}
 			}
-			mustCheck(t, pool)
-		})
-	}
+			if c.transfer != uuid.Nil {
+				var n int
+				if err := pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE id = $1`, c.transfer).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				if want := map[bool]int{true: 1, false: 0}[c.wantErr == ""]; n != want {
+					t.Errorf("%s: %d transfers booked, want %d", c.name, n, want)
+				}
+			}
+			if c.name == "the business date" && (day.IsZero() || !day.Equal(results[i].BusinessDate)) {
+				t.Errorf("business date: statement saw %v, unit reports %v", day, results[i].BusinessDate)
+			}
+		}
+		mustCheck(t, pool)
+	})
 }
 
 // TestCommitReportsTheOutcome: a caller that gives up is told what
@@ -446,5 +425,26 @@ func TestCommitReportsTheOutcome(t *testing.T) {
 	if scratchCount(t, pool, dropped) != 0 || scratchCount(t, pool, kept) != 1 {
 		t.Fatalf("dropped unit applied %d times, kept unit %d; want 0 and 1",
 			scratchCount(t, pool, dropped), scratchCount(t, pool, kept))
+	}
+}
+
+// withAndWithoutBatching runs fn as two parallel subtests: on a ledger that
+// commits each unit alone and on one that batches (up to 64 units, waiting
+// at most wait), each with a scratch table and cash in LS-001's till.
+func withAndWithoutBatching(t *testing.T, wait time.Duration, fn func(t *testing.T, l *Ledger, pool *pgxpool.Pool)) {
+	t.Helper()
+	for _, tc := range []struct {
+		name  string
+		units int
+	}{{"batching off", 1}, {"batching on", 64}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			l, pool := mustLedger(t, WithBatch(tc.units, wait))
+			mustScratch(t, pool)
+			if err := l.Replenish(context.Background(), "LS-001", 1000, vnd, uuid.New()); err != nil {
+				t.Fatal(err)
+			}
+			fn(t, l, pool)
+		})
 	}
 }

@@ -36,7 +36,7 @@ func (t Teller) holder() string { return t.UserID + "@" + t.Kiosk }
 type Service struct {
 	cfg    Config
 	pool   *pgxpool.Pool
-	reads  retryReads // lone reads, re-run on a serialization failure
+	reads  retryReads // lone reads, re-run on a serialization failure or a lost connection
 	ledger *ledger.Ledger
 	bank   Bank
 	codes  Codes
