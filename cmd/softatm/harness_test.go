@@ -81,6 +81,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	m.Config.Secret = "test-secret"
 	m.Config.Demo = true
 	m.Config.SweepEvery = time.Second
+	m.Config.PurgeEvery, m.Config.KeysKeep = time.Hour, 7*24*time.Hour
 	m.Config.PoolMax = 16
 	m.Config.Outbox.Poll = 50 * time.Millisecond
 	for _, f := range tweak {

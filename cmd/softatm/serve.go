@@ -43,7 +43,11 @@ type ServeConfig struct {
 	Switch      atmswitch.Config
 	Outbox      atmswitch.OutboxConfig
 	SweepEvery  time.Duration
-	PoolMax     int32
+	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
+	// expired sessions and old login failures are deleted.
+	PurgeEvery time.Duration
+	KeysKeep   time.Duration
+	PoolMax    int32
 	// LedgerBatch is how many ledger units one transaction may commit
 	// (1: a transaction per unit); LedgerBatchWait is how long the committer
 	// waits for more units once one is waiting. See ledger.WithBatch.
@@ -84,6 +88,8 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Switch.ClaimTTL, "claim-ttl", c.Switch.ClaimTTL, "how long a teller's claim lasts")
 	fs.DurationVar(&c.Switch.AuthTimeout, "auth-timeout", c.Switch.AuthTimeout, "deadline for the bank's 0110")
 	fs.DurationVar(&c.SweepEvery, "sweep-every", 5*time.Second, "how often expired codes and lapsed claims are swept")
+	fs.DurationVar(&c.PurgeEvery, "purge-every", time.Hour, "how often finished idempotency keys, expired sessions and old login failures are deleted")
+	fs.DurationVar(&c.KeysKeep, "idempotency-keep", 7*24*time.Hour, "how long a finished idempotency key is kept: a client retrying with it later runs the request again")
 	fs.IntVar(&c.Outbox.MaxAttempts, "outbox-max-attempts", c.Outbox.MaxAttempts, "tries before an advice becomes an exception")
 	fs.DurationVar(&c.Outbox.BackoffMax, "outbox-backoff-max", c.Outbox.BackoffMax, "longest wait between tries")
 	fs.Int64Var(&c.Switch.AccountDailyMax, "account-daily-max", c.Switch.AccountDailyMax, "most one account may withdraw in 24 hours, in dong (0: no limit of our own; the bank's still applies)")
@@ -154,6 +160,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if len(c.Switch.TerminalID) != 8 {
 		return fmt.Errorf("terminal id %q must be 8 characters", c.Switch.TerminalID)
+	}
+	if c.SweepEvery <= 0 || c.PurgeEvery <= 0 || c.KeysKeep <= 0 {
+		return errors.New("-sweep-every, -purge-every and -idempotency-keep must be positive")
 	}
 	c.Switch.Secret = []byte(c.Secret)
 	clock, err := clockFromEnv()
@@ -282,10 +291,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		done := make(chan struct{}, 2)
+		done := make(chan struct{}, 3)
 		go func() { m.Outbox.Run(bg); done <- struct{}{} }()
 		go func() { m.Service.RunSweeper(bg, c.SweepEvery); done <- struct{}{} }()
-		for range 2 {
+		go func() { m.purge(bg, idems, c.PurgeEvery, c.KeysKeep, clock); done <- struct{}{} }()
+		for range 3 {
 			<-done
 		}
 	}()
@@ -295,6 +305,30 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// purge deletes, every every, the finished idempotency keys older than
+// keep and the auth tables' dead rows, so that those tables stay small.
+func (m *Main) purge(ctx context.Context, keys *idem.Store, every, keep time.Duration, now func() time.Time) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := keys.Purge(ctx, now().Add(-keep)); err != nil {
+			m.Log.Warn("purging idempotency keys", "err", err)
+		} else if n > 0 {
+			m.Log.Info("purged idempotency keys", "deleted", n)
+		}
+		if n, err := m.Auth.Purge(ctx); err != nil {
+			m.Log.Warn("purging sessions and login failures", "err", err)
+		} else if n > 0 {
+			m.Log.Info("purged sessions and login failures", "deleted", n)
+		}
+	}
 }
 
 // readyz reports each dependency; 503 if any is down.
