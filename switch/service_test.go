@@ -272,6 +272,29 @@ func TestHappyPathThroughEveryComponent(t *testing.T) {
 	e.checkLedger(t)
 }
 
+// TestCancelRefusesAClaimedOrPaidCode: the bank's app learns why, in the
+// error vocabulary, and nothing changes.
+func TestCancelRefusesAClaimedOrPaidCode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 300_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.svc.Cancel(ctx, "MB", is.Withdrawal.ID)
+	wantCode(t, err, softatm.ECodeClaimed)
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.Cancel(ctx, "MB", is.Withdrawal.ID)
+	wantCode(t, err, softatm.ECodeUsed)
+	if st := e.state(t, is.Withdrawal.ID); st != atmswitch.StatePaid && st != atmswitch.StateCompleted {
+		t.Fatalf("state %s after the refused cancels, want paid", st)
+	}
+	e.checkLedger(t)
+}
+
 func TestCancelReleasesHold(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)

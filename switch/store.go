@@ -101,14 +101,19 @@ func moveQueueStmt(kind string, now time.Time, sql string, args ...any) *ledger.
 // late explains a refused move: when err is ledger.ErrUnchanged the
 // withdrawal had left the state the move expected; late loads it into
 // *current and returns errLate, for the caller to explain with stateError.
-// Other errors pass through.
+// A conflict from the ledger means the same: the batch checks a unit's
+// transfers before it runs its statement, so a hold already captured or
+// released is refused there first. Other errors pass through.
 func (s *Service) late(ctx context.Context, err error, id uuid.UUID, current *Withdrawal) error {
-	if !errors.Is(err, ledger.ErrUnchanged) {
+	if !errors.Is(err, ledger.ErrUnchanged) && softatm.ErrorCode(err) != softatm.EConflict {
 		return err
 	}
 	w, rerr := getWithdrawal(ctx, s.reads, id)
 	if rerr != nil {
 		return rerr
+	}
+	if !errors.Is(err, ledger.ErrUnchanged) && (w.State == StateReserved || w.State == StateClaimed) {
+		return err // the hold is still open: the conflict is not explained by the state
 	}
 	*current = w
 	return errLate
