@@ -4,7 +4,7 @@ BIN       := .var/bin/softatm
 FUZZTIME  ?= 10s
 DURATION  ?= 10m
 
-.PHONY: run test build lint bench fuzz soak deps clean
+.PHONY: run test build lint bench fuzz soak screenshots deps clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/softatm
@@ -20,6 +20,10 @@ run: deps build
 test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+
+# The browser tests again, writing their screenshots to teller/screenshots/.
+screenshots: deps
+	SOFTATM_SCREENSHOTS=1 $(GO) test -count=1 -run 'Browser' ./cmd/softatm/
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)

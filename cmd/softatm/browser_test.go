@@ -6,8 +6,11 @@ package main
 // qr-scanner, its blob: worker and the page's CSP are all exercised exactly
 // as on a post office PC.
 //
-// Each test saves screenshots of the pages to teller/screenshots/, which are
-// committed so that a reviewer can see the pages without running anything.
+// Each test takes screenshots of the pages. With SOFTATM_SCREENSHOTS=1
+// (`make screenshots`) they are written to teller/screenshots/, which are
+// committed so that a reviewer can see the pages without running anything;
+// otherwise to the test's temporary directory, so that a test run leaves
+// the tree as it was.
 
 import (
 	"bytes"
@@ -174,10 +177,15 @@ func shown(id string) string {
 	return fmt.Sprintf(`(function(){const e=document.getElementById(%q); return !!e && !e.hidden && e.offsetParent !== null})()`, id)
 }
 
-// shot saves a PNG of the whole page under screenshotDir.
+// shot saves a PNG of the whole page: under screenshotDir when
+// SOFTATM_SCREENSHOTS is set, else in the test's temporary directory.
 func (b *browser) shot(name string) {
 	b.t.Helper()
-	b.shotTo(screenshotDir, name)
+	dir := b.t.TempDir()
+	if os.Getenv("SOFTATM_SCREENSHOTS") != "" {
+		dir = screenshotDir
+	}
+	b.shotTo(dir, name)
 }
 
 func (b *browser) shotTo(dir, name string) {
