@@ -52,6 +52,7 @@ package idem
 import (
 	"bytes"
 	"context"
+	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -103,6 +104,7 @@ type Store struct {
 	storeTimeout time.Duration
 	txRetryMax   int
 	ledger       *ledger.Ledger // nil: transactions of its own on pool
+	aead         cipher.AEAD    // nil: bodies stored as they are (WithSealKey)
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -251,7 +253,8 @@ func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner
 				return nil
 			case state == "done":
 				d = decideReplay
-				return nil
+				res.body, err = s.open(scope, key, res.body)
+				return err
 			case now.Before(leaseUntil):
 				d = decideRunning
 				return nil
@@ -288,7 +291,10 @@ func (s *Store) finish(ctx context.Context, scope, key string, owner uuid.UUID, 
 			WHERE scope = $1 AND key = $2 AND owner = $3 AND state = 'running'`,
 			scope, key, owner)
 	} else {
-		body := res.body
+		body, serr := s.seal(scope, key, res.body)
+		if serr != nil {
+			return false, serr
+		}
 		if body == nil {
 			body = []byte{}
 		}

@@ -1,6 +1,7 @@
 package idem_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -52,6 +53,7 @@ func mustPool(tb testing.TB) *pgxpool.Pool {
 type harness struct {
 	srv   *httptest.Server
 	store *idem.Store
+	pool  *pgxpool.Pool
 	clock *clock
 	runs  atomic.Int64
 	// blockRun is the run number (1-based) that waits for release; 0: none.
@@ -70,7 +72,7 @@ func newHarness(t *testing.T, opts ...idem.Option) *harness {
 	l := ledger.New(pool, ledger.WithBatch(64, time.Millisecond))
 	t.Cleanup(l.Close)
 	opts = append([]idem.Option{idem.WithClock(h.clock.Now), idem.WithCommitter(l)}, opts...)
-	h.store = idem.New(pool, opts...)
+	h.store, h.pool = idem.New(pool, opts...), pool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := h.runs.Add(1)
 		h.entered <- struct{}{}
@@ -394,5 +396,29 @@ func TestPurge(t *testing.T) {
 	}
 	if r := h.do(t, "bankA", "old", "/x", ""); r.replayed != "" || r.status != http.StatusCreated {
 		t.Fatalf("after purge: %+v", r)
+	}
+}
+
+// TestSealedBodies: with a seal key the stored response is not readable in
+// the table (a create's answer holds the numeric code), and a replay still
+// answers it whole.
+func TestSealedBodies(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, idem.WithSealKey([]byte("test-secret")))
+	const secret = "123456789012"
+	first := h.do(t, "bankA", "k1", "/v1/withdrawals", `{"numeric":"`+secret+`"}`)
+	if first.status != http.StatusCreated || !strings.Contains(first.body, secret) {
+		t.Fatalf("first: %+v", first)
+	}
+	var stored []byte
+	if err := h.pool.QueryRow(context.Background(), `SELECT body FROM idempotency_keys WHERE scope = 'bankA' AND key = 'k1'`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(stored, []byte(secret)) || bytes.Contains(stored, []byte("echo")) {
+		t.Fatalf("the stored body is readable: %q", stored)
+	}
+	second := h.do(t, "bankA", "k1", "/v1/withdrawals", `{"numeric":"`+secret+`"}`)
+	if second.status != first.status || second.body != first.body || second.replayed != "true" {
+		t.Fatalf("replay: first %+v second %+v", first, second)
 	}
 }
