@@ -75,7 +75,7 @@ func TestEndToEndHappyPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	bmp, _ := gozxing.NewBinaryBitmapFromImage(img)
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
 	if err != nil || res.GetText() != wd.QRPayload {
 		t.Fatalf("QR decodes to %q (%v), want the payload", res, err)
 	}

@@ -120,9 +120,14 @@
     return days.find((d) => dateOnly(d?.date) === date);
   }
 
+  // settlementLoads: as reconLoads, for the day's settlement (a slow answer
+  // for the day picked before must not replace the day picked now).
+  let settlementLoads = 0;
+
   async function loadSettlement() {
     const date = ui.day.value;
     if (!date) return;
+    const load = ++settlementLoads;
     ui.csv.href = "/v1/finance/days/" + encodeURIComponent(date) + "/settlement?format=csv";
     ui.csv.setAttribute("download", "settlement-" + date + ".csv");
     ui.closeConfirm.hidden = true;
@@ -130,9 +135,10 @@
     try {
       rep = await S.request("GET", "/v1/finance/days/" + encodeURIComponent(date) + "/settlement");
     } catch (err) {
-      fail(err);
+      if (load === settlementLoads) fail(err);
       return;
     }
+    if (load !== settlementLoads) return;
     const info = dayInfo(date);
     const closed = Boolean(rep?.closed || (info && info?.closed));
     ui.dayStatus.textContent = closed ? "Đã khóa sổ · Closed" : "Đang mở · Open";
@@ -239,16 +245,23 @@
 
   ui.reconShow.addEventListener("click", () => { clear(); loadRecon(false); });
 
+  // reconLoads numbers the loads of the recon table: only the latest may
+  // draw it, so a slow earlier answer (the page's first load, say) cannot
+  // overwrite the lines a later one drew after an upload.
+  let reconLoads = 0;
+
   async function loadRecon(quiet) {
     const bank = ui.reconBank.value.trim().toUpperCase();
     if (!bank) return;
+    const load = ++reconLoads;
     let r;
     try {
       r = await S.request("GET", "/v1/finance/recon/" + encodeURIComponent(bank) + "/" + encodeURIComponent(ui.day.value));
     } catch (err) {
-      if (!quiet) fail(err);
+      if (!quiet && load === reconLoads) fail(err);
       return;
     }
+    if (load !== reconLoads) return;
     const items = r.items || [];
     if (!items.length) {
       emptyRow(ui.reconItems, 6, "Chưa nhập tệp cho ngày này · No file imported for this day");
@@ -328,14 +341,18 @@
 
   // ---- exceptions --------------------------------------------------------
 
+  let exceptionLoads = 0; // as reconLoads
+
   async function loadExceptions() {
+    const load = ++exceptionLoads;
     let r;
     try {
       r = await S.request("GET", "/v1/finance/exceptions");
     } catch (err) {
-      fail(err);
+      if (load === exceptionLoads) fail(err);
       return;
     }
+    if (load !== exceptionLoads) return;
     const list = r.exceptions || [];
     if (!list.length) {
       emptyRow(ui.exceptions, 8, "Không có lỗi nào · No exceptions");
