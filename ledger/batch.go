@@ -585,15 +585,16 @@ func (b *batch) unit(ctx context.Context, i int, u Unit, savepoint bool) (res Re
 			return Result{}, nil, err
 		}
 	}
+	// A Stmt unit's statement runs after its transfers are checked: sent
+	// by flush (piped), or, alone or with a text not yet known to prepare,
+	// now in the unit's savepoint (stmt).
 	var piped *pipedStmt
+	var stmt func(ctx context.Context, tx pgx.Tx) error
 	if st := u.Stmt; st != nil {
 		if savepoint && b.l.goodSQL(st.SQL) {
-			// Sent by flush; only the transfers are checked now.
 			piped = &pipedStmt{i: i, st: st, args: stmtArgs(st, date), transfers: len(u.Transfers) > 0}
 		} else {
-			// Alone, or a text not yet known to prepare: run it now, in
-			// the unit's savepoint, as an Apply.
-			u.Apply = func(ctx context.Context, tx pgx.Tx, date time.Time) error {
+			stmt = func(ctx context.Context, tx pgx.Tx) error {
 				n, err := execStmt(ctx, tx, st, stmtArgs(st, date))
 				if err != nil {
 					return err
@@ -611,7 +612,7 @@ func (b *batch) unit(ctx context.Context, i int, u Unit, savepoint bool) (res Re
 	if savepoint {
 		us.sp = &spTx{Tx: b.tx, b: b, pending: true}
 	}
-	err = b.unitBody(ctx, u, date, us)
+	err = b.unitBody(ctx, u, date, us, stmt)
 	if us.sp != nil && us.sp.err != nil {
 		// No savepoint of this unit's to roll back to.
 		if us.sp.exclude {
@@ -669,12 +670,14 @@ func rowChanged(err error) (int64, error) {
 	return 1, nil
 }
 
-func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, us *unitState) error {
+// unitBody runs the unit's Apply, checks and stages its transfers, then
+// runs stmt (a Stmt unit's statement, when not piped).
+func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, us *unitState, stmt func(context.Context, pgx.Tx) error) error {
+	var tx pgx.Tx = b.tx
+	if us.sp != nil {
+		tx = us.sp
+	}
 	if u.Apply != nil {
-		var tx pgx.Tx = b.tx
-		if us.sp != nil {
-			tx = us.sp
-		}
 		if err := u.Apply(ctx, tx, date); err != nil {
 			return err
 		}
@@ -683,6 +686,9 @@ func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, us *unitSt
 		if err := b.transfer(ctx, u.Transfers[i], date, us); err != nil {
 			return err
 		}
+	}
+	if stmt != nil {
+		return stmt(ctx, tx)
 	}
 	return nil
 }

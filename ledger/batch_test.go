@@ -339,6 +339,8 @@ func TestStmtUnits(t *testing.T) {
 				wantErr: "unchanged"},
 			unitCase{name: "nothing to delete, with a transfer", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true},
 				Transfers: []Transfer{tr}}, transfer: tr.ID, wantErr: "unchanged"},
+			unitCase{name: "a short till, before a statement that changes nothing", unit: Unit{Stmt: &Stmt{SQL: `DELETE FROM scratch WHERE id = $1`, Args: []any{uuid.New()}, MustChange: true},
+				Transfers: []Transfer{single(uuid.New(), AccountInFlight, TillCode("LS-001"), 5000)}}, wantErr: "till"},
 			unitCase{name: "the business date", unit: Unit{Stmt: &Stmt{SQL: `SELECT $1::date`, Args: []any{BusinessDateArg},
 				Row: func(r pgx.Row) error { return r.Scan(&day) }}}, wantMoved: 1},
 		)
@@ -363,6 +365,10 @@ func TestStmtUnits(t *testing.T) {
 			case "unchanged":
 				if !errors.Is(errs[i], ErrUnchanged) {
 					t.Errorf("%s: err %v, want ErrUnchanged", c.name, errs[i])
+				}
+			case "till":
+				if softatm.ErrorCode(errs[i]) != softatm.ETillShort {
+					t.Errorf("%s: err %v, want the till's refusal (transfers are checked first)", c.name, errs[i])
 				}
 			case "duplicate":
 				if !isUniqueViolation(errs[i]) {

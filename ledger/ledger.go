@@ -129,8 +129,10 @@ type Unit struct {
 	// Stmt, instead of Apply, is a unit's work when it is one statement:
 	// the batch then sends it, with the other units' statements and the
 	// transfers, in one round trip at the end instead of one round trip of
-	// its own. A statement that fails (an SQL error) refuses its unit and
-	// costs the batch a re-run without it.
+	// its own. Its transfers are checked before it runs, so a refused
+	// transfer (a hold already resolved) is the unit's error even where the
+	// statement would have changed nothing. A statement that fails (an
+	// SQL error) refuses its unit and costs the batch a re-run without it.
 	Stmt      *Stmt
 	Transfers []Transfer
 
