@@ -36,13 +36,21 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	if err != nil {
 		return Withdrawal{}, err
 	}
-	if w.State != StateReserved && !(w.State == StateClaimed && (w.ClaimedBy == t.holder() || now.After(w.ClaimUntil))) {
+	claimable := func(w Withdrawal) bool {
+		return w.State == StateReserved || (w.State == StateClaimed && (w.ClaimedBy == t.holder() || now.After(w.ClaimUntil)))
+	}
+	if !claimable(w) {
 		return Withdrawal{}, stateError(w, now, t.holder())
 	}
 	if now.After(w.ExpiresAt.Add(s.cfg.ClockSkew)) {
 		return Withdrawal{}, softatm.Errorf(softatm.ECodeExpired, "this code has expired")
 	}
 	if err := s.checkTill(ctx, t.PostOffice, w.Amount); err != nil {
+		// Another counter may have paid this very code meanwhile, emptying
+		// the till: then that is the answer, not the till.
+		if cur, rerr := getWithdrawal(ctx, s.reads, id); rerr == nil && !claimable(cur) {
+			return Withdrawal{}, stateError(cur, now, t.holder())
+		}
 		return Withdrawal{}, err
 	}
 
