@@ -70,15 +70,13 @@ func TestBatchSeesItsOwnTransfers(t *testing.T) {
 		Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 5)},
 	}})
 
-	reqs := make([]*request, len(cases))
+	units := make([]Unit, len(cases))
 	for i, c := range cases {
-		c.unit.At = time.Now()
-		reqs[i] = &request{ctx: ctx, unit: c.unit, done: make(chan struct{})}
+		units[i] = c.unit
 	}
-	l.runBatch(ctx, reqs)
+	errs := oneBatch(ctx, l, units)
 	for i, c := range cases {
-		<-reqs[i].done
-		err := reqs[i].err
+		err := errs[i]
 		switch c.want {
 		case "":
 			if err != nil {
@@ -196,16 +194,9 @@ func TestBatchStatementFailingToPrepare(t *testing.T) {
 				badUnit,
 				{Apply: scratchApply(after), Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 4)}},
 			}
-			reqs := make([]*request, len(units))
-			for i, u := range units {
-				u.At = time.Now()
-				reqs[i] = &request{ctx: ctx, unit: u, done: make(chan struct{})}
-			}
-			l.runBatch(ctx, reqs)
-			for i, r := range reqs {
-				<-r.done
-				if (r.err == nil) != (i != 1) {
-					t.Errorf("unit %d: error %v", i, r.err)
+			for i, err := range oneBatch(ctx, l, units) {
+				if (err == nil) != (i != 1) {
+					t.Errorf("unit %d: error %v", i, err)
 				}
 			}
 			if scratchCount(t, pool, before) != 1 || scratchCount(t, pool, after) != 1 {

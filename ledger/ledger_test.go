@@ -345,15 +345,13 @@ func TestBatchRefusesOnlyTheFailingUnit(t *testing.T) {
 		return err
 	}}, wantErr: softatm.EInternal})
 
-	reqs := make([]*request, len(cases))
+	units := make([]Unit, len(cases))
 	for i, c := range cases {
-		c.unit.At = time.Now()
-		reqs[i] = &request{ctx: ctx, unit: c.unit, done: make(chan struct{})}
+		units[i] = c.unit
 	}
-	l.runBatch(ctx, reqs)
+	errs := oneBatch(ctx, l, units)
 	for i, c := range cases {
-		<-reqs[i].done
-		err := reqs[i].err
+		err := errs[i]
 		switch c.wantErr {
 		case "":
 			if err != nil {
@@ -514,4 +512,21 @@ func TestCloseDayRacesPostings(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM transfers`).Scan(&total); err != nil || total != n {
 		t.Fatalf("%d transfers, %v", total, err)
 	}
+}
+
+// oneBatch commits units in one batch (runBatch, as the committer would)
+// and returns each unit's error.
+func oneBatch(ctx context.Context, l *Ledger, units []Unit) []error {
+	reqs := make([]*request, len(units))
+	for i, u := range units {
+		u.At = time.Now()
+		reqs[i] = &request{ctx: ctx, unit: u, done: make(chan struct{})}
+	}
+	l.runBatch(ctx, reqs)
+	errs := make([]error, len(reqs))
+	for i, r := range reqs {
+		<-r.done
+		errs[i] = r.err
+	}
+	return errs
 }
