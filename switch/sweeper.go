@@ -75,6 +75,15 @@ func (s *Service) ids(ctx context.Context, q string, args ...any) ([]uuid.UUID, 
 
 // RunSweeper sweeps every interval until ctx ends.
 func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
+	Every(ctx, interval, func(ctx context.Context) {
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("sweep failed", "err", err)
+		}
+	})
+}
+
+// Every runs fn every interval until ctx ends.
+func Every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -82,9 +91,7 @@ func (s *Service) RunSweeper(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.log.Warn("sweep failed", "err", err)
-			}
+			fn(ctx)
 		}
 	}
 }

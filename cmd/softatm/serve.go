@@ -310,25 +310,22 @@ func (m *Main) Run(ctx context.Context) error {
 // purge deletes, every every, the finished idempotency keys older than
 // keep and the auth tables' dead rows, so that those tables stay small.
 func (m *Main) purge(ctx context.Context, keys *idem.Store, every, keep time.Duration, now func() time.Time) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n, err := keys.Purge(ctx, now().Add(-keep)); err != nil {
-			m.Log.Warn("purging idempotency keys", "err", err)
-		} else if n > 0 {
-			m.Log.Info("purged idempotency keys", "deleted", n)
-		}
-		if n, err := m.Auth.Purge(ctx); err != nil {
-			m.Log.Warn("purging sessions and login failures", "err", err)
-		} else if n > 0 {
-			m.Log.Info("purged sessions and login failures", "deleted", n)
-		}
+	purges := []struct {
+		what string
+		run  func(context.Context) (int64, error)
+	}{
+		{"idempotency keys", func(ctx context.Context) (int64, error) { return keys.Purge(ctx, now().Add(-keep)) }},
+		{"sessions and login failures", m.Auth.Purge},
 	}
+	atmswitch.Every(ctx, every, func(ctx context.Context) {
+		for _, p := range purges {
+			if n, err := p.run(ctx); err != nil {
+				m.Log.Warn("purging "+p.what, "err", err)
+			} else if n > 0 {
+				m.Log.Info("purged "+p.what, "deleted", n)
+			}
+		}
+	})
 }
 
 // readyz reports each dependency; 503 if any is down.
