@@ -227,7 +227,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Kick: m.Outbox.Kick, Clock: clock,
 	})
 	m.Auth = auth.New(m.Pool)
-	idems := idem.New(m.Pool, idem.WithCommitter(m.Keys), idem.WithSealKey([]byte(c.Secret)))
+	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
 
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }

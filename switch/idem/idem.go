@@ -64,7 +64,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
@@ -83,9 +82,6 @@ const (
 	// It runs detached from the request's context, so that a client hanging
 	// up does not leave the row 'running' until its lease ends.
 	DefaultStoreTimeout = 5 * time.Second
-	// DefaultTxRetryMax bounds the retries of one transaction on a
-	// serialization failure (40001) or deadlock (40P01).
-	DefaultTxRetryMax = 10
 
 	// KeyMaxLen is the longest accepted Idempotency-Key.
 	KeyMaxLen = 100
@@ -98,12 +94,10 @@ const (
 // Store records idempotency keys in the database and provides the HTTP
 // middleware that enforces them.
 type Store struct {
-	pool         *pgxpool.Pool
 	lease        time.Duration
 	maxBodyBytes int64
 	storeTimeout time.Duration
-	txRetryMax   int
-	ledger       *ledger.Ledger // nil: transactions of its own on pool
+	ledger       *ledger.Ledger // commits the store's writes
 	aead         cipher.AEAD    // nil: bodies stored as they are (WithSealKey)
 	now          func() time.Time
 	log          *slog.Logger
@@ -127,27 +121,19 @@ func WithMaxBodyBytes(n int64) Option { return func(s *Store) { s.maxBodyBytes =
 // DefaultStoreTimeout).
 func WithStoreTimeout(d time.Duration) Option { return func(s *Store) { s.storeTimeout = d } }
 
-// WithTxRetryMax sets the bound on transaction retries (default
-// DefaultTxRetryMax).
-func WithTxRetryMax(n int) Option { return func(s *Store) { s.txRetryMax = n } }
-
-// WithCommitter makes the store write through l's committer (ledger.Exec
-// and ledger.Run) instead of transactions of its own, so that its writes
-// share batches and commits.
-func WithCommitter(l *ledger.Ledger) Option { return func(s *Store) { s.ledger = l } }
-
 // WithLogger sets the logger for failures that cannot be returned to the
 // client (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
-// New returns a Store on the given pool.
-func New(pool *pgxpool.Pool, opts ...Option) *Store {
+// New returns a Store whose writes go through committer (in serve, a
+// committer of their own: the keys share no table with the ledger's), so
+// they share its batches and commits.
+func New(committer *ledger.Ledger, opts ...Option) *Store {
 	s := &Store{
-		pool:         pool,
+		ledger:       committer,
 		lease:        DefaultLease,
 		maxBodyBytes: DefaultMaxBodyBytes,
 		storeTimeout: DefaultStoreTimeout,
-		txRetryMax:   DefaultTxRetryMax,
 		now:          time.Now,
 		log:          slog.Default(),
 	}
@@ -493,25 +479,13 @@ func writeError(w http.ResponseWriter, status int, code, message string) {
 	softatm.WriteErrorJSON(w, status, code, message)
 }
 
-// runTx runs fn through the committer given by WithCommitter, or else
-// through the one serializable retry loop of the switch.
+// runTx runs fn through the store's committer (ledger.Run).
 func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	if s.ledger != nil {
-		return s.ledger.Run(ctx, fn)
-	}
-	return ledger.RunTx(ctx, s.pool, s.txRetryMax, fn)
+	return s.ledger.Run(ctx, fn)
 }
 
-// exec runs one statement as runTx would and returns the rows it changed.
+// exec runs one statement through the store's committer and returns the
+// rows it changed.
 func (s *Store) exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	if s.ledger != nil {
-		return s.ledger.Exec(ctx, &ledger.Stmt{SQL: sql, Args: args})
-	}
-	var n int64
-	err := ledger.RunTx(ctx, s.pool, s.txRetryMax, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, sql, args...)
-		n = tag.RowsAffected()
-		return err
-	})
-	return n, err
+	return s.ledger.Exec(ctx, &ledger.Stmt{SQL: sql, Args: args})
 }

@@ -48,6 +48,16 @@ func mustPool(tb testing.TB) *pgxpool.Pool {
 	return pool
 }
 
+// mustCommitter is a batching committer on a fresh database, as serve
+// runs the store's.
+func mustCommitter(tb testing.TB) (*ledger.Ledger, *pgxpool.Pool) {
+	tb.Helper()
+	pool := mustPool(tb)
+	l := ledger.New(pool, ledger.WithBatch(64, time.Millisecond))
+	tb.Cleanup(l.Close)
+	return l, pool
+}
+
 // harness is an httptest server whose handler counts its runs and may be
 // held inside the handler until released.
 type harness struct {
@@ -67,12 +77,9 @@ func newHarness(t *testing.T, opts ...idem.Option) *harness {
 	t.Helper()
 	h := &harness{clock: &clock{t: time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)}, entered: make(chan struct{}, 100), release: make(chan struct{})}
 	h.status.Store(http.StatusCreated)
-	// Writes go through a batching committer, as serve runs the store.
-	pool := mustPool(t)
-	l := ledger.New(pool, ledger.WithBatch(64, time.Millisecond))
-	t.Cleanup(l.Close)
-	opts = append([]idem.Option{idem.WithClock(h.clock.Now), idem.WithCommitter(l)}, opts...)
-	h.store, h.pool = idem.New(pool, opts...), pool
+	opts = append([]idem.Option{idem.WithClock(h.clock.Now)}, opts...)
+	l, pool := mustCommitter(t)
+	h.store, h.pool = idem.New(l, opts...), pool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := h.runs.Add(1)
 		h.entered <- struct{}{}
@@ -357,7 +364,8 @@ func TestClientErrorsAreStored(t *testing.T) {
 
 func TestPanicReleasesKey(t *testing.T) {
 	t.Parallel()
-	store := idem.New(mustPool(t))
+	l, _ := mustCommitter(t)
+	store := idem.New(l)
 	var panicked atomic.Bool
 	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !panicked.Swap(true) {
