@@ -239,8 +239,7 @@ func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner
 				return nil
 			case state == "done":
 				d = decideReplay
-				res.body, err = s.open(scope, key, res.body)
-				return err
+				return nil
 			case now.Before(leaseUntil):
 				d = decideRunning
 				return nil
@@ -254,6 +253,11 @@ func (s *Store) begin(ctx context.Context, scope, key string, hash []byte, owner
 				return err
 			}
 		})
+		if err == nil && !gone && d == decideReplay {
+			// Opened here, not in the committer's transaction: every unit
+			// queued behind this one would wait for the cipher.
+			res.body, err = s.open(scope, key, res.body)
+		}
 		if err != nil || !gone {
 			return d, res, err
 		}
