@@ -49,13 +49,13 @@ func DefaultOutboxConfig() OutboxConfig {
 // that dies mid-send leaves a lease that runs out, and the message is sent
 // again as a repeat, which the issuer treats idempotently.
 type Outbox struct {
-	cfg    OutboxConfig
-	store  Store // its writes go through the ledger's committer with the switch's others
-	bank   Bank
-	log    *slog.Logger
-	m      *Metrics
-	now    func() time.Time
-	kick   chan struct{}
+	cfg   OutboxConfig
+	store Store // its writes go through the ledger's committer with the switch's others
+	bank  Bank
+	log   *slog.Logger
+	m     *Metrics
+	now   func() time.Time
+	kick  chan struct{}
 }
 
 // NewOutbox returns a worker; call Run.
@@ -204,4 +204,3 @@ func (o *Outbox) observeDepth(ctx context.Context) {
 	o.m.outboxDepth.Set(float64(depth))
 	o.m.outboxOldest.Set(o.now().Sub(oldest).Seconds())
 }
-

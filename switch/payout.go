@@ -74,7 +74,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	}
 	var current Withdrawal
 	_, err = s.apply(ctx, Move{ID: id, Event: EvClaim, At: now, Before: now.Add(-s.cfg.ClockSkew), Holder: t.holder(),
-		Set: []Col{{"claimed_by", t.holder()}, {"claimed_kiosk", t.Kiosk}, {"claim_until", now.Add(s.cfg.ClaimTTL)}},
+		Set:  []Col{{"claimed_by", t.holder()}, {"claimed_kiosk", t.Kiosk}, {"claim_until", now.Add(s.cfg.ClaimTTL)}},
 		Into: &current})
 	err = s.late(ctx, err, id, &current)
 	if err != nil {
