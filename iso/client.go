@@ -41,6 +41,9 @@ var (
 	ErrLinkLost error = linkLostError{}
 	// ErrBadReply: a reply came but cannot be used (an approval without an
 	// approval code, a bad response code). Treat the outcome as unknown.
+	// A reply that does not match its request field by field is reported
+	// apart, as a *MismatchError wrapping ErrReplyMismatch (reply.go): the
+	// outcome is unknown too, and the caller also owes an exception record.
 	ErrBadReply = errors.New("iso: unusable reply")
 	// ErrInFlight: a request with the same reply MTI, STAN and terminal is
 	// already waiting for its reply; its reply could not be told apart.
