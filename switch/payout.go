@@ -215,12 +215,17 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	if w.State != StateClaimed || w.ClaimedBy != t.holder() || w.ClaimUntil.Before(now) {
 		return Receipt{}, stateError(w, now, t.holder())
 	}
+	if w.ApprovedAmount != w.Amount {
+		// The 0110 was checked against the 0100, so this is a broken
+		// invariant, not a bank's answer: pay nothing.
+		return Receipt{}, fmt.Errorf("withdrawal %s: approved %d, asked %d: refusing to pay", id, w.ApprovedAmount, w.Amount)
+	}
 	var current Withdrawal
 	crashPoint(CrashBeforeCommit)
 	res, err := s.apply(ctx, Move{ID: id, Event: EvPay, At: now, Holder: t.holder(),
 		Set: []Col{{"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk}, {"post_office", t.PostOffice},
 			{"paid_at", now}, {"business_date", ledger.BusinessDateArg}},
-		Bank: w.Bank, PostOffice: t.PostOffice, Amount: w.Amount, Fee: fee, Currency: w.Currency})
+		Bank: w.Bank, PostOffice: t.PostOffice, Amount: w.ApprovedAmount, Fee: fee, Currency: w.Currency})
 	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		return Receipt{}, stateError(current, now, t.holder())

@@ -203,6 +203,9 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		TerminalID: s.cfg.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: s.cfg.AcceptorName,
 	})
 	cancel()
+	if me := (*iso.MismatchError)(nil); errors.As(err, &me) {
+		return Issued{}, s.replyMismatch(ctx, id, me)
+	}
 	if err != nil {
 		s.log.Warn("no usable 0110; reversing", "withdrawal", id, "account", iso.Mask(r.Account), "err", err)
 		if ferr := s.fail(ctx, id); ferr != nil {
@@ -214,7 +217,23 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		return Issued{}, s.decline(ctx, id, resp.ResponseCode)
 	}
 	crashPoint(CrashAfterAuthorize)
-	return s.reserve(ctx, id, bank, r, resp.ApprovalCode)
+	return s.reserve(ctx, id, bank, r, resp)
+}
+
+// replyMismatch handles a 0110 that does not answer its 0100 (another
+// amount, account, RRN, currency or processing code): it is no approval.
+// The bank may hold something all the same, so the request is failed and
+// its 0420 queued, and the two messages are kept for finance.
+func (s *Service) replyMismatch(ctx context.Context, id uuid.UUID, me *iso.MismatchError) error {
+	s.log.Error("the bank's reply does not match the request; reversing", "withdrawal", id, "fields", me.Fields)
+	detail := fmt.Sprintf("%s fields %s differ\nsent:     %s\nreceived: %s", me.MTI, strings.Join(me.Fields, ","), me.Request, me.Reply)
+	if err := s.store.ReplyMismatch(context.WithoutCancel(ctx), id, detail, s.now()); err != nil {
+		s.log.Error("recording the mismatched reply", "withdrawal", id, "err", err)
+	}
+	if err := s.fail(context.WithoutCancel(ctx), id); err != nil {
+		return err
+	}
+	return softatm.Wrap(softatm.EBankReplyInvalid, "the bank's answer did not match the request; nothing was reserved", me)
 }
 
 func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, amount int64, now time.Time) error {
@@ -271,7 +290,7 @@ func (s *Service) decline(ctx context.Context, id uuid.UUID, rc string) error {
 // reserve records the approval, posts the pending hold and issues the code,
 // all in one transaction. If the sweeper already failed the request (the
 // 0110 came too late), nothing is issued: the reversal is already queued.
-func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r CreateRequest, approval string) (Issued, error) {
+func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r CreateRequest, resp iso.AuthResponse) (Issued, error) {
 	now := s.now()
 	expires := now.Add(s.cfg.CodeTTL).Truncate(time.Second)
 	qr, err := s.codes.Sign(ctx, code.Payload{WithdrawalID: id, Amount: r.Amount, Currency: r.Currency, Expiry: expires, Bank: bank})
@@ -293,10 +312,10 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 			return Issued{}, err
 		}
 		_, err = s.apply(ctx, Move{ID: id, Event: EvApprove, At: now, Into: &w,
-			Set: []Col{{"approval_code", approval}, {"response_code", iso.RCApproved}, {"key_id", payload.KeyID},
+			Set: []Col{{"approval_code", resp.ApprovalCode}, {"approved_amount", resp.Amount}, {"response_code", iso.RCApproved}, {"key_id", payload.KeyID},
 				{"qr_payload", qr}, {"numeric_hash", code.HashNumeric(s.cfg.Secret, numeric)},
 				{"phone_last4_hash", code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)}, {"expires_at", expires}},
-			Bank: bank, Amount: r.Amount, Currency: r.Currency})
+			Bank: bank, Amount: resp.Amount, Currency: r.Currency})
 		if !errors.Is(err, errNumericTaken) || draw == numericDrawsMax {
 			break
 		}

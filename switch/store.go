@@ -61,6 +61,9 @@ type Store interface {
 	// RetryLater puts a message back for another try at next, or, with
 	// state "exception", gives it up.
 	RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) error
+	// ReplyMismatch keeps, for finance, a bank reply that did not match
+	// its request (detail: both messages, accounts masked).
+	ReplyMismatch(ctx context.Context, withdrawalID uuid.UUID, detail string, at time.Time) error
 	// OutboxDepth returns the messages waiting and the oldest one's time.
 	OutboxDepth(ctx context.Context) (int64, time.Time, error)
 }

@@ -31,7 +31,7 @@ func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger) *pgStore {
 }
 
 const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, amount, currency, state,
-	terminal_id, stan, rrn, transmitted_at, approval_code, response_code,
+	terminal_id, stan, rrn, transmitted_at, approval_code, approved_amount, response_code,
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
 	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
@@ -40,7 +40,7 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 // scanTargets are the destinations of withdrawalColumns, then extra.
 func scanTargets(w *Withdrawal, extra ...any) []any {
 	return append([]any{&w.ID, &w.Bank, &w.Account, &w.HolderNameMasked, &w.Amount, &w.Currency, (*string)(&w.State),
-		&w.TerminalID, &w.STAN, &w.RRN, &w.TransmittedAt, &w.ApprovalCode, &w.ResponseCode,
+		&w.TerminalID, &w.STAN, &w.RRN, &w.TransmittedAt, &w.ApprovalCode, &w.ApprovedAmount, &w.ResponseCode,
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
@@ -238,6 +238,16 @@ func (p *pgStore) RetryLater(ctx context.Context, m outboxMsg, state string, att
 	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
 			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
 		Args: []any{m.id, state, attempts, next, cause}})
+	return err
+}
+
+// ReplyMismatch is an outbox row of its own kind, born an exception: the
+// finance page lists it with the advices and reversals that failed, and
+// the worker never sends it.
+func (p *pgStore) ReplyMismatch(ctx context.Context, id uuid.UUID, detail string, at time.Time) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO outbox (id, withdrawal_id, seq, kind, state, last_error, created_at)
+		SELECT $1, $2, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = $2), 0) + 1, $3, 'exception', $4, $5`,
+		Args: []any{uuid.New(), id, kindReplyMismatch, detail, at}})
 	return err
 }
 
