@@ -13,6 +13,7 @@ var httpStatus = map[string]int{
 	EUnknownAccount:   http.StatusUnprocessableEntity,
 	EUnauthorized:     http.StatusUnauthorized,
 	EForbidden:        http.StatusForbidden,
+	EAccountNotOfBank: http.StatusForbidden,
 	ENotFound:         http.StatusNotFound,
 	EConflict:         http.StatusConflict,
 	EIdemReused:       http.StatusUnprocessableEntity,

@@ -37,6 +37,7 @@ type Service struct {
 	pool   *pgxpool.Pool // finance's exception listing (exceptions.go)
 	store  Store
 	ledger *ledger.Ledger
+	ranges bankRanges
 	bank   Bank
 	codes  Codes
 	gate   Gate
@@ -171,6 +172,15 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	if err := s.validate(&r); err != nil {
 		return Issued{}, err
 	}
+	// A bank's client acts only for its own bank's accounts: an account in
+	// another bank's range, or in none, is refused before anything is sent.
+	owner, err := s.bankOf(ctx, r.Account)
+	if err != nil {
+		return Issued{}, err
+	}
+	if owner != bank {
+		return Issued{}, softatm.Errorf(softatm.EAccountNotOfBank, "this account is not one of your bank's")
+	}
 	now := s.now()
 	id := uuid.New()
 	stan := s.bank.NextSTAN()
@@ -181,7 +191,6 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	// busy day can draw the same one; the UNIQUE index catches it and we draw
 	// again.
 	var rrn string
-	var err error
 	for attempt := 0; ; attempt++ {
 		if rrn, err = newRRN(now); err != nil {
 			return Issued{}, err

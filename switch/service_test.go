@@ -131,7 +131,7 @@ func seed(t *testing.T, pool *pgxpool.Pool, l *ledger.Ledger) {
 	t.Helper()
 	ctx := context.Background()
 	for _, q := range []string{
-		`INSERT INTO banks (code, name, fee_amount) VALUES ('MB', 'MB Bank', 0), ('AGR', 'Agribank', 2000)`,
+		`INSERT INTO banks (code, name, fee_amount, account_ranges) VALUES ('MB', 'MB Bank', 0, '{970400}'), ('AGR', 'Agribank', 2000, '{970405}')`,
 		`INSERT INTO post_offices (code, name) VALUES ('LS-001', 'Dong Dang'), ('LS-003', 'Van Quan')`,
 		`INSERT INTO kiosks (id, post_office) VALUES ('KLS00101', 'LS-001'), ('KLS00102', 'LS-001'), ('KLS00301', 'LS-003')`,
 	} {
@@ -365,16 +365,17 @@ func TestBankRefusals(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
+		bank    string
 		account string
 		amount  int64
 		code    string
 	}{
-		{"9704999999999999", 100_000, softatm.EUnknownAccount},
-		{acctPoor, 200_000, softatm.EDeclined},  // 51 insufficient funds
-		{acctLimit, 500_000, softatm.ELimit},    // 61 over the daily limit
-		{acctBlock, 100_000, softatm.EDeclined}, // 05 do not honour
+		{"MB", "9704009999999999", 100_000, softatm.EUnknownAccount},
+		{"MB", acctPoor, 200_000, softatm.EDeclined},   // 51 insufficient funds
+		{"AGR", acctLimit, 500_000, softatm.ELimit},    // 61 over the daily limit
+		{"AGR", acctBlock, 100_000, softatm.EDeclined}, // 05 do not honour
 	} {
-		_, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: tc.account, Amount: tc.amount, PhoneLast4: "1234"})
+		_, err := e.svc.Create(ctx, tc.bank, atmswitch.CreateRequest{Account: tc.account, Amount: tc.amount, PhoneLast4: "1234"})
 		if got := softatm.ErrorCode(err); got != tc.code {
 			t.Errorf("account %s: code %q, want %q (%v)", tc.account, got, tc.code, err)
 		}
@@ -730,4 +731,40 @@ func TestBankReplyMustMatchRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClientMovesOnlyItsBanksAccounts: MB's app asks for cash from an
+// Agribank account, or from an account no bank owns: refused before any
+// message leaves, nothing recorded.
+func TestClientMovesOnlyItsBanksAccounts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		bank, account string
+	}{
+		{"MB", acctLimit},          // AGR's range 970405
+		{"AGR", acctRich},          // MB's range 970400
+		{"MB", "9999000000000011"}, // nobody's
+		{"VCB", acctRich},          // a bank with no ranges
+	} {
+		_, err := e.svc.Create(ctx, tc.bank, atmswitch.CreateRequest{Account: tc.account, Amount: 100_000, PhoneLast4: "1234"})
+		wantCode(t, err, softatm.EAccountNotOfBank)
+	}
+	if n := e.sim.Received("0100"); n != 0 {
+		t.Fatalf("%d 0100s sent for accounts of another bank", n)
+	}
+	var rows int
+	if err := e.pool.QueryRow(ctx, `SELECT COUNT(*) FROM withdrawals`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d withdrawals recorded (%v), want none", rows, err)
+	}
+	// The longest prefix decides: a narrower range of AGR inside MB's.
+	if _, err := e.pool.Exec(ctx, `UPDATE banks SET account_ranges = '{970405,97040000000000}' WHERE code = 'AGR'`); err != nil {
+		t.Fatal(err)
+	}
+	// A switch started after the edit (a running one reads it within
+	// seconds) sees it; refused before the codes are signed.
+	fresh := atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: e.pool, Ledger: e.ledger, Bank: e.bank, Log: quietLog()})
+	_, err := fresh.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: "1234"})
+	wantCode(t, err, softatm.EAccountNotOfBank)
 }

@@ -33,6 +33,8 @@ type Store interface {
 	// expired before, claims lapsed before, requests made before.
 	Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error)
 
+	// BankRanges returns every bank's account ranges (bank code → prefixes).
+	BankRanges(ctx context.Context) (map[string][]string, error)
 	// AccountUsed sums the account's withdrawals in live states since.
 	AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error)
 	// NumericHandle finds the withdrawal of a numeric code's keyed hash,

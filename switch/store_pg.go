@@ -117,6 +117,23 @@ func (p *pgStore) Due(ctx context.Context, ev Event, before time.Time, n int) ([
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
+func (p *pgStore) BankRanges(ctx context.Context) (map[string][]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	var (
+		code   string
+		ranges []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&code, &ranges}, func() error {
+		out[code] = ranges
+		return nil
+	})
+	return out, err
+}
+
 func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error) {
 	var used int64
 	err := p.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals

@@ -205,8 +205,9 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 	for i := range nBanks {
 		b := benchBank{Code: fmt.Sprintf("BK%d", i+1), ClientID: fmt.Sprintf("bench-app-%d", i+1),
 			Secret: fmt.Sprintf("bench-secret-%04d", i+1)}
-		if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount) VALUES ($1, $2, $3)`,
-			b.Code, "Bench Bank "+strconv.Itoa(i+1), o.fee); err != nil {
+		// Accounts are 97<bank><12 digits>: the bank owns its 4-digit prefix.
+		if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount, account_ranges) VALUES ($1, $2, $3, $4)`,
+			b.Code, "Bench Bank "+strconv.Itoa(i+1), o.fee, []string{fmt.Sprintf("97%02d", i+1)}); err != nil {
 			return err
 		}
 		if err := l.EnsureAccount(ctx, ledger.ReceivableCode(b.Code), benchCurrency, 0); err != nil {
