@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -767,4 +769,118 @@ func TestClientMovesOnlyItsBanksAccounts(t *testing.T) {
 	fresh := atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: e.pool, Ledger: e.ledger, Bank: e.bank, Log: quietLog()})
 	_, err := fresh.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: "1234"})
 	wantCode(t, err, softatm.EAccountNotOfBank)
+}
+
+// kinds lists the outbox messages queued for a withdrawal, in order.
+func (e *env) kinds(t *testing.T, id uuid.UUID) []string {
+	t.Helper()
+	rows, err := e.pool.Query(context.Background(), `SELECT kind FROM outbox WHERE withdrawal_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kinds
+}
+
+// The code's life, as chosen (lifecycle.go, CondClaimLive): a claim made
+// before the code expired may be paid until the claim ends, and the
+// sweeper never expires a claimed code, so the hold it pays is live. Once
+// the claim ends, no confirm pays: the claim lapses, the code expires and
+// its hold is released.
+func TestClaimMadeInTimePaysUntilTheClaimEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, 4*time.Second, 0 })
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // past the code's expiry (whole seconds), inside the claim
+	if _, err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateClaimed {
+		t.Fatalf("the sweeper moved a live claim to %s", s)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err != nil {
+		t.Fatalf("confirm inside the claim: %v", err)
+	}
+	e.drain(t)
+	if k := e.kinds(t, is.Withdrawal.ID); !slices.Equal(k, []string{"advice"}) {
+		t.Fatalf("messages %v, want the advice only", k)
+	}
+	e.checkLedger(t)
+}
+
+func TestNoPayoutAfterTheClaimEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, time.Second, 0 })
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // the claim and the code have both ended
+	_, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID)
+	wantCode(t, err, softatm.EConflict)
+	for range 2 { // the claim lapses, then the code expires
+		if _, err := e.svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateExpired {
+		t.Fatalf("state %s, want expired", s)
+	}
+	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ECodeExpired)
+	e.drain(t)
+	if a, _ := e.sim.Account(acctRich); a.Held != 0 || a.Balance != 50_000_000 {
+		t.Fatalf("bank holds %d, balance %d: the hold was not released", a.Held, a.Balance)
+	}
+	e.checkLedger(t)
+}
+
+// TestConfirmRacesTheSweeperAtTheClaimsEnd: at the instant a claim ends,
+// a confirm and the sweeper run together. Exactly one wins: paid with an
+// advice, or lapsed and then expired with a reversal; never both.
+func TestConfirmRacesTheSweeperAtTheClaimsEnd(t *testing.T) {
+	t.Parallel()
+	const claimTTL = 500 * time.Millisecond
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, claimTTL, 0 })
+	ctx := context.Background()
+	var paid, expired int
+	for round := range 12 {
+		is := e.issue(t, acctRich, 50_000)
+		w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Around the claim's end, spread over rounds: a little before, at, after.
+		time.Sleep(time.Until(w.ClaimUntil) + time.Duration(round%4-2)*2*time.Millisecond)
+		var wg sync.WaitGroup
+		var confirmErr error
+		wg.Go(func() { _, confirmErr = e.svc.Confirm(ctx, teller1, is.Withdrawal.ID) })
+		wg.Go(func() { _, _ = e.svc.Sweep(ctx) })
+		wg.Wait()
+		for e.state(t, is.Withdrawal.ID) == atmswitch.StateClaimed || e.state(t, is.Withdrawal.ID) == atmswitch.StateReserved {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := e.svc.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch s, k := e.state(t, is.Withdrawal.ID), e.kinds(t, is.Withdrawal.ID); {
+		case s == atmswitch.StatePaid && confirmErr == nil && slices.Equal(k, []string{"advice"}):
+			paid++
+		case s == atmswitch.StateExpired && confirmErr != nil && slices.Equal(k, []string{"reversal"}):
+			expired++
+		default:
+			t.Fatalf("round %d: state %s, confirm %v, messages %v", round, s, confirmErr, k)
+		}
+	}
+	t.Logf("%d paid, %d expired", paid, expired)
+	e.drain(t)
+	e.checkLedger(t)
 }
