@@ -263,5 +263,5 @@ func scanTargets(w *Withdrawal, extra ...any) []any {
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt}, extra...)
+		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked}, extra...)
 }

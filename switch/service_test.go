@@ -49,6 +49,7 @@ type env struct {
 	svc    *atmswitch.Service
 	outbox *atmswitch.Outbox
 	cfg    atmswitch.Config
+	m      *atmswitch.Metrics
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -105,6 +106,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		f(&e.cfg)
 	}
 	m := atmswitch.NewMetrics(nil)
+	e.m = m
 	ocfg := atmswitch.DefaultOutboxConfig()
 	ocfg.BackoffMin, ocfg.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
 	e.outbox = atmswitch.NewOutbox(ocfg, pool, e.ledger, e.bank, quietLog(), m, nil)

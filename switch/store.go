@@ -25,7 +25,7 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
 	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
-	created_at, updated_at`
+	created_at, updated_at, numeric_blocked`
 
 func scanWithdrawal(row pgx.Row) (Withdrawal, error) {
 	var w Withdrawal
