@@ -13,6 +13,7 @@ import (
 	"github.com/softatm/softatm"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/replay"
 )
 
 const codeNumericBlocked = softatm.ENumericBlocked
@@ -138,6 +139,18 @@ func TestNumericCodeBlockedAfterWrongPhones(t *testing.T) {
 	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateReserved {
 		t.Fatalf("state %s after a blocked numeric entry, want reserved", s)
 	}
+	// The block is on the code's row: a Redis flush does not lift it.
+	keys, err := e.redis.Keys(ctx, e.prefix+"*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) > 0 {
+		if err := e.redis.Del(ctx, keys...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = e.svc.Scan(ctx, teller2, atmswitch.ScanRequest{Numeric: is.Numeric, PhoneLast4: phoneRich})
+	wantCode(t, err, codeNumericBlocked)
 
 	// Counted for the alert that replaced the switch-wide lockout.
 	for _, c := range []struct {
@@ -146,7 +159,7 @@ func TestNumericCodeBlockedAfterWrongPhones(t *testing.T) {
 	}{
 		{"softatm_numeric_failures_total", "reason", "wrong_phone", float64(codeMax)},
 		{"softatm_numeric_codes_blocked_total", "", "", 1},
-		{"softatm_numeric_refusals_total", "scope", "code", 1},
+		{"softatm_numeric_refusals_total", "scope", "code", 2},
 		{"softatm_numeric_refusals_total", "scope", "kiosk", 0},
 	} {
 		if got := metricValue(t, e, c.name, c.label, c.value); got != c.want {
@@ -340,5 +353,56 @@ func TestNumericTriesLeftInMessage(t *testing.T) {
 	_, err = e.svc.Scan(ctx, teller2, atmswitch.ScanRequest{Numeric: unknownNumeric(t), PhoneLast4: "1234"})
 	if msg := softatm.ErrorMessage(err); !strings.HasSuffix(msg, fmt.Sprintf("(tries left: %d)", e.cfg.NumericFailMax-1)) {
 		t.Errorf("first wrong guess after a right one: message %q", msg)
+	}
+}
+
+// TestNumericRefusedWithoutRedis: with Redis unreachable the counters'
+// caps cannot be kept, so numeric entry is refused as unavailable, before
+// anything is evaluated or counted on the code.
+func TestNumericRefusedWithoutRedis(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	down, err := replay.NewClient("redis://127.0.0.1:1/0") // nothing listens on port 1
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = down.Close() })
+	svc := atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: e.pool, Ledger: e.ledger, Bank: e.bank,
+		Gate: replay.New(down, e.prefix), Log: quietLog()})
+	for _, last4 := range []string{"0000", phoneRich} {
+		_, err := svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: is.Numeric, PhoneLast4: last4})
+		wantCode(t, err, softatm.EUnavailable)
+	}
+	var failures int
+	if err := e.pool.QueryRow(ctx, `SELECT numeric_failures FROM withdrawals WHERE id = $1`, is.Withdrawal.ID).Scan(&failures); err != nil {
+		t.Fatal(err)
+	}
+	if failures != 0 {
+		t.Fatalf("numeric_failures %d after entries refused for want of Redis, want 0", failures)
+	}
+}
+
+// TestNumericNeedsTellerKioskAndPostOffice: a teller without a kiosk or a
+// post office would share one counter with every other such teller; such
+// an entry is refused before anything is counted.
+func TestNumericNeedsTellerKioskAndPostOffice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	for name, tl := range map[string]atmswitch.Teller{
+		"no kiosk":       {UserID: "u9", Username: "t9", PostOffice: "LS-001"},
+		"no post office": {UserID: "u9", Username: "t9", Kiosk: "KLS00101"},
+		"no user":        {Username: "t9", PostOffice: "LS-001", Kiosk: "KLS00101"},
+	} {
+		_, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{Numeric: is.Numeric, PhoneLast4: "0000"})
+		if got := softatm.ErrorCode(err); got != softatm.EForbidden {
+			t.Errorf("%s: %v, want %s", name, err, softatm.EForbidden)
+		}
+	}
+	if n := metricValue(t, e, "softatm_numeric_failures_total", "reason", "wrong_phone"); n != 0 {
+		t.Errorf("%v wrong phone entries counted, want 0", n)
 	}
 }

@@ -185,6 +185,11 @@ func (s *Service) identifyNumeric(ctx context.Context, t Teller, r ScanRequest) 
 	if s.gate == nil {
 		return uuid.Nil, softatm.Errorf(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code")
 	}
+	if t.UserID == "" || t.Kiosk == "" || t.PostOffice == "" {
+		// An empty name would make one counter shared by every such
+		// teller: a lockout of them all.
+		return uuid.Nil, softatm.Errorf(softatm.EForbidden, "numeric entry needs a teller at a kiosk of a post office")
+	}
 	caps := s.numericCaps(t)
 	tries, err := s.gate.TakeTry(ctx, caps, s.cfg.NumericFailWindow)
 	if err != nil {
@@ -224,6 +229,10 @@ func (s *Service) identifyNumeric(ctx context.Context, t Teller, r ScanRequest) 
 		return uuid.Nil, softatm.Errorf(softatm.ENumericBlocked, blockedMessage, tries.Left)
 	}
 	s.m.numericFailures.WithLabelValues(outcome.reason()).Inc()
+	// Who typed a wrong code, for the alert's investigation; never the code
+	// or the digits. At most the caps' worth of lines per counter and window.
+	s.log.Info("wrong numeric code entry", "reason", outcome.reason(), "teller", t.UserID, "kiosk", t.Kiosk,
+		"post_office", t.PostOffice, "tries_left", tries.Left)
 	return uuid.Nil, softatm.Errorf(softatm.ECodeInvalid, "the numeric code or phone digits are wrong"+triesLeftSuffix, tries.Left)
 }
 

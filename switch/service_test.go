@@ -50,6 +50,7 @@ type env struct {
 	outbox *atmswitch.Outbox
 	cfg    atmswitch.Config
 	m      *atmswitch.Metrics
+	prefix string // this env's Redis keys
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -88,6 +89,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	e.redis = redis.NewClient(opt)
 	t.Cleanup(func() { e.redis.Close() })
 	e.gate = replay.New(e.redis, prefix)
+	e.prefix = prefix
 
 	store := code.NewMemKeyStore()
 	if _, err := code.Rotate(ctx, store, "K1", time.Now()); err != nil {
