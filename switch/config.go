@@ -20,14 +20,16 @@ type Config struct {
 	AuthTimeout  time.Duration // deadline for the 0110
 	RequestedMax time.Duration // a 'requested' row older than this is failed and reversed by the sweeper
 
-	// Numeric entry (12-digit code + last 4 phone digits) is capped; see
-	// Service.identify. There is no switch-wide cap: one would let a few
-	// guessers lock every post office out. softatm_numeric_failures_total
-	// and its alert (deploy/prometheus/alerts.yml) watch the whole switch.
-	NumericFailMax           int           // wrong numeric entries per kiosk and per teller per window
-	NumericPostOfficeFailMax int           // wrong numeric entries per post office (all its kiosks) per window
-	NumericFailWindow        time.Duration // the window of those caps; it starts at the first wrong entry
-	NumericCodeFailMax       int           // wrong phone digits per code, ever: then the code is blocked for numeric entry (its QR still pays)
+	NumericFailMax    int           // wrong numeric entries per kiosk and per teller per window
+	NumericFailWindow time.Duration // the window of the kiosk, teller and post-office caps; it starts at the first wrong entry
+
+	// Numeric entry (12-digit code + last 4 phone digits) is also capped per
+	// post office and per code; see Service.identify. There is no
+	// switch-wide cap: one let a few guessers lock every post office out.
+	// softatm_numeric_failures_total and its alert
+	// (deploy/prometheus/alerts.yml) watch the whole switch instead.
+	NumericPostOfficeFailMax int // wrong numeric entries per post office (all its kiosks) per window
+	NumericCodeFailMax       int // wrong phone digits per code, ever: then the code is blocked for numeric entry (its QR still pays)
 
 	TerminalID   string // ISO field 41 of 0100s, one per switch instance
 	AcceptorName string // ISO field 43 of 0100s
@@ -40,21 +42,22 @@ type Config struct {
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
-		Currency:                 "704",
-		AmountMin:                50_000,
-		AmountMax:                10_000_000,
-		NoteUnit:                 10_000,
-		AccountDailyMax:          20_000_000,
-		CodeTTL:                  6 * time.Hour,
-		ClockSkew:                30 * time.Second,
-		ClaimTTL:                 2 * time.Minute,
-		AuthTimeout:              10 * time.Second,
-		RequestedMax:             30 * time.Second,
-		NumericFailMax:           5,
+		Currency:          "704",
+		AmountMin:         50_000,
+		AmountMax:         10_000_000,
+		NoteUnit:          10_000,
+		AccountDailyMax:   20_000_000,
+		CodeTTL:           6 * time.Hour,
+		ClockSkew:         30 * time.Second,
+		ClaimTTL:          2 * time.Minute,
+		AuthTimeout:       10 * time.Second,
+		RequestedMax:      30 * time.Second,
+		NumericFailMax:    5,
+		NumericFailWindow: 15 * time.Minute,
+		TerminalID:        "SATM0001",
+		AcceptorName:      "SOFTATM CASH-OUT SWITCH",
+
 		NumericPostOfficeFailMax: 20,
-		NumericFailWindow:        15 * time.Minute,
 		NumericCodeFailMax:       3,
-		TerminalID:               "SATM0001",
-		AcceptorName:             "SOFTATM CASH-OUT SWITCH",
 	}
 }
