@@ -30,6 +30,7 @@ const (
 	ECodeUsed         = "code_already_used"          // paid, completed
 	ECodeClaimed      = "code_claimed_elsewhere"     // another teller holds the claim
 	ECodeCancelled    = "code_cancelled"             // cancelled, expired, failed, declined
+	ENumericBlocked   = "code_numeric_blocked"       // too many wrong phone digits for this code: only its QR code pays
 	ETillShort        = "till_insufficient"          // the post office does not hold enough cash
 	ELimit            = "limit_exceeded"             // a daily limit would be exceeded
 	EDeclined         = "declined"                   // the bank said no

@@ -23,6 +23,7 @@ var httpStatus = map[string]int{
 	ECodeUsed:         http.StatusConflict,
 	ECodeClaimed:      http.StatusConflict,
 	ECodeCancelled:    http.StatusGone,
+	ENumericBlocked:   http.StatusLocked,
 	ETillShort:        http.StatusConflict,
 	ELimit:            http.StatusUnprocessableEntity,
 	EDeclined:         http.StatusPaymentRequired,

@@ -99,6 +99,11 @@ type WithdrawalView struct {
 	PaidAt      *time.Time `json:"paid_at,omitempty"`
 	PostOffice  string     `json:"post_office,omitempty"`
 	CreatedAt   time.Time  `json:"created_at"`
+
+	// NumericBlocked: too many wrong phone digits were typed for this code
+	// at post offices, so its numeric code is refused; its QR code still
+	// pays. The app can tell the citizen to show the QR code.
+	NumericBlocked bool `json:"numeric_blocked"`
 }
 
 // View returns w as its bank sees it. The QR payload is shown only while it
@@ -106,6 +111,7 @@ type WithdrawalView struct {
 func View(w Withdrawal) WithdrawalView {
 	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: maskAccount(w.Account), Amount: w.Amount,
 		Currency: w.Currency, PostOffice: w.PostOffice, CreatedAt: w.CreatedAt}
+	v.NumericBlocked = w.NumericBlocked
 	if !w.ExpiresAt.IsZero() && w.ExpiresAt.Unix() > 0 {
 		t := w.ExpiresAt
 		v.ExpiresAt = &t

@@ -36,6 +36,12 @@ type Metrics struct {
 	ledgerTx    *prometheus.HistogramVec
 	redisTime   *prometheus.HistogramVec
 	redisErrors *prometheus.CounterVec
+
+	// Numeric entry (see Service.identify). They replace the switch-wide
+	// lockout: deploy/prometheus/alerts.yml alerts on their rates.
+	numericFailures     *prometheus.CounterVec
+	numericRefusals     *prometheus.CounterVec
+	numericCodesBlocked prometheus.Counter
 }
 
 // latencyBuckets cover a sub-millisecond Redis call to a 10 s bank timeout.
@@ -93,10 +99,29 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "softatm_redis_errors_total", Help: "Redis commands that failed (a missing key is not a failure), by command.",
 		}, []string{"command"}),
+		numericFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_numeric_failures_total",
+			Help: "Wrong numeric code entries evaluated, switch-wide, by reason (malformed, unknown_code, wrong_phone).",
+		}, []string{"reason"}),
+		numericRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_numeric_refusals_total",
+			Help: "Numeric code entries refused unevaluated, by the cap that refused them (kiosk, teller, post_office, or code: blocked for numeric entry).",
+		}, []string{"scope"}),
+		numericCodesBlocked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "softatm_numeric_codes_blocked_total",
+			Help: "Codes blocked for numeric entry after too many wrong phone digits (their QR codes still pay).",
+		}),
+	}
+	for _, r := range []string{"malformed", "unknown_code", "wrong_phone"} {
+		m.numericFailures.WithLabelValues(r) // export 0s, so that rate() sees the first failure
+	}
+	for _, sc := range []string{scopeKiosk, scopeTeller, scopePostOffice, scopeCode} {
+		m.numericRefusals.WithLabelValues(sc)
 	}
 	reg.MustRegister(m.requests, m.latency, m.transitions, m.paidAmount, m.redisFallback,
 		m.outboxSent, m.outboxDepth, m.outboxOldest,
 		m.isoMessages, m.isoRTT, m.ledgerTx, m.redisTime, m.redisErrors,
+		m.numericFailures, m.numericRefusals, m.numericCodesBlocked,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_retries_total",
 			Help: "Serialization conflicts and deadlocks after which a database transaction was re-run (whole process).",

@@ -52,6 +52,8 @@ type env struct {
 	svc    *atmswitch.Service
 	outbox *atmswitch.Outbox
 	cfg    atmswitch.Config
+	m      *atmswitch.Metrics
+	prefix string // this env's Redis keys
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -90,6 +92,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	e.redis = redis.NewClient(opt)
 	t.Cleanup(func() { e.redis.Close() })
 	e.gate = replay.New(e.redis, prefix)
+	e.prefix = prefix
 
 	store := code.NewMemKeyStore()
 	if _, err := code.Rotate(ctx, store, "K1", time.Now()); err != nil {
@@ -108,6 +111,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		f(&e.cfg)
 	}
 	m := atmswitch.NewMetrics(nil)
+	e.m = m
 	ocfg := atmswitch.DefaultOutboxConfig()
 	ocfg.BackoffMin, ocfg.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
 	e.outbox = atmswitch.NewOutbox(ocfg, pool, e.ledger, e.bank, quietLog(), m, nil)

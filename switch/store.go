@@ -38,8 +38,15 @@ type Store interface {
 	// AccountUsed sums the account's withdrawals in live states since.
 	AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error)
 	// NumericHandle finds the withdrawal of a numeric code's keyed hash,
-	// with its phone digits' keyed hash (ENotFound when none).
-	NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, []byte, error)
+	// and whether the code is blocked for numeric entry (ENotFound when
+	// no withdrawal has it).
+	NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, bool, error)
+	// CountWrongPhone compares the phone digits' keyed hash with the
+	// withdrawal's and, when they differ and the code is not blocked,
+	// counts the failure and blocks the code at blockAt, in one
+	// conditional statement. wrong is false for right digits or a code
+	// already blocked.
+	CountWrongPhone(ctx context.Context, id uuid.UUID, phoneHash []byte, blockAt int) (wrong, blockedNow bool, err error)
 	// Till returns the cash a post office's till holds and its daily
 	// payout limit (0: none).
 	Till(ctx context.Context, postOffice string) (cash, dailyLimit int64, err error)

@@ -35,7 +35,7 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
 	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
-	created_at, updated_at`
+	created_at, updated_at, numeric_blocked`
 
 // scanTargets are the destinations of withdrawalColumns, then extra.
 func scanTargets(w *Withdrawal, extra ...any) []any {
@@ -44,7 +44,7 @@ func scanTargets(w *Withdrawal, extra ...any) []any {
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt}, extra...)
+		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked}, extra...)
 }
 
 func notFound(err error) error {
@@ -142,12 +142,24 @@ func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since t
 	return used, err
 }
 
-func (p *pgStore) NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, []byte, error) {
+func (p *pgStore) NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, bool, error) {
 	var id uuid.UUID
-	var phone []byte
-	err := p.reads.QueryRow(ctx, `SELECT id, phone_last4_hash FROM withdrawals WHERE numeric_hash = $1`,
-		numericHash).Scan(&id, &phone)
-	return id, phone, notFound(err)
+	var blocked bool
+	err := p.reads.QueryRow(ctx, `SELECT id, numeric_blocked FROM withdrawals WHERE numeric_hash = $1`,
+		numericHash).Scan(&id, &blocked)
+	return id, blocked, notFound(err)
+}
+
+func (p *pgStore) CountWrongPhone(ctx context.Context, id uuid.UUID, phoneHash []byte, blockAt int) (bool, bool, error) {
+	var blockedNow bool
+	n, err := p.ledger.Exec(ctx, &ledger.Stmt{
+		SQL: `UPDATE withdrawals SET numeric_failures = numeric_failures + 1, numeric_blocked = numeric_failures + 1 >= $3
+			WHERE id = $1 AND NOT numeric_blocked AND phone_last4_hash IS DISTINCT FROM $2
+			RETURNING numeric_blocked`,
+		Args: []any{id, phoneHash, blockAt},
+		Row:  func(row pgx.Row) error { return row.Scan(&blockedNow) },
+	})
+	return n == 1, blockedNow, err
 }
 
 func (p *pgStore) Till(ctx context.Context, po string) (cash, limit int64, err error) {
