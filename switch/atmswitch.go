@@ -95,6 +95,8 @@ type Withdrawal struct {
 	PaidAt       time.Time
 	BusinessDate time.Time
 
+	ClientKey string // the create's idempotency key (scope/key), bound with the first row; not read back
+
 	CreatedAt time.Time
 	UpdatedAt time.Time
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/idem"
 )
 
 // WriteError writes err as {"error": {"code", "message"}}. Internal errors
@@ -170,6 +171,7 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, a.Log, err)
 		return
 	}
+	req.Key = idem.KeyFrom(r.Context())
 	issued, err := a.Service.Create(r.Context(), bank, req)
 	if err != nil {
 		WriteError(w, r, a.Log, err)

@@ -60,7 +60,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	gated := false
 	if s.gate != nil {
 		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
-			return Withdrawal{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been used")
+			return Withdrawal{}, s.spentError(ctx, id, now, t)
 		}
 		ok, _, err := s.gate.Claim(ctx, id.String(), t.holder(), s.cfg.ClaimTTL)
 		switch {
@@ -343,7 +343,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	now := s.now()
 	if s.gate != nil {
 		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
-			return Receipt{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been paid")
+			return Receipt{}, s.spentError(ctx, id, now, t)
 		}
 	}
 	// The withdrawal and its bank's fee in one read.
@@ -400,6 +400,18 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 
 // claimCleared are the columns a claim ends with (release, lapse).
 var claimCleared = []Col{{"claimed_by", ""}, {"claimed_kiosk", ""}, {"claim_until", nil}}
+
+// spentError explains a code the fast gate marks spent: paid, or ended
+// (cancelled, expired) — the marker does not say which, the row does.
+func (s *Service) spentError(ctx context.Context, id uuid.UUID, now time.Time, t Teller) error {
+	w, err := s.store.Get(ctx, id)
+	if err != nil || w.State == StateReserved || w.State == StateClaimed {
+		// Unreadable, or the marker outlived a state it no longer
+		// describes: the database's answer is not at hand, so refuse.
+		return softatm.Errorf(softatm.ECodeUsed, "this code has already been used")
+	}
+	return stateError(w, now, t.holder())
+}
 
 // Release gives up the teller's claim (the citizen left, the ID did not match).
 func (s *Service) Release(ctx context.Context, t Teller, id uuid.UUID) error {

@@ -95,6 +95,11 @@ type CreateRequest struct {
 	Currency   string `json:"currency"`
 	HolderName string `json:"holder_name"`
 	PhoneLast4 string `json:"phone_last4"`
+	// Key is the caller's idempotency key (scope and key, idem.KeyFrom):
+	// the withdrawal is bound to it in its first row, so a retry of a
+	// create interrupted after its hold finds it instead of sending a
+	// second 0100. Empty: not bound.
+	Key string `json:"-"`
 }
 
 // Issued is a freshly issued code. Numeric is shown once: only its keyed
@@ -185,6 +190,15 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	id := uuid.New()
 	stan := s.bank.NextSTAN()
 	if err := s.checkAccountDaily(ctx, bank, r.Account, r.Amount, now); err != nil {
+		// A retry's own first attempt counts against the limit: answer it
+		// from its withdrawal instead.
+		if softatm.ErrorCode(err) == softatm.ELimit && r.Key != "" {
+			if is, again, rerr := s.resume(ctx, bank, r); rerr != nil || !again {
+				if rerr == nil || softatm.ErrorCode(rerr) != softatm.ENotFound {
+					return is, rerr
+				}
+			}
+		}
 		return Issued{}, err
 	}
 	// An RRN has 8 random digits per day of the year, so two requests of a
@@ -196,7 +210,16 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 			return Issued{}, err
 		}
 		err = s.store.InsertRequest(ctx, Withdrawal{ID: id, Bank: bank, Account: r.Account, HolderNameMasked: MaskName(r.HolderName),
-			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now})
+			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now,
+			ClientKey: r.Key})
+		if errors.Is(err, errKeyBound) && attempt < rrnDrawsMax {
+			var is Issued
+			var again bool
+			if is, again, err = s.resume(ctx, bank, r); !again {
+				return is, err
+			}
+			continue // the earlier request was failed and gave its key up
+		}
 		if !errors.Is(err, errRRNTaken) || attempt == rrnDrawsMax {
 			break
 		}
@@ -259,9 +282,67 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 	return nil
 }
 
-// fail marks a request with no usable answer failed and queues its reversal.
+// resume continues a create whose idempotency key is already bound to a
+// withdrawal: the first attempt was interrupted (its process died after
+// the first row, or its answer was lost). It answers from the row's state,
+// never with a second 0100 for a live hold. again says the earlier request
+// was failed (its 0420 queued) and gave its key up: insert afresh.
+func (s *Service) resume(ctx context.Context, bank string, r CreateRequest) (Issued, bool, error) {
+	w, err := s.store.ByClientKey(ctx, r.Key)
+	if softatm.ErrorCode(err) == softatm.ENotFound {
+		return Issued{}, true, nil // failed meanwhile: the key is free
+	}
+	if err != nil {
+		return Issued{}, false, err
+	}
+	if w.Bank != bank || w.Account != r.Account || w.Amount != r.Amount {
+		return Issued{}, false, softatm.Errorf(softatm.EIdemReused, "this idempotency key was already used for a different request")
+	}
+	switch w.State {
+	case StateRequested:
+		// Its create is gone (the idempotency lease ended) or still waiting
+		// for the 0110; either way no code was issued. Failing it queues the
+		// 0420 for whatever the bank holds; a late 0110 then issues nothing.
+		s.log.Warn("a retried create finds its request unanswered; reversing it and asking again", "withdrawal", w.ID)
+		return Issued{}, true, s.fail(ctx, w.ID)
+	case StateFailed:
+		return Issued{}, true, nil
+	case StateDeclined:
+		return Issued{}, false, declineError(w.ResponseCode)
+	case StateReserved:
+		// The code was issued but its answer lost: the numeric code was
+		// shown to no one, so it is drawn again (only its hash is kept).
+		numeric, err := s.renumber(ctx, w.ID)
+		if err != nil {
+			return Issued{}, false, err
+		}
+		s.log.Info("a retried create finds its code issued; answering with it", "withdrawal", w.ID)
+		return Issued{Withdrawal: w, Numeric: numeric}, false, nil
+	}
+	return Issued{Withdrawal: w}, false, nil // claimed, paid or ended: the app sees the state
+}
+
+// renumber draws a new numeric code for a reserved withdrawal.
+func (s *Service) renumber(ctx context.Context, id uuid.UUID) (string, error) {
+	for draw := 0; ; draw++ {
+		numeric, err := s.numeric()
+		if err != nil {
+			return "", err
+		}
+		err = s.store.Renumber(ctx, id, code.HashNumeric(s.cfg.Secret, numeric))
+		if err == nil {
+			return numeric, nil
+		}
+		if !errors.Is(err, errNumericTaken) || draw == numericDrawsMax {
+			return "", err
+		}
+	}
+}
+
+// fail marks a request with no usable answer failed and queues its
+// reversal; its idempotency key is given up, so a retry may ask again.
 func (s *Service) fail(ctx context.Context, id uuid.UUID) error {
-	_, err := s.apply(ctx, Move{ID: id, Event: EvFail, At: s.now()})
+	_, err := s.apply(ctx, Move{ID: id, Event: EvFail, At: s.now(), Set: []Col{{"client_key", nil}}})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		return nil // not a request any more: the 0110 was recorded, or it failed already
 	}
@@ -290,6 +371,11 @@ func (s *Service) decline(ctx context.Context, id uuid.UUID, rc string) error {
 		return fmt.Errorf("recording decline: %w", err)
 	}
 	s.m.transition(StateDeclined)
+	return declineError(rc)
+}
+
+// declineError is the answer to a 0110 declined with response code rc.
+func declineError(rc string) error {
 	if e, ok := declineErrors[rc]; ok {
 		return e
 	}

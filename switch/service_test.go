@@ -888,3 +888,74 @@ func TestConfirmRacesTheSweeperAtTheClaimsEnd(t *testing.T) {
 	e.drain(t)
 	e.checkLedger(t)
 }
+
+// A create interrupted after its hold (the switch died between recording the
+// approval and storing the idempotent answer) is retried with the same key:
+// the same withdrawal comes back, with a numeric code drawn again (the first
+// was shown to no one), and no second 0100 leaves.
+func TestRetriedCreateContinuesFromItsWithdrawal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	req := atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: phoneRich, Key: "mb-app/k1"}
+	first, err := e.svc.Create(ctx, "MB", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.svc.Create(ctx, "MB", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Withdrawal.ID != first.Withdrawal.ID || again.Numeric == "" || again.Numeric == first.Numeric {
+		t.Fatalf("retry gave %s / %q, want %s with a new numeric code", again.Withdrawal.ID, again.Numeric, first.Withdrawal.ID)
+	}
+	if n := e.sim.Received("0100"); n != 1 {
+		t.Fatalf("%d 0100s for one keyed create, want 1", n)
+	}
+	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: first.Numeric, PhoneLast4: phoneRich})
+	wantCode(t, err, softatm.ECodeInvalid)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: again.Numeric, PhoneLast4: phoneRich}); err != nil {
+		t.Fatalf("the redrawn numeric code: %v", err)
+	}
+	// Another request under the same key is refused, whatever the limit says.
+	other := req
+	other.Amount = 200_000
+	_, err = e.svc.Create(ctx, "MB", other)
+	wantCode(t, err, softatm.EIdemReused)
+	// Once claimed, a retry shows the state and no code.
+	is, err := e.svc.Create(ctx, "MB", req)
+	if err != nil || is.Withdrawal.State != atmswitch.StateClaimed || is.Numeric != "" {
+		t.Fatalf("retry of a claimed code: %+v %v", is, err)
+	}
+}
+
+// The first attempt died while its request was in flight (its row is
+// 'requested', the 0100 may have reached the bank): the retry fails it,
+// queues its 0420, and asks again under the same key.
+func TestRetriedCreateReversesAnOrphanedRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	orphan := uuid.New()
+	if _, err := e.pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
+			terminal_id, stan, rrn, transmitted_at, client_key)
+		VALUES ($1, 'MB', $2, 100000, '704', 'requested', 'SATM0001', '000001', '633100000001', now(), 'mb-app/k2')`,
+		orphan, acctRich); err != nil {
+		t.Fatal(err)
+	}
+	is, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: phoneRich, Key: "mb-app/k2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is.Withdrawal.ID == orphan || is.Withdrawal.State != atmswitch.StateReserved {
+		t.Fatalf("retry answered %s in %s", is.Withdrawal.ID, is.Withdrawal.State)
+	}
+	if s := e.state(t, orphan); s != atmswitch.StateFailed {
+		t.Fatalf("orphan %s, want failed", s)
+	}
+	if k := e.kinds(t, orphan); !slices.Equal(k, []string{"reversal"}) {
+		t.Fatalf("orphan's messages %v, want its reversal", k)
+	}
+	e.drain(t)
+	e.checkLedger(t)
+}

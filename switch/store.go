@@ -18,9 +18,16 @@ import (
 // through the ledger's committer, so a state change and its transfers
 // commit together. Tests also run the lifecycle on an in-memory fake.
 type Store interface {
-	// InsertRequest records a new withdrawal in state requested; it fails
-	// with errRRNTaken when another withdrawal holds its RRN.
+	// InsertRequest records a new withdrawal in state requested, bound to
+	// its ClientKey; it fails with errRRNTaken when another withdrawal holds
+	// its RRN, errKeyBound when another is bound to its key.
 	InsertRequest(ctx context.Context, w Withdrawal) error
+	// ByClientKey returns the withdrawal bound to a client's idempotency
+	// key (ENotFound when none is).
+	ByClientKey(ctx context.Context, key string) (Withdrawal, error)
+	// Renumber replaces a reserved withdrawal's numeric code hash
+	// (errNumericTaken when another withdrawal has it).
+	Renumber(ctx context.Context, id uuid.UUID, numericHash []byte) error
 	// Get returns a withdrawal (ENotFound when there is none).
 	Get(ctx context.Context, id uuid.UUID) (Withdrawal, error)
 	// Apply commits a move: its conditional state change, the transfers
@@ -80,6 +87,7 @@ type Store interface {
 var (
 	errRRNTaken     = errors.New("the RRN is another withdrawal's")
 	errNumericTaken = errors.New("the numeric code is another withdrawal's")
+	errKeyBound     = errors.New("the idempotency key is another withdrawal's")
 )
 
 // outboxMsg is a leased message.

@@ -61,12 +61,32 @@ func isUniqueViolation(err error, constraint string) bool {
 
 func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
 	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
-			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11)`,
+			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at, client_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, NULLIF($12, ''))`,
 		Args: []any{w.ID, w.Bank, w.Account, w.HolderNameMasked, w.Amount, w.Currency, string(StateRequested),
-			w.TerminalID, w.STAN, w.RRN, w.CreatedAt}})
-	if isUniqueViolation(err, "withdrawals_rrn_key") {
+			w.TerminalID, w.STAN, w.RRN, w.CreatedAt, w.ClientKey}})
+	switch {
+	case isUniqueViolation(err, "withdrawals_rrn_key"):
 		return errRRNTaken
+	case isUniqueViolation(err, "withdrawals_client_key_key"):
+		return errKeyBound
+	}
+	return err
+}
+
+func (p *pgStore) ByClientKey(ctx context.Context, key string) (Withdrawal, error) {
+	var w Withdrawal
+	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE client_key = $1`, key).Scan(scanTargets(&w)...)
+	return w, notFound(err)
+}
+
+// Renumber is no state change: the code stays reserved, with another
+// numeric handle.
+func (p *pgStore) Renumber(ctx context.Context, id uuid.UUID, numericHash []byte) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE withdrawals SET numeric_hash = $2 WHERE id = $1 AND state = $3`,
+		Args: []any{id, numericHash, string(StateReserved)}, MustChange: true})
+	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {
+		return errNumericTaken
 	}
 	return err
 }
