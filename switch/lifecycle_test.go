@@ -193,7 +193,7 @@ func TestTransitionTable(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		pool, l := walkDB(t)
-		st := newPGStore(pool, l)
+		st := newPGStore(pool, l, nil)
 		for _, c := range walkCases() {
 			id := uuid.New()
 			insertWalkRow(t, pool, l, id, c.w)

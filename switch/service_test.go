@@ -959,3 +959,34 @@ func TestRetriedCreateReversesAnOrphanedRequest(t *testing.T) {
 	e.drain(t)
 	e.checkLedger(t)
 }
+
+// TestCodeSealedAtRest: the signed code pays at a kiosk, so the table
+// keeps it sealed; the bank's app and the kiosk still get it.
+func TestCodeSealedAtRest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	var stored string
+	if err := e.pool.QueryRow(ctx, `SELECT qr_payload FROM withdrawals WHERE id = $1`, is.Withdrawal.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored == is.Withdrawal.QRPayload || strings.Contains(stored, is.Withdrawal.QRPayload[:20]) {
+		t.Fatalf("qr_payload readable in the table: %q", stored)
+	}
+	got, err := e.svc.Get(ctx, "MB", is.Withdrawal.ID)
+	if err != nil || got.QRPayload != is.Withdrawal.QRPayload {
+		t.Fatalf("the bank's app reads %q (%v), want the code", got.QRPayload, err)
+	}
+	// A sealed payload copied onto another row does not open there.
+	other := e.issue(t, acctRich, 50_000)
+	if _, err := e.pool.Exec(ctx, `UPDATE withdrawals SET qr_payload = $1 WHERE id = $2`, stored, other.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Get(ctx, "MB", other.Withdrawal.ID); err == nil {
+		t.Fatal("a payload sealed for another withdrawal opened")
+	}
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+}

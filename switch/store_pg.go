@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/switch/seal"
 )
 
 // pgStore is the Store on PostgreSQL. Every write is a unit of the ledger's
@@ -20,14 +22,35 @@ import (
 // tables and the ledger's, so SERIALIZABLE has nothing to abort and writes
 // share commits. Reads go to the pool, re-run on a serialization failure or
 // a lost connection (retryReads).
+//
+// A code's signed payload pays at a kiosk, so the row keeps it sealed
+// (seal.Box, bound to the withdrawal's id): reading the table with psql is
+// not enough to cash a code. A Col whose value is a secretText is sealed on
+// the way in; every withdrawal read is opened on the way out.
 type pgStore struct {
 	pool   *pgxpool.Pool
 	reads  retryReads
 	ledger *ledger.Ledger
+	box    *seal.Box // nil: the payload is neither sealed nor opened (the outbox never reads it)
 }
 
-func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger) *pgStore {
-	return &pgStore{pool: pool, reads: retryReads{pool}, ledger: l}
+func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger, box *seal.Box) *pgStore {
+	return &pgStore{pool: pool, reads: retryReads{pool}, ledger: l, box: box}
+}
+
+// secretText is a column value the store keeps sealed.
+type secretText string
+
+// opened opens the sealed payload of a withdrawal just read.
+func (p *pgStore) opened(w Withdrawal, err error) (Withdrawal, error) {
+	if err != nil || p.box == nil {
+		return w, err
+	}
+	w.QRPayload, err = p.box.OpenText(w.QRPayload, w.ID.String())
+	if err != nil {
+		return Withdrawal{}, fmt.Errorf("withdrawal %s: its code: %w", w.ID, err)
+	}
+	return w, nil
 }
 
 const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, amount, currency, state,
@@ -77,7 +100,7 @@ func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
 func (p *pgStore) ByClientKey(ctx context.Context, key string) (Withdrawal, error) {
 	var w Withdrawal
 	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE client_key = $1`, key).Scan(scanTargets(&w)...)
-	return w, notFound(err)
+	return p.opened(w, notFound(err))
 }
 
 // Renumber is no state change: the code stays reserved, with another
@@ -94,13 +117,24 @@ func (p *pgStore) Renumber(ctx context.Context, id uuid.UUID, numericHash []byte
 func (p *pgStore) Get(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
 	var w Withdrawal
 	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w)...)
-	return w, notFound(err)
+	return p.opened(w, notFound(err))
 }
 
 // Apply commits the move's statement (moveStmt) with its transfers. A move
 // that posts nothing and needs no business date commits undated, which
 // spares the batch a business-day look-up.
 func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
+	m.Set = slices.Clone(m.Set)
+	for i, c := range m.Set {
+		if v, ok := c.Value.(secretText); ok {
+			c.Value = string(v)
+			if p.box != nil {
+				c.Value = p.box.SealText(string(v), m.ID.String())
+			}
+			m.Set[i] = c
+		}
+	}
+	into := m.Into
 	st := moveStmt(m)
 	var (
 		res ledger.Result
@@ -113,6 +147,9 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 	}
 	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {
 		return res, errNumericTaken
+	}
+	if err == nil && into != nil {
+		*into, err = p.opened(*into, nil)
 	}
 	return res, err
 }
@@ -208,7 +245,8 @@ func (p *pgStore) WithFee(ctx context.Context, id uuid.UUID) (Withdrawal, int64,
 	if err == nil && fee < 0 {
 		err = fmt.Errorf("reading bank fee: bank %s not found", w.Bank)
 	}
-	return w, fee, notFound(err)
+	w, err = p.opened(w, notFound(err))
+	return w, fee, err
 }
 
 func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) ([]Receipt, int64, int64, error) {
