@@ -477,7 +477,9 @@ func (s *Service) AuthenticateBankClient(ctx context.Context, id, secret, source
 	}
 	now := s.now()
 	if s.addrFailures.count(source, now) >= s.perAddr {
-		s.clientRefused(ctx, id, source, reasonRateLimited, now, true)
+		// Not counted against the id: nothing was checked, and the id is
+		// only what the over-budget address claims.
+		s.clientRefused(ctx, id, source, reasonRateLimited, now, false)
 		return BankClient{}, errClientRate
 	}
 	if s.clientKey == nil {
