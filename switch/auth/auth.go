@@ -49,7 +49,13 @@
 //     is refused with ERateLimited, unchecked, until its window ends. Past
 //     ClientFailuresPerID a client id's further WRONG secrets are
 //     ERateLimited and no longer logged one by one; the right secret still
-//     passes, so nobody can lock a bank out by sending its id.
+//     passes, so nobody can lock a bank out by sending its id. A budget is
+//     checked before and counted after each check, so the requests already
+//     in flight when it fills are still checked: it is exact to within the
+//     concurrency of the flood, which is all a resource limit needs.
+//   - The source address is the TCP peer's IP (an IPv6 peer's /64); the
+//     X-Forwarded-For header is read only from a trusted proxy
+//     (WithTrustedProxies), so a client cannot choose its own key.
 //   - Every refusal is logged (user name or client id, source address,
 //     reason; never the password or secret) and counted in
 //     softatm_auth_failures_total{kind, reason}. Client refusals past a
@@ -80,6 +86,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -205,6 +212,7 @@ type Service struct {
 	now           func() time.Time
 	log           *slog.Logger
 	reg           prometheus.Registerer
+	proxies       []netip.Prefix
 
 	// clientKey keys the bank-client secret hashes; nil until
 	// WithClientSecretKey.
@@ -268,6 +276,15 @@ func WithClientSecretKey(serverSecret []byte) Option {
 // WithRegisterer registers softatm_auth_failures_total on reg (default: not
 // registered).
 func WithRegisterer(reg prometheus.Registerer) Option { return func(s *Service) { s.reg = reg } }
+
+// WithTrustedProxies names the reverse proxies (for example the TLS
+// terminator in front of the switch) whose X-Forwarded-For SourceAddr
+// believes (default none: the TCP peer is the source). Behind a proxy that
+// is not named here, every request has the proxy's address, so all logins
+// share one address's delays and bcrypt slot.
+func WithTrustedProxies(prefixes ...netip.Prefix) Option {
+	return func(s *Service) { s.proxies = append([]netip.Prefix(nil), prefixes...) }
+}
 
 // WithLoginFreeFailures sets how many failed logins one address may make for
 // one user name in the window before delays start (default

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -946,24 +947,37 @@ func TestBusyAddressDoesNotStarveOthers(t *testing.T) {
 	wantCode(t, err, softatm.EUnavailable)
 }
 
+// TestSourceAddr: the source is the TCP peer; X-Forwarded-For counts only
+// when the peer is a trusted proxy, read from the right, so a client that
+// writes the header itself cannot choose its key.
 func TestSourceAddr(t *testing.T) {
 	t.Parallel()
-	svc := auth.New(nil)
-	tests := []struct{ remote, want string }{
-		{"192.0.2.1:1234", "192.0.2.1"},
-		{"[::ffff:192.0.2.1]:80", "192.0.2.1"},
-		{"[2001:db8:1:2:3:4:5:6]:443", "2001:db8:1:2::/64"},
-		{"[2001:db8:1:2:ffff::1]:443", "2001:db8:1:2::/64"},
-		{"[fe80::1%eth0]:443", "fe80::/64"},
-		{"not-an-address", "not-an-address"},
-		{"", ""},
+	svc := auth.New(nil, auth.WithTrustedProxies(netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")))
+	tests := []struct{ remote, xff, want string }{
+		{"192.0.2.1:1234", "", "192.0.2.1"},
+		{"192.0.2.1:1234", "10.9.9.9", "192.0.2.1"}, // not from a proxy: header ignored
+		{"192.0.2.1:1234", "198.51.100.1", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "", "192.0.2.1"},
+		{"[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:443", "", "2001:db8:1:2::/64"},
+		{"[fe80::1%eth0]:443", "", "fe80::/64"},
+		{"not-an-address", "", "not-an-address"},
+		{"", "", ""},
+		{"10.0.0.5:443", "198.51.100.7", "198.51.100.7"},
+		{"10.0.0.5:443", "1.2.3.4, 198.51.100.7", "198.51.100.7"},           // the client wrote 1.2.3.4
+		{"10.0.0.5:443", "1.2.3.4, 198.51.100.7, 10.0.0.9", "198.51.100.7"}, // two trusted hops
+		{"10.0.0.5:443", "1.2.3.4, garbage", "10.0.0.5"},                    // malformed: the proxy
+		{"10.0.0.5:443", "", "10.0.0.5"},                                    // no header: the proxy
+		{"[fd00::1]:443", "2001:db8:9:9::1", "2001:db8:9:9::/64"},
 	}
 	for _, tc := range tests {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = tc.remote
-		r.Header.Set("X-Forwarded-For", "10.9.9.9")
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
 		if got := svc.SourceAddr(r); got != tc.want {
-			t.Errorf("SourceAddr(%q) = %q, want %q", tc.remote, got, tc.want)
+			t.Errorf("SourceAddr(%q, XFF %q) = %q, want %q", tc.remote, tc.xff, got, tc.want)
 		}
 	}
 }

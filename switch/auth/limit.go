@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -178,12 +179,12 @@ func (b *bcryptSlots) acquire(ctx context.Context, source string) (release func(
 const sourceMaxLen = 64
 
 // SourceAddr is the address the limits and the logs key a request by: the
-// IP of the TCP peer (r.RemoteAddr), never a header the client writes, so
-// that an attacker cannot pick the key. An IPv6 peer is keyed by its /64,
-// the block one host is usually given, so that one host cannot spread its
-// guesses over 2^64 addresses. Behind a reverse proxy every request has the
-// proxy's address; a trusted-proxy setting must then say whose header to
-// believe (not built yet).
+// IP of the TCP peer (r.RemoteAddr). Only when that peer is a trusted proxy
+// (WithTrustedProxies) is X-Forwarded-For read, from the right, skipping
+// the trusted proxies, so that the first address no trusted proxy wrote is
+// the source; a client cannot pick its own key by sending the header. An
+// IPv6 source is keyed by its /64, the block one host is usually given, so
+// that one host cannot spread its guesses over 2^64 addresses.
 func (s *Service) SourceAddr(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -197,9 +198,34 @@ func (s *Service) SourceAddr(r *http.Request) string {
 		return host
 	}
 	ip = ip.Unmap().WithZone("")
+	if s.trusted(ip) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0 && i >= len(hops)-forwardedHopsMax; i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // a malformed hop: trust nothing further left
+			}
+			ip = hop.Unmap().WithZone("")
+			if !s.trusted(ip) {
+				break
+			}
+		}
+	}
 	if ip.Is6() {
 		p, _ := ip.Prefix(64)
 		return p.String()
 	}
 	return ip.String()
+}
+
+// forwardedHopsMax bounds the X-Forwarded-For entries read.
+const forwardedHopsMax = 8
+
+func (s *Service) trusted(ip netip.Addr) bool {
+	for _, p := range s.proxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
