@@ -354,6 +354,8 @@ func New(pool *pgxpool.Pool, opts ...Option) *Service {
 	for _, o := range opts {
 		o(s)
 	}
+	// A budget below 1 would refuse every bank client: 1 is the least.
+	s.perAddr, s.perID = max(s.perAddr, 1), max(s.perID, 1)
 	s.slots = newBcryptSlots(s.bcryptConcurrency, s.bcryptWaitMax)
 	s.addrFailures = newFailureWindows(s.clientWindow, s.failureKeys)
 	s.idFailures = newFailureWindows(s.clientWindow, s.failureKeys)
@@ -533,8 +535,10 @@ func (s *Service) AuthenticateBankClient(ctx context.Context, id, secret, source
 		ok = bcrypt.CompareHashAndPassword([]byte(row.hash), []byte(secret)) == nil
 		release()
 		if ok {
+			// Best effort: a failed rewrite is tried again on the next
+			// successful call, and must not refuse the right secret.
 			if err := s.upgradeClientHash(ctx, id, row.hash, secret); err != nil {
-				return BankClient{}, err
+				s.log.WarnContext(ctx, "upgrading a bank client's bcrypt hash", "client", id, "err", err)
 			}
 		}
 	}
