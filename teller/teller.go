@@ -79,7 +79,7 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	s, err := a.Auth.Login(r.Context(), req.Username, req.Password)
+	s, err := a.Auth.Login(r.Context(), req.Username, req.Password, a.Auth.SourceAddr(r))
 	if err != nil {
 		a.fail(w, r, err)
 		return

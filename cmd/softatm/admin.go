@@ -44,8 +44,10 @@ type admin struct {
 	auth   *auth.Service
 }
 
-func newAdmin(pool *pgxpool.Pool) *admin {
-	return &admin{pool: pool, ledger: ledger.New(pool), auth: auth.New(pool)}
+// newAdmin needs the switch's secret (-secret of serve, SOFTATM_SECRET):
+// bank-client secrets are stored as hashes keyed from it.
+func newAdmin(pool *pgxpool.Pool, switchSecret string) *admin {
+	return &admin{pool: pool, ledger: ledger.New(pool), auth: auth.New(pool, auth.WithClientSecretKey([]byte(switchSecret)))}
 }
 
 func (a *admin) close() { a.ledger.Close() }
@@ -204,6 +206,7 @@ func runAdmin(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "client or kiosk id")
 	bank := fs.String("bank", "", "client: bank code")
 	secret := fs.String("secret", "", "client: secret")
+	switchSecret := fs.String("switch-secret", os.Getenv("SOFTATM_SECRET"), "client, load-demo: the secret `serve` runs with, which keys the stored client-secret hashes (SOFTATM_SECRET)")
 	po := fs.String("post-office", "", "kiosk or teller: post office code")
 	kiosk := fs.String("kiosk", "", "teller: kiosk id")
 	username := fs.String("username", "", "user: login name")
@@ -219,7 +222,7 @@ func runAdmin(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	a := newAdmin(pool)
+	a := newAdmin(pool, *switchSecret)
 	defer a.close()
 	switch args[0] {
 	case "bank":

@@ -73,7 +73,12 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a := newAdmin(pool)
+	secret, err := demoSecret(abs)
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	a := newAdmin(pool, secret)
 	d, err := fixtures.LoadDemo()
 	if err == nil {
 		err = a.loadDemo(ctx, d)
@@ -82,10 +87,6 @@ func runDemo(ctx context.Context, args []string) error {
 	pool.Close()
 	if err != nil {
 		return fmt.Errorf("loading fixtures: %w", err)
-	}
-	secret, err := demoSecret(abs)
-	if err != nil {
-		return err
 	}
 
 	bankPort, _ := localsrv.FreePort()

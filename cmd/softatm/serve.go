@@ -226,7 +226,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Kick: m.Outbox.Kick, Clock: clock,
 	})
-	m.Auth = auth.New(m.Pool)
+	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
 
 	mux := http.NewServeMux()

@@ -236,7 +236,8 @@ func viaProxy(u string, p *faultproxy.Proxy) string {
 // admin runs `softatm admin <args>` against the scenario's database.
 func (e *env) admin(args ...string) (string, error) {
 	cmd := exec.Command(binary, append([]string{"admin"}, args...)...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dbURL)
+	// The switch's secret keys the client-secret hashes admin writes.
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+e.dbURL, "SOFTATM_SECRET="+testSecret)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -153,7 +153,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 		args = append(args, "-pprof", o.pprof)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+uuid.NewString())
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+benchSwitchSecret)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	status("starting %s %v (log: %s)", bin, args, logPath)
@@ -180,6 +180,10 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	return w, nil
 }
 
+// benchSwitchSecret is the -secret of the bench's switch; the bench
+// clients' secret hashes are keyed from it, so both must use the same.
+var benchSwitchSecret = uuid.NewString()
+
 // loadBenchData creates the bench banks (with app clients and receivables),
 // post offices with huge tills and no daily limit, one kiosk and one teller
 // per client, the switch's own accounts and a signing key. It mirrors
@@ -192,7 +196,7 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 	defer pool.Close()
 	l := ledger.New(pool)
 	defer l.Close()
-	a := auth.New(pool, auth.WithBcryptCost(benchBcryptCost))
+	a := auth.New(pool, auth.WithBcryptCost(benchBcryptCost), auth.WithClientSecretKey([]byte(benchSwitchSecret)))
 	for _, acc := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement} {
 		if err := l.EnsureAccount(ctx, acc, benchCurrency, 0); err != nil {
 			return err
