@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -235,7 +234,7 @@ var (
 // created in the last 24 hours. Both queries use the (state, created_at)
 // index.
 type stateCollector struct {
-	pool *pgxpool.Pool
+	store *pgStore
 	desc *prometheus.Desc
 	now  func() time.Time
 
@@ -246,7 +245,7 @@ type stateCollector struct {
 
 // NewStateCollector returns the withdrawals-by-state collector.
 func NewStateCollector(pool *pgxpool.Pool) prometheus.Collector {
-	return &stateCollector{pool: pool, now: time.Now, desc: prometheus.NewDesc("softatm_withdrawals",
+	return &stateCollector{store: newPGStore(pool, nil, nil), now: time.Now, desc: prometheus.NewDesc("softatm_withdrawals",
 		"Withdrawals by state: all in live states; finished ones among those created in the last 24 hours.",
 		[]string{"state"}, nil)}
 }
@@ -274,39 +273,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 func (c *stateCollector) count() (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stateCountTimeout)
 	defer cancel()
-	counts := map[string]float64{}
-	// Read-only, but the server's default is SERIALIZABLE: retried like any
-	// transaction so that a conflict does not blank the gauge.
-	err := ledger.RunTx(ctx, c.pool, ledger.DefaultMaxRetries, func(tx pgx.Tx) error {
-		clear(counts)
-		for _, q := range []struct {
-			sql  string
-			args []any
-		}{
-			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) GROUP BY state`, []any{liveStates}},
-			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) AND created_at > $2 GROUP BY state`,
-				[]any{finishedStates, c.now().Add(-finishedWindow)}},
-		} {
-			rows, err := tx.Query(ctx, q.sql, q.args...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var s string
-				var n int64
-				if err := rows.Scan(&s, &n); err != nil {
-					rows.Close()
-					return err
-				}
-				counts[s] = float64(n)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	counts, err := c.store.CountByState(ctx, liveStates, finishedStates, c.now().Add(-finishedWindow))
 	if err != nil {
 		return nil, errors.Join(errors.New("counting withdrawals by state"), err)
 	}

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
@@ -35,7 +34,6 @@ func (t Teller) holder() string { return t.UserID + "@" + t.Kiosk }
 // Service runs the withdrawal lifecycle.
 type Service struct {
 	cfg    Config
-	pool   *pgxpool.Pool // finance's exception listing (exceptions.go)
 	store  Store
 	ledger *ledger.Ledger
 	ranges bankRanges
@@ -78,15 +76,8 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Store == nil {
 		d.Store = newPGStore(d.Pool, d.Ledger, seal.New(cfg.Secret, "qr payload"))
 	}
-	return &Service{cfg: cfg, pool: d.Pool, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
+	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
-}
-
-// tx runs fn through the ledger's committer (ledger.Run): every write of
-// the switch goes the same way, so writes never overlap and a batch of them
-// shares one commit.
-func (s *Service) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.ledger.Run(ctx, fn)
 }
 
 // CreateRequest is what a bank's app asks for.
@@ -453,6 +444,18 @@ func (s *Service) Get(ctx context.Context, bank string, id uuid.UUID) (Withdrawa
 		return Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
 	}
 	return w, nil
+}
+
+// Withdrawal returns a withdrawal of any bank: for the demo app, which
+// stands in for every bank's app; a bank's client uses Get.
+func (s *Service) Withdrawal(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
+	return s.store.Get(ctx, id)
+}
+
+// BankName returns a bank's name, "" when unknown (a label only).
+func (s *Service) BankName(ctx context.Context, code string) string {
+	name, _ := s.store.BankName(ctx, code)
+	return name
 }
 
 // Cancel voids the hold of a code that was not paid and queues its reversal.

@@ -40,6 +40,8 @@ type Store interface {
 	// expired before, claims lapsed before, requests made before.
 	Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error)
 
+	// BankName returns a bank's name.
+	BankName(ctx context.Context, code string) (string, error)
 	// BankRanges returns every bank's account ranges (bank code → prefixes).
 	BankRanges(ctx context.Context) (map[string][]string, error)
 	// AccountUsed sums the account's withdrawals in live states since.
@@ -80,6 +82,14 @@ type Store interface {
 	// ReplyMismatch keeps, for finance, a bank reply that did not match
 	// its request (detail: both messages, accounts masked).
 	ReplyMismatch(ctx context.Context, withdrawalID uuid.UUID, detail string, at time.Time) error
+	// Exceptions lists up to n outbox exceptions, unresolved first.
+	Exceptions(ctx context.Context, n int) ([]OutboxException, error)
+	// ResolveException notes what was done about an exception (ENotFound
+	// when there is no such exception).
+	ResolveException(ctx context.Context, id uuid.UUID, note string) error
+	// Requeue puts an exception back to be sent again (ENotFound when there
+	// is no such exception, or it is not a message).
+	Requeue(ctx context.Context, id uuid.UUID, now time.Time) error
 	// OutboxDepth returns the messages waiting and the oldest one's time.
 	OutboxDepth(ctx context.Context) (int64, time.Time, error)
 }

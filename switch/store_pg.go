@@ -174,6 +174,12 @@ func (p *pgStore) Due(ctx context.Context, ev Event, before time.Time, n int) ([
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
+func (p *pgStore) BankName(ctx context.Context, code string) (string, error) {
+	var name string
+	err := p.reads.QueryRow(ctx, `SELECT name FROM banks WHERE code = $1`, code).Scan(&name)
+	return name, err
+}
+
 func (p *pgStore) BankRanges(ctx context.Context) (map[string][]string, error) {
 	rows, err := p.pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
 	if err != nil {
@@ -338,11 +344,81 @@ func (p *pgStore) ReplyMismatch(ctx context.Context, id uuid.UUID, detail string
 	return err
 }
 
+func (p *pgStore) Exceptions(ctx context.Context, n int) ([]OutboxException, error) {
+	rows, err := p.pool.Query(ctx, `SELECT o.id, o.withdrawal_id, o.kind, o.attempts, o.response_code, o.last_error,
+			w.rrn, w.amount, w.bank_code, o.created_at, o.resolved_note <> '', o.resolved_note
+		FROM outbox o JOIN withdrawals w ON w.id = o.withdrawal_id
+		WHERE o.state = 'exception' ORDER BY (o.resolved_note <> ''), o.created_at LIMIT $1`, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxException, error) {
+		var e OutboxException
+		err := row.Scan(&e.ID, &e.WithdrawalID, &e.Kind, &e.Attempts, &e.ResponseCode, &e.LastError,
+			&e.RRN, &e.Amount, &e.Bank, &e.CreatedAt, &e.Resolved, &e.ResolvedNote)
+		return e, err
+	})
+}
+
+var errNoException = softatm.Errorf(softatm.ENotFound, "exception not found")
+
+func (p *pgStore) ResolveException(ctx context.Context, id uuid.UUID, note string) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET resolved_note = $2 WHERE id = $1 AND state = 'exception'`,
+		Args: []any{id, note}, MustChange: true})
+	if errors.Is(err, ledger.ErrUnchanged) {
+		return errNoException
+	}
+	return err
+}
+
+func (p *pgStore) Requeue(ctx context.Context, id uuid.UUID, now time.Time) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = 'pending', attempts = 1, next_attempt_at = $2
+			WHERE id = $1 AND state = 'exception' AND kind IN ($3, $4)`,
+		Args: []any{id, now, string(MsgAdvice), string(MsgReversal)}, MustChange: true})
+	if errors.Is(err, ledger.ErrUnchanged) {
+		return errNoException
+	}
+	return err
+}
+
 func (p *pgStore) OutboxDepth(ctx context.Context) (int64, time.Time, error) {
 	var depth int64
 	var oldest time.Time
 	err := p.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MIN(created_at), now()) FROM outbox WHERE state = 'pending'`).Scan(&depth, &oldest)
 	return depth, oldest, err
+}
+
+// CountByState counts the withdrawals in the live states, and those in the
+// finished states created since; both use the (state, created_at) index.
+func (p *pgStore) CountByState(ctx context.Context, live, finished []string, since time.Time) (map[string]float64, error) {
+	counts := map[string]float64{}
+	// Read-only, but the server's default is SERIALIZABLE: retried like any
+	// transaction so that a conflict does not blank the gauge.
+	err := ledger.RunTx(ctx, p.pool, ledger.DefaultMaxRetries, func(tx pgx.Tx) error {
+		clear(counts)
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) GROUP BY state`, []any{live}},
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) AND created_at > $2 GROUP BY state`,
+				[]any{finished, since}},
+		} {
+			rows, err := tx.Query(ctx, q.sql, q.args...)
+			if err != nil {
+				return err
+			}
+			var (
+				state string
+				n     int64
+			)
+			if _, err := pgx.ForEachRow(rows, []any{&state, &n}, func() error { counts[state] = float64(n); return nil }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return counts, err
 }
 
 // readRetriesMax bounds the re-runs of a lone read (outside a transaction)
