@@ -201,15 +201,19 @@ func (e *env) drain(t *testing.T) {
 	t.Fatal("outbox did not drain")
 }
 
+// checkLedger runs the ledger's invariants and the switch's (what its
+// withdrawals must agree with in the ledger), as `softatm admin check` does.
 func (e *env) checkLedger(t *testing.T) {
 	t.Helper()
-	res, err := ledger.Check(context.Background(), e.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if !r.OK {
-			t.Errorf("ledger check %s failed: %s", r.Name, r.Detail)
+	for _, check := range []func(context.Context, *pgxpool.Pool) ([]ledger.CheckResult, error){ledger.Check, atmswitch.Check} {
+		res, err := check(context.Background(), e.pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if !r.OK {
+				t.Errorf("check %s failed: %s", r.Name, r.Detail)
+			}
 		}
 	}
 }
