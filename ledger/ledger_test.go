@@ -14,6 +14,7 @@ import (
 	softatm "github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -24,7 +25,7 @@ var ict = time.FixedZone("ICT", 7*3600)
 
 func mustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := pgxpool.New(context.Background(), schema.MustMigratedDB(tb))
+	pool, err := pgxpool.New(context.Background(), schematest.MustMigratedDB(tb, schema.Ledger))
 	if err != nil {
 		tb.Fatal(err)
 	}

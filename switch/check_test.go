@@ -10,8 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // checkRow is one withdrawal as the switch and the ledger would have
@@ -47,7 +48,7 @@ var checkRows = []checkRow{
 func mustCheckData(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/ledger/recon"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // TestReconLines: reconciliation sees, through the switch's ReconLines,
@@ -22,7 +23,7 @@ import (
 func TestReconLines(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
 	if err != nil {
 		t.Fatal(err)
 	}

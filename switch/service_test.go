@@ -18,10 +18,11 @@ import (
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/code"
 	"github.com/softatm/softatm/switch/replay"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -56,7 +57,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	url := schema.MustMigratedDB(t)
+	url := schematest.MustMigratedDB(t, switchschema.All()...)
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)

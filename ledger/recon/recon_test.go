@@ -15,7 +15,7 @@ import (
 
 	softatm "github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -171,7 +171,7 @@ func newFakeSwitch(t *testing.T, ws []wd) *fakeSwitch {
 func mustStore(t *testing.T, ws []wd) (*Store, *pgxpool.Pool) {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, Migrations))
 	if err != nil {
 		t.Fatal(err)
 	}
