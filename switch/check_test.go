@@ -48,11 +48,7 @@ var checkRows = []checkRow{
 func mustCheckData(t *testing.T) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := schematest.MustPool(t, switchschema.All()...)
 	l := ledger.New(pool)
 	t.Cleanup(l.Close)
 	seed(t, pool, l)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/ledger/recon"
 	"github.com/softatm/softatm/ledger/schema/schematest"
@@ -23,11 +22,7 @@ import (
 func TestReconLines(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := schematest.MustPool(t, switchschema.All()...)
 	if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name) VALUES ('MB', 'MB Bank'), ('AGR', 'Agribank')`); err != nil {
 		t.Fatal(err)
 	}

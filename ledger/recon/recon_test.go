@@ -170,12 +170,7 @@ func newFakeSwitch(t *testing.T, ws []wd) *fakeSwitch {
 // tables only, reading the switch's record from a fake.
 func mustStore(t *testing.T, ws []wd) (*Store, *pgxpool.Pool) {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, Migrations))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := schematest.MustPool(t, Migrations)
 	return New(pool, newFakeSwitch(t, ws)), pool
 }
 

@@ -6,6 +6,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/ledger/schema"
 )
@@ -20,4 +22,16 @@ func MustMigratedDB(tb testing.TB, sets ...schema.Set) string {
 		tb.Fatal(err)
 	}
 	return url
+}
+
+// MustPool returns a pool on MustMigratedDB(tb, sets...), closed when the
+// test ends.
+func MustPool(tb testing.TB, sets ...schema.Set) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), MustMigratedDB(tb, sets...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }
