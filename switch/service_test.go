@@ -21,10 +21,11 @@ import (
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/code"
 	"github.com/softatm/softatm/switch/replay"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -61,7 +62,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	url := schema.MustMigratedDB(t)
+	url := schematest.MustMigratedDB(t, switchschema.All()...)
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -208,15 +209,19 @@ func (e *env) drain(t *testing.T) {
 	t.Fatal("outbox did not drain")
 }
 
+// checkLedger runs the ledger's invariants and the switch's (what its
+// withdrawals must agree with in the ledger), as `softatm admin check` does.
 func (e *env) checkLedger(t *testing.T) {
 	t.Helper()
-	res, err := ledger.Check(context.Background(), e.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if !r.OK {
-			t.Errorf("ledger check %s failed: %s", r.Name, r.Detail)
+	for _, check := range []func(context.Context, *pgxpool.Pool) ([]ledger.CheckResult, error){ledger.Check, atmswitch.Check} {
+		res, err := check(context.Background(), e.pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if !r.OK {
+				t.Errorf("check %s failed: %s", r.Name, r.Detail)
+			}
 		}
 	}
 }

@@ -261,20 +261,25 @@ func runAdmin(ctx context.Context, args []string) error {
 }
 
 // errCheckFailed makes `softatm admin check` exit non-zero.
-var errCheckFailed = errors.New("ledger invariants violated")
+var errCheckFailed = errors.New("invariants violated")
 
+// check runs the ledger's invariants (its own tables) and then the
+// switch's (its withdrawals against the ledger), and prints one line per
+// invariant.
 func check(ctx context.Context, pool *pgxpool.Pool) error {
-	results, err := ledger.Check(ctx, pool)
-	if err != nil {
-		return err
-	}
 	failed := false
-	for _, r := range results {
-		mark := "ok  "
-		if !r.OK {
-			mark, failed = "FAIL", true
+	for _, run := range []func(context.Context, *pgxpool.Pool) ([]ledger.CheckResult, error){ledger.Check, atmswitch.Check} {
+		results, err := run(ctx, pool)
+		if err != nil {
+			return err
 		}
-		fmt.Printf("%s %s: %s\n", mark, r.Name, r.Detail)
+		for _, r := range results {
+			mark := "ok  "
+			if !r.OK {
+				mark, failed = "FAIL", true
+			}
+			fmt.Printf("%s %s: %s\n", mark, r.Name, r.Detail)
+		}
 	}
 	if failed {
 		return errCheckFailed

@@ -19,7 +19,7 @@ import (
 
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/localsrv"
-	"github.com/softatm/softatm/ledger/schema"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // runDemo is `make run`: private PostgreSQL and Redis (unless DATABASE_URL /
@@ -65,7 +65,7 @@ func runDemo(ctx context.Context, args []string) error {
 		redisURL = rs.URL
 	}
 	status("migrating")
-	if _, err := schema.Migrate(ctx, dbURL); err != nil {
+	if _, err := switchschema.Migrate(ctx, dbURL); err != nil {
 		return err
 	}
 	status("loading demo fixtures")

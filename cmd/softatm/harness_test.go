@@ -17,8 +17,9 @@ import (
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -45,7 +46,7 @@ func startSystem(t *testing.T, tweak ...func(*ServeConfig)) *system {
 func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig)) *system {
 	t.Helper()
 	ctx := context.Background()
-	dbURL := schema.MustMigratedDB(t)
+	dbURL := schematest.MustMigratedDB(t, switchschema.All()...)
 	redisURL, prefix := localsrv.MustRedis(t)
 	d, err := fixtures.LoadDemo()
 	if err != nil {

@@ -25,8 +25,9 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	"github.com/softatm/softatm/switch/auth"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -86,7 +87,7 @@ func (s *syncBuffer) String() string {
 func newEnv(t *testing.T, opts ...auth.Option) *env {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
 	if err != nil {
 		t.Fatal(err)
 	}

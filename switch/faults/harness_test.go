@@ -30,8 +30,8 @@ import (
 	"github.com/softatm/softatm/fixtures/faultproxy"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
-	"github.com/softatm/softatm/ledger/schema"
 	"github.com/softatm/softatm/switch/auth"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // binary is the softatm program built once for the whole package.
@@ -150,7 +150,7 @@ func newEnv(t *testing.T, o opts) *env {
 		t.Fatal(err)
 	}
 	e.dbURL = localsrv.MustDatabase(t)
-	if _, err := schema.Migrate(ctx, e.dbURL); err != nil {
+	if _, err := switchschema.Migrate(ctx, e.dbURL); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := e.admin("load-demo"); err != nil {

@@ -20,9 +20,9 @@ import (
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
 	"github.com/softatm/softatm/switch/auth"
 	"github.com/softatm/softatm/switch/code"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // Bench data. Every withdrawal is benchAmount; accounts and tills hold so
@@ -103,7 +103,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	w.stop = append(w.stop, rs.Stop)
 	w.Redis = rs.URL
 	status("migrating and loading bench data (%d post offices, %d banks, %d tellers)", o.postOffices, o.banks, o.clients)
-	if _, err := schema.Migrate(ctx, w.DBURL); err != nil {
+	if _, err := switchschema.Migrate(ctx, w.DBURL); err != nil {
 		return nil, err
 	}
 	if err := w.loadBenchData(ctx, o); err != nil {
