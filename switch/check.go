@@ -131,6 +131,15 @@ func invariants() []ledger.Invariant {
 				statesHolding(holdVoided), ledger.ReceivableCode(bankPlaceholder), bankPlaceholder, ledger.AccountInFlight,
 				ledger.KindPostPending, ledger.KindVoidPending}},
 
+		// The bank approved what was paid: every paid withdrawal's approved
+		// amount (field 4 of its 0110) equals its amount, which the check
+		// above holds equal to what was posted.
+		{Name: "paid_amount_approved", Query: `
+		SELECT 'withdrawal ' || w.id::TEXT || ' (' || w.state || ') of ' || w.amount::TEXT ||
+		       ' was approved for ' || w.approved_amount::TEXT
+		FROM withdrawals w WHERE w.state = ANY($1) AND w.approved_amount <> w.amount
+		ORDER BY w.id`, Args: []any{statesHolding(holdPosted)}},
+
 		// Every transfer that names a withdrawal names one the switch has.
 		{Name: "transfers_name_known_withdrawals", Query: `
 		SELECT 'transfer ' || t.id::TEXT || ' (' || t.kind || ') names withdrawal ' || t.withdrawal_id::TEXT ||

@@ -55,9 +55,9 @@ func mustCheckData(t *testing.T) *pgxpool.Pool {
 	for i, r := range checkRows {
 		r.id = uuid.New()
 		_, err := pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
-			terminal_id, stan, rrn, transmitted_at, post_office)
-			VALUES ($1, $2, '0123456789', $3, $4, $5, 'KLS00101', $6, $6, now(), $7)`,
-			r.id, r.bank, r.amount, currencyVN, string(r.state), fmt.Sprintf("%06d", i+1), r.po)
+			terminal_id, stan, rrn, transmitted_at, post_office, approved_amount)
+			VALUES ($1, $2, '0123456789', $3, $4, $5, 'KLS00101', $6, $6, now(), $7, CASE WHEN $8 THEN $3::BIGINT ELSE 0 END)`,
+			r.id, r.bank, r.amount, currencyVN, string(r.state), fmt.Sprintf("%06d", i+1), r.po, r.hold)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -96,9 +96,10 @@ func mustSwitchCheck(t *testing.T, pool *pgxpool.Pool) []ledger.CheckResult {
 func TestCheckFindsDisagreement(t *testing.T) {
 	t.Parallel()
 	const (
-		paidCheck  = "paid_withdrawals_posted_once"
-		holdsCheck = "holds_follow_state"
-		namesCheck = "transfers_name_known_withdrawals"
+		paidCheck     = "paid_withdrawals_posted_once"
+		holdsCheck    = "holds_follow_state"
+		namesCheck    = "transfers_name_known_withdrawals"
+		approvedCheck = "paid_amount_approved"
 	)
 	for _, c := range []struct {
 		name   string
@@ -108,11 +109,13 @@ func TestCheckFindsDisagreement(t *testing.T) {
 		{"paid without a payout", `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
 			terminal_id, stan, rrn, transmitted_at, post_office)
 			VALUES (gen_random_uuid(), 'MB', '1', 5, '704', 'paid', 'K', '000099', 'RRN-NO-PAYOUT', now(), 'LS-001')`,
-			[]string{paidCheck, holdsCheck}},
+			[]string{paidCheck, holdsCheck, approvedCheck}},
 		{"a payout of a withdrawal the switch cancelled", `UPDATE withdrawals SET state = 'cancelled' WHERE state = 'paid'`,
 			[]string{paidCheck, holdsCheck}},
 		{"paid more than the ledger posted", `UPDATE withdrawals SET amount = amount + 1 WHERE state = 'completed'`,
-			[]string{paidCheck, holdsCheck}},
+			[]string{paidCheck, holdsCheck, approvedCheck}},
+		{"paid another amount than the bank approved", `UPDATE withdrawals SET approved_amount = approved_amount - 10000 WHERE state = 'paid'`,
+			[]string{approvedCheck}},
 		{"paid at another post office than the till the cash left", `UPDATE withdrawals SET post_office = 'LS-003' WHERE state = 'paid'`,
 			[]string{paidCheck}},
 		{"a hold on another bank's receivable", `UPDATE withdrawals SET bank_code = 'AGR' WHERE state = 'reserved'`,

@@ -235,8 +235,8 @@ var (
 // index.
 type stateCollector struct {
 	store *pgStore
-	desc *prometheus.Desc
-	now  func() time.Time
+	desc  *prometheus.Desc
+	now   func() time.Time
 
 	mu     sync.Mutex
 	at     time.Time
