@@ -181,7 +181,13 @@ func (p *pgStore) BankName(ctx context.Context, code string) (string, error) {
 }
 
 func (p *pgStore) BankRanges(ctx context.Context) (map[string][]string, error) {
-	rows, err := p.pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
+	return ReadBankRanges(ctx, p.pool)
+}
+
+// ReadBankRanges reads every bank's account ranges (bank code → prefixes);
+// `softatm admin bank` checks an edit against them (CheckRanges).
+func ReadBankRanges(ctx context.Context, pool *pgxpool.Pool) (map[string][]string, error) {
+	rows, err := pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
 	if err != nil {
 		return nil, err
 	}

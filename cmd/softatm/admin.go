@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
@@ -62,7 +61,7 @@ var openingCashNS = uuid.MustParse("6f1d0c5e-6a49-4b8e-9c55-2f1c4d7e9a10")
 // seconds (see atmswitch.bankRangesRefresh).
 func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency string, ranges []string) error {
 	if ranges != nil {
-		all, err := bankRanges(ctx, a.pool)
+		all, err := atmswitch.ReadBankRanges(ctx, a.pool)
 		if err != nil {
 			return err
 		}
@@ -77,20 +76,6 @@ func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency
 		return fmt.Errorf("bank %s: %w", code, err)
 	}
 	return a.ledger.EnsureAccount(ctx, ledger.ReceivableCode(code), currency, 0)
-}
-
-func bankRanges(ctx context.Context, pool *pgxpool.Pool) (map[string][]string, error) {
-	rows, err := pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
-	if err != nil {
-		return nil, err
-	}
-	all := map[string][]string{}
-	var (
-		code   string
-		ranges []string
-	)
-	_, err = pgx.ForEachRow(rows, []any{&code, &ranges}, func() error { all[code] = ranges; return nil })
-	return all, err
 }
 
 func (a *admin) client(ctx context.Context, id, bank, secret string) error {
