@@ -59,7 +59,7 @@ func (d *Demo) Mount(mux *http.ServeMux) {
 func (d *Demo) list(w http.ResponseWriter, r *http.Request) {
 	_, list, err := d.accounts()
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"accounts": list})
@@ -73,23 +73,23 @@ type demoCreate struct {
 func (d *Demo) create(w http.ResponseWriter, r *http.Request) {
 	var req demoCreate
 	if err := atmswitch.DecodeJSON(r, &req); err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	byNumber, _, err := d.accounts()
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	a, ok := byNumber[req.Account]
 	if !ok {
-		atmswitch.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
+		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
 		return
 	}
 	issued, err := d.Service.Create(r.Context(), a.Bank, atmswitch.CreateRequest{Account: a.Number, Amount: req.Amount,
 		Currency: "VND", HolderName: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	v := atmswitch.View(issued.Withdrawal)
@@ -114,7 +114,7 @@ func (d *Demo) withdrawal(r *http.Request) (atmswitch.Withdrawal, error) {
 func (d *Demo) get(w http.ResponseWriter, r *http.Request) {
 	wd, err := d.withdrawal(r)
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	v := atmswitch.View(wd)
@@ -130,7 +130,7 @@ func (d *Demo) cancel(w http.ResponseWriter, r *http.Request) {
 		wd, err = d.Service.Cancel(r.Context(), wd.Bank, wd.ID)
 	}
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	atmswitch.WriteJSON(w, http.StatusOK, atmswitch.View(wd))
@@ -139,7 +139,7 @@ func (d *Demo) cancel(w http.ResponseWriter, r *http.Request) {
 func (d *Demo) qr(w http.ResponseWriter, r *http.Request) {
 	wd, err := d.withdrawal(r)
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	atmswitch.WriteQR(w, r, d.Log, wd)

@@ -34,7 +34,7 @@ type API struct {
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	atmswitch.WriteError(w, r, a.Log, err)
+	softatm.WriteError(w, r, a.Log, err)
 }
 
 // AsTeller passes the logged-in teller to h. The route is already behind

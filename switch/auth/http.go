@@ -46,26 +46,6 @@ func WithSession(ctx context.Context, sess Session) context.Context {
 	return context.WithValue(ctx, ctxSession, sess)
 }
 
-// WriteError writes the one JSON error shape of the API:
-// {"error":{"code":"...","message":"..."}}.
-func WriteError(w http.ResponseWriter, status int, code, message string) {
-	softatm.WriteErrorJSON(w, status, code, message)
-}
-
-// writeErr writes err: its own message for an EUnauthorized or EForbidden,
-// a generic one for anything else (a database failure must not leak).
-func (s *Service) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	switch code := softatm.ErrorCode(err); code {
-	case softatm.EUnauthorized:
-		WriteError(w, http.StatusUnauthorized, code, softatm.ErrorMessage(err))
-	case softatm.EForbidden:
-		WriteError(w, http.StatusForbidden, code, softatm.ErrorMessage(err))
-	default:
-		s.log.ErrorContext(r.Context(), "authentication failed", "err", err)
-		WriteError(w, http.StatusInternalServerError, softatm.EInternal, "internal error")
-	}
-}
-
 // SetSessionCookie sends the session cookie for sess: HttpOnly (no script
 // reads it), SameSite=Strict (no other site sends it), Secure when the
 // request came over TLS, and expiring with the session.
@@ -102,13 +82,16 @@ func (s *Service) ClearSessionCookie(w http.ResponseWriter, r *http.Request) {
 
 // RequireBankClient authenticates a bank backend by HTTP Basic auth (client
 // id and secret) and puts the BankClient in the request's context; anything
-// else is 401. Successful checks are cached for the client cache TTL.
+// else is 401. Refusals here and in RequireStaff go through the one error
+// writer (softatm.WriteError), so they carry the table's status and are
+// counted with their code; a database failure is logged there and answered
+// only as "internal error". Successful checks are cached for the client cache TTL.
 func (s *Service) RequireBankClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
 		if !ok || !validClientID(id) || len(secret) > PasswordMaxLen {
 			w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
-			WriteError(w, http.StatusUnauthorized, softatm.EUnauthorized, "client credentials required")
+			softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "client credentials required"))
 			return
 		}
 		c, err := s.authenticateBankClientCached(r.Context(), id, secret)
@@ -116,7 +99,7 @@ func (s *Service) RequireBankClient(next http.Handler) http.Handler {
 			if softatm.ErrorCode(err) == softatm.EUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
 			}
-			s.writeErr(w, r, err)
+			softatm.WriteError(w, r, s.log, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithBankClient(r.Context(), c)))
@@ -133,12 +116,12 @@ func (s *Service) RequireStaff(roles ...Role) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, err := r.Cookie(SessionCookie)
 			if err != nil {
-				WriteError(w, http.StatusUnauthorized, softatm.EUnauthorized, "not logged in")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "not logged in"))
 				return
 			}
 			sess, err := s.SessionByToken(r.Context(), c.Value)
 			if err != nil {
-				s.writeErr(w, r, err)
+				softatm.WriteError(w, r, s.log, err)
 				return
 			}
 			switch r.Method {
@@ -146,12 +129,12 @@ func (s *Service) RequireStaff(roles ...Role) func(http.Handler) http.Handler {
 			default:
 				got := r.Header.Get(HeaderCSRF)
 				if got == "" || !constantTimeEqual(got, sess.CSRF) {
-					WriteError(w, http.StatusForbidden, softatm.EForbidden, "missing or wrong CSRF token")
+					softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EForbidden, "missing or wrong CSRF token"))
 					return
 				}
 			}
 			if len(roles) > 0 && !slices.Contains(roles, sess.User.Role) {
-				WriteError(w, http.StatusForbidden, softatm.EForbidden, "your role may not do this")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EForbidden, "your role may not do this"))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), sess)))

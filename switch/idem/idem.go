@@ -334,23 +334,23 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 			}
 			sc, ok := scope(r)
 			if !ok || sc == "" {
-				writeError(w, http.StatusUnauthorized, softatm.EUnauthorized, "authentication required")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "authentication required"))
 				return
 			}
 			key := r.Header.Get(HeaderKey)
 			if !ValidKey(key) {
-				writeError(w, http.StatusBadRequest, softatm.EInvalid,
-					fmt.Sprintf("header %s is required: 1 to %d characters from A-Z a-z 0-9 _ . : -", HeaderKey, KeyMaxLen))
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EInvalid,
+					"header %s is required: 1 to %d characters from A-Z a-z 0-9 _ . : -", HeaderKey, KeyMaxLen))
 				return
 			}
 			body, err := readBody(r, s.maxBodyBytes)
 			if err != nil {
 				if errors.Is(err, errTooLarge) {
-					writeError(w, http.StatusRequestEntityTooLarge, softatm.EInvalid,
-						fmt.Sprintf("request body larger than %d bytes", s.maxBodyBytes))
+					softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.ETooLarge,
+						"request body larger than %d bytes", s.maxBodyBytes))
 					return
 				}
-				writeError(w, http.StatusBadRequest, softatm.EInvalid, "cannot read request body")
+				softatm.WriteError(w, r, s.log, softatm.Wrap(softatm.EInvalid, "cannot read request body", err))
 				return
 			}
 			hash := RequestHash(r.Method, r.URL.Path, body)
@@ -358,18 +358,19 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 
 			d, prev, err := s.begin(r.Context(), sc, key, hash, owner)
 			if err != nil {
-				s.log.ErrorContext(r.Context(), "idempotency key lookup failed", "scope", sc, "key", key, "err", err)
-				writeError(w, http.StatusServiceUnavailable, softatm.EUnavailable, "service unavailable, retry with the same key")
+				// Logged by the writer (a 5xx), with the key it concerns.
+				softatm.WriteError(w, r, s.log.With("scope", sc, "key", key), softatm.Wrap(softatm.EUnavailable,
+					"service unavailable, retry with the same key", fmt.Errorf("idempotency key lookup: %w", err)))
 				return
 			}
 			switch d {
 			case decideReused:
-				writeError(w, http.StatusUnprocessableEntity, softatm.EIdemReused,
-					"this idempotency key was already used for a different request")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EIdemReused,
+					"this idempotency key was already used for a different request"))
 				return
 			case decideRunning:
-				writeError(w, http.StatusConflict, softatm.EInProgress,
-					"a request with this idempotency key is still running; retry later")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EInProgress,
+					"a request with this idempotency key is still running; retry later"))
 				return
 			case decideReplay:
 				if prev.contentType != "" {
@@ -476,11 +477,6 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return b, nil
-}
-
-// writeError writes the one JSON error shape of the API.
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	softatm.WriteErrorJSON(w, status, code, message)
 }
 
 // runTx runs fn through the store's committer (ledger.Run).
