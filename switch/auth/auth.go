@@ -28,7 +28,8 @@
 //     session's CSRF token in X-CSRF-Token.
 //
 // This package must not import any other softatm package except the root
-// softatm package (for the error codes).
+// softatm package (for the error codes) and ledger (for its transaction
+// retry loop).
 package auth
 
 import (

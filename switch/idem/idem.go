@@ -46,7 +46,8 @@
 //     put anything else the client needs into other headers.
 //
 // This package must not import any other softatm package except the root
-// softatm package (for the error codes).
+// softatm package (the error codes and the error writer) and ledger (whose
+// committer carries the store's writes); imports_test.go checks it.
 package idem
 
 import (
