@@ -37,7 +37,7 @@ const (
 	ECodeClaimed     = "code_claimed_elsewhere" // another teller holds the claim
 	ECodeCancelled   = "code_cancelled"         // cancelled, expired, failed, declined
 	ETillShort       = "till_insufficient"      // the post office does not hold enough cash
-	ELimit           = "limit_exceeded"         // a daily limit would be exceeded
+	ELimit           = "limit_exceeded"         // a limit would be exceeded: an account's over 24 h, a post office's per business day
 	EDeclined        = "declined"               // the bank said no
 	EBankUnavailable = "bank_unavailable"       // no usable answer from the bank
 	ELocked          = "locked_out"             // too many failed attempts

@@ -3,10 +3,15 @@
 // `softatm migrate`. Each domain package owns its own migration files, in
 // version ranges that keep them apart:
 //
-//	00010-00019 ledger (accounts, transfers, business days)
-//	00020-00029 switch (withdrawals, outbox, idempotency, keys, bank clients)
-//	00030-00039 teller (post offices, kiosks, users, sessions)
-//	00040-00049 ledger/recon (settlement files and reconciliation)
+//	00010-00019 ledger: accounts, transfers, business days, bank settlements (00010)
+//	00020-00029 switch and its sub-packages: banks, post offices, kiosks,
+//	            withdrawals, outbox (00020, 00024); code's signing keys
+//	            (00021); auth's bank clients, users, sessions, login
+//	            failures (00022); idem's idempotency keys (00023)
+//	00030-00039 unused: teller has no tables of its own
+//	00040-00049 ledger/recon: settlement files and reconciliation (00040)
+//
+// A version is taken once: goose refuses two files with the same number.
 //
 // Every statement must run on both PostgreSQL and CockroachDB: UUID keys, no
 // sequences on hot paths, no advisory locks, no LISTEN/NOTIFY, no deferred
