@@ -58,7 +58,7 @@ var importRules = []importRule{
 		notEven: []string{"switch", "teller/...", "iso/..."}},
 	{pkgs: []string{"switch/idem"}, doc: "switch/idem/idem.go", onlyDirect: []string{"", "ledger"}},
 	{pkgs: []string{"switch/replay"}, doc: "switch/replay/replay.go", onlyDirect: []string{""}},
-	{pkgs: []string{"teller"}, doc: "teller/teller.go", onlyDirect: []string{"", "switch/...", "ledger/...", "fixtures"},
+	{pkgs: []string{"teller"}, doc: "teller/teller.go", onlyDirect: []string{"", "switch/...", "ledger/...", "iso", "fixtures"},
 		importedOnlyBy: []string{"cmd/softatm"}},
 	{pkgs: []string{"bench/cmd/loadgen"}, doc: "bench/cmd/loadgen/main.go", importedOnlyBy: []string{}},
 	// Production code must not link package testing: test helpers that

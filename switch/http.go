@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/switch/code"
 )
 
@@ -71,7 +72,7 @@ type WithdrawalView struct {
 	ID          uuid.UUID  `json:"id"`
 	State       State      `json:"state"`
 	Bank        string     `json:"bank"`
-	Account     string     `json:"account"` // masked
+	Account     string     `json:"account"` // masked by iso.Mask, the one account masker
 	Amount      int64      `json:"amount"`
 	Currency    string     `json:"currency"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
@@ -86,7 +87,7 @@ type WithdrawalView struct {
 // View returns w as its bank sees it. The QR payload is shown only while it
 // can still be redeemed.
 func View(w Withdrawal) WithdrawalView {
-	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: maskAccount(w.Account), Amount: w.Amount,
+	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: iso.Mask(w.Account), Amount: w.Amount,
 		Currency: w.Currency, PostOffice: w.PostOffice, CreatedAt: w.CreatedAt}
 	if !w.ExpiresAt.IsZero() && w.ExpiresAt.Unix() > 0 {
 		t := w.ExpiresAt
@@ -101,13 +102,6 @@ func View(w Withdrawal) WithdrawalView {
 		v.QRPNG = "/v1/withdrawals/" + w.ID.String() + "/qr.png"
 	}
 	return v
-}
-
-func maskAccount(a string) string {
-	if len(a) <= 4 {
-		return a
-	}
-	return strings.Repeat("*", len(a)-4) + a[len(a)-4:]
 }
 
 // BankAPI serves the bank app's endpoints.

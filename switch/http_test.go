@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/iso"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/auth"
 	"github.com/softatm/softatm/switch/idem"
@@ -112,4 +113,26 @@ func requestCounts(t *testing.T, m *atmswitch.Metrics, route string) map[string]
 func requestsCounted(t *testing.T, m *atmswitch.Metrics, route, outcome string) float64 {
 	t.Helper()
 	return requestCounts(t, m, route)[outcome]
+}
+
+// TestViewMasksAccount: the bank's app and the kiosk see an account through
+// iso.Mask, the one masker of the switch, which leaves only the last four
+// characters and hides a short number entirely.
+func TestViewMasksAccount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ account, want string }{
+		{"9704000000000011", "************0011"},
+		{"12345", "*2345"},
+		{"1234", "****"},
+		{"123", "***"},
+		{"", ""},
+	} {
+		got := atmswitch.View(atmswitch.Withdrawal{Account: tc.account}).Account
+		if got != tc.want {
+			t.Errorf("View of account %q shows %q, want %q", tc.account, got, tc.want)
+		}
+		if got != iso.Mask(tc.account) {
+			t.Errorf("View of account %q shows %q, iso.Mask says %q", tc.account, got, iso.Mask(tc.account))
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures"
+	"github.com/softatm/softatm/iso"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/code"
 )
@@ -41,7 +42,7 @@ func (d *Demo) accounts() (map[string]fixtures.Account, []demoAccount, error) {
 	var list []demoAccount
 	for _, a := range f.Accounts {
 		byNumber[a.Number] = a
-		list = append(list, demoAccount{Number: a.Number, Masked: atmswitch.View(atmswitch.Withdrawal{Account: a.Number}).Account,
+		list = append(list, demoAccount{Number: a.Number, Masked: iso.Mask(a.Number),
 			Bank: a.Bank, Holder: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
 	}
 	return byNumber, list, nil

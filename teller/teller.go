@@ -8,8 +8,8 @@
 // CSRF token in X-CSRF-Token and an Idempotency-Key, so that a double tap or
 // a slow network never pays twice: the second request gets the first answer.
 //
-// This package may import switch, ledger, their sub-packages and fixtures
-// (the demo app's accounts); nothing imports it but cmd/softatm
+// This package may import switch, ledger, their sub-packages, iso (for
+// iso.Mask, the one account masker) and fixtures (the demo app's accounts); nothing imports it but cmd/softatm
 // (imports_test.go checks both).
 package teller
 
