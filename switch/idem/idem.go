@@ -77,7 +77,8 @@ const (
 	// queueing), or a slow request could be taken over while still running.
 	DefaultLease = 30 * time.Second
 	// DefaultMaxBodyBytes caps a request body; the whole body is read into
-	// memory to hash it, so the cap bounds memory per request.
+	// memory to hash it, so the cap bounds memory per request. A larger body
+	// is answered 413 request_too_large (softatm.ETooLarge).
 	DefaultMaxBodyBytes = 64 << 10
 	// DefaultStoreTimeout bounds storing the response after the handler ran.
 	// It runs detached from the request's context, so that a client hanging
