@@ -41,6 +41,9 @@ var (
 	ErrLinkLost error = linkLostError{}
 	// ErrBadReply: a reply came but cannot be used (an approval without an
 	// approval code, a bad response code). Treat the outcome as unknown.
+	// A reply that does not match its request field by field is reported
+	// apart, as a *MismatchError wrapping ErrReplyMismatch (reply.go): the
+	// outcome is unknown too, and the caller also owes an exception record.
 	ErrBadReply = errors.New("iso: unusable reply")
 	// ErrInFlight: a request with the same reply MTI, STAN and terminal is
 	// already waiting for its reply; its reply could not be told apart.
@@ -198,11 +201,20 @@ func (c *Client) Authorize(ctx context.Context, r AuthRequest) (AuthResponse, er
 	if err != nil {
 		return AuthResponse{STAN: r.STAN, RRN: r.RRN}, err
 	}
+	// CheckReply has made field 4 and 49 equal to the request's, so the
+	// amount parses; it is still read from the reply, because it is what
+	// the bank approved and what the switch must store.
+	amount, err := ParseAmount(reply.Amount)
+	if err != nil {
+		return AuthResponse{STAN: r.STAN, RRN: r.RRN}, fmt.Errorf("%w: 0110 field 4: %v", ErrBadReply, err)
+	}
 	resp := AuthResponse{
 		ResponseCode: reply.ResponseCode,
 		ApprovalCode: strings.TrimRight(reply.ApprovalCode, " "),
 		STAN:         reply.STAN,
 		RRN:          reply.RRN,
+		Amount:       amount,
+		Currency:     reply.Currency,
 	}
 	if resp.ResponseCode == RCApproved && resp.ApprovalCode == "" {
 		return resp, fmt.Errorf("%w: 0110 approved without an approval code", ErrBadReply)
@@ -337,22 +349,29 @@ func (c *Client) exchange(ctx context.Context, conn *connection.Connection, m *M
 		return nil, ErrClosed
 	}
 
+	var reply *Message
 	select {
-	case reply := <-ch:
-		return reply, nil
+	case reply = <-ch:
 	case <-ctx.Done():
 		return nil, c.deadlineErr(ctx)
 	case <-conn.Done():
 		// The reply may have been delivered just before the drop.
 		select {
-		case reply := <-ch:
-			return reply, nil
+		case reply = <-ch:
 		default:
 			return nil, ErrLinkLost
 		}
 	case <-abort:
 		return nil, ErrClosed
 	}
+	// Matching found the reply by MTI, STAN and terminal; only the full
+	// comparison makes it the answer to m. A reply that fails it is not an
+	// answer: the request's outcome is unknown and the caller is told so
+	// (a *MismatchError) rather than shown anything the reply says.
+	if err := CheckReply(m, reply); err != nil {
+		return nil, err
+	}
+	return reply, nil
 }
 
 func (c *Client) deadlineErr(ctx context.Context) error {

@@ -19,9 +19,17 @@ type AuthRequest struct {
 	AcceptorName  string    // field 43, ans40 (folded to ASCII, cut to 40)
 }
 
-// AuthResponse is the part of a 0110 the switch needs.
+// AuthResponse is the part of a 0110 the switch needs. A 0110 reaches the
+// caller only after CheckReply, so STAN, RRN, Amount and Currency equal the
+// request's; they are still taken from the reply because they are what the
+// bank answered, and Amount with ApprovalCode is exactly what to store as
+// approved.
 type AuthResponse struct {
-	ResponseCode, ApprovalCode, STAN, RRN string
+	ResponseCode string
+	ApprovalCode string // field 38, trailing spaces removed; empty unless approved
+	STAN, RRN    string
+	Amount       int64  // field 4 as answered, minor units: the approved amount
+	Currency     string // field 49 as answered
 }
 
 // AdviceRequest is a 0220/0221 completion advice (Client.Advise) or a

@@ -1,8 +1,10 @@
 // Package iso owns the ISO 8583 bank link of softatm: the wire profile
 // (ISO 8583:1987 ASCII with a 2-byte big-endian length header), the typed
 // messages that travel on it, the framing helpers, and the Client that holds
-// one signed-on connection to the partner bank and matches replies to
-// requests by STAN + terminal id.
+// one signed-on connection to the partner bank, finds the reply to each
+// request by MTI + STAN + terminal id and accepts it only when CheckReply
+// finds every identifying field (3, 4, 11, 37, 41, 49, 2/102, 70) equal to
+// the request's.
 //
 // Decisions written down here because DESIGN.md is silent on them:
 //

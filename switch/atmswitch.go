@@ -69,7 +69,10 @@ type Withdrawal struct {
 	RRN           string
 	TransmittedAt time.Time
 	ApprovalCode  string
-	ResponseCode  string
+	// ApprovedAmount is field 4 of the approving 0110: checked equal to
+	// Amount on arrival, and what a payout posts.
+	ApprovedAmount int64
+	ResponseCode   string
 
 	KeyID     string
 	QRPayload string

@@ -11,8 +11,14 @@ import (
 	"github.com/softatm/softatm"
 )
 
+// kindReplyMismatch is an exception that is not a message to send: a bank
+// reply that did not match its request (see Service.Create).
+const kindReplyMismatch = "reply_mismatch"
+
 // OutboxException is an advice or reversal the bank never accepted: it kept
-// failing until MaxAttempts, or the bank answered with a refusal. Finance
+// failing until MaxAttempts, or the bank answered with a refusal; or a
+// reply of the bank that did not match its request (kind reply_mismatch,
+// which cannot be requeued). Finance
 // sees every one; nothing is dropped silently.
 type OutboxException struct {
 	ID           uuid.UUID `json:"id"`
@@ -71,7 +77,7 @@ func (s *Service) ResolveException(ctx context.Context, id uuid.UUID, by, reason
 func (s *Service) Requeue(ctx context.Context, id uuid.UUID) error {
 	return s.tx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE outbox SET state = 'pending', attempts = 1, next_attempt_at = $2
-			WHERE id = $1 AND state = 'exception'`, id, s.now())
+			WHERE id = $1 AND state = 'exception' AND kind IN ('advice','reversal')`, id, s.now())
 		if err == nil && tag.RowsAffected() == 0 {
 			return softatm.Errorf(softatm.ENotFound, "exception not found")
 		}

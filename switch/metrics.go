@@ -168,25 +168,6 @@ func (m *Metrics) LinkUp(up func() bool) {
 	}))
 }
 
-// ledgerUnits bound the unit label of ledger commit timings.
-const (
-	unitHold   = "hold"
-	unitPayout = "payout"
-	unitVoid   = "void"
-)
-
-// commit runs s.ledger.Commit and times it.
-func (s *Service) commit(ctx context.Context, unit string, u ledger.Unit) (ledger.Result, error) {
-	start := time.Now()
-	res, err := s.ledger.Commit(ctx, u)
-	outcome := "ok"
-	if err != nil {
-		outcome = "error"
-	}
-	s.m.ledgerTx.WithLabelValues(unit, outcome).Observe(time.Since(start).Seconds())
-	return res, err
-}
-
 // redisCommands bound the command label; the switch sends only these.
 var redisCommands = map[string]bool{
 	"get": true, "set": true, "del": true, "incr": true, "pexpire": true, "pttl": true, "exists": true,

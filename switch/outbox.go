@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/iso"
@@ -56,14 +55,13 @@ func DefaultOutboxConfig() OutboxConfig {
 // that dies mid-send leaves a lease that runs out, and the message is sent
 // again as a repeat, which the issuer treats idempotently.
 type Outbox struct {
-	cfg    OutboxConfig
-	pool   *pgxpool.Pool
-	ledger *ledger.Ledger // its Run commits the outbox's writes with the switch's others
-	bank   Bank
-	log    *slog.Logger
-	m      *Metrics
-	now    func() time.Time
-	kick   chan struct{}
+	cfg   OutboxConfig
+	store Store // its writes go through the ledger's committer with the switch's others
+	bank  Bank
+	log   *slog.Logger
+	m     *Metrics
+	now   func() time.Time
+	kick  chan struct{}
 }
 
 // NewOutbox returns a worker; call Run.
@@ -74,7 +72,7 @@ func NewOutbox(cfg OutboxConfig, pool *pgxpool.Pool, l *ledger.Ledger, bank Bank
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Outbox{cfg: cfg, pool: pool, ledger: l, bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
+	return &Outbox{cfg: cfg, store: newPGStore(pool, l), bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
 }
 
 // Kick wakes the worker without waiting for the next poll.
@@ -108,43 +106,11 @@ func (o *Outbox) Run(ctx context.Context) {
 	}
 }
 
-type outboxMsg struct {
-	id           uuid.UUID
-	withdrawalID uuid.UUID
-	kind         string
-	attempts     int
-}
-
 // Drain leases the due messages and sends them once each; it returns how
 // many it leased.
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
 	now := o.now()
-	var msgs []outboxMsg
-	err := o.ledger.Run(ctx, func(tx pgx.Tx) error {
-		msgs = msgs[:0]
-		rows, err := tx.Query(ctx, `UPDATE outbox SET lease_owner = $1, lease_until = $2
-			WHERE id IN (
-				SELECT o.id FROM outbox o
-				WHERE o.state = 'pending' AND o.next_attempt_at <= $3
-				  AND (o.lease_until IS NULL OR o.lease_until < $3)
-				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.withdrawal_id = o.withdrawal_id
-				                  AND p.seq < o.seq AND p.state = 'pending')
-				ORDER BY o.next_attempt_at LIMIT $4)
-			RETURNING id, withdrawal_id, kind, attempts`,
-			o.cfg.Owner, now.Add(o.cfg.Lease), now, o.cfg.Batch)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var m outboxMsg
-			if err := rows.Scan(&m.id, &m.withdrawalID, &m.kind, &m.attempts); err != nil {
-				return err
-			}
-			msgs = append(msgs, m)
-		}
-		return rows.Err()
-	})
+	msgs, err := o.store.Lease(ctx, o.cfg.Owner, now, now.Add(o.cfg.Lease), o.cfg.Batch)
 	if err != nil {
 		return 0, fmt.Errorf("leasing outbox: %w", err)
 	}
@@ -167,11 +133,7 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 }
 
 func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
-	var w Withdrawal
-	var poName string
-	err := o.pool.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
-		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), '')
-		FROM withdrawals WHERE id = $1`, m.withdrawalID).Scan(scanTargets(&w, &poName)...)
+	w, poName, err := o.store.ForMessage(ctx, m.withdrawalID)
 	if err != nil {
 		return fmt.Errorf("loading withdrawal: %w", err)
 	}
@@ -217,17 +179,7 @@ func (o *Outbox) answered(ctx context.Context, m outboxMsg, rc string) error {
 	if rc != iso.RCApproved && rc != iso.RCDuplicate {
 		state = "exception"
 	}
-	completes := m.kind == "advice" && state == "done"
-	// One statement: the message ends and, for an acknowledged advice, the
-	// withdrawal completes.
-	_, err := o.ledger.Exec(ctx, &ledger.Stmt{SQL: `WITH answered AS (
-				UPDATE outbox SET state = $2, response_code = $3, attempts = attempts + 1,
-					done_at = $4, lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'
-				RETURNING withdrawal_id)
-			UPDATE withdrawals SET state = 'completed', updated_at = $4
-			WHERE $5 AND state = 'paid' AND id = (SELECT withdrawal_id FROM answered)`,
-		Args: []any{m.id, state, rc, now, completes}})
-	return err
+	return o.store.Answered(ctx, m, state, rc, now)
 }
 
 func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error {
@@ -238,9 +190,7 @@ func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error
 		state = "exception"
 		o.log.Error("outbox message moved to exceptions", "withdrawal", m.withdrawalID, "kind", m.kind, "attempts", attempts)
 	}
-	_, err := o.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
-			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
-		Args: []any{m.id, state, attempts, now.Add(o.backoff(attempts)), cause.Error()}})
+	err := o.store.RetryLater(ctx, m, state, attempts, now.Add(o.backoff(attempts)), cause.Error())
 	return errors.Join(cause, err)
 }
 
@@ -253,21 +203,10 @@ func (o *Outbox) backoff(attempts int) time.Duration {
 }
 
 func (o *Outbox) observeDepth(ctx context.Context) {
-	var depth int64
-	var oldest time.Time
-	err := o.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MIN(created_at), now()) FROM outbox WHERE state = 'pending'`).Scan(&depth, &oldest)
+	depth, oldest, err := o.store.OutboxDepth(ctx)
 	if err != nil {
 		return
 	}
 	o.m.outboxDepth.Set(float64(depth))
 	o.m.outboxOldest.Set(o.now().Sub(oldest).Seconds())
-}
-
-func scanTargets(w *Withdrawal, extra ...any) []any {
-	return append([]any{&w.ID, &w.Bank, &w.Account, &w.HolderNameMasked, &w.Amount, &w.Currency, (*string)(&w.State),
-		&w.TerminalID, &w.STAN, &w.RRN, &w.TransmittedAt, &w.ApprovalCode, &w.ResponseCode,
-		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
-		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
-		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt}, extra...)
 }

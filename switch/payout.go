@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
@@ -32,7 +31,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 		return Withdrawal{}, err
 	}
 	now := s.now()
-	w, err := getWithdrawal(ctx, s.reads, id)
+	w, err := s.store.Get(ctx, id)
 	if err != nil {
 		return Withdrawal{}, err
 	}
@@ -48,7 +47,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	if err := s.checkTill(ctx, t.PostOffice, w.Amount); err != nil {
 		// Another counter may have paid this very code meanwhile, emptying
 		// the till: then that is the answer, not the till.
-		if cur, rerr := getWithdrawal(ctx, s.reads, id); rerr == nil && !claimable(cur) {
+		if cur, rerr := s.store.Get(ctx, id); rerr == nil && !claimable(cur) {
 			return Withdrawal{}, stateError(cur, now, t.holder())
 		}
 		return Withdrawal{}, err
@@ -74,11 +73,9 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 		}
 	}
 	var current Withdrawal
-	_, err = s.ledger.Exec(ctx, moveReturningStmt(&current, `UPDATE withdrawals SET state = 'claimed', claimed_by = $2, claimed_kiosk = $3,
-			claim_until = $4, updated_at = $5
-			WHERE id = $1 AND expires_at > $6
-			  AND (state = 'reserved' OR (state = 'claimed' AND (claimed_by = $2 OR claim_until < $5)))`,
-		id, t.holder(), t.Kiosk, now.Add(s.cfg.ClaimTTL), now, now.Add(-s.cfg.ClockSkew)))
+	_, err = s.apply(ctx, Move{ID: id, Event: EvClaim, At: now, Before: now.Add(-s.cfg.ClockSkew), Holder: t.holder(),
+		Set:  []Col{{"claimed_by", t.holder()}, {"claimed_kiosk", t.Kiosk}, {"claim_until", now.Add(s.cfg.ClaimTTL)}},
+		Into: &current})
 	err = s.late(ctx, err, id, &current)
 	if err != nil {
 		if gated {
@@ -139,11 +136,8 @@ func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.U
 	if !code.ValidNumeric(numeric) || !last4Re.MatchString(r.PhoneLast4) {
 		return failed()
 	}
-	var id uuid.UUID
-	var phone []byte
-	err := s.pool.QueryRow(ctx, `SELECT id, phone_last4_hash FROM withdrawals WHERE numeric_hash = $1`,
-		code.HashNumeric(s.cfg.Secret, numeric)).Scan(&id, &phone)
-	if errors.Is(err, pgx.ErrNoRows) {
+	id, phone, err := s.store.NumericHandle(ctx, code.HashNumeric(s.cfg.Secret, numeric))
+	if softatm.ErrorCode(err) == softatm.ENotFound {
 		return failed()
 	}
 	if err != nil {
@@ -161,13 +155,7 @@ func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.U
 // paid today. It is a courtesy to the teller before cash is counted; the
 // ledger's till flag is the guard at confirm.
 func (s *Service) checkTill(ctx context.Context, po string, amount int64) error {
-	var cash, limit int64
-	err := s.reads.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit
-		FROM post_offices p JOIN accounts a ON a.code = $2 WHERE p.code = $1`,
-		po, ledger.TillCode(po)).Scan(&cash, &limit)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return softatm.Errorf(softatm.ENotFound, "post office %s has no till", po)
-	}
+	cash, limit, err := s.store.Till(ctx, po)
 	if err != nil {
 		return fmt.Errorf("reading till and post office limit: %w", err)
 	}
@@ -182,9 +170,7 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 	if err != nil {
 		return err
 	}
-	var paid int64
-	err = s.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
-		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, po, day).Scan(&paid)
+	paid, err := s.store.PaidOn(ctx, po, day)
 	if err != nil {
 		return fmt.Errorf("reading the post office's payouts today: %w", err)
 	}
@@ -222,34 +208,24 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		}
 	}
 	// The withdrawal and its bank's fee in one read.
-	var w Withdrawal
-	var fee int64
-	err := s.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
-		COALESCE((SELECT fee_amount FROM banks b WHERE b.code = withdrawals.bank_code), -1)
-		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &fee)...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Receipt{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
-	}
+	w, fee, err := s.store.WithFee(ctx, id)
 	if err != nil {
 		return Receipt{}, err
 	}
-	if w.State != StateClaimed || w.ClaimedBy != t.holder() {
+	if w.State != StateClaimed || w.ClaimedBy != t.holder() || w.ClaimUntil.Before(now) {
 		return Receipt{}, stateError(w, now, t.holder())
 	}
-	if fee < 0 {
-		return Receipt{}, fmt.Errorf("reading bank fee: bank %s not found", w.Bank)
+	if w.ApprovedAmount != w.Amount {
+		// The 0110 was checked against the 0100, so this is a broken
+		// invariant, not a bank's answer: pay nothing.
+		return Receipt{}, fmt.Errorf("withdrawal %s: approved %d, asked %d: refusing to pay", id, w.ApprovedAmount, w.Amount)
 	}
-	transfers := ledger.PayoutTransfers(id, w.Bank, t.PostOffice, w.Amount, fee, w.Currency)
 	var current Withdrawal
 	crashPoint(CrashBeforeCommit)
-	res, err := s.commit(ctx, unitPayout, ledger.Unit{
-		At: now,
-		Stmt: moveQueueStmt("advice", now, `UPDATE withdrawals SET state = 'paid', paid_by = $3, paid_kiosk = $4,
-				post_office = $5, paid_at = $6, business_date = $7, updated_at = $6
-				WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
-			id, t.holder(), t.UserID, t.Kiosk, t.PostOffice, now, ledger.BusinessDateArg),
-		Transfers: transfers,
-	})
+	res, err := s.apply(ctx, Move{ID: id, Event: EvPay, At: now, Holder: t.holder(),
+		Set: []Col{{"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk}, {"post_office", t.PostOffice},
+			{"paid_at", now}, {"business_date", ledger.BusinessDateArg}},
+		Bank: w.Bank, PostOffice: t.PostOffice, Amount: w.ApprovedAmount, Fee: fee, Currency: w.Currency})
 	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		return Receipt{}, stateError(current, now, t.holder())
@@ -259,7 +235,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		// or the caller gave up while its batch committed). Read it back
 		// rather than guess: if this teller's payout is recorded, it happened.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := getWithdrawal(rctx, s.reads, id)
+		cur, rerr := s.store.Get(rctx, id)
 		cancel()
 		if rerr != nil || (cur.State != StatePaid && cur.State != StateCompleted) || cur.PaidBy != t.UserID || cur.PaidKiosk != t.Kiosk {
 			return Receipt{}, err
@@ -283,13 +259,14 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		Kiosk: t.Kiosk, Teller: t.Username, BusinessDate: res.BusinessDate.Format("2006-01-02")}, nil
 }
 
+// claimCleared are the columns a claim ends with (release, lapse).
+var claimCleared = []Col{{"claimed_by", ""}, {"claimed_kiosk", ""}, {"claim_until", nil}}
+
 // Release gives up the teller's claim (the citizen left, the ID did not match).
 func (s *Service) Release(ctx context.Context, t Teller, id uuid.UUID) error {
 	now := s.now()
 	var current Withdrawal
-	_, err := s.ledger.Exec(ctx, moveStmt(`UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
-			claim_until = NULL, updated_at = $3 WHERE id = $1 AND state = 'claimed' AND claimed_by = $2`,
-		id, t.holder(), now))
+	_, err := s.apply(ctx, Move{ID: id, Event: EvRelease, At: now, Holder: t.holder(), Set: claimCleared})
 	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		return stateError(current, now, t.holder())
@@ -326,27 +303,8 @@ func (s *Service) Till(ctx context.Context, t Teller) (TillDay, error) {
 	if err != nil {
 		return TillDay{}, err
 	}
-	out := TillDay{PostOffice: t.PostOffice, Currency: s.cfg.Currency, Payouts: []Receipt{},
+	out := TillDay{PostOffice: t.PostOffice, Currency: s.cfg.Currency,
 		Cash: a.DebitsPosted - a.CreditsPosted - a.CreditsPending}
-	rows, err := s.pool.Query(ctx, `SELECT w.id, w.amount, w.currency, w.paid_at, w.paid_kiosk, COALESCE(u.username, '')
-		FROM withdrawals w LEFT JOIN users u ON u.id::text = w.paid_by
-		WHERE w.post_office = $1 AND w.business_date = $2 AND w.paid_at IS NOT NULL
-		ORDER BY w.paid_at DESC LIMIT $3`, t.PostOffice, day, payoutsShownMax)
-	if err != nil {
-		return TillDay{}, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		r := Receipt{PostOffice: t.PostOffice, BusinessDate: day.Format("2006-01-02")}
-		if err := rows.Scan(&r.WithdrawalID, &r.Amount, &r.Currency, &r.PaidAt, &r.Kiosk, &r.Teller); err != nil {
-			return TillDay{}, err
-		}
-		out.Payouts = append(out.Payouts, r)
-	}
-	if err := rows.Err(); err != nil {
-		return TillDay{}, err
-	}
-	err = s.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM withdrawals
-		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, t.PostOffice, day).Scan(&out.Count, &out.PaidOut)
+	out.Payouts, out.Count, out.PaidOut, err = s.store.Payouts(ctx, t.PostOffice, day, payoutsShownMax)
 	return out, err
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
@@ -35,8 +34,8 @@ func (t Teller) holder() string { return t.UserID + "@" + t.Kiosk }
 // Service runs the withdrawal lifecycle.
 type Service struct {
 	cfg    Config
-	pool   *pgxpool.Pool
-	reads  retryReads // lone reads, re-run on a serialization failure or a lost connection
+	pool   *pgxpool.Pool // finance's exception listing (exceptions.go)
+	store  Store
 	ledger *ledger.Ledger
 	bank   Bank
 	codes  Codes
@@ -53,6 +52,7 @@ type Service struct {
 type Deps struct {
 	Pool    *pgxpool.Pool
 	Ledger  *ledger.Ledger
+	Store   Store // defaults to the PostgreSQL store on Pool and Ledger
 	Bank    Bank
 	Codes   Codes
 	Gate    Gate
@@ -73,7 +73,10 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(nil)
 	}
-	return &Service{cfg: cfg, pool: d.Pool, reads: retryReads{d.Pool}, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
+	if d.Store == nil {
+		d.Store = newPGStore(d.Pool, d.Ledger)
+	}
+	return &Service{cfg: cfg, pool: d.Pool, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
 }
 
@@ -151,11 +154,6 @@ const (
 	numericDrawsMax = 3
 )
 
-func isUniqueViolation(err error, constraint string) bool {
-	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
-}
-
 // newRRN returns a retrieval reference number: the day of the year and 8
 // random digits, unique per business day by the database's UNIQUE index.
 func newRRN(now time.Time) (string, error) {
@@ -188,11 +186,9 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		if rrn, err = newRRN(now); err != nil {
 			return Issued{}, err
 		}
-		_, err = s.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
-				amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, 'requested', $7, $8, $9, $10, $10, $10)`,
-			Args: []any{id, bank, r.Account, MaskName(r.HolderName), r.Amount, r.Currency, s.cfg.TerminalID, stan, rrn, now}})
-		if !isUniqueViolation(err, "withdrawals_rrn_key") || attempt == rrnDrawsMax {
+		err = s.store.InsertRequest(ctx, Withdrawal{ID: id, Bank: bank, Account: r.Account, HolderNameMasked: MaskName(r.HolderName),
+			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now})
+		if !errors.Is(err, errRRNTaken) || attempt == rrnDrawsMax {
 			break
 		}
 	}
@@ -207,6 +203,9 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		TerminalID: s.cfg.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: s.cfg.AcceptorName,
 	})
 	cancel()
+	if me := (*iso.MismatchError)(nil); errors.As(err, &me) {
+		return Issued{}, s.replyMismatch(ctx, id, me)
+	}
 	if err != nil {
 		s.log.Warn("no usable 0110; reversing", "withdrawal", id, "account", iso.Mask(r.Account), "err", err)
 		if ferr := s.fail(ctx, id); ferr != nil {
@@ -218,18 +217,30 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		return Issued{}, s.decline(ctx, id, resp.ResponseCode)
 	}
 	crashPoint(CrashAfterAuthorize)
-	return s.reserve(ctx, id, bank, r, resp.ApprovalCode)
+	return s.reserve(ctx, id, bank, r, resp)
+}
+
+// replyMismatch handles a 0110 that does not answer its 0100 (another
+// amount, account, RRN, currency or processing code): it is no approval.
+// The bank may hold something all the same, so the request is failed and
+// its 0420 queued, and the two messages are kept for finance.
+func (s *Service) replyMismatch(ctx context.Context, id uuid.UUID, me *iso.MismatchError) error {
+	s.log.Error("the bank's reply does not match the request; reversing", "withdrawal", id, "fields", me.Fields)
+	detail := fmt.Sprintf("%s fields %s differ\nsent:     %s\nreceived: %s", me.MTI, strings.Join(me.Fields, ","), me.Request, me.Reply)
+	if err := s.store.ReplyMismatch(context.WithoutCancel(ctx), id, detail, s.now()); err != nil {
+		s.log.Error("recording the mismatched reply", "withdrawal", id, "err", err)
+	}
+	if err := s.fail(context.WithoutCancel(ctx), id); err != nil {
+		return err
+	}
+	return softatm.Wrap(softatm.EBankReplyInvalid, "the bank's answer did not match the request; nothing was reserved", me)
 }
 
 func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, amount int64, now time.Time) error {
 	if s.cfg.AccountDailyMax <= 0 {
 		return nil
 	}
-	var used int64
-	err := s.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
-		WHERE bank_code = $1 AND account_number = $2 AND created_at > $3
-		  AND state IN ('requested','reserved','claimed','paid','completed')`,
-		bank, account, now.Add(-24*time.Hour)).Scan(&used)
+	used, err := s.store.AccountUsed(ctx, bank, account, now.Add(-24*time.Hour))
 	if err != nil {
 		return err
 	}
@@ -241,9 +252,7 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 
 // fail marks a request with no usable answer failed and queues its reversal.
 func (s *Service) fail(ctx context.Context, id uuid.UUID) error {
-	now := s.now()
-	_, err := s.ledger.Exec(ctx, moveQueueStmt("reversal", now, `UPDATE withdrawals SET state = 'failed', updated_at = $2
-			WHERE id = $1 AND state = 'requested'`, id, now))
+	_, err := s.apply(ctx, Move{ID: id, Event: EvFail, At: s.now()})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		return nil // not a request any more: the 0110 was recorded, or it failed already
 	}
@@ -267,8 +276,7 @@ var declineErrors = map[string]error{
 }
 
 func (s *Service) decline(ctx context.Context, id uuid.UUID, rc string) error {
-	_, err := s.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE withdrawals SET state = 'declined', response_code = $2, updated_at = $3
-			WHERE id = $1 AND state = 'requested'`, Args: []any{id, rc, s.now()}})
+	_, err := s.apply(ctx, Move{ID: id, Event: EvDecline, At: s.now(), Set: []Col{{"response_code", rc}}})
 	if err != nil {
 		return fmt.Errorf("recording decline: %w", err)
 	}
@@ -282,7 +290,7 @@ func (s *Service) decline(ctx context.Context, id uuid.UUID, rc string) error {
 // reserve records the approval, posts the pending hold and issues the code,
 // all in one transaction. If the sweeper already failed the request (the
 // 0110 came too late), nothing is issued: the reversal is already queued.
-func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r CreateRequest, approval string) (Issued, error) {
+func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r CreateRequest, resp iso.AuthResponse) (Issued, error) {
 	now := s.now()
 	expires := now.Add(s.cfg.CodeTTL).Truncate(time.Second)
 	qr, err := s.codes.Sign(ctx, code.Payload{WithdrawalID: id, Amount: r.Amount, Currency: r.Currency, Expiry: expires, Bank: bank})
@@ -303,16 +311,12 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		if numeric, err = s.numeric(); err != nil {
 			return Issued{}, err
 		}
-		_, err = s.commit(ctx, unitHold, ledger.Unit{
-			At: now,
-			Stmt: moveReturningStmt(&w, `UPDATE withdrawals SET state = 'reserved', approval_code = $2, response_code = '00',
-				key_id = $3, qr_payload = $4, numeric_hash = $5, phone_last4_hash = $6, expires_at = $7, updated_at = $8
-				WHERE id = $1 AND state = 'requested'`,
-				id, approval, payload.KeyID, qr, code.HashNumeric(s.cfg.Secret, numeric),
-				code.HashPhone(s.cfg.Secret, id, r.PhoneLast4), expires, now),
-			Transfers: []ledger.Transfer{ledger.HoldTransfer(id, bank, r.Amount, r.Currency)},
-		})
-		if !isUniqueViolation(err, "withdrawals_numeric_hash_key") || draw == numericDrawsMax {
+		_, err = s.apply(ctx, Move{ID: id, Event: EvApprove, At: now, Into: &w,
+			Set: []Col{{"approval_code", resp.ApprovalCode}, {"approved_amount", resp.Amount}, {"response_code", iso.RCApproved}, {"key_id", payload.KeyID},
+				{"qr_payload", qr}, {"numeric_hash", code.HashNumeric(s.cfg.Secret, numeric)},
+				{"phone_last4_hash", code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)}, {"expires_at", expires}},
+			Bank: bank, Amount: resp.Amount, Currency: r.Currency})
+		if !errors.Is(err, errNumericTaken) || draw == numericDrawsMax {
 			break
 		}
 	}
@@ -324,7 +328,7 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		// The outcome may be unknown (the connection dropped during
 		// COMMIT). Read it back: a code recorded is a code issued.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := getWithdrawal(rctx, s.reads, id)
+		cur, rerr := s.store.Get(rctx, id)
 		cancel()
 		if rerr == nil && cur.State == StateReserved && cur.QRPayload == qr {
 			s.log.Warn("recording the approval reported an error but it is recorded; issuing the code", "withdrawal", id, "err", err)
@@ -342,11 +346,9 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 	return Issued{Withdrawal: w, Numeric: numeric}, nil
 }
 
-var errLate = errors.New("withdrawal left the expected state")
-
 // Get returns a withdrawal of bank.
 func (s *Service) Get(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error) {
-	w, err := getWithdrawal(ctx, s.reads, id)
+	w, err := s.store.Get(ctx, id)
 	if err != nil {
 		return Withdrawal{}, err
 	}
@@ -364,23 +366,20 @@ func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdr
 	if _, err := s.Get(ctx, bank, id); err != nil {
 		return Withdrawal{}, err
 	}
-	if err := s.endHold(ctx, id, StateCancelled); err != nil {
+	if err := s.endHold(ctx, id, EvCancel); err != nil {
 		return Withdrawal{}, err
 	}
-	return getWithdrawal(ctx, s.reads, id)
+	return s.store.Get(ctx, id)
 }
 
-// endHold moves a reserved withdrawal to cancelled or expired: void the
-// pending transfer and queue the 0420, in one transaction.
-func (s *Service) endHold(ctx context.Context, id uuid.UUID, to State) error {
+// endHold moves a reserved withdrawal to cancelled or expired (ev is
+// EvCancel or EvExpire): void the pending transfer and queue the 0420, in
+// one transaction.
+func (s *Service) endHold(ctx context.Context, id uuid.UUID, ev Event) error {
 	now := s.now()
+	to := target(ev).To
 	var current Withdrawal
-	_, err := s.commit(ctx, unitVoid, ledger.Unit{
-		At: now,
-		Stmt: moveQueueStmt("reversal", now, `UPDATE withdrawals SET state = $2, updated_at = $3
-				WHERE id = $1 AND state = 'reserved'`, id, string(to), now),
-		Transfers: []ledger.Transfer{ledger.VoidTransfer(id, s.cfg.Currency)},
-	})
+	_, err := s.apply(ctx, Move{ID: id, Event: ev, At: now, Currency: s.cfg.Currency})
 	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		if current.State == to {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -678,4 +679,55 @@ func mustNumeric(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestBankReplyMustMatchRequest: a bank that approves with another amount,
+// RRN, account, currency or processing code has not approved this request.
+// Nothing is reserved or paid, the 0420 goes out for whatever the bank
+// holds, and finance sees both messages, the account masked.
+func TestBankReplyMustMatchRequest(t *testing.T) {
+	t.Parallel()
+	for _, fault := range []string{banksim.FaultReplyAmount, banksim.FaultReplyRRN, banksim.FaultReplyAccount,
+		banksim.FaultReplyCurrency, banksim.FaultReplyProc} {
+		t.Run(fault, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			ctx := context.Background()
+			e.sim.SetFault(acctRich, banksim.Fault{Kind: fault})
+			_, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 110_000, PhoneLast4: phoneRich})
+			wantCode(t, err, softatm.EBankReplyInvalid)
+			e.sim.ClearFaults()
+			e.drain(t)
+			var state string
+			var approved int64
+			if err := e.pool.QueryRow(ctx, `SELECT state, approved_amount FROM withdrawals`).Scan(&state, &approved); err != nil {
+				t.Fatal(err)
+			}
+			if state != string(atmswitch.StateFailed) || approved != 0 {
+				t.Fatalf("state %s approved %d, want failed and nothing approved", state, approved)
+			}
+			if n := e.sim.Received("0420"); n != 1 {
+				t.Fatalf("reversals %d, want 1", n)
+			}
+			if a, _ := e.sim.Account(acctRich); a.Held != 0 {
+				t.Fatalf("bank still holds %d after the reversal", a.Held)
+			}
+			exc, err := e.svc.Exceptions(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(exc) != 1 || exc[0].Kind != "reply_mismatch" || !strings.Contains(exc[0].LastError, "received:") ||
+				strings.Contains(exc[0].LastError, acctRich) {
+				t.Fatalf("exceptions %+v, want one reply_mismatch with both messages, account masked", exc)
+			}
+			if err := e.svc.Requeue(ctx, exc[0].ID); softatm.ErrorCode(err) != softatm.ENotFound {
+				t.Fatalf("requeue of a mismatched reply: %v, want not found (it is not a message)", err)
+			}
+			e.checkLedger(t)
+			var pending int64
+			if err := e.pool.QueryRow(ctx, `SELECT COUNT(*) FROM transfers WHERE withdrawal_id IS NOT NULL`).Scan(&pending); err != nil || pending != 0 {
+				t.Fatalf("%d transfers (%v), want none", pending, err)
+			}
+		})
+	}
 }

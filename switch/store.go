@@ -3,100 +3,85 @@ package atmswitch
 import (
 	"context"
 	"errors"
-	"fmt"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
 )
 
-// querier is what both a pool and a transaction offer.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+// Store is the switch's record: withdrawals, the outbox, and what the
+// lifecycle reads of banks, post offices and tills. Its one write of a
+// withdrawal's state is Apply, which runs a row of the lifecycle table
+// (lifecycle.go); the PostgreSQL adapter (store_pg.go) sends every write
+// through the ledger's committer, so a state change and its transfers
+// commit together. Tests also run the lifecycle on an in-memory fake.
+type Store interface {
+	// InsertRequest records a new withdrawal in state requested; it fails
+	// with errRRNTaken when another withdrawal holds its RRN.
+	InsertRequest(ctx context.Context, w Withdrawal) error
+	// Get returns a withdrawal (ENotFound when there is none).
+	Get(ctx context.Context, id uuid.UUID) (Withdrawal, error)
+	// Apply commits a move: its conditional state change, the transfers
+	// and the outbox message of its transition, atomically. It fails with
+	// ledger.ErrUnchanged when the withdrawal was not where the move
+	// starts (see late), and errNumericTaken when an approval's numeric
+	// code is another withdrawal's.
+	Apply(ctx context.Context, m Move) (ledger.Result, error)
+	// Due lists up to n withdrawals the sweeper must move by ev: codes
+	// expired before, claims lapsed before, requests made before.
+	Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error)
+
+	// AccountUsed sums the account's withdrawals in live states since.
+	AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error)
+	// NumericHandle finds the withdrawal of a numeric code's keyed hash,
+	// with its phone digits' keyed hash (ENotFound when none).
+	NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, []byte, error)
+	// Till returns the cash a post office's till holds and its daily
+	// payout limit (0: none).
+	Till(ctx context.Context, postOffice string) (cash, dailyLimit int64, err error)
+	// PaidOn sums what a post office paid on a business day.
+	PaidOn(ctx context.Context, postOffice string, day time.Time) (int64, error)
+	// WithFee returns a withdrawal with its bank's fee.
+	WithFee(ctx context.Context, id uuid.UUID) (Withdrawal, int64, error)
+	// Payouts lists up to n payouts of a post office on a business day,
+	// newest first, with their count and sum.
+	Payouts(ctx context.Context, postOffice string, day time.Time, n int) ([]Receipt, int64, int64, error)
+
+	// Lease leases up to n due outbox messages to owner until until.
+	Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error)
+	// ForMessage returns the withdrawal a message is about and the name
+	// of the post office that paid it.
+	ForMessage(ctx context.Context, withdrawalID uuid.UUID) (Withdrawal, string, error)
+	// Answered ends a message with the bank's answer (state "done" or
+	// "exception"); an acknowledged advice completes its withdrawal in the
+	// same statement.
+	Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) error
+	// RetryLater puts a message back for another try at next, or, with
+	// state "exception", gives it up.
+	RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) error
+	// ReplyMismatch keeps, for finance, a bank reply that did not match
+	// its request (detail: both messages, accounts masked).
+	ReplyMismatch(ctx context.Context, withdrawalID uuid.UUID, detail string, at time.Time) error
+	// OutboxDepth returns the messages waiting and the oldest one's time.
+	OutboxDepth(ctx context.Context) (int64, time.Time, error)
 }
 
-const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, amount, currency, state,
-	terminal_id, stan, rrn, transmitted_at, approval_code, response_code,
-	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
-	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
-	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
-	created_at, updated_at`
+var (
+	errRRNTaken     = errors.New("the RRN is another withdrawal's")
+	errNumericTaken = errors.New("the numeric code is another withdrawal's")
+)
 
-func scanWithdrawal(row pgx.Row) (Withdrawal, error) {
-	var w Withdrawal
-	err := row.Scan(scanTargets(&w)...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
-	}
-	return w, err
+// outboxMsg is a leased message.
+type outboxMsg struct {
+	id           uuid.UUID
+	withdrawalID uuid.UUID
+	kind         string
+	attempts     int
 }
 
-// readRetriesMax bounds the re-runs of a lone read (outside a transaction)
-// that PostgreSQL aborted with 40001: the server runs SERIALIZABLE by
-// default, and under load even a read-only statement can be the one chosen
-// to break a dependency cycle. Retrying it is safe: it wrote nothing.
-const readRetriesMax = 5
-
-// retryReads is a querier over the pool whose rows re-run their query on a
-// serialization failure or a lost connection (the pool hands out another).
-type retryReads struct{ pool *pgxpool.Pool }
-
-func (r retryReads) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	return retryRow{ctx: ctx, pool: r.pool, sql: sql, args: args}
-}
-
-type retryRow struct {
-	ctx  context.Context
-	pool *pgxpool.Pool
-	sql  string
-	args []any
-}
-
-func (r retryRow) Scan(dest ...any) error {
-	var err error
-	for range readRetriesMax + 1 {
-		err = r.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...)
-		if !(ledger.IsRetryable(err) || ledger.IsConnectionLost(err)) || r.ctx.Err() != nil {
-			return err
-		}
-	}
-	return err
-}
-
-func getWithdrawal(ctx context.Context, q querier, id uuid.UUID) (Withdrawal, error) {
-	return scanWithdrawal(q.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id))
-}
-
-// moveStmt is a conditional state change: an UPDATE of one withdrawal
-// whose WHERE names the state it expects. It must change the row; when it
-// changes none the unit is refused with ledger.ErrUnchanged, for late.
-func moveStmt(sql string, args ...any) *ledger.Stmt {
-	return &ledger.Stmt{SQL: sql, Args: args, MustChange: true}
-}
-
-// moveReturningStmt is moveStmt whose statement also reads the moved
-// withdrawal into *w.
-func moveReturningStmt(w *Withdrawal, sql string, args ...any) *ledger.Stmt {
-	return &ledger.Stmt{SQL: sql + ` RETURNING ` + withdrawalColumns, Args: args, MustChange: true,
-		Row: func(r pgx.Row) error { return r.Scan(scanTargets(w)...) }}
-}
-
-// moveQueueStmt is moveStmt with a message to the bank (kind "advice" or
-// "reversal") queued in the outbox by the same statement, only if the
-// withdrawal moved. seq keeps the messages of one withdrawal in order.
-func moveQueueStmt(kind string, now time.Time, sql string, args ...any) *ledger.Stmt {
-	n := len(args)
-	q := fmt.Sprintf(`WITH moved AS (%s RETURNING id)
-		INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
-		SELECT $%d, moved.id, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = moved.id), 0) + 1,
-			$%d, 'pending', $%d, $%d FROM moved`, sql, n+1, n+2, n+3, n+3)
-	return moveStmt(q, append(slices.Clip(args), uuid.New(), kind, now)...)
-}
+var errLate = errors.New("withdrawal left the expected state")
 
 // late explains a refused move: when err is ledger.ErrUnchanged the
 // withdrawal had left the state the move expected; late loads it into
@@ -108,7 +93,7 @@ func (s *Service) late(ctx context.Context, err error, id uuid.UUID, current *Wi
 	if !errors.Is(err, ledger.ErrUnchanged) && softatm.ErrorCode(err) != softatm.EConflict {
 		return err
 	}
-	w, rerr := getWithdrawal(ctx, s.reads, id)
+	w, rerr := s.store.Get(ctx, id)
 	if rerr != nil {
 		return rerr
 	}
@@ -136,6 +121,9 @@ func stateError(w Withdrawal, now time.Time, holder string) error {
 	case StateClaimed:
 		if w.ClaimedBy != holder {
 			return softatm.Errorf(softatm.ECodeClaimed, "another counter is paying this code")
+		}
+		if w.ClaimUntil.Before(now) {
+			return softatm.Errorf(softatm.EConflict, "your claim on this code has ended; scan it again")
 		}
 		return softatm.Errorf(softatm.EConflict, "this code is already claimed by you")
 	case StateReserved:

@@ -2,13 +2,14 @@ package atmswitch
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
 )
 
 // sweepBatch bounds the withdrawals one sweep pass moves per kind.
@@ -21,56 +22,46 @@ const sweepBatch = 100
 // several instances at once: every move is a conditional UPDATE.
 func (s *Service) Sweep(ctx context.Context) (moved int, err error) {
 	now := s.now()
-	ids, err := s.ids(ctx, `SELECT id FROM withdrawals WHERE state = 'reserved' AND expires_at < $1 LIMIT $2`,
-		now.Add(-s.cfg.ClockSkew), sweepBatch)
-	if err != nil {
-		return 0, err
-	}
-	for _, id := range ids {
-		if err := s.endHold(ctx, id, StateExpired); err != nil && !isStateErr(err) {
-			return moved, fmt.Errorf("expiring %s: %w", id, err)
-		}
-		moved++
-	}
-	// created_at was written by whichever instance took the request, on its
-	// clock: allow for the skew, as the other two sweeps do, or an instance
-	// whose clock runs ahead fails every request a slower one has in flight.
-	ids, err = s.ids(ctx, `SELECT id FROM withdrawals WHERE state = 'requested' AND created_at < $1 LIMIT $2`,
-		now.Add(-s.cfg.RequestedMax-s.cfg.ClockSkew), sweepBatch)
-	if err != nil {
-		return moved, err
-	}
-	for _, id := range ids {
-		if err := s.fail(ctx, id); err != nil {
+	// Every time below was written by whichever instance took the request
+	// (or the claim), on its clock: allow for the skew, or an instance
+	// whose clock runs ahead ends what a slower one still has in flight.
+	before := now.Add(-s.cfg.ClockSkew)
+	for _, sw := range []struct {
+		ev     Event
+		before time.Time
+		move   func(uuid.UUID) error
+	}{
+		{EvExpire, before, func(id uuid.UUID) error { return s.endHold(ctx, id, EvExpire) }},
+		{EvFail, before.Add(-s.cfg.RequestedMax), func(id uuid.UUID) error { return s.fail(ctx, id) }},
+		{EvLapse, before, func(id uuid.UUID) error { return s.lapse(ctx, id, now, before) }},
+	} {
+		ids, err := s.store.Due(ctx, sw.ev, sw.before, sweepBatch)
+		if err != nil {
 			return moved, err
 		}
-		moved++
-	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE withdrawals SET state = 'reserved', claimed_by = '', claimed_kiosk = '',
-			claim_until = NULL, updated_at = $1
-			WHERE id IN (SELECT id FROM withdrawals WHERE state = 'claimed' AND claim_until < $2 LIMIT $3)
-			  AND state = 'claimed'`, now, now.Add(-s.cfg.ClockSkew), sweepBatch)
-		if err == nil {
-			moved += int(tag.RowsAffected())
+		for _, id := range ids {
+			if err := sw.move(id); err != nil && !isStateErr(err) {
+				return moved, fmt.Errorf("%s %s: %w", sw.ev, id, err)
+			}
+			moved++
 		}
-		return err
-	})
-	return moved, err
+	}
+	return moved, nil
+}
+
+// lapse frees a claim whose lease ended before before.
+func (s *Service) lapse(ctx context.Context, id uuid.UUID, now, before time.Time) error {
+	_, err := s.apply(ctx, Move{ID: id, Event: EvLapse, At: now, Before: before, Set: claimCleared})
+	if errors.Is(err, ledger.ErrUnchanged) {
+		return nil // confirmed, released or re-claimed meanwhile
+	}
+	return err
 }
 
 // isStateErr says err is a domain refusal (the row moved on), not a failure.
 func isStateErr(err error) bool {
 	c := softatm.ErrorCode(err)
 	return c != "" && c != softatm.EInternal
-}
-
-func (s *Service) ids(ctx context.Context, q string, args ...any) ([]uuid.UUID, error) {
-	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
 // RunSweeper sweeps every interval until ctx ends.

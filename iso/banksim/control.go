@@ -22,16 +22,26 @@ const (
 var faultKinds = map[string]bool{
 	FaultNone: true, FaultDelay: true, FaultDrop: true, FaultDisconnect: true, FaultDuplicate: true,
 	FaultLate: true, FaultUnavailable: true, FaultMalfunction: true,
+	FaultReplyAmount: true, FaultReplyRRN: true, FaultReplyAccount: true, FaultReplyCurrency: true, FaultReplyProc: true,
+	FaultAdviceRefuse: true, FaultReversalRefuse: true,
 }
 
 // FaultRequest is the body of POST /faults. With mti set the fault applies to
 // that MTI; otherwise to account ("" = every financial request). Kind ""
-// removes the fault.
+// removes the fault. ResponseCode is the refusal advice_refuse and
+// reversal_refuse answer (default 05); it must not be 00, which would not
+// be a refusal.
 type FaultRequest struct {
-	Account string `json:"account"`
-	MTI     string `json:"mti"`
-	Kind    string `json:"kind"`
-	DelayMs int    `json:"delay_ms"`
+	Account      string `json:"account"`
+	MTI          string `json:"mti"`
+	Kind         string `json:"kind"`
+	DelayMs      int    `json:"delay_ms"`
+	ResponseCode string `json:"response_code"`
+}
+
+// Fault is the fault f asks for.
+func (f FaultRequest) Fault() Fault {
+	return Fault{Kind: f.Kind, DelayMs: f.DelayMs, ResponseCode: f.ResponseCode}
 }
 
 // ParseFaultRequest decodes and checks a POST /faults body.
@@ -50,6 +60,9 @@ func ParseFaultRequest(r io.Reader) (FaultRequest, error) {
 	}
 	if f.MTI != "" && (len(f.MTI) != 4 || !allDigits(f.MTI)) {
 		return FaultRequest{}, fmt.Errorf("mti %q: want 4 digits", f.MTI)
+	}
+	if f.ResponseCode != "" && (len(f.ResponseCode) != 2 || !allDigits(f.ResponseCode) || f.ResponseCode == iso.RCApproved) {
+		return FaultRequest{}, fmt.Errorf("response_code %q: want 2 digits other than 00", f.ResponseCode)
 	}
 	return f, nil
 }
@@ -118,9 +131,9 @@ func (s *Sim) ControlHandler() http.Handler {
 			return
 		}
 		if f.MTI != "" {
-			s.SetMTIFault(f.MTI, Fault{Kind: f.Kind, DelayMs: f.DelayMs})
+			s.SetMTIFault(f.MTI, f.Fault())
 		} else {
-			s.SetFault(f.Account, Fault{Kind: f.Kind, DelayMs: f.DelayMs})
+			s.SetFault(f.Account, f.Fault())
 		}
 		w.WriteHeader(http.StatusNoContent)
 	})

@@ -31,8 +31,10 @@ func replyTo(m *iso.Message, rc string) *iso.Message {
 }
 
 // process applies m to the books and returns the reply, or nil when m is
-// not a request we answer.
-func (s *Sim) process(m *iso.Message) *iso.Message {
+// not a request we answer. lie is the reply_* fault the reply will carry
+// ("" for an honest reply): a 0100 answered with another amount holds that
+// amount.
+func (s *Sim) process(m *iso.Message, lie string) *iso.Message {
 	switch m.MTI {
 	case iso.MTINetworkRequest:
 		rc := iso.RCApproved
@@ -44,7 +46,7 @@ func (s *Sim) process(m *iso.Message) *iso.Message {
 		s.log.Debug("network message", "code", m.NetworkCode, "stan", m.STAN)
 		return replyTo(m, rc)
 	case iso.MTIAuthRequest:
-		return s.authorize(m)
+		return s.authorize(m, lie)
 	case iso.MTIAdvice, iso.MTIAdviceRepeat:
 		return s.capture(m)
 	case iso.MTIReversal, iso.MTIReversalRepeat:
@@ -68,7 +70,7 @@ func reversedKey(rrn string) string { return "reversed|" + rrn }
 
 func terminalOf(m *iso.Message) string { return strings.TrimRight(m.TerminalID, " ") }
 
-func (s *Sim) authorize(m *iso.Message) *iso.Message {
+func (s *Sim) authorize(m *iso.Message, lie string) *iso.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -121,16 +123,23 @@ func (s *Sim) authorize(m *iso.Message) *iso.Message {
 	if a.DailyLimit > 0 && a.withdrawn+a.held+amount > a.DailyLimit {
 		return decline(iso.RCExceedsLimit, "daily limit")
 	}
+	// The request passed every check for its own amount; a bank that
+	// answers with another amount holds the amount it says (see the
+	// package comment), so the books agree with its reply.
+	held := amount
+	if lie == FaultReplyAmount {
+		held = saidAmount(amount)
+	}
 	h := &Hold{
 		ApprovalCode: s.newApprovalCode(), Account: number, RRN: m.RRN, STAN: m.STAN,
-		Amount: amount, State: HoldHeld, CreatedAt: now, terminal: terminalOf(m),
+		Amount: held, State: HoldHeld, CreatedAt: now, terminal: terminalOf(m),
 	}
-	a.held += amount
+	a.held += held
 	s.holds[h.ApprovalCode] = h
 	s.holdOrder = append(s.holdOrder, h)
 	s.byRRN[h.RRN] = h
 	s.byOrigSTAN[h.STAN+"|"+h.terminal] = h
-	log.Info("0100 approved, hold placed", "approval_code", h.ApprovalCode, "amount", amount)
+	log.Info("0100 approved, hold placed", "approval_code", h.ApprovalCode, "amount", held, "requested", amount)
 	r := replyTo(m, iso.RCApproved)
 	r.ApprovalCode = h.ApprovalCode
 	return r

@@ -2,7 +2,8 @@
 // wire profile (package iso) that keeps accounts with balances and daily
 // limits, places holds on 0100, captures them on 0220/0221 and releases them
 // on 0420/0421, both idempotent, detects duplicate transmissions, and injects
-// faults (delay, drop, disconnect, duplicate reply, late reply, 91, 96) per
+// faults (delay, drop, disconnect, duplicate reply, late reply, 91, 96, a
+// reply that lies about one field, a refused advice or reversal) per
 // account, per MTI or for every request, so tests, demos and benchmarks can
 // drive the switch through every path.
 //
@@ -28,6 +29,20 @@
 //     misbehave with the reply, like a bank whose answer is lost: the hold
 //     exists, and only a reversal releases it. "disconnect", "unavailable"
 //     and "malfunction" change nothing.
+//   - The "reply_*" faults (reply_amount, reply_rrn, reply_account,
+//     reply_currency, reply_proc) answer with one field other than the
+//     request's (see lie.go for the values). Set on an account or for every
+//     request they lie only in the 0110, so the switch's reversal of the
+//     lied-about 0100 is answered honestly; set on an MTI they lie in the
+//     reply to that MTI (0230, 0430, 0810 too). The books stay those of a
+//     real bank: the hold of a lying 0110 is placed on the request's
+//     account, under the request's RRN, STAN and terminal, for the amount
+//     the reply states. Only reply_amount makes that differ from the
+//     request: the bank holds the amount it said. On an advice or reversal
+//     the books follow the request and only the reply lies.
+//   - "advice_refuse" answers a 0220/0221 and "reversal_refuse" a 0420/0421
+//     with Fault.ResponseCode (05 when empty) and changes nothing: the hold
+//     stays held. Other MTIs on the same account are served normally.
 //   - Close stops serving but keeps the books; Listen may be called again,
 //     which is how tests restart the bank on the same port.
 //
@@ -60,6 +75,15 @@ const (
 	FaultLate        = "late"        // reply after DelayMs, meant to pass the switch's deadline
 	FaultUnavailable = "unavailable" // reply 91
 	FaultMalfunction = "malfunction" // reply 96
+
+	FaultReplyAmount   = "reply_amount"   // the reply states another amount (field 4); the hold is that amount
+	FaultReplyRRN      = "reply_rrn"      // the reply carries another RRN (field 37)
+	FaultReplyAccount  = "reply_account"  // the reply names another account (field 102, or 2)
+	FaultReplyCurrency = "reply_currency" // the reply carries currency 840 (field 49)
+	FaultReplyProc     = "reply_proc"     // the reply carries another processing code (field 3)
+
+	FaultAdviceRefuse   = "advice_refuse"   // answer a 0220/0221 with Fault.ResponseCode, capture nothing
+	FaultReversalRefuse = "reversal_refuse" // answer a 0420/0421 with Fault.ResponseCode, release nothing
 )
 
 // Hold states.
@@ -86,6 +110,9 @@ type Account struct {
 type Fault struct {
 	Kind    string
 	DelayMs int
+	// ResponseCode is what advice_refuse and reversal_refuse answer
+	// (default 05, do not honour). Other kinds ignore it.
+	ResponseCode string
 }
 
 // Hold is money reserved by an approved 0100.
@@ -282,23 +309,34 @@ func (s *Sim) serve(nc net.Conn) {
 func (s *Sim) handle(c *conn, m *iso.Message) bool {
 	s.mu.Lock()
 	s.received[m.MTI]++
-	fault := s.faultFor(m)
+	fault, byMTI := s.faultFor(m)
 	s.mu.Unlock()
 
 	var reply *iso.Message
-	switch fault.Kind {
-	case FaultDisconnect:
+	switch {
+	case fault.Kind == FaultDisconnect:
 		s.log.Info("fault: disconnect", "mti", m.MTI, "stan", m.STAN)
 		return false
-	case FaultUnavailable:
+	case fault.Kind == FaultUnavailable:
 		reply = replyTo(m, iso.RCIssuerUnavailable)
-	case FaultMalfunction:
+	case fault.Kind == FaultMalfunction:
 		reply = replyTo(m, iso.RCSystemError)
+	case refuses(fault, m.MTI):
+		rc := fault.ResponseCode
+		if rc == "" {
+			rc = iso.RCDoNotHonour
+		}
+		s.log.Info("fault: refused", "mti", m.MTI, "stan", m.STAN, "rc", rc)
+		reply = replyTo(m, rc)
 	default:
-		reply = s.process(m)
+		reply = s.process(m, lies(fault, m.MTI, byMTI))
 	}
 	if reply == nil {
 		return true
+	}
+	if lie := lies(fault, m.MTI, byMTI); lie != "" {
+		s.log.Info("fault: reply lies", "mti", m.MTI, "stan", m.STAN, "lie", lie)
+		tell(lie, reply)
 	}
 	if reply.MTI != iso.MTINetworkResponse {
 		reply.SettlementDate = s.now().In(iso.LocalZone).Format("0102")
@@ -334,23 +372,24 @@ func (s *Sim) write(c *conn, m *iso.Message) {
 	}
 }
 
-// faultFor picks the fault for m. Callers hold s.mu.
-func (s *Sim) faultFor(m *iso.Message) Fault {
+// faultFor picks the fault for m and says whether it was chosen by m's MTI.
+// Callers hold s.mu.
+func (s *Sim) faultFor(m *iso.Message) (f Fault, byMTI bool) {
 	financial := !strings.HasPrefix(m.MTI, "08")
 	if financial {
 		if f, ok := s.acctFaults[m.AccountID()]; ok && m.AccountID() != "" {
-			return f
+			return f, false
 		}
 	}
 	if f, ok := s.mtiFaults[m.MTI]; ok {
-		return f
+		return f, true
 	}
 	if financial {
 		if f, ok := s.acctFaults[""]; ok {
-			return f
+			return f, false
 		}
 	}
-	return Fault{}
+	return Fault{}, false
 }
 
 // SetFault injects f on requests for account, or on every financial request

@@ -315,6 +315,8 @@ func FuzzParseFaultRequest(f *testing.F) {
 	f.Add([]byte(`{"account":"9704000000000011","kind":"delay","delay_ms":500}`))
 	f.Add([]byte(`{"mti":"0220","kind":"drop"}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"account":"9704000000000011","kind":"advice_refuse","response_code":"96"}`))
+	f.Add([]byte(`{"kind":"reply_amount"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		fr, err := ParseFaultRequest(bytes.NewReader(b))
 		if err != nil {
@@ -322,6 +324,9 @@ func FuzzParseFaultRequest(f *testing.F) {
 		}
 		if !faultKinds[fr.Kind] || fr.DelayMs < 0 || fr.DelayMs > faultDelayMaxMs || (fr.MTI != "" && len(fr.MTI) != 4) {
 			t.Fatalf("accepted %+v", fr)
+		}
+		if rc := fr.ResponseCode; rc != "" && (len(rc) != 2 || rc == iso.RCApproved || !allDigits(rc)) {
+			t.Fatalf("accepted response code %q", rc)
 		}
 	})
 }

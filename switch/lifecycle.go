@@ -1,0 +1,319 @@
+package atmswitch
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/softatm/softatm/ledger"
+)
+
+// The withdrawal lifecycle as data: every state change of the switch is a
+// row of the transitions table below, applied by one function (moveStmt)
+// that turns it into one conditional UPDATE. No other code writes a
+// withdrawal's state; other packages ask (IsPaid, Unpaid, ...), they do not
+// write state names into their own SQL.
+
+// Event is what happens to a withdrawal.
+type Event string
+
+// The events of the lifecycle.
+const (
+	EvApprove  Event = "approve"  // the bank's 0110 approved the hold
+	EvDecline  Event = "decline"  // the bank's 0110 declined it
+	EvFail     Event = "fail"     // no usable 0110 in time
+	EvClaim    Event = "claim"    // a teller scanned the code
+	EvRelease  Event = "release"  // the teller gave the claim up
+	EvLapse    Event = "lapse"    // the claim's lease ran out (sweeper)
+	EvPay      Event = "pay"      // the teller handed the cash over
+	EvCancel   Event = "cancel"   // the citizen cancelled
+	EvExpire   Event = "expire"   // the code's lifetime ran out (sweeper)
+	EvComplete Event = "complete" // the bank acknowledged the 0220
+)
+
+// Cond is a condition a transition needs besides its from-state. Each has
+// an SQL form (the store's WHERE) and a Go form (the in-memory fake and the
+// table's own tests), kept side by side in conds so they cannot drift.
+type Cond int
+
+// The conditions.
+const (
+	// CondFresh: the code has not expired (expires_at > Move.Before).
+	CondFresh Cond = iota + 1
+	// CondHolder: the claim is the mover's (claimed_by = Move.Holder).
+	CondHolder
+	// CondHolderOrLapsed: the claim is the mover's or its lease ended
+	// (claim_until < Move.At): a teller may re-scan, or take over a claim
+	// abandoned by another counter.
+	CondHolderOrLapsed
+	// CondClaimLive: the claim's lease has not ended (claim_until >=
+	// Move.At). A claim made before the code expired may be paid until the
+	// claim ends (the sweeper never expires a claimed code, so its hold is
+	// live), never after.
+	CondClaimLive
+	// CondLapsedBefore: the claim's lease ended before Move.Before.
+	CondLapsedBefore
+)
+
+// Message is a message to the bank a transition queues in the outbox.
+type Message string
+
+// The messages.
+const (
+	MsgNone     Message = ""
+	MsgAdvice   Message = "advice"   // 0220 completion advice
+	MsgReversal Message = "reversal" // 0420 reversal advice
+)
+
+// Posting is the set of ledger transfers a transition posts.
+type Posting string
+
+// The postings.
+const (
+	PostNone   Posting = ""
+	PostHold   Posting = "hold"   // pending: bank receivable -> in flight
+	PostPayout Posting = "payout" // post the pending, move the cash out of the till, the fee
+	PostVoid   Posting = "void"   // void the pending
+)
+
+// Transition is a row of the lifecycle table.
+type Transition struct {
+	From   State
+	On     Event
+	To     State
+	When   []Cond
+	Posts  Posting
+	Queues Message
+}
+
+// transitions is the lifecycle; see DESIGN.md. An event may have several
+// rows (claim: from reserved, or again from claimed); they must agree on
+// To, Posts and Queues, which TestTransitionTable checks.
+var transitions = []Transition{
+	{From: StateRequested, On: EvApprove, To: StateReserved, Posts: PostHold},
+	{From: StateRequested, On: EvDecline, To: StateDeclined},
+	{From: StateRequested, On: EvFail, To: StateFailed, Queues: MsgReversal},
+	{From: StateReserved, On: EvClaim, To: StateClaimed, When: []Cond{CondFresh}},
+	{From: StateClaimed, On: EvClaim, To: StateClaimed, When: []Cond{CondFresh, CondHolderOrLapsed}},
+	{From: StateClaimed, On: EvRelease, To: StateReserved, When: []Cond{CondHolder}},
+	{From: StateClaimed, On: EvLapse, To: StateReserved, When: []Cond{CondLapsedBefore}},
+	{From: StateClaimed, On: EvPay, To: StatePaid, When: []Cond{CondHolder, CondClaimLive}, Posts: PostPayout, Queues: MsgAdvice},
+	{From: StateReserved, On: EvCancel, To: StateCancelled, Posts: PostVoid, Queues: MsgReversal},
+	{From: StateReserved, On: EvExpire, To: StateExpired, Posts: PostVoid, Queues: MsgReversal},
+	{From: StatePaid, On: EvComplete, To: StateCompleted},
+}
+
+// States lists every state.
+var States = []State{StateRequested, StateReserved, StateDeclined, StateFailed, StateClaimed,
+	StatePaid, StateCompleted, StateCancelled, StateExpired}
+
+// PaidStates are the states of a withdrawal whose cash was handed over.
+var PaidStates = []State{StatePaid, StateCompleted}
+
+// LiveStates are the states whose amount counts against an account's
+// rolling daily limit: asked for, held, or paid.
+var LiveStates = []State{StateRequested, StateReserved, StateClaimed, StatePaid, StateCompleted}
+
+// IsPaid says the cash of a withdrawal in state s was handed over.
+func IsPaid(s State) bool { return slices.Contains(PaidStates, s) }
+
+// rowsOf returns the table's rows for an event.
+func rowsOf(ev Event) []Transition {
+	var out []Transition
+	for _, t := range transitions {
+		if t.On == ev {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// target returns the state, posting and message of an event.
+func target(ev Event) Transition {
+	rows := rowsOf(ev)
+	if len(rows) == 0 {
+		panic(fmt.Sprintf("atmswitch: no transition for event %q", ev))
+	}
+	return rows[0]
+}
+
+// Col is a column a move sets besides state and updated_at.
+type Col struct {
+	Name  string
+	Value any
+}
+
+// Move is one state change asked of the store.
+type Move struct {
+	ID     uuid.UUID
+	Event  Event
+	At     time.Time // the event's time: updated_at, and "now" of the conditions
+	Before time.Time // CondFresh: expires_at must be after it; CondLapsedBefore: claim_until before it
+	Holder string    // CondHolder, CondHolderOrLapsed
+	Set    []Col     // columns the move sets besides state and updated_at
+	// Posting facts, for a transition that posts transfers.
+	Bank       string
+	PostOffice string
+	Amount     int64
+	Fee        int64
+	Currency   string
+	// Into, if set, receives the moved row (only for a transition that
+	// queues no message).
+	Into *Withdrawal
+}
+
+// holds is a condition's Go form, for the fake store and the table's tests.
+func (c Cond) holds(w Withdrawal, m Move) bool {
+	switch c {
+	case CondFresh:
+		return w.ExpiresAt.After(m.Before)
+	case CondHolder:
+		return w.ClaimedBy == m.Holder
+	case CondHolderOrLapsed:
+		return w.ClaimedBy == m.Holder || w.ClaimUntil.Before(m.At)
+	case CondClaimLive:
+		return !w.ClaimUntil.Before(m.At)
+	case CondLapsedBefore:
+		return w.ClaimUntil.Before(m.Before)
+	}
+	panic(fmt.Sprintf("atmswitch: unknown condition %d", c))
+}
+
+// sql is a condition's SQL form; arg adds a parameter and returns its
+// placeholder.
+func (c Cond) sql(m Move, arg func(any) string) string {
+	switch c {
+	case CondFresh:
+		return "expires_at > " + arg(m.Before)
+	case CondHolder:
+		return "claimed_by = " + arg(m.Holder)
+	case CondHolderOrLapsed:
+		return "(claimed_by = " + arg(m.Holder) + " OR claim_until < " + arg(m.At) + ")"
+	case CondClaimLive:
+		return "claim_until >= " + arg(m.At)
+	case CondLapsedBefore:
+		return "claim_until < " + arg(m.Before)
+	}
+	panic(fmt.Sprintf("atmswitch: unknown condition %d", c))
+}
+
+// allowed says whether m may move w, by the table: the row for w's state
+// and m's event, and its conditions. It is the Go form of moveStmt's WHERE.
+func allowed(w Withdrawal, m Move) (Transition, bool) {
+	for _, t := range rowsOf(m.Event) {
+		if t.From != w.State {
+			continue
+		}
+		ok := true
+		for _, c := range t.When {
+			ok = ok && c.holds(w, m)
+		}
+		if ok {
+			return t, true
+		}
+	}
+	return Transition{}, false
+}
+
+// sqlArgs collects a statement's parameters.
+type sqlArgs struct{ args []any }
+
+// add appends a parameter and returns its placeholder.
+func (a *sqlArgs) add(v any) string {
+	a.args = append(a.args, v)
+	return fmt.Sprintf("$%d", len(a.args))
+}
+
+// moveUpdate is a move's conditional UPDATE of the withdrawal whose id is
+// the SQL expression id: it sets the transition's state, updated_at and the
+// move's columns, WHERE the withdrawal is in one of the event's from-states
+// with that row's conditions.
+func moveUpdate(m Move, a *sqlArgs, id string) string {
+	rows := rowsOf(m.Event)
+	set := []string{"state = " + a.add(string(target(m.Event).To)), "updated_at = " + a.add(m.At)}
+	for _, c := range m.Set {
+		set = append(set, c.Name+" = "+a.add(c.Value))
+	}
+	where := make([]string, 0, len(rows))
+	for _, r := range rows {
+		conds := []string{"state = " + a.add(string(r.From))}
+		for _, c := range r.When {
+			conds = append(conds, c.sql(m, a.add))
+		}
+		where = append(where, "("+strings.Join(conds, " AND ")+")")
+	}
+	return fmt.Sprintf("UPDATE withdrawals SET %s WHERE id = %s AND (%s)",
+		strings.Join(set, ", "), id, strings.Join(where, " OR "))
+}
+
+// moveStmt turns a move into its one conditional statement (moveUpdate),
+// and, for a transition that queues a message, the outbox row inserted by
+// the same statement only if the row moved. It must change the row: when it
+// changes none, the unit is refused with ledger.ErrUnchanged.
+func moveStmt(m Move) *ledger.Stmt {
+	var a sqlArgs
+	update := moveUpdate(m, &a, a.add(m.ID))
+	st := &ledger.Stmt{MustChange: true}
+	switch q := target(m.Event).Queues; {
+	case q != MsgNone:
+		if m.Into != nil {
+			panic("atmswitch: a move that queues a message cannot return its row")
+		}
+		// seq keeps the messages of one withdrawal in order.
+		update = fmt.Sprintf(`WITH moved AS (%s RETURNING id)
+		INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
+		SELECT %s, moved.id, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = moved.id), 0) + 1,
+			%s, 'pending', %s, %s FROM moved`, update, a.add(uuid.New()), a.add(string(q)), a.add(m.At), a.add(m.At))
+	case m.Into != nil:
+		update += " RETURNING " + withdrawalColumns
+		into := m.Into
+		st.Row = func(r pgx.Row) error { return r.Scan(scanTargets(into)...) }
+	}
+	st.SQL, st.Args = update, a.args
+	return st
+}
+
+// postings returns the transfers a move's transition posts.
+func postings(m Move) []ledger.Transfer {
+	switch target(m.Event).Posts {
+	case PostHold:
+		return []ledger.Transfer{ledger.HoldTransfer(m.ID, m.Bank, m.Amount, m.Currency)}
+	case PostPayout:
+		return ledger.PayoutTransfers(m.ID, m.Bank, m.PostOffice, m.Amount, m.Fee, m.Currency)
+	case PostVoid:
+		return []ledger.Transfer{ledger.VoidTransfer(m.ID, m.Currency)}
+	}
+	return nil
+}
+
+// stateList renders states for an SQL IN list; state names are constants of
+// this file, never input.
+func stateList(ss []State) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = "'" + string(s) + "'"
+	}
+	return "(" + strings.Join(q, ",") + ")"
+}
+
+// apply runs a move through the store; a move that posts transfers is timed
+// per posting (softatm_ledger_commit_seconds{unit}).
+func (s *Service) apply(ctx context.Context, m Move) (ledger.Result, error) {
+	posts := target(m.Event).Posts
+	if posts == PostNone {
+		return s.store.Apply(ctx, m)
+	}
+	start := time.Now()
+	res, err := s.store.Apply(ctx, m)
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	s.m.ledgerTx.WithLabelValues(string(posts), outcome).Observe(time.Since(start).Seconds())
+	return res, err
+}

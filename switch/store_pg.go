@@ -1,0 +1,291 @@
+package atmswitch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/ledger"
+)
+
+// pgStore is the Store on PostgreSQL. Every write is a unit of the ledger's
+// committer (ledger.Commit / ledger.Exec): one writer for the switch's
+// tables and the ledger's, so SERIALIZABLE has nothing to abort and writes
+// share commits. Reads go to the pool, re-run on a serialization failure or
+// a lost connection (retryReads).
+type pgStore struct {
+	pool   *pgxpool.Pool
+	reads  retryReads
+	ledger *ledger.Ledger
+}
+
+func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger) *pgStore {
+	return &pgStore{pool: pool, reads: retryReads{pool}, ledger: l}
+}
+
+const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, amount, currency, state,
+	terminal_id, stan, rrn, transmitted_at, approval_code, approved_amount, response_code,
+	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
+	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
+	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
+	created_at, updated_at`
+
+// scanTargets are the destinations of withdrawalColumns, then extra.
+func scanTargets(w *Withdrawal, extra ...any) []any {
+	return append([]any{&w.ID, &w.Bank, &w.Account, &w.HolderNameMasked, &w.Amount, &w.Currency, (*string)(&w.State),
+		&w.TerminalID, &w.STAN, &w.RRN, &w.TransmittedAt, &w.ApprovalCode, &w.ApprovedAmount, &w.ResponseCode,
+		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
+		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
+		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
+		&w.CreatedAt, &w.UpdatedAt}, extra...)
+}
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return softatm.Errorf(softatm.ENotFound, "withdrawal not found")
+	}
+	return err
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
+}
+
+func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
+			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11)`,
+		Args: []any{w.ID, w.Bank, w.Account, w.HolderNameMasked, w.Amount, w.Currency, string(StateRequested),
+			w.TerminalID, w.STAN, w.RRN, w.CreatedAt}})
+	if isUniqueViolation(err, "withdrawals_rrn_key") {
+		return errRRNTaken
+	}
+	return err
+}
+
+func (p *pgStore) Get(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
+	var w Withdrawal
+	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w)...)
+	return w, notFound(err)
+}
+
+// Apply commits the move's statement (moveStmt) with its transfers. A move
+// that posts nothing and needs no business date commits undated, which
+// spares the batch a business-day look-up.
+func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
+	st := moveStmt(m)
+	var (
+		res ledger.Result
+		err error
+	)
+	if transfers := postings(m); len(transfers) > 0 {
+		res, err = p.ledger.Commit(ctx, ledger.Unit{At: m.At, Stmt: st, Transfers: transfers})
+	} else {
+		res.Changed, err = p.ledger.Exec(ctx, st)
+	}
+	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {
+		return res, errNumericTaken
+	}
+	return res, err
+}
+
+// dueSQL is the sweeper's query per event: the rows its transition leaves
+// whose time has come. Each is served by the (state, ...) indexes.
+var dueSQL = map[Event]string{
+	EvExpire: `SELECT id FROM withdrawals WHERE state = $1 AND expires_at < $2 LIMIT $3`,
+	EvLapse:  `SELECT id FROM withdrawals WHERE state = $1 AND claim_until < $2 LIMIT $3`,
+	EvFail:   `SELECT id FROM withdrawals WHERE state = $1 AND created_at < $2 LIMIT $3`,
+}
+
+func (p *pgStore) Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error) {
+	q, ok := dueSQL[ev]
+	if !ok {
+		return nil, fmt.Errorf("no sweep for event %s", ev)
+	}
+	rows, err := p.pool.Query(ctx, q, string(rowsOf(ev)[0].From), before, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+}
+
+func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error) {
+	var used int64
+	err := p.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+		WHERE bank_code = $1 AND account_number = $2 AND created_at > $3 AND state IN `+stateList(LiveStates),
+		bank, account, since).Scan(&used)
+	return used, err
+}
+
+func (p *pgStore) NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, []byte, error) {
+	var id uuid.UUID
+	var phone []byte
+	err := p.reads.QueryRow(ctx, `SELECT id, phone_last4_hash FROM withdrawals WHERE numeric_hash = $1`,
+		numericHash).Scan(&id, &phone)
+	return id, phone, notFound(err)
+}
+
+func (p *pgStore) Till(ctx context.Context, po string) (cash, limit int64, err error) {
+	err = p.reads.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.daily_limit
+		FROM post_offices p JOIN accounts a ON a.code = $2 WHERE p.code = $1`,
+		po, ledger.TillCode(po)).Scan(&cash, &limit)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, softatm.Errorf(softatm.ENotFound, "post office %s has no till", po)
+	}
+	return cash, limit, err
+}
+
+func (p *pgStore) PaidOn(ctx context.Context, po string, day time.Time) (int64, error) {
+	var paid int64
+	err := p.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
+		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, po, day).Scan(&paid)
+	return paid, err
+}
+
+func (p *pgStore) WithFee(ctx context.Context, id uuid.UUID) (Withdrawal, int64, error) {
+	var w Withdrawal
+	var fee int64
+	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
+		COALESCE((SELECT fee_amount FROM banks b WHERE b.code = withdrawals.bank_code), -1)
+		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &fee)...)
+	if err == nil && fee < 0 {
+		err = fmt.Errorf("reading bank fee: bank %s not found", w.Bank)
+	}
+	return w, fee, notFound(err)
+}
+
+func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) ([]Receipt, int64, int64, error) {
+	rows, err := p.pool.Query(ctx, `SELECT w.id, w.amount, w.currency, w.paid_at, w.paid_kiosk, COALESCE(u.username, '')
+		FROM withdrawals w LEFT JOIN users u ON u.id::text = w.paid_by
+		WHERE w.post_office = $1 AND w.business_date = $2 AND w.paid_at IS NOT NULL
+		ORDER BY w.paid_at DESC LIMIT $3`, po, day, n)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Receipt, error) {
+		r := Receipt{PostOffice: po, BusinessDate: day.Format("2006-01-02")}
+		err := row.Scan(&r.WithdrawalID, &r.Amount, &r.Currency, &r.PaidAt, &r.Kiosk, &r.Teller)
+		return r, err
+	})
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var count, sum int64
+	err = p.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM withdrawals
+		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, po, day).Scan(&count, &sum)
+	return out, count, sum, err
+}
+
+func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error) {
+	var msgs []outboxMsg
+	err := p.ledger.Run(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `UPDATE outbox SET lease_owner = $1, lease_until = $2
+			WHERE id IN (
+				SELECT o.id FROM outbox o
+				WHERE o.state = 'pending' AND o.next_attempt_at <= $3
+				  AND (o.lease_until IS NULL OR o.lease_until < $3)
+				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.withdrawal_id = o.withdrawal_id
+				                  AND p.seq < o.seq AND p.state = 'pending')
+				ORDER BY o.next_attempt_at LIMIT $4)
+			RETURNING id, withdrawal_id, kind, attempts`, owner, until, now, n)
+		if err != nil {
+			return err
+		}
+		msgs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxMsg, error) {
+			var m outboxMsg
+			err := row.Scan(&m.id, &m.withdrawalID, &m.kind, &m.attempts)
+			return m, err
+		})
+		return err
+	})
+	return msgs, err
+}
+
+func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, string, error) {
+	var w Withdrawal
+	var poName string
+	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
+		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), '')
+		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &poName)...)
+	return w, poName, notFound(err)
+}
+
+// Answered is one statement: the message ends and, for an acknowledged
+// advice, the withdrawal completes — the lifecycle's EvComplete, whose
+// UPDATE (moveUpdate) takes its id from the answered message.
+func (p *pgStore) Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) error {
+	var a sqlArgs
+	answer := fmt.Sprintf(`UPDATE outbox SET state = %s, response_code = %s, attempts = attempts + 1,
+			done_at = %s, lease_owner = '', lease_until = NULL WHERE id = %s AND state = 'pending'
+			RETURNING withdrawal_id`, a.add(state), a.add(rc), a.add(now), a.add(m.id))
+	completes := m.kind == string(MsgAdvice) && state == "done"
+	complete := moveUpdate(Move{Event: EvComplete, At: now}, &a, "(SELECT withdrawal_id FROM answered)")
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{
+		SQL:  fmt.Sprintf(`WITH answered AS (%s) %s AND %s`, answer, complete, a.add(completes)),
+		Args: a.args})
+	return err
+}
+
+func (p *pgStore) RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
+			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
+		Args: []any{m.id, state, attempts, next, cause}})
+	return err
+}
+
+// ReplyMismatch is an outbox row of its own kind, born an exception: the
+// finance page lists it with the advices and reversals that failed, and
+// the worker never sends it.
+func (p *pgStore) ReplyMismatch(ctx context.Context, id uuid.UUID, detail string, at time.Time) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO outbox (id, withdrawal_id, seq, kind, state, last_error, created_at)
+		SELECT $1, $2, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = $2), 0) + 1, $3, 'exception', $4, $5`,
+		Args: []any{uuid.New(), id, kindReplyMismatch, detail, at}})
+	return err
+}
+
+func (p *pgStore) OutboxDepth(ctx context.Context) (int64, time.Time, error) {
+	var depth int64
+	var oldest time.Time
+	err := p.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MIN(created_at), now()) FROM outbox WHERE state = 'pending'`).Scan(&depth, &oldest)
+	return depth, oldest, err
+}
+
+// readRetriesMax bounds the re-runs of a lone read (outside a transaction)
+// that PostgreSQL aborted with 40001: the server runs SERIALIZABLE by
+// default, and under load even a read-only statement can be the one chosen
+// to break a dependency cycle. Retrying it is safe: it wrote nothing.
+const readRetriesMax = 5
+
+// retryReads is a querier over the pool whose rows re-run their query on a
+// serialization failure or a lost connection (the pool hands out another).
+type retryReads struct{ pool *pgxpool.Pool }
+
+func (r retryReads) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return retryRow{ctx: ctx, pool: r.pool, sql: sql, args: args}
+}
+
+type retryRow struct {
+	ctx  context.Context
+	pool *pgxpool.Pool
+	sql  string
+	args []any
+}
+
+func (r retryRow) Scan(dest ...any) error {
+	var err error
+	for range readRetriesMax + 1 {
+		err = r.pool.QueryRow(r.ctx, r.sql, r.args...).Scan(dest...)
+		if !(ledger.IsRetryable(err) || ledger.IsConnectionLost(err)) || r.ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
