@@ -3,13 +3,13 @@
 // `softatm migrate`. Each domain package owns its own migration files, in
 // version ranges that keep them apart:
 //
-//	00010-00019 ledger: accounts, transfers, business days, bank settlements (00010)
+//	00010-00019 ledger: accounts, transfers, business days, bank settlements
 //	00020-00029 switch and its sub-packages: banks, post offices, kiosks,
-//	            withdrawals, outbox (00020, 00024); code's signing keys
-//	            (00021); auth's bank clients, users, sessions, login
-//	            failures (00022); idem's idempotency keys (00023)
+//	            withdrawals, outbox; code's signing keys; auth's bank
+//	            clients, users, sessions and login failures; idem's
+//	            idempotency keys
 //	00030-00039 unused: teller has no tables of its own
-//	00040-00049 ledger/recon: settlement files and reconciliation (00040)
+//	00040-00049 ledger/recon: settlement files and reconciliation
 //
 // A version is taken once: goose refuses two files with the same number.
 //
