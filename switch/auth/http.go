@@ -82,10 +82,7 @@ func (s *Service) ClearSessionCookie(w http.ResponseWriter, r *http.Request) {
 
 // RequireBankClient authenticates a bank backend by HTTP Basic auth (client
 // id and secret) and puts the BankClient in the request's context; anything
-// else is 401. Refusals here and in RequireStaff go through the one error
-// writer (softatm.WriteError), so they carry the table's status and are
-// counted with their code; a database failure is logged there and answered
-// only as "internal error". Successful checks are cached for the client cache TTL.
+// else is 401. Successful checks are cached for the client cache TTL.
 func (s *Service) RequireBankClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
