@@ -84,9 +84,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 // when the handler returns; it lives here, beside WriteError, so that every
 // HTTP package can set it without importing the switch.
 //
-// An Outcome belongs to one request and is written and read on that
-// request's goroutine (handlers that answer from another goroutine must
-// not call WriteError there).
+// An Outcome belongs to one request: WriteError sets it while the handler
+// runs and the middleware reads it after the handler returned, so it needs
+// no lock.
 type Outcome struct{ code string }
 
 // Label returns "ok" or the code of the error written.
