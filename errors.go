@@ -21,31 +21,33 @@ import (
 
 // Stable error codes. They are part of the API: never rename one.
 const (
-	EInvalid          = "invalid_request"        // malformed input
-	EInvalidAmount    = "invalid_amount"         // amount <= 0, over the limit, not a multiple of the note
-	EUnknownAccount   = "unknown_account"        // the bank does not know the account
-	EUnauthorized     = "unauthorized"           // no or bad credentials
-	EForbidden        = "forbidden"              // authenticated, but not allowed
-	ENotFound         = "not_found"              //
-	EConflict         = "conflict"               // the state does not allow this
-	EIdemReused       = "idempotency_key_reused" // same key, different body (422)
-	EInProgress       = "request_in_progress"    // same key, first request still running (409)
-	ETooLarge         = "request_too_large"      // the request body is over its cap (413)
-	ECodeInvalid      = "code_invalid"           // bad signature, unknown key, tampered, bad check digit
-	ECodeExpired      = "code_expired"           //
-	ECodeUsed         = "code_already_used"      // paid, completed
-	ECodeClaimed      = "code_claimed_elsewhere" // another teller holds the claim
-	ECodeCancelled    = "code_cancelled"         // cancelled, expired, failed, declined
-	ETillShort        = "till_insufficient"      // the post office does not hold enough cash
-	ELimit            = "limit_exceeded"         // a limit would be exceeded: an account's over 24 h, a post office's per business day
-	EDeclined         = "declined"               // the bank said no
-	EBankUnavailable  = "bank_unavailable"       // no usable answer from the bank
-	EBankReplyInvalid = "bank_reply_invalid"     // the bank's answer did not match the request: nothing reserved, reversal queued
-	ELocked           = "locked_out"             // too many failed attempts
-	ERateLimited      = "rate_limited"           //
-	EDayClosed        = "day_closed"             // the business day is closed
-	EUnavailable      = "unavailable"            // a dependency (Redis, database) is down
-	EInternal         = "internal"               // a bug or an unexpected failure
+	EInvalid          = "invalid_request"            // malformed input
+	EInvalidAmount    = "invalid_amount"             // amount <= 0, over the limit, not a multiple of the note
+	EUnknownAccount   = "unknown_account"            // the bank does not know the account
+	EUnauthorized     = "unauthorized"               // no or bad credentials
+	EForbidden        = "forbidden"                  // authenticated, but not allowed
+	EAccountNotOfBank = "account_not_of_client_bank" // the account is in no range of the calling client's bank
+	ENotFound         = "not_found"                  //
+	EConflict         = "conflict"                   // the state does not allow this
+	EIdemReused       = "idempotency_key_reused"     // same key, different body (422)
+	EInProgress       = "request_in_progress"        // same key, first request still running (409)
+	ETooLarge         = "request_too_large"          // the request body is over its cap (413)
+	ECodeInvalid      = "code_invalid"               // bad signature, unknown key, tampered, bad check digit
+	ECodeExpired      = "code_expired"               //
+	ECodeUsed         = "code_already_used"          // paid, completed
+	ECodeClaimed      = "code_claimed_elsewhere"     // another teller holds the claim
+	ECodeCancelled    = "code_cancelled"             // cancelled, expired, failed, declined
+	ENumericBlocked   = "code_numeric_blocked"       // too many wrong phone digits for this code: only its QR code pays
+	ETillShort        = "till_insufficient"          // the post office does not hold enough cash
+	ELimit            = "limit_exceeded"             // a limit would be exceeded: an account's over 24 h, a post office's per business day
+	EDeclined         = "declined"                   // the bank said no
+	EBankUnavailable  = "bank_unavailable"           // no usable answer from the bank
+	EBankReplyInvalid = "bank_reply_invalid"         // the bank's answer did not match the request: nothing reserved, reversal queued
+	ELocked           = "locked_out"                 // too many failed attempts
+	ERateLimited      = "rate_limited"               //
+	EDayClosed        = "day_closed"                 // the business day is closed
+	EUnavailable      = "unavailable"                // a dependency (Redis, database) is down
+	EInternal         = "internal"                   // a bug or an unexpected failure
 )
 
 // Error is a domain error with a stable code and a message safe to show to

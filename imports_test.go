@@ -48,31 +48,37 @@ var importRules = []importRule{
 	{pkgs: []string{"ledger"}, doc: "ledger/ledger.go", onlyDirect: []string{""},
 		notEven: []string{"switch/...", "teller/...", "iso/..."}},
 	{pkgs: []string{"ledger/..."}, doc: "ledger/ledger.go", notEven: []string{"switch/...", "teller/..."}},
-	{pkgs: []string{"ledger/recon"}, doc: "ledger/recon/recon.go", onlyDirect: []string{"", "ledger"},
+	{pkgs: []string{"ledger/recon"}, doc: "ledger/recon/recon.go", onlyDirect: []string{"", "ledger", "ledger/schema"},
 		notEven: []string{"switch/..."}},
 	{pkgs: []string{"ledger/schema"}, doc: "ledger/schema/schema.go", onlyDirect: []string{}},
-	{pkgs: []string{"switch"}, doc: "switch/atmswitch.go", onlyDirect: []string{"", "ledger", "iso", "switch/..."},
+	{pkgs: []string{"ledger/schema/schematest"}, doc: "ledger/schema/schematest/schematest.go", importedOnlyBy: []string{}},
+	{pkgs: []string{"switch"}, doc: "switch/atmswitch.go", onlyDirect: []string{"", "ledger", "ledger/recon", "iso", "switch/..."},
 		notEven: []string{"teller/..."}},
 	{pkgs: []string{"switch/auth"}, doc: "switch/auth/auth.go", onlyDirect: []string{"", "ledger"}},
 	{pkgs: []string{"switch/code"}, doc: "switch/code/code.go", onlyDirect: []string{"", "ledger"},
 		notEven: []string{"switch", "teller/...", "iso/..."}},
 	{pkgs: []string{"switch/idem"}, doc: "switch/idem/idem.go", onlyDirect: []string{"", "ledger"}},
 	{pkgs: []string{"switch/replay"}, doc: "switch/replay/replay.go", onlyDirect: []string{""}},
+	{pkgs: []string{"switch/schema"}, doc: "switch/schema/schema.go", onlyDirect: []string{"ledger/schema", "ledger/recon"}},
+	{pkgs: []string{"switch/seal"}, doc: "switch/seal/seal.go", onlyDirect: []string{}},
 	{pkgs: []string{"teller"}, doc: "teller/teller.go", onlyDirect: []string{"", "switch/...", "ledger/...", "iso", "fixtures"},
 		importedOnlyBy: []string{"cmd/softatm"}},
 	{pkgs: []string{"bench/cmd/loadgen"}, doc: "bench/cmd/loadgen/main.go", importedOnlyBy: []string{}},
-	// Production code must not link package testing: test helpers that
-	// reach the binary bring their flags, their globals and whatever else
-	// the tests need with them. Exempt are the benchmarks (bench/..., run
-	// from a checkout, never shipped), the test-only package switch/faults
-	// and fixtures/localsrv's own test harness; cmd/softatm is checked, so
-	// localsrv may link testing only if the binary stops importing it.
-	{pkgs: []string{"cmd/softatm"}, doc: "cmd/softatm/main.go", notEven: []string{"std:testing"}},
+	// Production code must not link package testing (nor testing/...): test
+	// helpers that reach the binary bring their flags, their globals and
+	// whatever else the tests need with them. Exempt are the benchmarks
+	// (bench/..., run from a checkout, never shipped), the test-only package
+	// switch/faults and the test helper schematest, which no production
+	// package may import (its rule above).
+	{pkgs: []string{"cmd/softatm"}, doc: "cmd/softatm/main.go", notEven: productionForbidden},
 }
+
+// productionForbidden are what no production package may link.
+var productionForbidden = []string{"std:testing", "std:testing/..."}
 
 // productionExempt are the packages the production rule above does not
 // bind when it is applied to every package of the module.
-var productionExempt = []string{"bench/...", "switch/faults", "fixtures/localsrv"}
+var productionExempt = []string{"bench/...", "switch/faults", "ledger/schema/schematest"}
 
 // ruleSentence finds a package comment that states an import rule.
 var ruleSentence = regexp.MustCompile(`(?i)must not (import|be imported|link)|may import|imports only|imports package|nothing imports it`)
@@ -217,7 +223,11 @@ func TestImportRules(t *testing.T) {
 				}
 				for _, by := range ours {
 					if slices.Contains(pkgs[full(by)].Imports, full(who)) && !matchesAny(by, rule.importedOnlyBy) {
-						t.Errorf("%s imports %s; its package comment (%s) allows only %q to", by, who, rule.doc, rule.importedOnlyBy)
+						allowed := fmt.Sprintf("only %q may", rule.importedOnlyBy)
+						if len(rule.importedOnlyBy) == 0 {
+							allowed = "only tests may"
+						}
+						t.Errorf("%s imports %s; its package comment (%s) says %s", by, who, rule.doc, allowed)
 					}
 				}
 			}
@@ -234,7 +244,7 @@ func TestImportRules(t *testing.T) {
 	// (cmd/softatm is checked by its own rule above.)
 	for _, who := range ours {
 		if who != "cmd/softatm" && !matchesAny(who, productionExempt) {
-			checkRule(t, importRule{doc: "cmd/softatm/main.go (production code)", notEven: []string{"std:testing"}},
+			checkRule(t, importRule{doc: "cmd/softatm/main.go (production code)", notEven: productionForbidden},
 				who, pkgs[full(who)], pkgs, rel, chain)
 		}
 	}

@@ -17,8 +17,9 @@ import (
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	"github.com/softatm/softatm/switch/code"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -152,7 +153,7 @@ func BenchmarkISOUnpack(b *testing.B) {
 // booked before the timer starts.
 func BenchmarkLedgerPosting(b *testing.B) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(b))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(b, switchschema.All()...))
 	if err != nil {
 		b.Fatal(err)
 	}

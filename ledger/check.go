@@ -19,26 +19,30 @@ type CheckResult struct {
 // checkExamplesMax bounds the examples a failed check lists.
 const checkExamplesMax = 10
 
-type check struct {
-	name string
-	// query returns one text row per violation.
-	query string
+// Invariant is one check: a query that returns one text row per violation
+// (none when the invariant holds).
+type Invariant struct {
+	Name  string
+	Query string
+	Args  []any
 }
 
-// checks are the ledger's invariants, each a query that returns the
-// violations. They read the whole ledger: run them off-peak or on a replica.
-var checks = []check{
-	{"debits_equal_credits", `
+// checks are the ledger's invariants, on its own tables only (accounts,
+// transfers, business days); what the switch's records must agree with in
+// the ledger the switch checks itself (atmswitch.Check). They read the
+// whole ledger: run them off-peak or on a replica.
+var checks = []Invariant{
+	{Name: "debits_equal_credits", Query: `
 		SELECT 'pending debits ' || sum(debits_pending)::TEXT || ' credits ' || sum(credits_pending)::TEXT ||
 		       ', posted debits ' || sum(debits_posted)::TEXT || ' credits ' || sum(credits_posted)::TEXT
 		FROM accounts
 		HAVING sum(debits_pending) <> sum(credits_pending) OR sum(debits_posted) <> sum(credits_posted)`},
-	{"tills_not_below_zero", `
+	{Name: "tills_not_below_zero", Query: `
 		SELECT code || ' debits_posted ' || debits_posted::TEXT || ' credits ' || (credits_posted + credits_pending)::TEXT
 		FROM accounts
 		WHERE (flags & 1) <> 0 AND credits_posted + credits_pending > debits_posted
 		ORDER BY code`},
-	{"balances_match_transfers", `
+	{Name: "balances_match_transfers", Query: `
 		WITH moves AS (
 			SELECT t.debit_account_id AS acct,
 				CASE t.kind WHEN 'pending' THEN t.amount WHEN 'post_pending' THEN -p.amount WHEN 'void_pending' THEN -p.amount ELSE 0 END AS dp,
@@ -61,7 +65,7 @@ var checks = []check{
 		WHERE a.debits_pending <> COALESCE(s.dp, 0) OR a.debits_posted <> COALESCE(s.dpo, 0)
 		   OR a.credits_pending <> COALESCE(s.cp, 0) OR a.credits_posted <> COALESCE(s.cpo, 0)
 		ORDER BY a.code`},
-	{"pending_resolved_at_most_once", `
+	{Name: "pending_resolved_at_most_once", Query: `
 		SELECT 'pending ' || t.pending_id::TEXT || ' resolved ' || count(*)::TEXT || ' times'
 		FROM transfers t WHERE t.pending_id IS NOT NULL GROUP BY t.pending_id HAVING count(*) > 1
 		UNION ALL
@@ -71,28 +75,7 @@ var checks = []check{
 		SELECT 'transfer ' || t.id::TEXT || ' posts ' || t.amount::TEXT || ' of pending ' || p.amount::TEXT
 		FROM transfers t JOIN transfers p ON p.id = t.pending_id
 		WHERE (t.kind = 'post_pending' AND t.amount > p.amount) OR (t.kind = 'void_pending' AND t.amount <> p.amount)`},
-	// A payout transfer set is one post_pending plus one single transfer out
-	// of cashout:in_flight for the withdrawal's amount (see PayoutTransfers).
-	{"paid_withdrawals_posted_once", `
-		WITH payout AS (
-			SELECT t.withdrawal_id, count(*) AS n, sum(t.amount) AS amount
-			FROM transfers t JOIN accounts d ON d.id = t.debit_account_id
-			WHERE t.kind = 'single' AND d.code = 'cashout:in_flight' AND t.withdrawal_id IS NOT NULL
-			GROUP BY t.withdrawal_id
-		), post AS (
-			SELECT withdrawal_id, count(*) AS n FROM transfers
-			WHERE kind = 'post_pending' AND withdrawal_id IS NOT NULL GROUP BY withdrawal_id
-		)
-		SELECT 'withdrawal ' || w.id::TEXT || ' (' || w.state || ') has ' || COALESCE(o.n, 0)::TEXT ||
-		       ' payout transfers for ' || COALESCE(o.amount, 0)::TEXT || ' of ' || w.amount::TEXT ||
-		       ' and ' || COALESCE(p.n, 0)::TEXT || ' posted holds'
-		FROM withdrawals w
-		LEFT JOIN payout o ON o.withdrawal_id = w.id
-		LEFT JOIN post p ON p.withdrawal_id = w.id
-		WHERE (w.state IN ('paid','completed') AND (COALESCE(o.n, 0) <> 1 OR o.amount <> w.amount OR COALESCE(p.n, 0) <> 1))
-		   OR (w.state NOT IN ('paid','completed') AND (o.n IS NOT NULL OR p.n IS NOT NULL))
-		ORDER BY w.id`},
-	{"closed_days_frozen", `
+	{Name: "closed_days_frozen", Query: `
 		SELECT 'day ' || d.date::TEXT || ' closed with ' || d.transfer_count::TEXT || ' transfers / ' || d.amount_sum::TEXT ||
 		       ', now ' || count(t.id)::TEXT || ' / ' || COALESCE(sum(t.amount), 0)::TEXT
 		FROM business_days d LEFT JOIN transfers t ON t.business_date = d.date
@@ -106,13 +89,20 @@ var checks = []check{
 // one result per invariant. The error is for failing to check, not for a
 // broken invariant.
 func Check(ctx context.Context, pool *pgxpool.Pool) ([]CheckResult, error) {
+	return CheckInvariants(ctx, pool, checks)
+}
+
+// CheckInvariants runs invariants in one snapshot (one SERIALIZABLE
+// transaction that only reads) and returns one result per invariant, in
+// order; other packages run their own invariants through it.
+func CheckInvariants(ctx context.Context, pool *pgxpool.Pool, invariants []Invariant) ([]CheckResult, error) {
 	var out []CheckResult
 	err := RunTx(ctx, pool, DefaultMaxRetries, func(tx pgx.Tx) error {
 		out = out[:0]
-		for _, c := range checks {
-			rows, err := tx.Query(ctx, c.query)
+		for _, c := range invariants {
+			rows, err := tx.Query(ctx, c.Query, c.Args...)
 			if err != nil {
-				return fmt.Errorf("check %s: %w", c.name, err)
+				return fmt.Errorf("check %s: %w", c.Name, err)
 			}
 			var bad []string
 			n := 0
@@ -120,7 +110,7 @@ func Check(ctx context.Context, pool *pgxpool.Pool) ([]CheckResult, error) {
 				var s string
 				if err := rows.Scan(&s); err != nil {
 					rows.Close()
-					return fmt.Errorf("check %s: %w", c.name, err)
+					return fmt.Errorf("check %s: %w", c.Name, err)
 				}
 				if n < checkExamplesMax {
 					bad = append(bad, s)
@@ -129,9 +119,9 @@ func Check(ctx context.Context, pool *pgxpool.Pool) ([]CheckResult, error) {
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
-				return fmt.Errorf("check %s: %w", c.name, err)
+				return fmt.Errorf("check %s: %w", c.Name, err)
 			}
-			r := CheckResult{Name: c.name, OK: n == 0, Detail: "ok"}
+			r := CheckResult{Name: c.Name, OK: n == 0, Detail: "ok"}
 			if n > 0 {
 				r.Detail = fmt.Sprintf("%d violation(s): %s", n, strings.Join(bad, "; "))
 			}

@@ -3,8 +3,11 @@
 // CockroachDB): accounts with four balance columns, append-only transfers
 // (single, pending, post_pending, void_pending) whose ids are given by the
 // caller so that a retry is a no-op, business days with a cut-off and a
-// close, the settlement report, and the invariant checks behind
-// `softatm admin check`. Sub-package recon reconciles bank settlement files.
+// close, the settlement report (built from transfers alone), and the
+// invariant checks on its own tables behind `softatm admin check` (the
+// switch checks its withdrawals against the ledger itself). It reads and
+// migrates only its own tables (ledger/schema). Sub-package recon
+// reconciles bank settlement files.
 //
 // The write API takes a Unit: the caller's own state change (Apply) plus the
 // transfers that go with it, committed atomically. With WithBatch a committer
@@ -26,10 +29,11 @@
 //     reads the day's transfers so that, under SERIALIZABLE, a posting racing
 //     the close either lands before it (and is counted) or is re-run and
 //     lands in the next open day.
-//   - A payout "transfer set" for withdrawal W, as Check expects it, is one
-//     post_pending with withdrawal id W plus one single transfer debiting
-//     cashout:in_flight with withdrawal id W and W's amount (see
-//     PayoutTransfers).
+//   - A payout "transfer set" for withdrawal W is one post_pending with
+//     withdrawal id W plus one single transfer debiting cashout:in_flight
+//     into the paying post office's till with withdrawal id W and W's
+//     amount (see PayoutTransfers): the settlement report counts payouts
+//     by it, and atmswitch.Check expects it of every paid withdrawal.
 //
 // This package imports only package softatm of this module; it must not
 // import the switch, the teller or the ISO 8583 packages, and no package

@@ -14,6 +14,7 @@ import (
 	softatm "github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -22,14 +23,11 @@ const vnd = "VND"
 
 var ict = time.FixedZone("ICT", 7*3600)
 
+// mustPool returns a pool on a database of the test's own with the
+// ledger's tables only: the ledger reads and writes no other.
 func mustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := pgxpool.New(context.Background(), schema.MustMigratedDB(tb))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	return pool
+	return schematest.MustPool(tb, schema.Ledger)
 }
 
 // mustLedger returns a ledger on a fresh database with the usual accounts:

@@ -19,8 +19,8 @@ import (
 // BankTotal is what one bank owes for one business day.
 type BankTotal struct {
 	Bank     string `json:"bank"`
-	Count    int64  `json:"count"`   // withdrawals paid (paid or completed) on the day
-	Gross    int64  `json:"gross"`   // their amounts: cash handed out on the bank's behalf
+	Count    int64  `json:"count"`   // withdrawals paid on the day: holds posted into the day
+	Gross    int64  `json:"gross"`   // the amounts posted: cash handed out on the bank's behalf
 	Fees     int64  `json:"fees"`    // fee transfers booked against the bank on the day
 	Net      int64  `json:"net"`     // what the bank owes: Gross + Fees (fees are charged to the bank)
 	Settled  int64  `json:"settled"` // what SettleBank has recorded as paid for the day
@@ -30,7 +30,7 @@ type BankTotal struct {
 // PostOfficeTotal is one post office's cash for one business day.
 type PostOfficeTotal struct {
 	PostOffice  string `json:"post_office"`
-	Count       int64  `json:"count"`        // withdrawals paid there on the day
+	Count       int64  `json:"count"`        // withdrawals paid there on the day: payouts out of its till
 	CashOut     int64  `json:"cash_out"`     // their amounts
 	TillOpening int64  `json:"till_opening"` // posted till balance before the day
 	TillClosing int64  `json:"till_closing"` // posted till balance after the day
@@ -45,11 +45,12 @@ type Report struct {
 	PostOffices []PostOfficeTotal `json:"post_offices"`
 }
 
-// paidStates are the withdrawal states in which cash has left a till.
-const paidStates = `('paid','completed')`
-
 // Settlement computes the settlement report of a business day from the
-// withdrawals paid on it and the ledger's transfers. It reads in one
+// ledger's own records alone: the day's transfers (posted holds, payouts,
+// fees), the till balances and the bank settlements booked. It does not
+// read the switch's withdrawals: a withdrawal is paid, as far as money
+// goes, when its payout transfers are posted (see PayoutTransfers), and
+// `softatm admin check` proves the two records agree. It reads in one
 // transaction, so the figures are consistent with each other.
 func (l *Ledger) Settlement(ctx context.Context, date time.Time) (Report, error) {
 	d := dateOf(date)
@@ -80,20 +81,29 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 		}
 		return m[k]
 	}
-	rows, err := tx.Query(ctx, `SELECT bank_code, currency, count(*), sum(amount)::BIGINT FROM withdrawals
-		WHERE business_date = $1 AND state IN `+paidStates+` GROUP BY bank_code, currency`, d)
+	// A payout posts its hold (debit bank:<B>:receivable, credit
+	// cashout:in_flight; a post_pending row carries the pending's accounts
+	// and the posted amount), so the day's posted holds are the bank's
+	// withdrawals paid on the day.
+	rows, err := tx.Query(ctx, `SELECT d.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
+		JOIN accounts d ON d.id = t.debit_account_id
+		JOIN accounts c ON c.id = t.credit_account_id
+		WHERE t.business_date = $1 AND t.kind = $2 AND c.code = $3
+		GROUP BY d.code, t.currency`, d, KindPostPending, AccountInFlight)
 	if err != nil {
 		return nil, fmt.Errorf("bank totals: %w", err)
 	}
 	for rows.Next() {
-		var bank, cur string
+		var code, cur string
 		var n, sum int64
-		if err := rows.Scan(&bank, &cur, &n, &sum); err != nil {
+		if err := rows.Scan(&code, &cur, &n, &sum); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("bank totals: %w", err)
 		}
-		t := get(bank, cur)
-		t.Count, t.Gross = n, sum
+		if bank, ok := bankOfReceivable(code); ok {
+			t := get(bank, cur)
+			t.Count, t.Gross = t.Count+n, t.Gross+sum
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -180,20 +190,27 @@ func postOfficeTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]PostOffice
 		}
 		return m[k]
 	}
-	rows, err := tx.Query(ctx, `SELECT post_office, currency, count(*), sum(amount)::BIGINT FROM withdrawals
-		WHERE business_date = $1 AND state IN `+paidStates+` GROUP BY post_office, currency`, d)
+	// A payout moves the cash out of the till: debit cashout:in_flight,
+	// credit po:<P>:till (see PayoutTransfers).
+	rows, err := tx.Query(ctx, `SELECT c.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
+		JOIN accounts d ON d.id = t.debit_account_id
+		JOIN accounts c ON c.id = t.credit_account_id
+		WHERE t.business_date = $1 AND t.kind = $2 AND d.code = $3
+		GROUP BY c.code, t.currency`, d, KindSingle, AccountInFlight)
 	if err != nil {
 		return nil, fmt.Errorf("post office totals: %w", err)
 	}
 	for rows.Next() {
-		var po, cur string
+		var code, cur string
 		var n, sum int64
-		if err := rows.Scan(&po, &cur, &n, &sum); err != nil {
+		if err := rows.Scan(&code, &cur, &n, &sum); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("post office totals: %w", err)
 		}
-		t := get(po, cur)
-		t.Count, t.CashOut = n, sum
+		if po, ok := postOfficeOfTill(code); ok {
+			t := get(po, cur)
+			t.Count, t.CashOut = t.Count+n, t.CashOut+sum
+		}
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

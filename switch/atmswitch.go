@@ -21,11 +21,16 @@
 //   - A 0110 that arrives after the withdrawal left 'requested' is ignored:
 //     the conditional UPDATE finds no row, and the reversal is already queued.
 //   - With Redis down, QR scans fall back to the database alone (slower, just
-//     as safe); numeric codes are refused, because their failure counters
-//     live in Redis and guessing must stay capped.
+//     as safe); numeric codes are refused, because their per-counter failure
+//     caps live in Redis and guessing must stay capped.
+//   - Numeric entry is capped per kiosk, per teller and per post office (in
+//     Redis, fixed windows) and per code (on the withdrawal's row, for
+//     good); there is no switch-wide cap, only a metric and an alert. See
+//     Service.identify.
 //
-// This package may import ledger, iso, switch/* and the root softatm package;
-// it must not import teller.
+// This package may import ledger, ledger/recon (ReconLines implements its
+// Lines), iso, switch/* and the root softatm package; it must not import
+// teller (imports_test.go checks both).
 package atmswitch
 
 import (
@@ -36,6 +41,7 @@ import (
 
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/replay"
 )
 
 // State is a withdrawal's place in its lifecycle.
@@ -77,6 +83,9 @@ type Withdrawal struct {
 	KeyID     string
 	QRPayload string
 	ExpiresAt time.Time
+	// NumericBlocked: too many wrong phone digits were typed for this code;
+	// only its QR code pays now.
+	NumericBlocked bool
 
 	ClaimedBy    string
 	ClaimedKiosk string
@@ -86,6 +95,8 @@ type Withdrawal struct {
 	PostOffice   string
 	PaidAt       time.Time
 	BusinessDate time.Time
+
+	ClientKey string // the create's idempotency key (scope/key), bound with the first row; not read back
 
 	CreatedAt time.Time
 	UpdatedAt time.Time
@@ -114,6 +125,8 @@ type Gate interface {
 	MarkSpent(ctx context.Context, withdrawalID string, ttl time.Duration) error
 	Spent(ctx context.Context, withdrawalID string) (bool, error)
 	Allow(ctx context.Context, key string, limit int, window time.Duration) (allowed bool, remaining int, err error)
+	TakeTry(ctx context.Context, caps []replay.Cap, window time.Duration) (replay.Tries, error)
+	GiveBackTry(ctx context.Context, caps []replay.Cap) error
 	Fail(ctx context.Context, key string, window time.Duration) (count int, err error)
 	Failures(ctx context.Context, key string) (int, error)
 	Ping(ctx context.Context) error

@@ -25,9 +25,16 @@ type Config struct {
 	AuthTimeout  time.Duration // deadline for the 0110
 	RequestedMax time.Duration // a 'requested' row older than this is failed and reversed by the sweeper
 
-	NumericFailMax    int           // failed numeric attempts per kiosk / per teller per window
-	NumericGlobalMax  int           // failed numeric attempts across the whole switch per window
-	NumericFailWindow time.Duration //
+	NumericFailMax    int           // wrong numeric entries per kiosk and per teller per window
+	NumericFailWindow time.Duration // the window of the kiosk, teller and post-office caps; it starts at the first wrong entry
+
+	// Numeric entry (12-digit code + last 4 phone digits) is also capped per
+	// post office and per code; see Service.identify. There is no
+	// switch-wide cap: one let a few guessers lock every post office out.
+	// softatm_numeric_failures_total and its alert
+	// (deploy/prometheus/alerts.yml) watch the whole switch instead.
+	NumericPostOfficeFailMax int // wrong numeric entries per post office (all its kiosks) per window
+	NumericCodeFailMax       int // wrong phone digits per code, ever: then the code is blocked for numeric entry (its QR still pays)
 
 	TerminalID   string // ISO field 41 of 0100s, one per switch instance
 	AcceptorName string // ISO field 43 of 0100s
@@ -51,9 +58,11 @@ func DefaultConfig() Config {
 		AuthTimeout:       10 * time.Second,
 		RequestedMax:      30 * time.Second,
 		NumericFailMax:    5,
-		NumericGlobalMax:  200,
 		NumericFailWindow: 15 * time.Minute,
 		TerminalID:        "SATM0001",
 		AcceptorName:      "SOFTATM CASH-OUT SWITCH",
+
+		NumericPostOfficeFailMax: 20,
+		NumericCodeFailMax:       3,
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/idem"
 )
 
 // WriteJSON writes v with the given status.
@@ -82,6 +83,11 @@ type WithdrawalView struct {
 	PaidAt      *time.Time `json:"paid_at,omitempty"`
 	PostOffice  string     `json:"post_office,omitempty"`
 	CreatedAt   time.Time  `json:"created_at"`
+
+	// NumericBlocked: too many wrong phone digits were typed for this code
+	// at post offices, so its numeric code is refused; its QR code still
+	// pays. The app can tell the citizen to show the QR code.
+	NumericBlocked bool `json:"numeric_blocked"`
 }
 
 // View returns w as its bank sees it. The QR payload is shown only while it
@@ -89,6 +95,7 @@ type WithdrawalView struct {
 func View(w Withdrawal) WithdrawalView {
 	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: iso.Mask(w.Account), Amount: w.Amount,
 		Currency: w.Currency, PostOffice: w.PostOffice, CreatedAt: w.CreatedAt}
+	v.NumericBlocked = w.NumericBlocked
 	if !w.ExpiresAt.IsZero() && w.ExpiresAt.Unix() > 0 {
 		t := w.ExpiresAt
 		v.ExpiresAt = &t
@@ -140,6 +147,7 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 		softatm.WriteError(w, r, a.Log, err)
 		return
 	}
+	req.Key = idem.KeyFrom(r.Context())
 	issued, err := a.Service.Create(r.Context(), bank, req)
 	if err != nil {
 		softatm.WriteError(w, r, a.Log, err)

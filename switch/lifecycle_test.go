@@ -14,7 +14,8 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // memStore is an in-memory Store for the lifecycle's rules: Apply follows
@@ -193,7 +194,7 @@ func TestTransitionTable(t *testing.T) {
 	})
 	t.Run("postgres", func(t *testing.T) {
 		pool, l := walkDB(t)
-		st := newPGStore(pool, l)
+		st := newPGStore(pool, l, nil)
 		for _, c := range walkCases() {
 			id := uuid.New()
 			insertWalkRow(t, pool, l, id, c.w)
@@ -230,7 +231,7 @@ func checkWalk(t *testing.T, c walkCase, err error, got State, queued int) {
 func walkDB(t *testing.T) (*pgxpool.Pool, *ledger.Ledger) {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
 	if err != nil {
 		t.Fatal(err)
 	}

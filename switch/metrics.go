@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -36,6 +35,12 @@ type Metrics struct {
 	ledgerTx    *prometheus.HistogramVec
 	redisTime   *prometheus.HistogramVec
 	redisErrors *prometheus.CounterVec
+
+	// Numeric entry (see Service.identify). They replace the switch-wide
+	// lockout: deploy/prometheus/alerts.yml alerts on their rates.
+	numericFailures     *prometheus.CounterVec
+	numericRefusals     *prometheus.CounterVec
+	numericCodesBlocked prometheus.Counter
 }
 
 // latencyBuckets cover a sub-millisecond Redis call to a 10 s bank timeout.
@@ -93,10 +98,29 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		redisErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "softatm_redis_errors_total", Help: "Redis commands that failed (a missing key is not a failure), by command.",
 		}, []string{"command"}),
+		numericFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_numeric_failures_total",
+			Help: "Wrong numeric code entries evaluated, switch-wide, by reason (malformed, unknown_code, wrong_phone).",
+		}, []string{"reason"}),
+		numericRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_numeric_refusals_total",
+			Help: "Numeric code entries refused unevaluated, by the cap that refused them (kiosk, teller, post_office, or code: blocked for numeric entry).",
+		}, []string{"scope"}),
+		numericCodesBlocked: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "softatm_numeric_codes_blocked_total",
+			Help: "Codes blocked for numeric entry after too many wrong phone digits (their QR codes still pay).",
+		}),
+	}
+	for _, r := range []string{"malformed", "unknown_code", "wrong_phone"} {
+		m.numericFailures.WithLabelValues(r) // export 0s, so that rate() sees the first failure
+	}
+	for _, sc := range []string{scopeKiosk, scopeTeller, scopePostOffice, scopeCode} {
+		m.numericRefusals.WithLabelValues(sc)
 	}
 	reg.MustRegister(m.requests, m.latency, m.transitions, m.paidAmount, m.redisFallback,
 		m.outboxSent, m.outboxDepth, m.outboxOldest,
 		m.isoMessages, m.isoRTT, m.ledgerTx, m.redisTime, m.redisErrors,
+		m.numericFailures, m.numericRefusals, m.numericCodesBlocked,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_retries_total",
 			Help: "Serialization conflicts and deadlocks after which a database transaction was re-run (whole process).",
@@ -210,9 +234,9 @@ var (
 // created in the last 24 hours. Both queries use the (state, created_at)
 // index.
 type stateCollector struct {
-	pool *pgxpool.Pool
-	desc *prometheus.Desc
-	now  func() time.Time
+	store *pgStore
+	desc  *prometheus.Desc
+	now   func() time.Time
 
 	mu     sync.Mutex
 	at     time.Time
@@ -221,7 +245,7 @@ type stateCollector struct {
 
 // NewStateCollector returns the withdrawals-by-state collector.
 func NewStateCollector(pool *pgxpool.Pool) prometheus.Collector {
-	return &stateCollector{pool: pool, now: time.Now, desc: prometheus.NewDesc("softatm_withdrawals",
+	return &stateCollector{store: newPGStore(pool, nil, nil), now: time.Now, desc: prometheus.NewDesc("softatm_withdrawals",
 		"Withdrawals by state: all in live states; finished ones among those created in the last 24 hours.",
 		[]string{"state"}, nil)}
 }
@@ -249,39 +273,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 func (c *stateCollector) count() (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stateCountTimeout)
 	defer cancel()
-	counts := map[string]float64{}
-	// Read-only, but the server's default is SERIALIZABLE: retried like any
-	// transaction so that a conflict does not blank the gauge.
-	err := ledger.RunTx(ctx, c.pool, ledger.DefaultMaxRetries, func(tx pgx.Tx) error {
-		clear(counts)
-		for _, q := range []struct {
-			sql  string
-			args []any
-		}{
-			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) GROUP BY state`, []any{liveStates}},
-			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) AND created_at > $2 GROUP BY state`,
-				[]any{finishedStates, c.now().Add(-finishedWindow)}},
-		} {
-			rows, err := tx.Query(ctx, q.sql, q.args...)
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
-				var s string
-				var n int64
-				if err := rows.Scan(&s, &n); err != nil {
-					rows.Close()
-					return err
-				}
-				counts[s] = float64(n)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	counts, err := c.store.CountByState(ctx, liveStates, finishedStates, c.now().Add(-finishedWindow))
 	if err != nil {
 		return nil, errors.Join(errors.New("counting withdrawals by state"), err)
 	}

@@ -72,7 +72,7 @@ func NewOutbox(cfg OutboxConfig, pool *pgxpool.Pool, l *ledger.Ledger, bank Bank
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Outbox{cfg: cfg, store: newPGStore(pool, l), bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
+	return &Outbox{cfg: cfg, store: newPGStore(pool, l, nil), bank: bank, log: log, m: m, now: now, kick: make(chan struct{}, 1)}
 }
 
 // Kick wakes the worker without waiting for the next poll.

@@ -12,6 +12,7 @@ import (
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/replay"
 )
 
 // ScanRequest is what a kiosk sends: a QR payload, or the numeric code with
@@ -59,7 +60,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	gated := false
 	if s.gate != nil {
 		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
-			return Withdrawal{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been used")
+			return Withdrawal{}, s.spentError(ctx, id, now, t)
 		}
 		ok, _, err := s.gate.Claim(ctx, id.String(), t.holder(), s.cfg.ClaimTTL)
 		switch {
@@ -102,51 +103,189 @@ func (s *Service) identify(ctx context.Context, t Teller, r ScanRequest) (uuid.U
 	if r.Numeric == "" {
 		return uuid.Nil, softatm.Errorf(softatm.EInvalid, "scan a QR code or type the numeric code")
 	}
+	return s.identifyNumeric(ctx, t, r)
+}
+
+// Numeric entry: a 12-digit code is only a handle, and the last 4 digits of
+// the citizen's phone are the secret, so guessing is capped four ways:
+//
+//   - per kiosk, per teller and per post office: NumericFailMax,
+//     NumericFailMax and NumericPostOfficeFailMax wrong entries in a fixed
+//     window of NumericFailWindow, counted in Redis. A try is taken from
+//     every cap BEFORE it is evaluated, in one atomic step (replay.TakeTry),
+//     and given back only when it was right; so however many guesses arrive
+//     at once, at most the cap are evaluated. A try that reached no answer
+//     (the database failed) is given back too: it taught the guesser
+//     nothing. Without Redis these caps cannot be kept, so numeric entry is
+//     refused (the QR code still works).
+//   - per code: after NumericCodeFailMax wrong phone digits for one code,
+//     the code is blocked for numeric entry for good; its QR code still
+//     pays, and the bank's app sees numeric_blocked. This count lives on the
+//     withdrawal's row (numeric_failures, numeric_blocked), not in Redis: it
+//     is the cap that protects one citizen's money, and a Redis flush or
+//     failover must not hand a guesser a fresh set of tries at it. The
+//     phone digits are compared inside the conditional UPDATE that counts
+//     them (one statement, the row locked), so parallel tries at one code
+//     from many counters are evaluated at most NumericCodeFailMax times.
+//   - there is no switch-wide cap: one let 190 wrong guesses from 38
+//     tellers lock every post office out. softatm_numeric_failures_total
+//     counts wrong entries, and an alert on its rate
+//     (deploy/prometheus/alerts.yml) calls a person instead.
+//
+// The wrong-entry answer says how many tries the counter has left, at the
+// end of its message ("(tries left: N)"): the error shape has no other
+// field, and the kiosk page reads it from there. It does not say how many
+// the code has left: that would tell a guesser the code exists.
+
+// triesLeftSuffix ends the message of a wrong or refused numeric entry; the
+// kiosk page (teller/web/assets/kiosk.js) reads the number from it.
+const triesLeftSuffix = " (tries left: %d)"
+
+// Values of the scope label of softatm_numeric_refusals_total.
+const (
+	scopeKiosk      = "kiosk"
+	scopeTeller     = "teller"
+	scopePostOffice = "post_office"
+	scopeCode       = "code"
+)
+
+// numericCaps are the counters a numeric entry at t's counter is capped by;
+// numericScopes[i] names caps[i] in metrics and messages.
+func (s *Service) numericCaps(t Teller) []replay.Cap {
+	return []replay.Cap{
+		{Key: "numeric:kiosk:" + t.Kiosk, Limit: s.cfg.NumericFailMax},
+		{Key: "numeric:teller:" + t.UserID, Limit: s.cfg.NumericFailMax},
+		{Key: "numeric:po:" + t.PostOffice, Limit: s.cfg.NumericPostOfficeFailMax},
+	}
+}
+
+var numericScopes = []string{scopeKiosk, scopeTeller, scopePostOffice}
+
+// numericScopeWords names a scope to the teller.
+var numericScopeWords = map[string]string{
+	scopeKiosk: "this kiosk", scopeTeller: "this teller", scopePostOffice: "this post office",
+}
+
+// numericOutcome is what one evaluated numeric entry came to.
+type numericOutcome int
+
+const (
+	numericRight       numericOutcome = iota
+	numericMalformed                  // not 12 digits with a valid check digit, or not 4 phone digits
+	numericUnknownCode                // no withdrawal has this code
+	numericWrongPhone                 // the code exists; the phone digits are wrong
+	numericBlocked                    // the code was blocked for numeric entry before this try
+	numericBlockedNow                 // the phone digits are wrong, and this try blocked the code
+)
+
+func (s *Service) identifyNumeric(ctx context.Context, t Teller, r ScanRequest) (uuid.UUID, error) {
 	if s.gate == nil {
 		return uuid.Nil, softatm.Errorf(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code")
 	}
-	// Guessing is capped per kiosk, per teller and in total. Without Redis
-	// the caps cannot be enforced, so numeric codes are refused.
-	keys := []struct {
-		key   string
-		limit int
-	}{
-		{"numeric:kiosk:" + t.Kiosk, s.cfg.NumericFailMax},
-		{"numeric:teller:" + t.UserID, s.cfg.NumericFailMax},
-		{"numeric:all", s.cfg.NumericGlobalMax},
+	if t.UserID == "" || t.Kiosk == "" || t.PostOffice == "" {
+		// An empty name would make one counter shared by every such
+		// teller: a lockout of them all.
+		return uuid.Nil, softatm.Errorf(softatm.EForbidden, "numeric entry needs a teller at a kiosk of a post office")
 	}
-	for _, k := range keys {
-		n, err := s.gate.Failures(ctx, k.key)
-		if err != nil {
-			return uuid.Nil, softatm.Wrap(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code", err)
+	caps := s.numericCaps(t)
+	tries, err := s.gate.TakeTry(ctx, caps, s.cfg.NumericFailWindow)
+	if err != nil {
+		return uuid.Nil, softatm.Wrap(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code", err)
+	}
+	if !tries.Taken {
+		scope := numericScopes[tries.Full]
+		s.m.numericRefusals.WithLabelValues(scope).Inc()
+		minutes := max(int((tries.Wait+time.Minute-1)/time.Minute), 1)
+		return uuid.Nil, softatm.Errorf(softatm.ELocked, "too many wrong numeric codes at %s; wait %d min or scan the QR code"+triesLeftSuffix,
+			numericScopeWords[scope], minutes, 0)
+	}
+	id, outcome, err := s.evaluateNumeric(ctx, r)
+	if err != nil || outcome == numericRight {
+		// A right try, or one that reached no answer, is given back. Best
+		// effort: if Redis fails now the try stays counted, which errs on
+		// the safe side.
+		if gerr := s.gate.GiveBackTry(ctx, caps); gerr != nil {
+			s.log.Warn("giving back a numeric try", "err", gerr)
 		}
-		if n >= k.limit {
-			return uuid.Nil, softatm.Errorf(softatm.ELocked, "too many wrong numeric codes; wait %s or scan the QR code", s.cfg.NumericFailWindow)
-		}
-	}
-	failed := func() (uuid.UUID, error) {
-		for _, k := range keys {
-			if _, err := s.gate.Fail(ctx, k.key, s.cfg.NumericFailWindow); err != nil {
-				return uuid.Nil, softatm.Wrap(softatm.EUnavailable, "numeric codes are unavailable; scan the QR code", err)
-			}
-		}
-		return uuid.Nil, softatm.Errorf(softatm.ECodeInvalid, "the numeric code or phone digits are wrong")
-	}
-	numeric := code.NormalizeNumeric(r.Numeric)
-	if !code.ValidNumeric(numeric) || !last4Re.MatchString(r.PhoneLast4) {
-		return failed()
-	}
-	id, phone, err := s.store.NumericHandle(ctx, code.HashNumeric(s.cfg.Secret, numeric))
-	if softatm.ErrorCode(err) == softatm.ENotFound {
-		return failed()
 	}
 	if err != nil {
 		return uuid.Nil, err
 	}
-	if string(phone) != string(code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)) {
-		return failed()
+	const blockedMessage = "this code is blocked for numeric entry after too many wrong phone digits; scan its QR code" + triesLeftSuffix
+	switch outcome {
+	case numericRight:
+		return id, nil
+	case numericBlocked:
+		s.m.numericRefusals.WithLabelValues(scopeCode).Inc()
+		return uuid.Nil, softatm.Errorf(softatm.ENumericBlocked, blockedMessage, tries.Left)
+	case numericBlockedNow:
+		s.m.numericFailures.WithLabelValues(outcome.reason()).Inc()
+		s.m.numericCodesBlocked.Inc()
+		s.log.Warn("code blocked for numeric entry after wrong phone digits", "withdrawal", id,
+			"teller", t.UserID, "kiosk", t.Kiosk, "post_office", t.PostOffice)
+		return uuid.Nil, softatm.Errorf(softatm.ENumericBlocked, blockedMessage, tries.Left)
 	}
-	return id, nil
+	s.m.numericFailures.WithLabelValues(outcome.reason()).Inc()
+	// Who typed a wrong code, for the alert's investigation; never the code
+	// or the digits. At most the caps' worth of lines per counter and window.
+	s.log.Info("wrong numeric code entry", "reason", outcome.reason(), "teller", t.UserID, "kiosk", t.Kiosk,
+		"post_office", t.PostOffice, "tries_left", tries.Left)
+	return uuid.Nil, softatm.Errorf(softatm.ECodeInvalid, "the numeric code or phone digits are wrong"+triesLeftSuffix, tries.Left)
+}
+
+// reason is the reason label of softatm_numeric_failures_total.
+func (o numericOutcome) reason() string {
+	switch o {
+	case numericMalformed:
+		return "malformed"
+	case numericUnknownCode:
+		return "unknown_code"
+	default:
+		return "wrong_phone"
+	}
+}
+
+// evaluateNumeric looks the code up and checks the phone digits, counting
+// a wrong one on the code's row and blocking the code at
+// NumericCodeFailMax. The comparison and the count are one conditional
+// UPDATE, so it runs at most NumericCodeFailMax times with a wrong answer
+// however many tries arrive at once; a right try writes nothing.
+func (s *Service) evaluateNumeric(ctx context.Context, r ScanRequest) (uuid.UUID, numericOutcome, error) {
+	numeric := code.NormalizeNumeric(r.Numeric)
+	if !code.ValidNumeric(numeric) || !last4Re.MatchString(r.PhoneLast4) {
+		return uuid.Nil, numericMalformed, nil
+	}
+	id, blocked, err := s.store.NumericHandle(ctx, code.HashNumeric(s.cfg.Secret, numeric))
+	if softatm.ErrorCode(err) == softatm.ENotFound {
+		return uuid.Nil, numericUnknownCode, nil
+	}
+	if err != nil {
+		return uuid.Nil, 0, fmt.Errorf("looking up a numeric code: %w", err)
+	}
+	if blocked {
+		return uuid.Nil, numericBlocked, nil
+	}
+	wrong, blockedNow, err := s.store.CountWrongPhone(ctx, id, code.HashPhone(s.cfg.Secret, id, r.PhoneLast4), s.cfg.NumericCodeFailMax)
+	if err != nil {
+		return uuid.Nil, 0, fmt.Errorf("counting wrong phone digits: %w", err)
+	}
+	if wrong {
+		if blockedNow {
+			return id, numericBlockedNow, nil
+		}
+		return uuid.Nil, numericWrongPhone, nil
+	}
+	// Nothing changed: the digits were right, or the code was blocked
+	// between the read and the UPDATE (it is never unblocked, so a read
+	// now tells which).
+	w, err := s.store.Get(ctx, id)
+	if err != nil {
+		return uuid.Nil, 0, fmt.Errorf("reading a numeric code's block: %w", err)
+	}
+	if w.NumericBlocked {
+		return uuid.Nil, numericBlocked, nil
+	}
+	return id, numericRight, nil
 }
 
 // checkTill refuses a payout the post office's till cannot cover, or one
@@ -204,7 +343,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	now := s.now()
 	if s.gate != nil {
 		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
-			return Receipt{}, softatm.Errorf(softatm.ECodeUsed, "this code has already been paid")
+			return Receipt{}, s.spentError(ctx, id, now, t)
 		}
 	}
 	// The withdrawal and its bank's fee in one read.
@@ -261,6 +400,18 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 
 // claimCleared are the columns a claim ends with (release, lapse).
 var claimCleared = []Col{{"claimed_by", ""}, {"claimed_kiosk", ""}, {"claim_until", nil}}
+
+// spentError explains a code the fast gate marks spent: paid, or ended
+// (cancelled, expired) — the marker does not say which, the row does.
+func (s *Service) spentError(ctx context.Context, id uuid.UUID, now time.Time, t Teller) error {
+	w, err := s.store.Get(ctx, id)
+	if err != nil || w.State == StateReserved || w.State == StateClaimed {
+		// Unreadable, or the marker outlived a state it no longer
+		// describes: the database's answer is not at hand, so refuse.
+		return softatm.Errorf(softatm.ECodeUsed, "this code has already been used")
+	}
+	return stateError(w, now, t.holder())
+}
 
 // Release gives up the teller's claim (the citizen left, the ID did not match).
 func (s *Service) Release(ctx context.Context, t Teller, id uuid.UUID) error {

@@ -12,13 +12,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/seal"
 )
 
 // Teller is who acts at a kiosk.
@@ -34,9 +34,9 @@ func (t Teller) holder() string { return t.UserID + "@" + t.Kiosk }
 // Service runs the withdrawal lifecycle.
 type Service struct {
 	cfg    Config
-	pool   *pgxpool.Pool // finance's exception listing (exceptions.go)
 	store  Store
 	ledger *ledger.Ledger
+	ranges bankRanges
 	bank   Bank
 	codes  Codes
 	gate   Gate
@@ -74,17 +74,10 @@ func NewService(cfg Config, d Deps) *Service {
 		d.Metrics = NewMetrics(nil)
 	}
 	if d.Store == nil {
-		d.Store = newPGStore(d.Pool, d.Ledger)
+		d.Store = newPGStore(d.Pool, d.Ledger, seal.New(cfg.Secret, "qr payload"))
 	}
-	return &Service{cfg: cfg, pool: d.Pool, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
+	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
-}
-
-// tx runs fn through the ledger's committer (ledger.Run): every write of
-// the switch goes the same way, so writes never overlap and a batch of them
-// shares one commit.
-func (s *Service) tx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.ledger.Run(ctx, fn)
 }
 
 // CreateRequest is what a bank's app asks for.
@@ -94,6 +87,11 @@ type CreateRequest struct {
 	Currency   string `json:"currency"`
 	HolderName string `json:"holder_name"`
 	PhoneLast4 string `json:"phone_last4"`
+	// Key is the caller's idempotency key (scope and key, idem.KeyFrom):
+	// the withdrawal is bound to it in its first row, so a retry of a
+	// create interrupted after its hold finds it instead of sending a
+	// second 0100. Empty: not bound.
+	Key string `json:"-"`
 }
 
 // Issued is a freshly issued code. Numeric is shown once: only its keyed
@@ -171,23 +169,49 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	if err := s.validate(&r); err != nil {
 		return Issued{}, err
 	}
+	// A bank's client acts only for its own bank's accounts: an account in
+	// another bank's range, or in none, is refused before anything is sent.
+	owner, err := s.bankOf(ctx, r.Account)
+	if err != nil {
+		return Issued{}, err
+	}
+	if owner != bank {
+		return Issued{}, softatm.Errorf(softatm.EAccountNotOfBank, "this account is not one of your bank's")
+	}
 	now := s.now()
 	id := uuid.New()
 	stan := s.bank.NextSTAN()
 	if err := s.checkAccountDaily(ctx, bank, r.Account, r.Amount, now); err != nil {
+		// A retry's own first attempt counts against the limit: answer it
+		// from its withdrawal instead.
+		if softatm.ErrorCode(err) == softatm.ELimit && r.Key != "" {
+			if is, again, rerr := s.resume(ctx, bank, r); rerr != nil || !again {
+				if rerr == nil || softatm.ErrorCode(rerr) != softatm.ENotFound {
+					return is, rerr
+				}
+			}
+		}
 		return Issued{}, err
 	}
 	// An RRN has 8 random digits per day of the year, so two requests of a
 	// busy day can draw the same one; the UNIQUE index catches it and we draw
 	// again.
 	var rrn string
-	var err error
 	for attempt := 0; ; attempt++ {
 		if rrn, err = newRRN(now); err != nil {
 			return Issued{}, err
 		}
 		err = s.store.InsertRequest(ctx, Withdrawal{ID: id, Bank: bank, Account: r.Account, HolderNameMasked: MaskName(r.HolderName),
-			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now})
+			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now,
+			ClientKey: r.Key})
+		if errors.Is(err, errKeyBound) && attempt < rrnDrawsMax {
+			var is Issued
+			var again bool
+			if is, again, err = s.resume(ctx, bank, r); !again {
+				return is, err
+			}
+			continue // the earlier request was failed and gave its key up
+		}
 		if !errors.Is(err, errRRNTaken) || attempt == rrnDrawsMax {
 			break
 		}
@@ -250,9 +274,67 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 	return nil
 }
 
-// fail marks a request with no usable answer failed and queues its reversal.
+// resume continues a create whose idempotency key is already bound to a
+// withdrawal: the first attempt was interrupted (its process died after
+// the first row, or its answer was lost). It answers from the row's state,
+// never with a second 0100 for a live hold. again says the earlier request
+// was failed (its 0420 queued) and gave its key up: insert afresh.
+func (s *Service) resume(ctx context.Context, bank string, r CreateRequest) (Issued, bool, error) {
+	w, err := s.store.ByClientKey(ctx, r.Key)
+	if softatm.ErrorCode(err) == softatm.ENotFound {
+		return Issued{}, true, nil // failed meanwhile: the key is free
+	}
+	if err != nil {
+		return Issued{}, false, err
+	}
+	if w.Bank != bank || w.Account != r.Account || w.Amount != r.Amount {
+		return Issued{}, false, softatm.Errorf(softatm.EIdemReused, "this idempotency key was already used for a different request")
+	}
+	switch w.State {
+	case StateRequested:
+		// Its create is gone (the idempotency lease ended) or still waiting
+		// for the 0110; either way no code was issued. Failing it queues the
+		// 0420 for whatever the bank holds; a late 0110 then issues nothing.
+		s.log.Warn("a retried create finds its request unanswered; reversing it and asking again", "withdrawal", w.ID)
+		return Issued{}, true, s.fail(ctx, w.ID)
+	case StateFailed:
+		return Issued{}, true, nil
+	case StateDeclined:
+		return Issued{}, false, declineError(w.ResponseCode)
+	case StateReserved:
+		// The code was issued but its answer lost: the numeric code was
+		// shown to no one, so it is drawn again (only its hash is kept).
+		numeric, err := s.renumber(ctx, w.ID)
+		if err != nil {
+			return Issued{}, false, err
+		}
+		s.log.Info("a retried create finds its code issued; answering with it", "withdrawal", w.ID)
+		return Issued{Withdrawal: w, Numeric: numeric}, false, nil
+	}
+	return Issued{Withdrawal: w}, false, nil // claimed, paid or ended: the app sees the state
+}
+
+// renumber draws a new numeric code for a reserved withdrawal.
+func (s *Service) renumber(ctx context.Context, id uuid.UUID) (string, error) {
+	for draw := 0; ; draw++ {
+		numeric, err := s.numeric()
+		if err != nil {
+			return "", err
+		}
+		err = s.store.Renumber(ctx, id, code.HashNumeric(s.cfg.Secret, numeric))
+		if err == nil {
+			return numeric, nil
+		}
+		if !errors.Is(err, errNumericTaken) || draw == numericDrawsMax {
+			return "", err
+		}
+	}
+}
+
+// fail marks a request with no usable answer failed and queues its
+// reversal; its idempotency key is given up, so a retry may ask again.
 func (s *Service) fail(ctx context.Context, id uuid.UUID) error {
-	_, err := s.apply(ctx, Move{ID: id, Event: EvFail, At: s.now()})
+	_, err := s.apply(ctx, Move{ID: id, Event: EvFail, At: s.now(), Set: []Col{{"client_key", nil}}})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		return nil // not a request any more: the 0110 was recorded, or it failed already
 	}
@@ -281,6 +363,11 @@ func (s *Service) decline(ctx context.Context, id uuid.UUID, rc string) error {
 		return fmt.Errorf("recording decline: %w", err)
 	}
 	s.m.transition(StateDeclined)
+	return declineError(rc)
+}
+
+// declineError is the answer to a 0110 declined with response code rc.
+func declineError(rc string) error {
 	if e, ok := declineErrors[rc]; ok {
 		return e
 	}
@@ -313,7 +400,7 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		}
 		_, err = s.apply(ctx, Move{ID: id, Event: EvApprove, At: now, Into: &w,
 			Set: []Col{{"approval_code", resp.ApprovalCode}, {"approved_amount", resp.Amount}, {"response_code", iso.RCApproved}, {"key_id", payload.KeyID},
-				{"qr_payload", qr}, {"numeric_hash", code.HashNumeric(s.cfg.Secret, numeric)},
+				{"qr_payload", secretText(qr)}, {"numeric_hash", code.HashNumeric(s.cfg.Secret, numeric)},
 				{"phone_last4_hash", code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)}, {"expires_at", expires}},
 			Bank: bank, Amount: resp.Amount, Currency: r.Currency})
 		if !errors.Is(err, errNumericTaken) || draw == numericDrawsMax {
@@ -357,6 +444,18 @@ func (s *Service) Get(ctx context.Context, bank string, id uuid.UUID) (Withdrawa
 		return Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
 	}
 	return w, nil
+}
+
+// Withdrawal returns a withdrawal of any bank: for the demo app, which
+// stands in for every bank's app; a bank's client uses Get.
+func (s *Service) Withdrawal(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
+	return s.store.Get(ctx, id)
+}
+
+// BankName returns a bank's name, "" when unknown (a label only).
+func (s *Service) BankName(ctx context.Context, code string) string {
+	name, _ := s.store.BankName(ctx, code)
+	return name
 }
 
 // Cancel voids the hold of a code that was not paid and queues its reversal.

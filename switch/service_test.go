@@ -5,12 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
@@ -19,10 +21,11 @@ import (
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/code"
 	"github.com/softatm/softatm/switch/replay"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -50,6 +53,8 @@ type env struct {
 	svc    *atmswitch.Service
 	outbox *atmswitch.Outbox
 	cfg    atmswitch.Config
+	m      *atmswitch.Metrics
+	prefix string // this env's Redis keys
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -57,7 +62,7 @@ func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, n
 func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	url := schema.MustMigratedDB(t)
+	url := schematest.MustMigratedDB(t, switchschema.All()...)
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +93,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 	e.redis = redis.NewClient(opt)
 	t.Cleanup(func() { e.redis.Close() })
 	e.gate = replay.New(e.redis, prefix)
+	e.prefix = prefix
 
 	store := code.NewMemKeyStore()
 	if _, err := code.Rotate(ctx, store, "K1", time.Now()); err != nil {
@@ -106,6 +112,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		f(&e.cfg)
 	}
 	m := atmswitch.NewMetrics(nil)
+	e.m = m
 	ocfg := atmswitch.DefaultOutboxConfig()
 	ocfg.BackoffMin, ocfg.BackoffMax = 10*time.Millisecond, 50*time.Millisecond
 	e.outbox = atmswitch.NewOutbox(ocfg, pool, e.ledger, e.bank, quietLog(), m, nil)
@@ -131,7 +138,7 @@ func seed(t *testing.T, pool *pgxpool.Pool, l *ledger.Ledger) {
 	t.Helper()
 	ctx := context.Background()
 	for _, q := range []string{
-		`INSERT INTO banks (code, name, fee_amount) VALUES ('MB', 'MB Bank', 0), ('AGR', 'Agribank', 2000)`,
+		`INSERT INTO banks (code, name, fee_amount, account_ranges) VALUES ('MB', 'MB Bank', 0, '{970400}'), ('AGR', 'Agribank', 2000, '{970405}')`,
 		`INSERT INTO post_offices (code, name) VALUES ('LS-001', 'Dong Dang'), ('LS-003', 'Van Quan')`,
 		`INSERT INTO kiosks (id, post_office) VALUES ('KLS00101', 'LS-001'), ('KLS00102', 'LS-001'), ('KLS00301', 'LS-003')`,
 	} {
@@ -202,15 +209,19 @@ func (e *env) drain(t *testing.T) {
 	t.Fatal("outbox did not drain")
 }
 
+// checkLedger runs the ledger's invariants and the switch's (what its
+// withdrawals must agree with in the ledger), as `softatm admin check` does.
 func (e *env) checkLedger(t *testing.T) {
 	t.Helper()
-	res, err := ledger.Check(context.Background(), e.pool)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range res {
-		if !r.OK {
-			t.Errorf("ledger check %s failed: %s", r.Name, r.Detail)
+	for _, check := range []func(context.Context, *pgxpool.Pool) ([]ledger.CheckResult, error){ledger.Check, atmswitch.Check} {
+		res, err := check(context.Background(), e.pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if !r.OK {
+				t.Errorf("check %s failed: %s", r.Name, r.Detail)
+			}
 		}
 	}
 }
@@ -365,16 +376,17 @@ func TestBankRefusals(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
+		bank    string
 		account string
 		amount  int64
 		code    string
 	}{
-		{"9704999999999999", 100_000, softatm.EUnknownAccount},
-		{acctPoor, 200_000, softatm.EDeclined},  // 51 insufficient funds
-		{acctLimit, 500_000, softatm.ELimit},    // 61 over the daily limit
-		{acctBlock, 100_000, softatm.EDeclined}, // 05 do not honour
+		{"MB", "9704009999999999", 100_000, softatm.EUnknownAccount},
+		{"MB", acctPoor, 200_000, softatm.EDeclined},   // 51 insufficient funds
+		{"AGR", acctLimit, 500_000, softatm.ELimit},    // 61 over the daily limit
+		{"AGR", acctBlock, 100_000, softatm.EDeclined}, // 05 do not honour
 	} {
-		_, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: tc.account, Amount: tc.amount, PhoneLast4: "1234"})
+		_, err := e.svc.Create(ctx, tc.bank, atmswitch.CreateRequest{Account: tc.account, Amount: tc.amount, PhoneLast4: "1234"})
 		if got := softatm.ErrorCode(err); got != tc.code {
 			t.Errorf("account %s: code %q, want %q (%v)", tc.account, got, tc.code, err)
 		}
@@ -729,5 +741,257 @@ func TestBankReplyMustMatchRequest(t *testing.T) {
 				t.Fatalf("%d transfers (%v), want none", pending, err)
 			}
 		})
+	}
+}
+
+// TestClientMovesOnlyItsBanksAccounts: MB's app asks for cash from an
+// Agribank account, or from an account no bank owns: refused before any
+// message leaves, nothing recorded.
+func TestClientMovesOnlyItsBanksAccounts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		bank, account string
+	}{
+		{"MB", acctLimit},          // AGR's range 970405
+		{"AGR", acctRich},          // MB's range 970400
+		{"MB", "9999000000000011"}, // nobody's
+		{"VCB", acctRich},          // a bank with no ranges
+	} {
+		_, err := e.svc.Create(ctx, tc.bank, atmswitch.CreateRequest{Account: tc.account, Amount: 100_000, PhoneLast4: "1234"})
+		wantCode(t, err, softatm.EAccountNotOfBank)
+	}
+	if n := e.sim.Received("0100"); n != 0 {
+		t.Fatalf("%d 0100s sent for accounts of another bank", n)
+	}
+	var rows int
+	if err := e.pool.QueryRow(ctx, `SELECT COUNT(*) FROM withdrawals`).Scan(&rows); err != nil || rows != 0 {
+		t.Fatalf("%d withdrawals recorded (%v), want none", rows, err)
+	}
+	// The longest prefix decides: a narrower range of AGR inside MB's.
+	if _, err := e.pool.Exec(ctx, `UPDATE banks SET account_ranges = '{970405,97040000000000}' WHERE code = 'AGR'`); err != nil {
+		t.Fatal(err)
+	}
+	// A switch started after the edit (a running one reads it within
+	// seconds) sees it; refused before the codes are signed.
+	fresh := atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: e.pool, Ledger: e.ledger, Bank: e.bank, Log: quietLog()})
+	_, err := fresh.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: "1234"})
+	wantCode(t, err, softatm.EAccountNotOfBank)
+}
+
+// kinds lists the outbox messages queued for a withdrawal, in order.
+func (e *env) kinds(t *testing.T, id uuid.UUID) []string {
+	t.Helper()
+	rows, err := e.pool.Query(context.Background(), `SELECT kind FROM outbox WHERE withdrawal_id = $1 ORDER BY seq`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kinds
+}
+
+// The code's life, as chosen (lifecycle.go, CondClaimLive): a claim made
+// before the code expired may be paid until the claim ends, and the
+// sweeper never expires a claimed code, so the hold it pays is live. Once
+// the claim ends, no confirm pays: the claim lapses, the code expires and
+// its hold is released.
+func TestClaimMadeInTimePaysUntilTheClaimEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, 4*time.Second, 0 })
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // past the code's expiry (whole seconds), inside the claim
+	if _, err := e.svc.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateClaimed {
+		t.Fatalf("the sweeper moved a live claim to %s", s)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err != nil {
+		t.Fatalf("confirm inside the claim: %v", err)
+	}
+	e.drain(t)
+	if k := e.kinds(t, is.Withdrawal.ID); !slices.Equal(k, []string{"advice"}) {
+		t.Fatalf("messages %v, want the advice only", k)
+	}
+	e.checkLedger(t)
+}
+
+func TestNoPayoutAfterTheClaimEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, time.Second, 0 })
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2100 * time.Millisecond) // the claim and the code have both ended
+	_, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID)
+	wantCode(t, err, softatm.EConflict)
+	for range 2 { // the claim lapses, then the code expires
+		if _, err := e.svc.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateExpired {
+		t.Fatalf("state %s, want expired", s)
+	}
+	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	wantCode(t, err, softatm.ECodeExpired)
+	e.drain(t)
+	if a, _ := e.sim.Account(acctRich); a.Held != 0 || a.Balance != 50_000_000 {
+		t.Fatalf("bank holds %d, balance %d: the hold was not released", a.Held, a.Balance)
+	}
+	e.checkLedger(t)
+}
+
+// TestConfirmRacesTheSweeperAtTheClaimsEnd: at the instant a claim ends,
+// a confirm and the sweeper run together. Exactly one wins: paid with an
+// advice, or lapsed and then expired with a reversal; never both.
+func TestConfirmRacesTheSweeperAtTheClaimsEnd(t *testing.T) {
+	t.Parallel()
+	const claimTTL = 500 * time.Millisecond
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, claimTTL, 0 })
+	ctx := context.Background()
+	var paid, expired int
+	for round := range 12 {
+		is := e.issue(t, acctRich, 50_000)
+		w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Around the claim's end, spread over rounds: a little before, at, after.
+		time.Sleep(time.Until(w.ClaimUntil) + time.Duration(round%4-2)*2*time.Millisecond)
+		var wg sync.WaitGroup
+		var confirmErr error
+		wg.Go(func() { _, confirmErr = e.svc.Confirm(ctx, teller1, is.Withdrawal.ID) })
+		wg.Go(func() { _, _ = e.svc.Sweep(ctx) })
+		wg.Wait()
+		for e.state(t, is.Withdrawal.ID) == atmswitch.StateClaimed || e.state(t, is.Withdrawal.ID) == atmswitch.StateReserved {
+			time.Sleep(100 * time.Millisecond)
+			if _, err := e.svc.Sweep(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		switch s, k := e.state(t, is.Withdrawal.ID), e.kinds(t, is.Withdrawal.ID); {
+		case s == atmswitch.StatePaid && confirmErr == nil && slices.Equal(k, []string{"advice"}):
+			paid++
+		case s == atmswitch.StateExpired && confirmErr != nil && slices.Equal(k, []string{"reversal"}):
+			expired++
+		default:
+			t.Fatalf("round %d: state %s, confirm %v, messages %v", round, s, confirmErr, k)
+		}
+	}
+	t.Logf("%d paid, %d expired", paid, expired)
+	e.drain(t)
+	e.checkLedger(t)
+}
+
+// A create interrupted after its hold (the switch died between recording the
+// approval and storing the idempotent answer) is retried with the same key:
+// the same withdrawal comes back, with a numeric code drawn again (the first
+// was shown to no one), and no second 0100 leaves.
+func TestRetriedCreateContinuesFromItsWithdrawal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	req := atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: phoneRich, Key: "mb-app/k1"}
+	first, err := e.svc.Create(ctx, "MB", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.svc.Create(ctx, "MB", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Withdrawal.ID != first.Withdrawal.ID || again.Numeric == "" || again.Numeric == first.Numeric {
+		t.Fatalf("retry gave %s / %q, want %s with a new numeric code", again.Withdrawal.ID, again.Numeric, first.Withdrawal.ID)
+	}
+	if n := e.sim.Received("0100"); n != 1 {
+		t.Fatalf("%d 0100s for one keyed create, want 1", n)
+	}
+	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: first.Numeric, PhoneLast4: phoneRich})
+	wantCode(t, err, softatm.ECodeInvalid)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{Numeric: again.Numeric, PhoneLast4: phoneRich}); err != nil {
+		t.Fatalf("the redrawn numeric code: %v", err)
+	}
+	// Another request under the same key is refused, whatever the limit says.
+	other := req
+	other.Amount = 200_000
+	_, err = e.svc.Create(ctx, "MB", other)
+	wantCode(t, err, softatm.EIdemReused)
+	// Once claimed, a retry shows the state and no code.
+	is, err := e.svc.Create(ctx, "MB", req)
+	if err != nil || is.Withdrawal.State != atmswitch.StateClaimed || is.Numeric != "" {
+		t.Fatalf("retry of a claimed code: %+v %v", is, err)
+	}
+}
+
+// The first attempt died while its request was in flight (its row is
+// 'requested', the 0100 may have reached the bank): the retry fails it,
+// queues its 0420, and asks again under the same key.
+func TestRetriedCreateReversesAnOrphanedRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	orphan := uuid.New()
+	if _, err := e.pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
+			terminal_id, stan, rrn, transmitted_at, client_key)
+		VALUES ($1, 'MB', $2, 100000, '704', 'requested', 'SATM0001', '000001', '633100000001', now(), 'mb-app/k2')`,
+		orphan, acctRich); err != nil {
+		t.Fatal(err)
+	}
+	is, err := e.svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: phoneRich, Key: "mb-app/k2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if is.Withdrawal.ID == orphan || is.Withdrawal.State != atmswitch.StateReserved {
+		t.Fatalf("retry answered %s in %s", is.Withdrawal.ID, is.Withdrawal.State)
+	}
+	if s := e.state(t, orphan); s != atmswitch.StateFailed {
+		t.Fatalf("orphan %s, want failed", s)
+	}
+	if k := e.kinds(t, orphan); !slices.Equal(k, []string{"reversal"}) {
+		t.Fatalf("orphan's messages %v, want its reversal", k)
+	}
+	e.drain(t)
+	e.checkLedger(t)
+}
+
+// TestCodeSealedAtRest: the signed code pays at a kiosk, so the table
+// keeps it sealed; the bank's app and the kiosk still get it.
+func TestCodeSealedAtRest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	var stored string
+	if err := e.pool.QueryRow(ctx, `SELECT qr_payload FROM withdrawals WHERE id = $1`, is.Withdrawal.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored == is.Withdrawal.QRPayload || strings.Contains(stored, is.Withdrawal.QRPayload[:20]) {
+		t.Fatalf("qr_payload readable in the table: %q", stored)
+	}
+	got, err := e.svc.Get(ctx, "MB", is.Withdrawal.ID)
+	if err != nil || got.QRPayload != is.Withdrawal.QRPayload {
+		t.Fatalf("the bank's app reads %q (%v), want the code", got.QRPayload, err)
+	}
+	// A sealed payload copied onto another row does not open there.
+	other := e.issue(t, acctRich, 50_000)
+	if _, err := e.pool.Exec(ctx, `UPDATE withdrawals SET qr_payload = $1 WHERE id = $2`, stored, other.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Get(ctx, "MB", other.Withdrawal.ID); err == nil {
+		t.Fatal("a payload sealed for another withdrawal opened")
+	}
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -18,9 +18,16 @@ import (
 // through the ledger's committer, so a state change and its transfers
 // commit together. Tests also run the lifecycle on an in-memory fake.
 type Store interface {
-	// InsertRequest records a new withdrawal in state requested; it fails
-	// with errRRNTaken when another withdrawal holds its RRN.
+	// InsertRequest records a new withdrawal in state requested, bound to
+	// its ClientKey; it fails with errRRNTaken when another withdrawal holds
+	// its RRN, errKeyBound when another is bound to its key.
 	InsertRequest(ctx context.Context, w Withdrawal) error
+	// ByClientKey returns the withdrawal bound to a client's idempotency
+	// key (ENotFound when none is).
+	ByClientKey(ctx context.Context, key string) (Withdrawal, error)
+	// Renumber replaces a reserved withdrawal's numeric code hash
+	// (errNumericTaken when another withdrawal has it).
+	Renumber(ctx context.Context, id uuid.UUID, numericHash []byte) error
 	// Get returns a withdrawal (ENotFound when there is none).
 	Get(ctx context.Context, id uuid.UUID) (Withdrawal, error)
 	// Apply commits a move: its conditional state change, the transfers
@@ -33,11 +40,22 @@ type Store interface {
 	// expired before, claims lapsed before, requests made before.
 	Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error)
 
+	// BankName returns a bank's name.
+	BankName(ctx context.Context, code string) (string, error)
+	// BankRanges returns every bank's account ranges (bank code → prefixes).
+	BankRanges(ctx context.Context) (map[string][]string, error)
 	// AccountUsed sums the account's withdrawals in live states since.
 	AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error)
 	// NumericHandle finds the withdrawal of a numeric code's keyed hash,
-	// with its phone digits' keyed hash (ENotFound when none).
-	NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, []byte, error)
+	// and whether the code is blocked for numeric entry (ENotFound when
+	// no withdrawal has it).
+	NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, bool, error)
+	// CountWrongPhone compares the phone digits' keyed hash with the
+	// withdrawal's and, when they differ and the code is not blocked,
+	// counts the failure and blocks the code at blockAt, in one
+	// conditional statement. wrong is false for right digits or a code
+	// already blocked.
+	CountWrongPhone(ctx context.Context, id uuid.UUID, phoneHash []byte, blockAt int) (wrong, blockedNow bool, err error)
 	// Till returns the cash a post office's till holds and its daily
 	// payout limit (0: none).
 	Till(ctx context.Context, postOffice string) (cash, dailyLimit int64, err error)
@@ -64,6 +82,14 @@ type Store interface {
 	// ReplyMismatch keeps, for finance, a bank reply that did not match
 	// its request (detail: both messages, accounts masked).
 	ReplyMismatch(ctx context.Context, withdrawalID uuid.UUID, detail string, at time.Time) error
+	// Exceptions lists up to n outbox exceptions, unresolved first.
+	Exceptions(ctx context.Context, n int) ([]OutboxException, error)
+	// ResolveException notes what was done about an exception (ENotFound
+	// when there is no such exception).
+	ResolveException(ctx context.Context, id uuid.UUID, note string) error
+	// Requeue puts an exception back to be sent again (ENotFound when there
+	// is no such exception, or it is not a message).
+	Requeue(ctx context.Context, id uuid.UUID, now time.Time) error
 	// OutboxDepth returns the messages waiting and the oldest one's time.
 	OutboxDepth(ctx context.Context) (int64, time.Time, error)
 }
@@ -71,6 +97,7 @@ type Store interface {
 var (
 	errRRNTaken     = errors.New("the RRN is another withdrawal's")
 	errNumericTaken = errors.New("the numeric code is another withdrawal's")
+	errKeyBound     = errors.New("the idempotency key is another withdrawal's")
 )
 
 // outboxMsg is a leased message.

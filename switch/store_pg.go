@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/switch/seal"
 )
 
 // pgStore is the Store on PostgreSQL. Every write is a unit of the ledger's
@@ -20,14 +22,35 @@ import (
 // tables and the ledger's, so SERIALIZABLE has nothing to abort and writes
 // share commits. Reads go to the pool, re-run on a serialization failure or
 // a lost connection (retryReads).
+//
+// A code's signed payload pays at a kiosk, so the row keeps it sealed
+// (seal.Box, bound to the withdrawal's id): reading the table with psql is
+// not enough to cash a code. A Col whose value is a secretText is sealed on
+// the way in; every withdrawal read is opened on the way out.
 type pgStore struct {
 	pool   *pgxpool.Pool
 	reads  retryReads
 	ledger *ledger.Ledger
+	box    *seal.Box // nil: the payload is neither sealed nor opened (the outbox never reads it)
 }
 
-func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger) *pgStore {
-	return &pgStore{pool: pool, reads: retryReads{pool}, ledger: l}
+func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger, box *seal.Box) *pgStore {
+	return &pgStore{pool: pool, reads: retryReads{pool}, ledger: l, box: box}
+}
+
+// secretText is a column value the store keeps sealed.
+type secretText string
+
+// opened opens the sealed payload of a withdrawal just read.
+func (p *pgStore) opened(w Withdrawal, err error) (Withdrawal, error) {
+	if err != nil || p.box == nil {
+		return w, err
+	}
+	w.QRPayload, err = p.box.OpenText(w.QRPayload, w.ID.String())
+	if err != nil {
+		return Withdrawal{}, fmt.Errorf("withdrawal %s: its code: %w", w.ID, err)
+	}
+	return w, nil
 }
 
 const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, amount, currency, state,
@@ -35,7 +58,7 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
 	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
-	created_at, updated_at`
+	created_at, updated_at, numeric_blocked`
 
 // scanTargets are the destinations of withdrawalColumns, then extra.
 func scanTargets(w *Withdrawal, extra ...any) []any {
@@ -44,7 +67,7 @@ func scanTargets(w *Withdrawal, extra ...any) []any {
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt}, extra...)
+		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked}, extra...)
 }
 
 func notFound(err error) error {
@@ -61,12 +84,32 @@ func isUniqueViolation(err error, constraint string) bool {
 
 func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
 	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
-			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11)`,
+			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at, client_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, NULLIF($12, ''))`,
 		Args: []any{w.ID, w.Bank, w.Account, w.HolderNameMasked, w.Amount, w.Currency, string(StateRequested),
-			w.TerminalID, w.STAN, w.RRN, w.CreatedAt}})
-	if isUniqueViolation(err, "withdrawals_rrn_key") {
+			w.TerminalID, w.STAN, w.RRN, w.CreatedAt, w.ClientKey}})
+	switch {
+	case isUniqueViolation(err, "withdrawals_rrn_key"):
 		return errRRNTaken
+	case isUniqueViolation(err, "withdrawals_client_key_key"):
+		return errKeyBound
+	}
+	return err
+}
+
+func (p *pgStore) ByClientKey(ctx context.Context, key string) (Withdrawal, error) {
+	var w Withdrawal
+	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE client_key = $1`, key).Scan(scanTargets(&w)...)
+	return p.opened(w, notFound(err))
+}
+
+// Renumber is no state change: the code stays reserved, with another
+// numeric handle.
+func (p *pgStore) Renumber(ctx context.Context, id uuid.UUID, numericHash []byte) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE withdrawals SET numeric_hash = $2 WHERE id = $1 AND state = $3`,
+		Args: []any{id, numericHash, string(StateReserved)}, MustChange: true})
+	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {
+		return errNumericTaken
 	}
 	return err
 }
@@ -74,13 +117,24 @@ func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
 func (p *pgStore) Get(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
 	var w Withdrawal
 	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w)...)
-	return w, notFound(err)
+	return p.opened(w, notFound(err))
 }
 
 // Apply commits the move's statement (moveStmt) with its transfers. A move
 // that posts nothing and needs no business date commits undated, which
 // spares the batch a business-day look-up.
 func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
+	m.Set = slices.Clone(m.Set)
+	for i, c := range m.Set {
+		if v, ok := c.Value.(secretText); ok {
+			c.Value = string(v)
+			if p.box != nil {
+				c.Value = p.box.SealText(string(v), m.ID.String())
+			}
+			m.Set[i] = c
+		}
+	}
+	into := m.Into
 	st := moveStmt(m)
 	var (
 		res ledger.Result
@@ -93,6 +147,9 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 	}
 	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {
 		return res, errNumericTaken
+	}
+	if err == nil && into != nil {
+		*into, err = p.opened(*into, nil)
 	}
 	return res, err
 }
@@ -117,6 +174,29 @@ func (p *pgStore) Due(ctx context.Context, ev Event, before time.Time, n int) ([
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
+func (p *pgStore) BankName(ctx context.Context, code string) (string, error) {
+	var name string
+	err := p.reads.QueryRow(ctx, `SELECT name FROM banks WHERE code = $1`, code).Scan(&name)
+	return name, err
+}
+
+func (p *pgStore) BankRanges(ctx context.Context) (map[string][]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	var (
+		code   string
+		ranges []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&code, &ranges}, func() error {
+		out[code] = ranges
+		return nil
+	})
+	return out, err
+}
+
 func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error) {
 	var used int64
 	err := p.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals
@@ -125,12 +205,24 @@ func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since t
 	return used, err
 }
 
-func (p *pgStore) NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, []byte, error) {
+func (p *pgStore) NumericHandle(ctx context.Context, numericHash []byte) (uuid.UUID, bool, error) {
 	var id uuid.UUID
-	var phone []byte
-	err := p.reads.QueryRow(ctx, `SELECT id, phone_last4_hash FROM withdrawals WHERE numeric_hash = $1`,
-		numericHash).Scan(&id, &phone)
-	return id, phone, notFound(err)
+	var blocked bool
+	err := p.reads.QueryRow(ctx, `SELECT id, numeric_blocked FROM withdrawals WHERE numeric_hash = $1`,
+		numericHash).Scan(&id, &blocked)
+	return id, blocked, notFound(err)
+}
+
+func (p *pgStore) CountWrongPhone(ctx context.Context, id uuid.UUID, phoneHash []byte, blockAt int) (bool, bool, error) {
+	var blockedNow bool
+	n, err := p.ledger.Exec(ctx, &ledger.Stmt{
+		SQL: `UPDATE withdrawals SET numeric_failures = numeric_failures + 1, numeric_blocked = numeric_failures + 1 >= $3
+			WHERE id = $1 AND NOT numeric_blocked AND phone_last4_hash IS DISTINCT FROM $2
+			RETURNING numeric_blocked`,
+		Args: []any{id, phoneHash, blockAt},
+		Row:  func(row pgx.Row) error { return row.Scan(&blockedNow) },
+	})
+	return n == 1, blockedNow, err
 }
 
 func (p *pgStore) Till(ctx context.Context, po string) (cash, limit int64, err error) {
@@ -159,7 +251,8 @@ func (p *pgStore) WithFee(ctx context.Context, id uuid.UUID) (Withdrawal, int64,
 	if err == nil && fee < 0 {
 		err = fmt.Errorf("reading bank fee: bank %s not found", w.Bank)
 	}
-	return w, fee, notFound(err)
+	w, err = p.opened(w, notFound(err))
+	return w, fee, err
 }
 
 func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) ([]Receipt, int64, int64, error) {
@@ -251,11 +344,81 @@ func (p *pgStore) ReplyMismatch(ctx context.Context, id uuid.UUID, detail string
 	return err
 }
 
+func (p *pgStore) Exceptions(ctx context.Context, n int) ([]OutboxException, error) {
+	rows, err := p.pool.Query(ctx, `SELECT o.id, o.withdrawal_id, o.kind, o.attempts, o.response_code, o.last_error,
+			w.rrn, w.amount, w.bank_code, o.created_at, o.resolved_note <> '', o.resolved_note
+		FROM outbox o JOIN withdrawals w ON w.id = o.withdrawal_id
+		WHERE o.state = 'exception' ORDER BY (o.resolved_note <> ''), o.created_at LIMIT $1`, n)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (OutboxException, error) {
+		var e OutboxException
+		err := row.Scan(&e.ID, &e.WithdrawalID, &e.Kind, &e.Attempts, &e.ResponseCode, &e.LastError,
+			&e.RRN, &e.Amount, &e.Bank, &e.CreatedAt, &e.Resolved, &e.ResolvedNote)
+		return e, err
+	})
+}
+
+var errNoException = softatm.Errorf(softatm.ENotFound, "exception not found")
+
+func (p *pgStore) ResolveException(ctx context.Context, id uuid.UUID, note string) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET resolved_note = $2 WHERE id = $1 AND state = 'exception'`,
+		Args: []any{id, note}, MustChange: true})
+	if errors.Is(err, ledger.ErrUnchanged) {
+		return errNoException
+	}
+	return err
+}
+
+func (p *pgStore) Requeue(ctx context.Context, id uuid.UUID, now time.Time) error {
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = 'pending', attempts = 1, next_attempt_at = $2
+			WHERE id = $1 AND state = 'exception' AND kind IN ($3, $4)`,
+		Args: []any{id, now, string(MsgAdvice), string(MsgReversal)}, MustChange: true})
+	if errors.Is(err, ledger.ErrUnchanged) {
+		return errNoException
+	}
+	return err
+}
+
 func (p *pgStore) OutboxDepth(ctx context.Context) (int64, time.Time, error) {
 	var depth int64
 	var oldest time.Time
 	err := p.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(MIN(created_at), now()) FROM outbox WHERE state = 'pending'`).Scan(&depth, &oldest)
 	return depth, oldest, err
+}
+
+// CountByState counts the withdrawals in the live states, and those in the
+// finished states created since; both use the (state, created_at) index.
+func (p *pgStore) CountByState(ctx context.Context, live, finished []string, since time.Time) (map[string]float64, error) {
+	counts := map[string]float64{}
+	// Read-only, but the server's default is SERIALIZABLE: retried like any
+	// transaction so that a conflict does not blank the gauge.
+	err := ledger.RunTx(ctx, p.pool, ledger.DefaultMaxRetries, func(tx pgx.Tx) error {
+		clear(counts)
+		for _, q := range []struct {
+			sql  string
+			args []any
+		}{
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) GROUP BY state`, []any{live}},
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) AND created_at > $2 GROUP BY state`,
+				[]any{finished, since}},
+		} {
+			rows, err := tx.Query(ctx, q.sql, q.args...)
+			if err != nil {
+				return err
+			}
+			var (
+				state string
+				n     int64
+			)
+			if _, err := pgx.ForEachRow(rows, []any{&state, &n}, func() error { counts[state] = float64(n); return nil }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return counts, err
 }
 
 // readRetriesMax bounds the re-runs of a lone read (outside a transaction)

@@ -105,11 +105,7 @@ func (d *Demo) withdrawal(r *http.Request) (atmswitch.Withdrawal, error) {
 	if err != nil {
 		return atmswitch.Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
 	}
-	var bank string
-	if err := d.Pool.QueryRow(r.Context(), `SELECT bank_code FROM withdrawals WHERE id = $1`, id).Scan(&bank); err != nil {
-		return atmswitch.Withdrawal{}, softatm.Errorf(softatm.ENotFound, "withdrawal not found")
-	}
-	return d.Service.Get(r.Context(), bank, id)
+	return d.Service.Withdrawal(r.Context(), id)
 }
 
 func (d *Demo) get(w http.ResponseWriter, r *http.Request) {

@@ -80,7 +80,7 @@ func (a *API) Login(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	s, err := a.Auth.Login(r.Context(), req.Username, req.Password)
+	s, err := a.Auth.Login(r.Context(), req.Username, req.Password, a.Auth.SourceAddr(r))
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -134,7 +134,7 @@ func (a *API) Scan(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
 	}
 	v := scanView{WithdrawalID: wd.ID, Amount: wd.Amount, Currency: wd.Currency, HolderNameMasked: wd.HolderNameMasked,
 		AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
-	_ = a.Pool.QueryRow(r.Context(), `SELECT name FROM banks WHERE code = $1`, wd.Bank).Scan(&v.BankName)
+	v.BankName = a.Service.BankName(r.Context(), wd.Bank)
 	atmswitch.WriteJSON(w, http.StatusOK, v)
 }
 

@@ -9,11 +9,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/ledger"
+	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/auth"
 	"github.com/softatm/softatm/switch/code"
 )
@@ -42,8 +44,10 @@ type admin struct {
 	auth   *auth.Service
 }
 
-func newAdmin(pool *pgxpool.Pool) *admin {
-	return &admin{pool: pool, ledger: ledger.New(pool), auth: auth.New(pool)}
+// newAdmin needs the switch's secret (-secret of serve, SOFTATM_SECRET):
+// bank-client secrets are stored as hashes keyed from it.
+func newAdmin(pool *pgxpool.Pool, switchSecret string) *admin {
+	return &admin{pool: pool, ledger: ledger.New(pool), auth: auth.New(pool, auth.WithClientSecretKey([]byte(switchSecret)))}
 }
 
 func (a *admin) close() { a.ledger.Close() }
@@ -52,12 +56,41 @@ func (a *admin) close() { a.ledger.Close() }
 // the same post office twice does not put its cash in twice.
 var openingCashNS = uuid.MustParse("6f1d0c5e-6a49-4b8e-9c55-2f1c4d7e9a10")
 
-func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency string) error {
-	if _, err := a.pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount) VALUES ($1, $2, $3)
-		ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, fee_amount = EXCLUDED.fee_amount`, code, name, fee); err != nil {
+// bank creates or updates a bank. ranges (account-number or BIN prefixes)
+// replace the bank's own when given; nil leaves them as they are. A prefix
+// another bank owns is refused. Running switches pick the change up within
+// seconds (see atmswitch.bankRangesRefresh).
+func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency string, ranges []string) error {
+	if ranges != nil {
+		all, err := bankRanges(ctx, a.pool)
+		if err != nil {
+			return err
+		}
+		all[code] = ranges
+		if err := atmswitch.CheckRanges(all); err != nil {
+			return err
+		}
+	}
+	if _, err := a.pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount, account_ranges) VALUES ($1, $2, $3, COALESCE($4, '{}'::TEXT[]))
+		ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, fee_amount = EXCLUDED.fee_amount,
+			account_ranges = COALESCE($4, banks.account_ranges)`, code, name, fee, ranges); err != nil {
 		return fmt.Errorf("bank %s: %w", code, err)
 	}
 	return a.ledger.EnsureAccount(ctx, ledger.ReceivableCode(code), currency, 0)
+}
+
+func bankRanges(ctx context.Context, pool *pgxpool.Pool) (map[string][]string, error) {
+	rows, err := pool.Query(ctx, `SELECT code, account_ranges FROM banks`)
+	if err != nil {
+		return nil, err
+	}
+	all := map[string][]string{}
+	var (
+		code   string
+		ranges []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&code, &ranges}, func() error { all[code] = ranges; return nil })
+	return all, err
 }
 
 func (a *admin) client(ctx context.Context, id, bank, secret string) error {
@@ -131,7 +164,7 @@ func (a *admin) loadDemo(ctx context.Context, d fixtures.Demo) error {
 		}
 	}
 	for _, b := range d.Banks {
-		if err := a.bank(ctx, b.Code, b.Name, b.Fee, d.Currency); err != nil {
+		if err := a.bank(ctx, b.Code, b.Name, b.Fee, d.Currency, b.Ranges); err != nil {
 			return err
 		}
 		if err := a.client(ctx, b.ClientID, b.Code, b.ClientSecret); err != nil {
@@ -167,11 +200,13 @@ func runAdmin(ctx context.Context, args []string) error {
 	codeF := fs.String("code", "", "bank or post office code")
 	name := fs.String("name", "", "bank or post office name")
 	fee := fs.Int64("fee", 0, "bank: fee per withdrawal, in dong")
+	ranges := fs.String("ranges", "", "bank: the account-number or card BIN prefixes it owns, comma-separated (replaces the bank's; empty: unchanged)")
 	location := fs.String("location", "", "post office: location")
 	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
 	id := fs.String("id", "", "client or kiosk id")
 	bank := fs.String("bank", "", "client: bank code")
 	secret := fs.String("secret", "", "client: secret")
+	switchSecret := fs.String("switch-secret", os.Getenv("SOFTATM_SECRET"), "client, load-demo: the secret `serve` runs with, which keys the stored client-secret hashes (SOFTATM_SECRET)")
 	po := fs.String("post-office", "", "kiosk or teller: post office code")
 	kiosk := fs.String("kiosk", "", "teller: kiosk id")
 	username := fs.String("username", "", "user: login name")
@@ -187,11 +222,15 @@ func runAdmin(ctx context.Context, args []string) error {
 		return err
 	}
 	defer pool.Close()
-	a := newAdmin(pool)
+	a := newAdmin(pool, *switchSecret)
 	defer a.close()
 	switch args[0] {
 	case "bank":
-		err = a.bank(ctx, *codeF, *name, *fee, *currency)
+		var rs []string
+		if *ranges != "" {
+			rs = atmswitch.ParseRanges(*ranges)
+		}
+		err = a.bank(ctx, *codeF, *name, *fee, *currency, rs)
 	case "client":
 		err = a.client(ctx, *id, *bank, *secret)
 	case "post-office":
@@ -222,20 +261,25 @@ func runAdmin(ctx context.Context, args []string) error {
 }
 
 // errCheckFailed makes `softatm admin check` exit non-zero.
-var errCheckFailed = errors.New("ledger invariants violated")
+var errCheckFailed = errors.New("invariants violated")
 
+// check runs the ledger's invariants (its own tables) and then the
+// switch's (its withdrawals against the ledger), and prints one line per
+// invariant.
 func check(ctx context.Context, pool *pgxpool.Pool) error {
-	results, err := ledger.Check(ctx, pool)
-	if err != nil {
-		return err
-	}
 	failed := false
-	for _, r := range results {
-		mark := "ok  "
-		if !r.OK {
-			mark, failed = "FAIL", true
+	for _, run := range []func(context.Context, *pgxpool.Pool) ([]ledger.CheckResult, error){ledger.Check, atmswitch.Check} {
+		results, err := run(ctx, pool)
+		if err != nil {
+			return err
 		}
-		fmt.Printf("%s %s: %s\n", mark, r.Name, r.Detail)
+		for _, r := range results {
+			mark := "ok  "
+			if !r.OK {
+				mark, failed = "FAIL", true
+			}
+			fmt.Printf("%s %s: %s\n", mark, r.Name, r.Detail)
+		}
 	}
 	if failed {
 		return errCheckFailed

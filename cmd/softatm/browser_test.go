@@ -403,6 +403,11 @@ func TestBrowserKioskNumericAndErrors(t *testing.T) {
 	if msg := b.text("error"); !strings.Contains(msg, "Mã không đúng") || !strings.Contains(msg, "Wrong code") {
 		t.Errorf("wrong-code message %q is not bilingual", msg)
 	}
+	// The counter's numeric tries left are shown (5 per kiosk and teller).
+	b.waitFor("the tries left", `document.getElementById("numeric-tries").dataset.left === "4"`)
+	if msg := b.text("numeric-tries"); !strings.Contains(msg, "Còn 4 lần") || !strings.Contains(msg, "4 numeric tries left") {
+		t.Errorf("tries-left line %q", msg)
+	}
 
 	typeCode(wd.NumericCode, "5611")
 	b.waitFor("the payout step", shown("payout-view"))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/softatm/softatm/ledger"
@@ -58,5 +59,16 @@ func TestOperatorCommands(t *testing.T) {
 	}
 	if err := runAdmin(ctx, []string{"kiosk", "-database", db, "-id", "SHORT", "-post-office", "LS-009"}); err == nil {
 		t.Fatal("a kiosk id of 5 characters was accepted")
+	}
+	// A reserved code the ledger holds nothing for: the ledger's own
+	// checks cannot see it, the switch's (which admin check runs after
+	// them) must.
+	if _, err := s.Pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
+		terminal_id, stan, rrn, transmitted_at) VALUES (gen_random_uuid(), 'MB', '1', 5, '704', 'reserved', 'K', '000099',
+		'RRN-NO-HOLD', now())`); err != nil {
+		t.Fatal(err)
+	}
+	if err := runAdmin(ctx, []string{"check", "-database", db}); !errors.Is(err, errCheckFailed) {
+		t.Fatalf("admin check on a reserved code without a hold: %v, want %v", err, errCheckFailed)
 	}
 }

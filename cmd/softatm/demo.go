@@ -19,7 +19,7 @@ import (
 
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/localsrv"
-	"github.com/softatm/softatm/ledger/schema"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // runDemo is `make run`: private PostgreSQL and Redis (unless DATABASE_URL /
@@ -65,7 +65,7 @@ func runDemo(ctx context.Context, args []string) error {
 		redisURL = rs.URL
 	}
 	status("migrating")
-	if _, err := schema.Migrate(ctx, dbURL); err != nil {
+	if _, err := switchschema.Migrate(ctx, dbURL); err != nil {
 		return err
 	}
 	status("loading demo fixtures")
@@ -73,7 +73,12 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	a := newAdmin(pool)
+	secret, err := demoSecret(abs)
+	if err != nil {
+		pool.Close()
+		return err
+	}
+	a := newAdmin(pool, secret)
 	d, err := fixtures.LoadDemo()
 	if err == nil {
 		err = a.loadDemo(ctx, d)
@@ -82,10 +87,6 @@ func runDemo(ctx context.Context, args []string) error {
 	pool.Close()
 	if err != nil {
 		return fmt.Errorf("loading fixtures: %w", err)
-	}
-	secret, err := demoSecret(abs)
-	if err != nil {
-		return err
 	}
 
 	bankPort, _ := localsrv.FreePort()

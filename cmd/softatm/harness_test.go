@@ -17,8 +17,9 @@ import (
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -45,7 +46,7 @@ func startSystem(t *testing.T, tweak ...func(*ServeConfig)) *system {
 func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig)) *system {
 	t.Helper()
 	ctx := context.Background()
-	dbURL := schema.MustMigratedDB(t)
+	dbURL := schematest.MustMigratedDB(t, switchschema.All()...)
 	redisURL, prefix := localsrv.MustRedis(t)
 	d, err := fixtures.LoadDemo()
 	if err != nil {
@@ -56,7 +57,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	a := newAdmin(pool)
+	a := newAdmin(pool, testSwitchSecret)
 	err = a.loadDemo(ctx, d)
 	a.close()
 	if err != nil {
@@ -78,7 +79,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	m.Config.RedisURL = redisURL
 	m.Config.RedisPrefix = prefix
 	m.Config.BankAddr = addr.String()
-	m.Config.Secret = "test-secret"
+	m.Config.Secret = testSwitchSecret
 	m.Config.Demo = true
 	m.Config.SweepEvery = time.Second
 	m.Config.PurgeEvery, m.Config.KeysKeep = time.Hour, 7*24*time.Hour
@@ -171,6 +172,10 @@ func (s *system) state(t *testing.T, id uuid.UUID) string {
 	}
 	return st
 }
+
+// testSwitchSecret is the -secret of every test switch; `admin` keys the
+// client-secret hashes with it too.
+const testSwitchSecret = "test-secret"
 
 // eventuallyMax bounds how long eventually waits for the system to settle.
 const eventuallyMax = 15 * time.Second

@@ -31,11 +31,12 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestLogsHoldNoSecrets runs withdrawals, refusals and failed logins with
-// every log line captured (debug level, switch and bank simulator), then
-// looks for anything that must never be logged: a full account number, a
-// password, a client secret, the numeric-code secret, a QR payload or a
-// numeric code.
+// TestLogsHoldNoSecrets runs withdrawals, refusals, failed logins and failed
+// bank-client calls with every log line captured (debug level, switch and
+// bank simulator), checks that each failed login and client call is logged
+// (user or client, source address, reason) and counted, then looks for
+// anything that must never be logged: a full account number, a password, a
+// client secret, the switch's secret, a QR payload or a numeric code.
 func TestLogsHoldNoSecrets(t *testing.T) {
 	t.Parallel()
 	var logs syncBuffer
@@ -56,12 +57,22 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	s.waitState(t, paid.ID, "completed")
 	eventually(t, "the reversal is answered", func() bool { return s.Sim.Received("0420") == 1 })
 
-	// Refusals that carry secrets in the request.
-	s.call(t, nil, "POST", "/v1/staff/login", nil, map[string]string{"username": "teller1", "password": "wrong-password-42"}, nil)
-	req, _ := http.NewRequest("GET", "/", nil)
-	req.SetBasicAuth("mb-app", "not-the-secret-123456")
-	s.call(t, nil, "POST", "/v1/withdrawals", map[string]string{"Authorization": req.Header.Get("Authorization"), "Idempotency-Key": uuid.NewString()},
-		map[string]any{"account": "9704000000000011", "amount": 100_000, "phone_last4": "5611"}, nil)
+	// Refusals that carry secrets in the request: a wrong password, an
+	// unknown user, a wrong client secret, an unknown client. Each must be
+	// refused, logged with who and from where, and counted.
+	for _, l := range []struct{ user, pass string }{{"teller1", "wrong-password-42"}, {"ghost-user", "ghost-password-77"}} {
+		if st, raw := s.call(t, nil, "POST", "/v1/staff/login", nil, map[string]string{"username": l.user, "password": l.pass}, nil); st != http.StatusUnauthorized {
+			t.Errorf("login %s with a wrong password: %d %s", l.user, st, raw)
+		}
+	}
+	for _, c := range []struct{ id, secret string }{{"mb-app", "not-the-secret-123456"}, {"zz-app", "zz-secret-value-98765"}} {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.SetBasicAuth(c.id, c.secret)
+		if st, raw := s.call(t, nil, "POST", "/v1/withdrawals", map[string]string{"Authorization": req.Header.Get("Authorization"), "Idempotency-Key": uuid.NewString()},
+			map[string]any{"account": "9704000000000011", "amount": 100_000, "phone_last4": "5611"}, nil); st != http.StatusUnauthorized {
+			t.Errorf("client %s with a wrong secret: %d %s", c.id, st, raw)
+		}
+	}
 	s.Sim.SetFault("9704000000000037", banksim.Fault{Kind: banksim.FaultDrop})
 	s.call(t, nil, "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000037", "amount": 100_000, "phone_last4": "5637"}, nil)
 
@@ -69,7 +80,31 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if len(out) == 0 {
 		t.Fatal("nothing was logged; the scan would prove nothing")
 	}
-	secrets := []string{"test-secret", "wrong-password-42", "not-the-secret-123456",
+	// The refusals are logged: who, from where, why.
+	for _, want := range [][]string{
+		{`msg="login refused"`, "user=teller1", "source=127.0.0.1", "reason=bad_password"},
+		{`msg="login refused"`, "user=ghost-user", "source=127.0.0.1", "reason=unknown_user"},
+		{`msg="bank client authentication refused"`, "client=mb-app", "source=127.0.0.1", "reason=bad_secret"},
+		{`msg="bank client authentication refused"`, "client=zz-app", "source=127.0.0.1", "reason=unknown_client"},
+	} {
+		if !hasLine(out, want...) {
+			t.Errorf("no log line with all of %q", want)
+		}
+	}
+	// ... and counted, on the switch's /metrics.
+	_, metrics := s.call(t, nil, "GET", "/metrics", nil, nil, nil)
+	for _, want := range []string{
+		`softatm_auth_failures_total{kind="login",reason="bad_password"} 1`,
+		`softatm_auth_failures_total{kind="login",reason="unknown_user"} 1`,
+		`softatm_auth_failures_total{kind="client",reason="bad_secret"} 1`,
+		`softatm_auth_failures_total{kind="client",reason="unknown_client"} 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	secrets := []string{testSwitchSecret, "wrong-password-42", "ghost-password-77", "not-the-secret-123456", "zz-secret-value-98765",
 		paid.QRPayload, cancelled.QRPayload, paid.NumericCode, cancelled.NumericCode}
 	for _, a := range s.Demo.Accounts {
 		secrets = append(secrets, a.Number)
@@ -95,4 +130,21 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if !strings.Contains(out, "0011") {
 		t.Error("the masked account (last 4 digits) never appears: were the account lines logged at all?")
 	}
+}
+
+// hasLine reports whether one line of logs holds every part.
+func hasLine(logs string, parts ...string) bool {
+	for _, line := range strings.Split(logs, "\n") {
+		all := true
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }

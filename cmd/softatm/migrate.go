@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/softatm/softatm/ledger/schema"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func runMigrate(ctx context.Context, args []string) error {
@@ -19,7 +19,7 @@ func runMigrate(ctx context.Context, args []string) error {
 	if *url == "" {
 		return errors.New("DATABASE_URL (or -database) is required")
 	}
-	v, err := schema.Migrate(ctx, *url)
+	v, err := switchschema.Migrate(ctx, *url)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/recon"
+	atmswitch "github.com/softatm/softatm/switch"
 )
 
 // settleNS derives the ids of bank settlement transfers.
@@ -53,7 +54,7 @@ func runRecon(ctx context.Context, args []string) error {
 	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", "  ")
-	store := recon.New(pool)
+	store := recon.New(pool, atmswitch.NewReconLines(pool))
 	switch args[0] {
 	case "settlement":
 		rep, err := l.Settlement(ctx, date)

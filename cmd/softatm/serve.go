@@ -226,7 +226,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Kick: m.Outbox.Kick, Clock: clock,
 	})
-	m.Auth = auth.New(m.Pool)
+	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
 
 	mux := http.NewServeMux()
@@ -254,7 +254,7 @@ func (m *Main) Run(ctx context.Context) error {
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 
-	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool)}
+	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool))}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
 	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))

@@ -14,8 +14,16 @@
 // and day take part, from every file: a corrected file that repeats lines
 // adds only its new ones.
 //
-// This package reads the withdrawals table but must not import the switch
-// package; of this module it imports only softatm and ledger (for RunTx).
+// The switch's side of the day comes through the Lines interface, which the
+// switch implements (atmswitch.ReconLines) and cmd wires in: recon reads
+// only its own tables (recon_files, recon_lines, recon_items) and owns
+// their migrations (Migrations). A report reads the bank's lines, then the
+// switch's record, then stores its items: not one snapshot, but an item's
+// id is derived from what it is about, so a report that races an import
+// is completed by the next one.
+//
+// This package must not import the switch package; of this module it
+// imports only softatm, ledger (for RunTx) and ledger/schema.
 package recon
 
 import (
@@ -53,14 +61,45 @@ const (
 // maxRetries bounds the re-runs of a recon transaction.
 const maxRetries = ledger.DefaultMaxRetries
 
+// SwitchLine is one withdrawal as the switch recorded it: what a bank's
+// line is matched against.
+type SwitchLine struct {
+	WithdrawalID uuid.UUID
+	Bank         string
+	RRN          string
+	STAN         string
+	ApprovalCode string
+	Amount       int64
+	Currency     string
+	// State is the switch's word for where the withdrawal is; recon shows
+	// it to finance and does not interpret it.
+	State string
+	// BusinessDate is the day the cash was handed out; zero if it was not.
+	BusinessDate time.Time
+}
+
+// Lines is the switch's record of withdrawals, as reconciliation reads it.
+// The switch implements it; recon never reads the switch's tables.
+type Lines interface {
+	// Lines returns the withdrawals of bank whose cash was handed out on
+	// business day date, in RRN order.
+	Lines(ctx context.Context, bank string, date time.Time) ([]SwitchLine, error)
+	// ByRRN returns the withdrawal the switch has under rrn, whatever its
+	// bank, state or day; ok is false when it has none.
+	ByRRN(ctx context.Context, rrn string) (line SwitchLine, ok bool, err error)
+	// KnownBank reports whether bank is a bank the switch serves.
+	KnownBank(ctx context.Context, bank string) (bool, error)
+}
+
 // Store keeps imported files and reconciliation items in PostgreSQL or
 // CockroachDB.
 type Store struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	switches Lines
 }
 
-// New returns a store on pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+// New returns a store on pool that reads the switch's record through lines.
+func New(pool *pgxpool.Pool, lines Lines) *Store { return &Store{pool: pool, switches: lines} }
 
 // ImportResult describes an import.
 type ImportResult struct {
@@ -114,14 +153,14 @@ func (s *Store) Import(ctx context.Context, bank string, date time.Time, name st
 	sum := sha256.Sum256(content)
 	res := ImportResult{Bank: bank, Date: d, Name: name, SHA256: hex.EncodeToString(sum[:]), Lines: len(lines)}
 	res.FileID = uuid.NewSHA1(ns, []byte("file|"+dayKey(bank, d)+"|"+res.SHA256))
+	known, err := s.switches.KnownBank(ctx, bank)
+	if err != nil {
+		return ImportResult{}, fmt.Errorf("reading bank: %w", err)
+	}
+	if !known {
+		return ImportResult{}, softatm.Errorf(softatm.ENotFound, "unknown bank %q", bank)
+	}
 	err = ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
-		var known bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM banks WHERE code = $1)`, bank).Scan(&known); err != nil {
-			return fmt.Errorf("reading bank: %w", err)
-		}
-		if !known {
-			return softatm.Errorf(softatm.ENotFound, "unknown bank %q", bank)
-		}
 		err := tx.QueryRow(ctx, `SELECT name, new_lines, imported_at FROM recon_files WHERE id = $1`, res.FileID).
 			Scan(&res.Name, &res.NewLines, &res.ImportedAt)
 		if err == nil {
@@ -168,31 +207,33 @@ type fileLine struct {
 	amount                   int64
 }
 
-type paid struct {
-	id                       uuid.UUID
-	rrn, stan, approval, cur string
-	amount                   int64
-}
-
 // Report reconciles bank's imported lines for business day date with the
-// withdrawals of that bank paid (or completed) on that day, stores the
+// withdrawals of that bank whose cash was handed out on that day, as the
+// switch's Lines tells them, stores the
 // items (keeping earlier resolutions) and returns them, exceptions first.
 func (s *Store) Report(ctx context.Context, bank string, date time.Time) ([]Item, error) {
 	d := dateOf(date)
-	var items []Item
+	var lines []fileLine
 	err := ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
-		lines, err := loadLines(ctx, tx, bank, d)
-		if err != nil {
-			return err
-		}
-		ws, err := loadPaid(ctx, tx, bank, d)
-		if err != nil {
-			return err
-		}
-		items = match(bank, d, lines, ws)
-		if err := explainMissingAtSwitch(ctx, tx, items); err != nil {
-			return err
-		}
+		var err error
+		lines, err = loadLines(ctx, tx, bank, d)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	ws, err := s.switches.Lines(ctx, bank, d)
+	if err != nil {
+		return nil, fmt.Errorf("reading the switch's lines: %w", err)
+	}
+	if err := checkSwitchLines(bank, d, ws); err != nil {
+		return nil, err
+	}
+	items := match(bank, d, lines, ws)
+	if err := s.explainMissingAtSwitch(ctx, items); err != nil {
+		return nil, err
+	}
+	err = ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
 		return storeItems(ctx, tx, bank, d, items)
 	})
 	if err != nil {
@@ -226,22 +267,26 @@ func loadLines(ctx context.Context, tx pgx.Tx, bank string, d time.Time) ([]file
 	return out, rows.Err()
 }
 
-func loadPaid(ctx context.Context, tx pgx.Tx, bank string, d time.Time) ([]paid, error) {
-	rows, err := tx.Query(ctx, `SELECT id, rrn, stan, approval_code, amount, currency FROM withdrawals
-		WHERE bank_code = $1 AND business_date = $2 AND state IN ('paid','completed') ORDER BY rrn`, bank, d)
-	if err != nil {
-		return nil, fmt.Errorf("reading paid withdrawals: %w", err)
-	}
-	defer rows.Close()
-	var out []paid
-	for rows.Next() {
-		var w paid
-		if err := rows.Scan(&w.id, &w.rrn, &w.stan, &w.approval, &w.amount, &w.cur); err != nil {
-			return nil, fmt.Errorf("reading paid withdrawals: %w", err)
+// checkSwitchLines asserts what Report relies on in the switch's answer:
+// every line is of the bank and day asked for, has a withdrawal id and an
+// RRN, and no RRN comes twice (match keys the lines by RRN, so a second
+// one would silently hide the first). A broken answer is a bug in the
+// switch: nothing is stored.
+func checkSwitchLines(bank string, d time.Time, ws []SwitchLine) error {
+	seen := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		switch {
+		case w.Bank != bank || !dateOf(w.BusinessDate).Equal(d):
+			return softatm.Errorf(softatm.EInternal, "the switch answered for bank %s day %s with a line of bank %s day %s (RRN %s)",
+				bank, d.Format(time.DateOnly), w.Bank, w.BusinessDate.Format(time.DateOnly), w.RRN)
+		case w.RRN == "" || w.WithdrawalID == uuid.Nil:
+			return softatm.Errorf(softatm.EInternal, "the switch answered with a line without RRN or withdrawal id")
+		case seen[w.RRN]:
+			return softatm.Errorf(softatm.EInternal, "the switch answered with RRN %s twice", w.RRN)
 		}
-		out = append(out, w)
+		seen[w.RRN] = true
 	}
-	return out, rows.Err()
+	return nil
 }
 
 func itemID(bank string, d time.Time, st Status, key uuid.UUID) uuid.UUID {
@@ -249,10 +294,10 @@ func itemID(bank string, d time.Time, st Status, key uuid.UUID) uuid.UUID {
 }
 
 // match is the pure matching rule (see the package comment).
-func match(bank string, d time.Time, lines []fileLine, ws []paid) []Item {
-	byRRN := make(map[string]paid, len(ws))
+func match(bank string, d time.Time, lines []fileLine, ws []SwitchLine) []Item {
+	byRRN := make(map[string]SwitchLine, len(ws))
 	for _, w := range ws {
-		byRRN[w.rrn] = w
+		byRRN[w.RRN] = w
 	}
 	seen := map[string]bool{}
 	var items []Item
@@ -260,19 +305,19 @@ func match(bank string, d time.Time, lines []fileLine, ws []paid) []Item {
 		it := Item{RRN: l.rrn, STAN: l.stan, ApprovalCode: l.approval, BankAmount: l.amount}
 		w, ok := byRRN[l.rrn]
 		if ok {
-			it.WithdrawalID, it.SwitchAmount = w.id, w.amount
+			it.WithdrawalID, it.SwitchAmount = w.WithdrawalID, w.Amount
 		}
 		switch {
 		case seen[l.rrn]:
 			it.Status, it.Detail = StatusDuplicate, "the RRN appears more than once in the bank's file"
 		case !ok:
 			it.Status, it.Detail = StatusMissingAtSwitch, "no withdrawal of this bank paid on this day has this RRN"
-		case l.amount != w.amount || l.cur != w.cur:
+		case l.amount != w.Amount || l.cur != w.Currency:
 			it.Status = StatusAmountMismatch
-			it.Detail = fmt.Sprintf("bank %d %s, switch %d %s", l.amount, l.cur, w.amount, w.cur)
-		case l.stan != w.stan || l.approval != w.approval:
+			it.Detail = fmt.Sprintf("bank %d %s, switch %d %s", l.amount, l.cur, w.Amount, w.Currency)
+		case l.stan != w.STAN || l.approval != w.ApprovalCode:
 			it.Status = StatusFieldMismatch
-			it.Detail = fmt.Sprintf("bank STAN %s approval %s, switch STAN %s approval %s", l.stan, l.approval, w.stan, w.approval)
+			it.Detail = fmt.Sprintf("bank STAN %s approval %s, switch STAN %s approval %s", l.stan, l.approval, w.STAN, w.ApprovalCode)
 		default:
 			it.Status = StatusMatched
 		}
@@ -281,11 +326,11 @@ func match(bank string, d time.Time, lines []fileLine, ws []paid) []Item {
 		items = append(items, it)
 	}
 	for _, w := range ws {
-		if seen[w.rrn] {
+		if seen[w.RRN] {
 			continue
 		}
-		items = append(items, Item{ID: itemID(bank, d, StatusMissingAtBank, w.id), Status: StatusMissingAtBank,
-			RRN: w.rrn, STAN: w.stan, ApprovalCode: w.approval, SwitchAmount: w.amount, WithdrawalID: w.id,
+		items = append(items, Item{ID: itemID(bank, d, StatusMissingAtBank, w.WithdrawalID), Status: StatusMissingAtBank,
+			RRN: w.RRN, STAN: w.STAN, ApprovalCode: w.ApprovalCode, SwitchAmount: w.Amount, WithdrawalID: w.WithdrawalID,
 			Detail: "the switch paid it; the bank's file lacks it"})
 	}
 	return items
@@ -293,31 +338,29 @@ func match(bank string, d time.Time, lines []fileLine, ws []paid) []Item {
 
 // explainMissingAtSwitch says, for a line the day does not have, what the
 // switch knows of its RRN (another day, another state, another bank).
-func explainMissingAtSwitch(ctx context.Context, tx pgx.Tx, items []Item) error {
+func (s *Store) explainMissingAtSwitch(ctx context.Context, items []Item) error {
 	for i := range items {
 		it := &items[i]
 		if it.Status != StatusMissingAtSwitch {
 			continue
 		}
-		var id uuid.UUID
-		var bank, state string
-		var amount int64
-		var bd *time.Time
-		err := tx.QueryRow(ctx, `SELECT id, bank_code, state, amount, business_date FROM withdrawals WHERE rrn = $1`, it.RRN).
-			Scan(&id, &bank, &state, &amount, &bd)
-		if errors.Is(err, pgx.ErrNoRows) {
-			it.Detail = "the switch has no withdrawal with this RRN"
-			continue
-		}
+		w, ok, err := s.switches.ByRRN(ctx, it.RRN)
 		if err != nil {
 			return fmt.Errorf("looking up RRN: %w", err)
 		}
-		it.WithdrawalID, it.SwitchAmount = id, amount
-		day := "no business date"
-		if bd != nil {
-			day = "business date " + bd.Format(time.DateOnly)
+		if !ok {
+			it.Detail = "the switch has no withdrawal with this RRN"
+			continue
 		}
-		it.Detail = fmt.Sprintf("the switch has it for bank %s in state %s, %s", bank, state, day)
+		if w.RRN != it.RRN {
+			return softatm.Errorf(softatm.EInternal, "the switch answered RRN %s with RRN %s", it.RRN, w.RRN)
+		}
+		it.WithdrawalID, it.SwitchAmount = w.WithdrawalID, w.Amount
+		day := "no business date"
+		if !w.BusinessDate.IsZero() {
+			day = "business date " + w.BusinessDate.Format(time.DateOnly)
+		}
+		it.Detail = fmt.Sprintf("the switch has it for bank %s in state %s, %s", w.Bank, w.State, day)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 
 	softatm "github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -105,32 +106,72 @@ type wd struct {
 	date                string // business date, "" if none
 }
 
+// fakeSwitch is the switch's record as a list: Lines are the rows with a
+// business date (only a paid withdrawal has one).
+type fakeSwitch struct {
+	rows  []SwitchLine
+	banks []string
+	// Lies, for TestReportRefusesABrokenSwitchAnswer.
+	lieBank bool // Lines answers with every bank's lines
+	lieDay  bool // Lines answers with a line of the day before too
+	lieRRN  bool // ByRRN answers with the first row, whatever the RRN
+}
+
+func (f *fakeSwitch) Lines(_ context.Context, bank string, date time.Time) ([]SwitchLine, error) {
+	var out []SwitchLine
+	for _, r := range f.rows {
+		if (r.Bank == bank || f.lieBank) && !r.BusinessDate.IsZero() && r.BusinessDate.Equal(date) {
+			out = append(out, r)
+		}
+	}
+	if f.lieDay && len(out) > 0 {
+		l := out[0]
+		l.RRN, l.BusinessDate = "000000000088", date.AddDate(0, 0, -1)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func (f *fakeSwitch) ByRRN(_ context.Context, rrn string) (SwitchLine, bool, error) {
+	if f.lieRRN && len(f.rows) > 0 {
+		return f.rows[0], true, nil
+	}
+	for _, r := range f.rows {
+		if r.RRN == rrn {
+			return r, true, nil
+		}
+	}
+	return SwitchLine{}, false, nil
+}
+
+func (f *fakeSwitch) KnownBank(_ context.Context, bank string) (bool, error) {
+	return slices.Contains(f.banks, bank), nil
+}
+
+func newFakeSwitch(t *testing.T, ws []wd) *fakeSwitch {
+	t.Helper()
+	f := &fakeSwitch{banks: []string{"MB", "VCB"}}
+	for _, w := range ws {
+		l := SwitchLine{WithdrawalID: uuid.New(), Bank: "MB", RRN: w.rrn, STAN: w.stan, ApprovalCode: w.approval,
+			Amount: w.amount, Currency: "VND", State: w.state}
+		if w.date != "" {
+			d, err := time.Parse(time.DateOnly, w.date)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.BusinessDate = d
+		}
+		f.rows = append(f.rows, l)
+	}
+	return f
+}
+
+// mustStore returns a store on a database of the test's own with recon's
+// tables only, reading the switch's record from a fake.
 func mustStore(t *testing.T, ws []wd) (*Store, *pgxpool.Pool) {
 	t.Helper()
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name) VALUES ('MB', 'MB Bank'), ('VCB', 'Vietcombank')`); err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range ws {
-		var bd any
-		if w.date != "" {
-			bd = w.date
-		}
-		_, err := pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
-			terminal_id, stan, rrn, transmitted_at, approval_code, post_office, paid_at, business_date)
-			VALUES ($1, 'MB', '0123456789', $2, 'VND', $3, 'KIOSK001', $4, $5, now(), $6, 'LS-001',
-				CASE WHEN $7::DATE IS NULL THEN NULL ELSE now() END, $7::DATE)`,
-			uuid.New(), w.amount, w.state, w.stan, w.rrn, w.approval, bd)
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	return New(pool), pool
+	pool := schematest.MustPool(t, Migrations)
+	return New(pool, newFakeSwitch(t, ws)), pool
 }
 
 // plantedSwitch is the switch's side of testdata/planted.csv.
@@ -246,12 +287,6 @@ func TestPlantedFile(t *testing.T) {
 			t.Fatalf("resolution lost: %+v", it)
 		}
 	}
-	// Nothing was fixed automatically.
-	var amount int64
-	if err := pool.QueryRow(ctx, `SELECT amount FROM withdrawals WHERE rrn = '000000000003'`).Scan(&amount); err != nil || amount != 500_000 {
-		t.Fatalf("withdrawal amount %d (%v)", amount, err)
-	}
-
 	// A corrected file repeating the old lines adds only the new one.
 	fixed := string(content) + "000000000005,000005,A00005,400000,VND,2025-06-02T09:06:00+07:00,withdrawal\n"
 	res, err := s.Import(ctx, "MB", day, "MB-20250602-v2.csv", []byte(fixed))
@@ -280,5 +315,47 @@ func TestImportRefuses(t *testing.T) {
 	_, err = s.Import(ctx, "MB", time.Now(), "x.csv", []byte("garbage"))
 	if softatm.ErrorCode(err) != softatm.EInvalid {
 		t.Fatalf("bad file: %v", err)
+	}
+}
+
+// TestReportRefusesABrokenSwitchAnswer: the switch's answer is checked
+// before anything is matched or stored.
+func TestReportRefusesABrokenSwitchAnswer(t *testing.T) {
+	t.Parallel()
+	day := "2025-06-02"
+	for _, c := range []struct {
+		name string
+		lie  func(f *fakeSwitch)
+	}{
+		{"a line of another bank", func(f *fakeSwitch) { f.rows[0].Bank = "VCB"; f.lieBank = true }},
+		{"a line of another day", func(f *fakeSwitch) { f.lieDay = true }},
+		{"an RRN twice", func(f *fakeSwitch) { f.rows = append(f.rows, f.rows[0]) }},
+		{"a line without RRN", func(f *fakeSwitch) { f.rows[0].RRN = "" }},
+		{"another RRN looked up", func(f *fakeSwitch) { f.lieRRN = true }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			s, pool := mustStore(t, []wd{
+				{"000000000001", "000001", "A00001", 100_000, "completed", day},
+				{"000000000002", "000002", "A00002", 200_000, "completed", day},
+			})
+			c.lie(s.switches.(*fakeSwitch))
+			file := strings.Join(Header, ",") + "\n" +
+				"000000000001,000001,A00001,100000,VND,2025-06-02T09:00:00+07:00,withdrawal\n" +
+				"000000000077,000077,A00077,100000,VND,2025-06-02T09:00:00+07:00,withdrawal\n"
+			d := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+			if _, err := s.Import(ctx, "MB", d, "f.csv", []byte(file)); err != nil {
+				t.Fatal(err)
+			}
+			items, err := s.Report(ctx, "MB", d)
+			if softatm.ErrorCode(err) != softatm.EInternal {
+				t.Fatalf("report on a broken answer: %v %+v, want an internal error", err, items)
+			}
+			var n int
+			if err := pool.QueryRow(ctx, `SELECT count(*) FROM recon_items`).Scan(&n); err != nil || n != 0 {
+				t.Fatalf("%d items stored (%v), want none", n, err)
+			}
+		})
 	}
 }

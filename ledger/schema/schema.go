@@ -1,23 +1,32 @@
-// Package schema owns the database schema of the whole switch: one ordered
-// set of goose migrations, embedded in the binary and applied by
-// `softatm migrate`. Each domain package owns its own migration files, in
-// version ranges that keep them apart:
+// Package schema owns the ledger's tables (accounts, transfers, business
+// days, bank settlements: migrations/, versions 00010-00019) and the one
+// runner that applies every package's migrations to a database.
 //
-//	00010-00019 ledger: accounts, transfers, business days, bank settlements
-//	00020-00029 switch and its sub-packages: banks, post offices, kiosks,
-//	            withdrawals, outbox; code's signing keys; auth's bank
-//	            clients, users, sessions and login failures; idem's
-//	            idempotency keys
-//	00030-00039 unused: teller has no tables of its own
-//	00040-00049 ledger/recon: settlement files and reconciliation
+// Each package owns its own tables' migrations, as a Set of goose SQL
+// files embedded in the binary, in a version range of its own:
 //
-// A version is taken once: goose refuses two files with the same number.
+//	00010-00019 ledger          ledger/schema/migrations (Ledger)
+//	00020-00039 switch          switch/schema/migrations: withdrawals, outbox,
+//	                            banks, post offices, kiosks, signing keys,
+//	                            auth, idempotency keys (the teller's tables
+//	                            are among them)
+//	00040-00049 ledger/recon    ledger/recon/migrations: settlement files and
+//	                            reconciliation items
 //
-// Every statement must run on both PostgreSQL and CockroachDB: UUID keys, no
-// sequences on hot paths, no advisory locks, no LISTEN/NOTIFY, no deferred
-// constraints.
+// Migrate merges the sets it is given into one list and applies it in
+// version order with one goose version table, so a database migrated
+// before the tables were split between packages keeps its versions. A new
+// migration takes the next free version in its owner's range; because the
+// ranges interleave, a version lower than one already applied (a new
+// switch migration after recon's 00040) is applied, not refused. A file
+// outside its set's range is refused: it is in the wrong package.
 //
-// This package must not import any other softatm package.
+// Every statement must run on both PostgreSQL and CockroachDB: UUID keys,
+// no sequences on hot paths, no advisory locks, no LISTEN/NOTIFY, no
+// deferred constraints.
+//
+// This package must not import any other softatm package, nor testing
+// (the production binary links it); test helpers are in schematest.
 package schema
 
 import (
@@ -26,35 +35,56 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
-	"testing"
+	"path"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-
-	"github.com/softatm/softatm/fixtures/localsrv"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
+// Set is one package's migrations: the goose SQL files at the root of FS,
+// each named NNNNN_name.sql with First <= NNNNN <= Last.
+type Set struct {
+	Owner       string // the owning package, for messages
+	FS          fs.FS
+	First, Last int64
+}
 
-// Migrate applies every pending migration to the database at url and
-// returns the version it ends at.
-func Migrate(ctx context.Context, url string) (int64, error) {
+//go:embed migrations/*.sql
+var ledgerFiles embed.FS
+
+// Ledger is the ledger's own migrations.
+var Ledger = Set{Owner: "ledger", FS: Sub(ledgerFiles, "migrations"), First: 10, Last: 19}
+
+// Sub returns the directory dir of a package's embedded files, for a Set's
+// FS. dir is a constant of the calling package, so a bad one is a bug.
+func Sub(files embed.FS, dir string) fs.FS {
+	sub, err := fs.Sub(files, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Migrate applies every pending migration of sets to the database at url
+// and returns the version it ends at (the highest applied).
+func Migrate(ctx context.Context, url string, sets ...Set) (int64, error) {
 	cfg, err := stdlibConfig(url)
 	if err != nil {
 		return 0, err
 	}
 	db := stdlib.OpenDB(*cfg)
 	defer db.Close()
-	return migrateDB(ctx, db)
+	return migrateDB(ctx, db, sets)
 }
 
-func migrateDB(ctx context.Context, db *sql.DB) (int64, error) {
-	sub, err := fs.Sub(migrations, "migrations")
+func migrateDB(ctx context.Context, db *sql.DB, sets []Set) (int64, error) {
+	all, err := merge(sets)
 	if err != nil {
 		return 0, err
 	}
-	p, err := goose.NewProvider(goose.DialectPostgres, db, sub)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, all, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return 0, fmt.Errorf("loading migrations: %w", err)
 	}
@@ -64,14 +94,69 @@ func migrateDB(ctx context.Context, db *sql.DB) (int64, error) {
 	return p.GetDBVersion(ctx)
 }
 
-// MustMigratedDB returns the URL of a new database of this test's own with
-// the whole schema applied (a private PostgreSQL is started when
-// DATABASE_URL is not set).
-func MustMigratedDB(tb testing.TB) string {
-	tb.Helper()
-	url := localsrv.MustDatabase(tb)
-	if _, err := Migrate(context.Background(), url); err != nil {
-		tb.Fatal(err)
+// union is the files of several sets as one flat file system, for goose:
+// it globs the root and opens the files it found.
+type union struct {
+	owner map[string]fs.FS // file name -> the set's file system
+	names []string         // sorted
+}
+
+// merge checks every set's files against its range and joins them. Two
+// sets with the same version are refused (goose would refuse it too, less
+// clearly).
+func merge(sets []Set) (union, error) {
+	u := union{owner: map[string]fs.FS{}}
+	version := map[int64]string{}
+	for _, s := range sets {
+		names, err := fs.Glob(s.FS, "*.sql")
+		if err != nil {
+			return union{}, fmt.Errorf("%s migrations: %w", s.Owner, err)
+		}
+		for _, name := range names {
+			v, err := goose.NumericComponent(name)
+			if err != nil {
+				return union{}, fmt.Errorf("%s migration %s: %w", s.Owner, name, err)
+			}
+			if v < s.First || v > s.Last {
+				return union{}, fmt.Errorf("%s migration %s: version %d is outside %s's range %05d-%05d; it belongs in the migrations of the package whose tables it changes (see the ledger/schema package comment)",
+					s.Owner, name, v, s.Owner, s.First, s.Last)
+			}
+			if other, ok := version[v]; ok {
+				return union{}, fmt.Errorf("migration version %d twice: %s and %s/%s", v, other, s.Owner, name)
+			}
+			version[v] = s.Owner + "/" + name
+			u.owner[name] = s.FS
+			u.names = append(u.names, name)
+		}
 	}
-	return url
+	slices.Sort(u.names)
+	return u, nil
+}
+
+func (u union) Open(name string) (fs.File, error) {
+	fsys, ok := u.owner[name]
+	if !ok {
+		if name == "." {
+			return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+		}
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return fsys.Open(name)
+}
+
+// Glob implements fs.GlobFS over the flat list of files.
+func (u union) Glob(pattern string) ([]string, error) {
+	if _, err := path.Match(pattern, ""); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, name := range u.names {
+		if strings.Contains(name, "/") {
+			continue
+		}
+		if ok, _ := path.Match(pattern, name); ok {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }

@@ -1,12 +1,17 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -14,12 +19,15 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	"github.com/softatm/softatm/switch/auth"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -39,12 +47,38 @@ func (c *clock) Add(d time.Duration) {
 const (
 	tellerPass = "correct horse"
 	secret     = "s3cret-s3cret-s3cret"
+	// serverSecret is the switch's -secret the client hashes are keyed from.
+	serverSecret = "test-server-secret"
+	// Source addresses, as SourceAddr gives them.
+	kioskAddr    = "192.0.2.10"   // the teller's post office
+	bankAddr     = "198.51.100.5" // the bank's backend
+	attackerAddr = "203.0.113.66"
 )
 
 type env struct {
 	pool  *pgxpool.Pool
 	svc   *auth.Service
 	clock *clock
+	reg   *prometheus.Registry
+	logs  *syncBuffer
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // newEnv returns a Service on a fresh migrated database holding bank MB,
@@ -53,7 +87,7 @@ type env struct {
 func newEnv(t *testing.T, opts ...auth.Option) *env {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, schema.MustMigratedDB(t))
+	pool, err := pgxpool.New(ctx, schematest.MustMigratedDB(t, switchschema.All()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +102,12 @@ func newEnv(t *testing.T, opts ...auth.Option) *env {
 		}
 	}
 	c := &clock{t: time.Now().Truncate(time.Second)}
-	opts = append([]auth.Option{auth.WithBcryptCost(bcrypt.MinCost), auth.WithClock(c.Now)}, opts...)
-	e := &env{pool: pool, svc: auth.New(pool, opts...), clock: c}
+	reg := prometheus.NewRegistry()
+	logs := &syncBuffer{}
+	opts = append([]auth.Option{auth.WithBcryptCost(bcrypt.MinCost), auth.WithClock(c.Now),
+		auth.WithClientSecretKey([]byte(serverSecret)), auth.WithRegisterer(reg),
+		auth.WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))}, opts...)
+	e := &env{pool: pool, svc: auth.New(pool, opts...), clock: c, reg: reg, logs: logs}
 	if err := e.svc.CreateBankClient(ctx, "mb-app", "MB", secret); err != nil {
 		t.Fatal(err)
 	}
@@ -98,15 +136,15 @@ func wantCode(t *testing.T, err error, code string) {
 
 func TestAuthenticateBankClient(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := newEnv(t, auth.WithClientCacheTTL(0))
 	ctx := context.Background()
-	c, err := e.svc.AuthenticateBankClient(ctx, "mb-app", secret)
+	c, err := e.svc.AuthenticateBankClient(ctx, "mb-app", secret, bankAddr)
 	if err != nil || c != (auth.BankClient{ID: "mb-app", BankCode: "MB"}) {
 		t.Fatalf("good secret: %+v %v", c, err)
 	}
-	_, err = e.svc.AuthenticateBankClient(ctx, "mb-app", secret+"x")
+	_, err = e.svc.AuthenticateBankClient(ctx, "mb-app", secret+"x", bankAddr)
 	wantCode(t, err, softatm.EUnauthorized)
-	_, err2 := e.svc.AuthenticateBankClient(ctx, "nobody", secret)
+	_, err2 := e.svc.AuthenticateBankClient(ctx, "nobody", secret, bankAddr)
 	wantCode(t, err2, softatm.EUnauthorized)
 	if softatm.ErrorMessage(err) != softatm.ErrorMessage(err2) {
 		t.Errorf("bad secret and unknown client say different things: %q, %q", err, err2)
@@ -114,17 +152,96 @@ func TestAuthenticateBankClient(t *testing.T) {
 	if err := e.svc.SetBankClientDisabled(ctx, "mb-app", true); err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.svc.AuthenticateBankClient(ctx, "mb-app", secret)
+	_, err = e.svc.AuthenticateBankClient(ctx, "mb-app", secret, bankAddr)
 	wantCode(t, err, softatm.EUnauthorized)
 
-	// The secret is stored as a bcrypt hash, never in clear.
+}
+
+// TestClientSecretKeyedHash: a bank client's secret is stored as a keyed
+// HMAC-SHA-256, not bcrypt and not in clear; a wrong secret of the same
+// length, the secret under another server key, and the stored hash copied
+// onto another client's row are all refused.
+func TestClientSecretKeyedHash(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
 	var h string
 	if err := e.pool.QueryRow(ctx, `SELECT secret_hash FROM bank_clients WHERE id = 'mb-app'`).Scan(&h); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(h, secret) || bcrypt.CompareHashAndPassword([]byte(h), []byte(secret)) != nil {
-		t.Fatalf("stored secret %q is not a bcrypt hash of the secret", h)
+	if strings.Contains(h, secret) {
+		t.Fatalf("stored secret holds the secret: %q", h)
 	}
+	if _, err := bcrypt.Cost([]byte(h)); err == nil {
+		t.Fatalf("stored secret %q is a bcrypt hash", h)
+	}
+	m := hmac.New(sha256.New, []byte(serverSecret))
+	m.Write([]byte("softatm/auth/bank-client-secret/v1\x00"))
+	k := hmac.New(sha256.New, m.Sum(nil))
+	k.Write([]byte("mb-app\x00" + secret))
+	if want := "hmac-sha256:" + hex.EncodeToString(k.Sum(nil)); h != want {
+		t.Fatalf("stored %q, want the keyed hash %q", h, want)
+	}
+
+	sameLen := []byte(secret)
+	sameLen[len(sameLen)-1] ^= 1
+	_, err := e.svc.AuthenticateBankClient(ctx, "mb-app", string(sameLen), bankAddr)
+	wantCode(t, err, softatm.EUnauthorized)
+
+	other := auth.New(e.pool, auth.WithClientSecretKey([]byte("another-server-secret")))
+	_, err = other.AuthenticateBankClient(ctx, "mb-app", secret, bankAddr)
+	wantCode(t, err, softatm.EUnauthorized)
+	unkeyed := auth.New(e.pool)
+	_, err = unkeyed.AuthenticateBankClient(ctx, "mb-app", secret, bankAddr)
+	wantCode(t, err, softatm.EInternal)
+	wantCode(t, unkeyed.CreateBankClient(ctx, "x-app", "MB", secret), softatm.EInternal)
+
+	// mb-app's hash pasted onto another client's row does not let mb-app's
+	// secret in as that client.
+	if _, err := e.pool.Exec(ctx, `INSERT INTO bank_clients (id, bank_code, secret_hash) VALUES ('copy-app', 'MB', $1)`, h); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.svc.AuthenticateBankClient(ctx, "copy-app", secret, bankAddr)
+	wantCode(t, err, softatm.EUnauthorized)
+}
+
+// TestLegacyBcryptClientUpgraded: a client row hashed with bcrypt (before
+// migration 00025) still lets the right secret in, once, and is then
+// rewritten as the keyed hash; a wrong secret never upgrades it.
+func TestLegacyBcryptClientUpgraded(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.WithClientCacheTTL(0))
+	ctx := context.Background()
+	old, err := bcrypt.GenerateFromPassword([]byte("legacy-secret-0001"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, `INSERT INTO bank_clients (id, bank_code, secret_hash) VALUES ('old-app', 'MB', $1)`, string(old)); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() string {
+		var h string
+		if err := e.pool.QueryRow(ctx, `SELECT secret_hash FROM bank_clients WHERE id = 'old-app'`).Scan(&h); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	_, err = e.svc.AuthenticateBankClient(ctx, "old-app", "legacy-secret-0002", bankAddr)
+	wantCode(t, err, softatm.EUnauthorized)
+	if stored() != string(old) {
+		t.Fatal("a wrong secret changed the stored hash")
+	}
+	for i := range 2 {
+		c, err := e.svc.AuthenticateBankClient(ctx, "old-app", "legacy-secret-0001", bankAddr)
+		if err != nil || c.BankCode != "MB" {
+			t.Fatalf("call %d with the right secret: %+v %v", i, c, err)
+		}
+		if h := stored(); !strings.HasPrefix(h, "hmac-sha256:") {
+			t.Fatalf("after call %d the row is still %q", i, h)
+		}
+	}
+	_, err = e.svc.AuthenticateBankClient(ctx, "old-app", "legacy-secret-0002", bankAddr)
+	wantCode(t, err, softatm.EUnauthorized)
 }
 
 func TestCreateRefusals(t *testing.T) {
@@ -173,7 +290,7 @@ func TestLogin(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	sess, err := e.svc.Login(ctx, " TELLER1 ", tellerPass)
+	sess, err := e.svc.Login(ctx, " TELLER1 ", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,9 +316,9 @@ func TestLogin(t *testing.T) {
 		t.Fatalf("session row by hash: %d %v", n, err)
 	}
 
-	_, errPass := e.svc.Login(ctx, "teller1", "wrong password")
+	_, errPass := e.svc.Login(ctx, "teller1", "wrong password", kioskAddr)
 	wantCode(t, errPass, softatm.EUnauthorized)
-	_, errUser := e.svc.Login(ctx, "nobody", tellerPass)
+	_, errUser := e.svc.Login(ctx, "nobody", tellerPass, kioskAddr)
 	wantCode(t, errUser, softatm.EUnauthorized)
 	if softatm.ErrorMessage(errPass) != softatm.ErrorMessage(errUser) {
 		t.Errorf("wrong password and unknown user differ: %q, %q", errPass, errUser)
@@ -221,7 +338,7 @@ func TestSessionExpires(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, auth.WithSessionTTL(time.Hour))
 	ctx := context.Background()
-	sess, err := e.svc.Login(ctx, "finance1", tellerPass)
+	sess, err := e.svc.Login(ctx, "finance1", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +360,7 @@ func TestDisabledUser(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	sess, err := e.svc.Login(ctx, "finance1", tellerPass)
+	sess, err := e.svc.Login(ctx, "finance1", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,60 +369,133 @@ func TestDisabledUser(t *testing.T) {
 	}
 	_, err = e.svc.SessionByToken(ctx, sess.Token)
 	wantCode(t, err, softatm.EUnauthorized)
-	_, err = e.svc.Login(ctx, "finance1", tellerPass)
+	_, err = e.svc.Login(ctx, "finance1", tellerPass, kioskAddr)
 	wantCode(t, err, softatm.EUnauthorized)
 }
 
-func TestLockout(t *testing.T) {
+// TestLoginDelaysGrow: after the free failures from one address for one
+// user, each attempt must wait a delay that doubles up to its cap; an
+// attempt inside the delay is refused unchecked, even with the right
+// password; the delay ends on its own.
+func TestLoginDelaysGrow(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, auth.WithMaxLoginFailures(3))
+	e := newEnv(t, auth.WithLoginFreeFailures(3), auth.WithLoginDelay(time.Second, 8*time.Second))
 	ctx := context.Background()
 	for range 3 {
-		_, err := e.svc.Login(ctx, "teller1", "wrong password")
+		_, err := e.svc.Login(ctx, "teller1", "wrong password", attackerAddr)
 		wantCode(t, err, softatm.EUnauthorized)
 	}
-	_, err := e.svc.Login(ctx, "teller1", tellerPass)
-	wantCode(t, err, softatm.ELocked)
-	// Unknown names lock the same way, revealing nothing.
+	// Failures so far and the delay that follows the next one.
+	for _, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 8 * time.Second} {
+		_, err := e.svc.Login(ctx, "teller1", tellerPass, attackerAddr)
+		wantCode(t, err, softatm.ELocked)
+		e.clock.Add(d - time.Millisecond)
+		_, err = e.svc.Login(ctx, "teller1", tellerPass, attackerAddr)
+		wantCode(t, err, softatm.ELocked)
+		e.clock.Add(time.Millisecond)
+		_, err = e.svc.Login(ctx, "teller1", "wrong password", attackerAddr)
+		wantCode(t, err, softatm.EUnauthorized)
+	}
+	if got := failures(t, e, "login", "delayed"); got != 10 {
+		t.Errorf("delayed refusals counted %v, want 10", got)
+	}
+	if got := failures(t, e, "login", "bad_password"); got != 8 {
+		t.Errorf("bad passwords counted %v, want 8", got)
+	}
+	// Unknown names are slowed the same way, revealing nothing.
 	for range 3 {
-		_, _ = e.svc.Login(ctx, "ghost", "whatever1")
+		_, _ = e.svc.Login(ctx, "ghost", "whatever1", attackerAddr)
 	}
-	_, err = e.svc.Login(ctx, "ghost", "whatever1")
+	_, err := e.svc.Login(ctx, "ghost", "whatever1", attackerAddr)
 	wantCode(t, err, softatm.ELocked)
-	// Other users are not affected.
-	if _, err := e.svc.Login(ctx, "admin1", tellerPass); err != nil {
-		t.Fatalf("other user: %v", err)
-	}
-	// The window slides.
-	e.clock.Add(auth.DefaultLoginFailureWindow + time.Second)
-	if _, err := e.svc.Login(ctx, "teller1", tellerPass); err != nil {
+	// The failures are forgotten after the window.
+	e.clock.Add(auth.DefaultLoginFailureWindow)
+	if _, err := e.svc.Login(ctx, "teller1", tellerPass, attackerAddr); err != nil {
 		t.Fatalf("after the window: %v", err)
+	}
+}
+
+// TestLoginIsNotALockOnTheUser: one address hammering a user name slows
+// that address only; the teller logs in from the kiosk, and other users
+// from the attacking address are not slowed either.
+func TestLoginIsNotALockOnTheUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.WithLoginFreeFailures(3))
+	ctx := context.Background()
+	for range 20 {
+		_, _ = e.svc.Login(ctx, "teller1", "wrong password", attackerAddr)
+	}
+	_, err := e.svc.Login(ctx, "teller1", tellerPass, attackerAddr)
+	wantCode(t, err, softatm.ELocked)
+	if _, err := e.svc.Login(ctx, "teller1", tellerPass, kioskAddr); err != nil {
+		t.Fatalf("teller from the kiosk: %v", err)
+	}
+	if _, err := e.svc.Login(ctx, "admin1", tellerPass, attackerAddr); err != nil {
+		t.Fatalf("another user from the attacking address: %v", err)
+	}
+	// The kiosk's success does not clear the attacker's delay.
+	_, err = e.svc.Login(ctx, "teller1", tellerPass, attackerAddr)
+	wantCode(t, err, softatm.ELocked)
+}
+
+// TestLoginFailuresLogged: every refused login is logged with the user name
+// and the source address, and never the password.
+func TestLoginFailuresLogged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.WithLoginFreeFailures(1))
+	ctx := context.Background()
+	_, _ = e.svc.Login(ctx, "teller1", "hunter2-wrong", attackerAddr)
+	_, _ = e.svc.Login(ctx, "nobody-here", "hunter3-wrong", attackerAddr)
+	_, _ = e.svc.Login(ctx, "teller1", "hunter4-wrong", attackerAddr) // delayed
+	out := e.logs.String()
+	for _, want := range []string{
+		"user=teller1 source=" + attackerAddr + " reason=bad_password",
+		"user=nobody-here source=" + attackerAddr + " reason=unknown_user",
+		"user=teller1 source=" + attackerAddr + " reason=delayed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q:\n%s", want, out)
+		}
+	}
+	for _, p := range []string{"hunter2", "hunter3", "hunter4"} {
+		if strings.Contains(out, p) {
+			t.Errorf("a password reached the logs:\n%s", out)
+		}
 	}
 }
 
 func TestSuccessClearsFailures(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, auth.WithMaxLoginFailures(3))
+	e := newEnv(t, auth.WithLoginFreeFailures(3))
 	ctx := context.Background()
 	for range 2 {
-		_, _ = e.svc.Login(ctx, "teller1", "wrong password")
+		_, _ = e.svc.Login(ctx, "teller1", "wrong password", kioskAddr)
 	}
-	if _, err := e.svc.Login(ctx, "teller1", tellerPass); err != nil {
+	if _, err := e.svc.Login(ctx, "teller1", tellerPass, kioskAddr); err != nil {
 		t.Fatal(err)
 	}
 	for range 2 {
-		_, _ = e.svc.Login(ctx, "teller1", "wrong password")
+		_, _ = e.svc.Login(ctx, "teller1", "wrong password", kioskAddr)
 	}
-	if _, err := e.svc.Login(ctx, "teller1", tellerPass); err != nil {
+	if _, err := e.svc.Login(ctx, "teller1", tellerPass, kioskAddr); err != nil {
 		t.Fatalf("failures before a success still counted: %v", err)
 	}
 }
 
+// TestParallelGuessesAreCapped: guesses for one user from one address, in
+// parallel on several switch instances sharing the database (within one
+// instance the address's bcrypt slot already runs them one at a time), get
+// no more password checks than the free failures.
 func TestParallelGuessesAreCapped(t *testing.T) {
 	t.Parallel()
 	const limit = 3
-	e := newEnv(t, auth.WithMaxLoginFailures(limit))
+	e := newEnv(t, auth.WithLoginFreeFailures(limit))
 	ctx := context.Background()
+	instances := []*auth.Service{e.svc}
+	for range 3 {
+		instances = append(instances, auth.New(e.pool, auth.WithBcryptCost(bcrypt.MinCost), auth.WithClock(e.clock.Now),
+			auth.WithLoginFreeFailures(limit)))
+	}
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -313,12 +503,12 @@ func TestParallelGuessesAreCapped(t *testing.T) {
 		start    = make(chan struct{})
 		attempts = 12
 	)
-	for range attempts {
+	for i := range attempts {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			_, err := e.svc.Login(ctx, "teller1", "wrong password")
+			_, err := instances[i%len(instances)].Login(ctx, "teller1", "wrong password", kioskAddr)
 			mu.Lock()
 			defer mu.Unlock()
 			switch softatm.ErrorCode(err) {
@@ -441,15 +631,15 @@ func TestRequireStaff(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	teller, err := e.svc.Login(ctx, "teller1", tellerPass)
+	teller, err := e.svc.Login(ctx, "teller1", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	finance, err := e.svc.Login(ctx, "finance1", tellerPass)
+	finance, err := e.svc.Login(ctx, "finance1", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	expiring, err := e.svc.Login(ctx, "admin1", tellerPass)
+	expiring, err := e.svc.Login(ctx, "admin1", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +701,7 @@ func TestRequireStaff(t *testing.T) {
 func TestSessionCookieAttributes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	sess, err := e.svc.Login(context.Background(), "teller1", tellerPass)
+	sess, err := e.svc.Login(context.Background(), "teller1", tellerPass, kioskAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,5 +752,230 @@ func TestScopes(t *testing.T) {
 	rs := r.WithContext(auth.WithSession(r.Context(), sess))
 	if s, ok := auth.StaffScope(rs); !ok || s != "user:"+sess.User.ID.String() {
 		t.Errorf("staff scope %q %v", s, ok)
+	}
+}
+
+// failures reads softatm_auth_failures_total{kind, reason} from e's registry.
+func failures(t *testing.T, e *env, kind, reason string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "softatm_auth_failures_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == kind && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no softatm_auth_failures_total{kind=%q,reason=%q}", kind, reason)
+	return 0
+}
+
+func TestFailureMetricLints(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	problems, err := testutil.GatherAndLint(e.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	if n := testutil.CollectAndCount(e.reg, "softatm_auth_failures_total"); n == 0 {
+		t.Error("softatm_auth_failures_total has no series before the first failure")
+	}
+}
+
+// clientCall sends one bank-API request through RequireBankClient from
+// addr with the given credentials and returns the status.
+func clientCall(h http.Handler, addr, id, pass string) int {
+	req := httptest.NewRequest(http.MethodPost, "/v1/withdrawals", nil)
+	req.RemoteAddr = addr + ":40000"
+	req.SetBasicAuth(id, pass)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code
+}
+
+// TestClientFloodThenRightSecret: an attacker floods mb-app with wrong
+// secrets, 8 at a time, from one address and then from many. The attacking
+// address is refused unchecked once over its budget; the client id's
+// further wrong secrets are rate-limited; and the bank's own call with the
+// right secret still succeeds (nobody can lock a bank out by its id).
+func TestClientFloodThenRightSecret(t *testing.T) {
+	t.Parallel()
+	const perAddr, perID = 5, 12
+	e := newEnv(t, auth.WithClientFailureLimits(perAddr, perID, time.Minute), auth.WithClientCacheTTL(time.Minute))
+	h := e.svc.RequireBankClient(okHandler(t))
+	wrong := strings.Repeat("x", len(secret))
+
+	flood := func(n int, addr func(i int) string) map[int]int {
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			counts = map[int]int{}
+			jobs   = make(chan int)
+		)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range jobs {
+					code := clientCall(h, addr(i), "mb-app", wrong)
+					mu.Lock()
+					counts[code]++
+					mu.Unlock()
+				}
+			}()
+		}
+		for i := range n {
+			jobs <- i
+		}
+		close(jobs)
+		wg.Wait()
+		return counts
+	}
+
+	// One address: perAddr refusals checked, then refused unchecked. The
+	// budget is checked before and counted after each check, so requests
+	// already in flight when it fills (at most workers-1) are still checked.
+	const workers = 8
+	got := flood(40, func(int) string { return attackerAddr })
+	if n := got[http.StatusUnauthorized]; n < perAddr || n > perAddr+workers-1 || got[http.StatusOK] != 0 ||
+		got[http.StatusTooManyRequests] != 40-n {
+		t.Fatalf("one-address flood: %v, want %d (+ up to %d in flight) x 401, then 429", got, perAddr, workers-1)
+	}
+	checked := float64(got[http.StatusUnauthorized])
+	unchecked := float64(got[http.StatusTooManyRequests])
+	// Even the right secret from the attacking address waits out the window.
+	if c := clientCall(h, attackerAddr, "mb-app", secret); c != http.StatusTooManyRequests {
+		t.Errorf("right secret from the over-budget address: %d", c)
+	}
+	unchecked++
+	// Many addresses, each within its budget: the client id's budget turns
+	// the 401s (each one logged) into 429s.
+	got = flood(40, func(i int) string { return fmt.Sprintf("203.0.113.%d", 100+i) })
+	if got[http.StatusOK] != 0 || got[http.StatusUnauthorized]+got[http.StatusTooManyRequests] != 40 ||
+		got[http.StatusTooManyRequests] < 40-perID {
+		t.Fatalf("many-address flood: %v, want at most %d x 401, then 429", got, perID)
+	}
+	checked += 40
+	if c := clientCall(h, bankAddr, "mb-app", secret); c != http.StatusOK {
+		t.Fatalf("the bank's own call after the flood: %d", c)
+	}
+	if got := failures(t, e, "client", "bad_secret"); got != checked {
+		t.Errorf("bad secrets counted %v, want %v", got, checked)
+	}
+	if got := failures(t, e, "client", "rate_limited"); got != unchecked {
+		t.Errorf("unchecked refusals counted %v, want %v", got, unchecked)
+	}
+	// The window ends: the attacking address is checked again.
+	e.clock.Add(time.Minute)
+	if c := clientCall(h, attackerAddr, "mb-app", wrong); c != http.StatusUnauthorized {
+		t.Errorf("after the window: %d", c)
+	}
+}
+
+// TestClientFailuresLogged: a refused bank client is logged with its id and
+// address, never the secret; past the budgets, once more, then not per
+// request.
+func TestClientFailuresLogged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.WithClientFailureLimits(3, 100, time.Minute))
+	h := e.svc.RequireBankClient(okHandler(t))
+	for range 10 {
+		clientCall(h, attackerAddr, "mb-app", "guessed-secret-0042")
+	}
+	clientCall(h, bankAddr, "no-such-app", "guessed-secret-0043")
+	out := e.logs.String()
+	for _, want := range []string{
+		"client=mb-app source=" + attackerAddr + " reason=bad_secret",
+		"client=no-such-app source=" + bankAddr + " reason=unknown_client",
+		"over their budget",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %q:\n%s", want, out)
+		}
+	}
+	if n := strings.Count(out, "source="+attackerAddr); n != 4 {
+		t.Errorf("%d log lines for the attacking address, want 3 refusals and 1 over budget:\n%s", n, out)
+	}
+	if strings.Contains(out, "guessed-secret") || strings.Contains(out, secret) {
+		t.Errorf("a secret reached the logs:\n%s", out)
+	}
+}
+
+// TestBusyAddressDoesNotStarveOthers: while one address holds its bcrypt
+// slot (a flood from it queues behind itself), a login from that address
+// is refused as busy once its wait bound passes, and a login from another
+// address goes through.
+func TestBusyAddressDoesNotStarveOthers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, auth.WithBcryptConcurrency(2, 50*time.Millisecond))
+	ctx := context.Background()
+	release, err := e.svc.HoldBcryptSlot(ctx, attackerAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	_, err = e.svc.Login(ctx, "teller1", tellerPass, attackerAddr)
+	wantCode(t, err, softatm.EUnavailable)
+	if _, err := e.svc.Login(ctx, "teller1", tellerPass, kioskAddr); err != nil {
+		t.Fatalf("login from another address: %v", err)
+	}
+	if got := failures(t, e, "login", "busy"); got != 1 {
+		t.Errorf("busy refusals counted %v, want 1", got)
+	}
+	// With every global slot held, everyone waits, then is refused.
+	r2, err := e.svc.HoldBcryptSlot(ctx, "192.0.2.99")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2()
+	_, err = e.svc.Login(ctx, "teller1", tellerPass, kioskAddr)
+	wantCode(t, err, softatm.EUnavailable)
+}
+
+// TestSourceAddr: the source is the TCP peer; X-Forwarded-For counts only
+// when the peer is a trusted proxy, read from the right, so a client that
+// writes the header itself cannot choose its key.
+func TestSourceAddr(t *testing.T) {
+	t.Parallel()
+	svc := auth.New(nil, auth.WithTrustedProxies(netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")))
+	tests := []struct{ remote, xff, want string }{
+		{"192.0.2.1:1234", "", "192.0.2.1"},
+		{"192.0.2.1:1234", "10.9.9.9", "192.0.2.1"}, // not from a proxy: header ignored
+		{"192.0.2.1:1234", "198.51.100.1", "192.0.2.1"},
+		{"[::ffff:192.0.2.1]:80", "", "192.0.2.1"},
+		{"[2001:db8:1:2:3:4:5:6]:443", "", "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:ffff::1]:443", "", "2001:db8:1:2::/64"},
+		{"[fe80::1%eth0]:443", "", "fe80::/64"},
+		{"not-an-address", "", "not-an-address"},
+		{"", "", ""},
+		{"10.0.0.5:443", "198.51.100.7", "198.51.100.7"},
+		{"10.0.0.5:443", "1.2.3.4, 198.51.100.7", "198.51.100.7"},           // the client wrote 1.2.3.4
+		{"10.0.0.5:443", "1.2.3.4, 198.51.100.7, 10.0.0.9", "198.51.100.7"}, // two trusted hops
+		{"10.0.0.5:443", "1.2.3.4, garbage", "10.0.0.5"},                    // malformed: the proxy
+		{"10.0.0.5:443", "", "10.0.0.5"},                                    // no header: the proxy
+		{"[fd00::1]:443", "2001:db8:9:9::1", "2001:db8:9:9::/64"},
+	}
+	for _, tc := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			r.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		if got := svc.SourceAddr(r); got != tc.want {
+			t.Errorf("SourceAddr(%q, XFF %q) = %q, want %q", tc.remote, tc.xff, got, tc.want)
+		}
 	}
 }

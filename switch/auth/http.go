@@ -82,16 +82,19 @@ func (s *Service) ClearSessionCookie(w http.ResponseWriter, r *http.Request) {
 
 // RequireBankClient authenticates a bank backend by HTTP Basic auth (client
 // id and secret) and puts the BankClient in the request's context; anything
-// else is 401. Successful checks are cached for the client cache TTL.
+// else is 401, or 429 past a failure budget (see the package comment).
 func (s *Service) RequireBankClient(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id, secret, ok := r.BasicAuth()
 		if !ok || !validClientID(id) || len(secret) > PasswordMaxLen {
+			// Counted, not logged: a browser or a probe without
+			// credentials is no guess at a secret.
+			s.failures.WithLabelValues(kindClient, reasonMalformed).Inc()
 			w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
 			softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "client credentials required"))
 			return
 		}
-		c, err := s.authenticateBankClientCached(r.Context(), id, secret)
+		c, err := s.AuthenticateBankClient(r.Context(), id, secret, s.SourceAddr(r))
 		if err != nil {
 			if softatm.ErrorCode(err) == softatm.EUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)

@@ -10,12 +10,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func mustPool(t *testing.T) *pgxpool.Pool {
 	t.Helper()
-	url := schema.MustMigratedDB(t)
+	url := schematest.MustMigratedDB(t, switchschema.All()...)
 	pool, err := pgxpool.New(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)

@@ -17,12 +17,15 @@ import (
 // Duplicate replies and unanswered advices change nothing. The bank down
 // for a while: confirms of codes already issued still pay (the advice
 // waits in the outbox), new requests are refused, and once the bank is
-// back every queue drains and nothing is dropped.
+// back every queue drains and nothing is dropped. A 0110 that answers with
+// another amount, RRN, account, currency or processing code issues no code:
+// the request is reversed and kept as an exception.
 func TestScenario4BankFaults(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, opts{})
 	p := e.serve("SATMF401", serveOpts{args: []string{"-auth-timeout", "1s"}})
 	tellers := e.loginAll(p, 8)
+	lies := 0 // 0110s that did not match their 0100
 	outage := 10 * time.Second
 	if soakScale() > 1 {
 		outage = 20 * time.Second
@@ -56,6 +59,22 @@ func TestScenario4BankFaults(t *testing.T) {
 			e.bank.CutAfter(faultproxy.Downstream, -1)
 		}
 		p.waitReady()
+
+		// The bank approves something else than was asked: no code, a
+		// reversal for whatever it holds, an exception for finance.
+		for _, lie := range []string{banksim.FaultReplyAmount, banksim.FaultReplyRRN, banksim.FaultReplyAccount,
+			banksim.FaultReplyCurrency, banksim.FaultReplyProc} {
+			e.sim.SetFault("", banksim.Fault{Kind: lie})
+			e.fault("0110 lies: " + lie)
+			c, r := e.create(p, "", e.createBody(e.amount()))
+			e.sim.ClearFaults()
+			if r.status == http.StatusCreated {
+				e.violation("%s: a code was issued on a reply that does not match: %s", lie, c.ID)
+			} else if r.status != http.StatusBadGateway || r.code() != "bank_reply_invalid" {
+				e.violation("%s: create answered %v", lie, r)
+			}
+			lies++
+		}
 
 		// Duplicate replies to everything, and advices that go unanswered
 		// for a while, under a load.
@@ -122,4 +141,17 @@ func TestScenario4BankFaults(t *testing.T) {
 		e.rounds.Add(1)
 	}
 	e.verify()
+	// Every lie: a failed request, its reversal acknowledged, one exception.
+	var failedReversed, exceptions int
+	if err := e.pool.QueryRow(context.Background(), `SELECT
+			(SELECT COUNT(*) FROM outbox r JOIN outbox x ON x.withdrawal_id = r.withdrawal_id
+			  JOIN withdrawals w ON w.id = r.withdrawal_id
+			 WHERE x.kind = 'reply_mismatch' AND r.kind = 'reversal' AND r.state = 'done' AND w.state = 'failed'),
+			(SELECT COUNT(*) FROM outbox WHERE kind = 'reply_mismatch')`).Scan(&failedReversed, &exceptions); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d mismatched replies: %d reversed, %d exceptions", lies, failedReversed, exceptions)
+	if failedReversed != lies || exceptions != lies {
+		e.violation("%d mismatched replies, but %d failed and reversed and %d exceptions", lies, failedReversed, exceptions)
+	}
 }

@@ -73,9 +73,12 @@ import (
 // Settings and their defaults.
 const (
 	// DefaultLease is how long a 'running' row belongs to its request. It
-	// must be longer than the slowest handler (bank timeout plus reversal
-	// queueing), or a slow request could be taken over while still running.
-	DefaultLease = 30 * time.Second
+	// should be longer than the slowest handler (the bank's 10 s timeout
+	// plus reversal queueing), so that a slow request is rarely taken over
+	// while still running; handlers stay correct if one is (a create binds
+	// its key to its withdrawal, see atmswitch.Service.Create), so it is
+	// kept short: a client whose first request died waits this long.
+	DefaultLease = 15 * time.Second
 	// DefaultMaxBodyBytes caps a request body; the whole body is read into
 	// memory to hash it, so the cap bounds memory per request. A larger body
 	// is answered 413 request_too_large (softatm.ETooLarge).
@@ -384,9 +387,20 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 				return
 			}
 
-			s.run(w, r, next, sc, key, owner, body)
+			s.run(w, r.WithContext(context.WithValue(r.Context(), keyCtx{}, sc+"/"+key)), next, sc, key, owner, body)
 		})
 	}
+}
+
+type keyCtx struct{}
+
+// KeyFrom returns the scope and key of the request a handler is running
+// for, as one string ("scope/key"), so that a handler can bind what it
+// creates to the key in its own first write (a retry after a crash then
+// finds it). "" outside the middleware.
+func KeyFrom(ctx context.Context) string {
+	k, _ := ctx.Value(keyCtx{}).(string)
+	return k
 }
 
 // run calls the handler while this request holds the lease, stores its

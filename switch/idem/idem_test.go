@@ -19,8 +19,9 @@ import (
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
+	"github.com/softatm/softatm/ledger/schema/schematest"
 	"github.com/softatm/softatm/switch/idem"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
@@ -40,7 +41,7 @@ func (c *clock) Add(d time.Duration) {
 
 func mustPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
-	pool, err := pgxpool.New(context.Background(), schema.MustMigratedDB(tb))
+	pool, err := pgxpool.New(context.Background(), schematest.MustMigratedDB(tb, switchschema.All()...))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,8 +1,8 @@
 // Package replay owns the Redis fast gate in front of the withdrawal table:
 // claim leases (one teller at a time holds a code), spent markers (a paid
 // code is refused without a database read), fixed-window rate limits and
-// failure counters (numeric-code guessing is capped per kiosk, per teller and
-// globally).
+// failure counters (numeric-code guessing is capped per kiosk, per teller
+// and per post office; see TakeTry).
 //
 // The database is always the record: with Redis flushed or down no code may
 // pay twice, because every state change is still a conditional UPDATE. So
@@ -18,7 +18,11 @@
 //	<prefix>fail:<key>             failure count   fixed window
 //
 // Lua is used only where two steps must be atomic: claim-or-refresh,
-// compare-and-delete, and INCR with its PEXPIRE.
+// compare-and-delete, INCR with its PEXPIRE, and checking several capped
+// counters with counting a try against all of them (TakeTry). A script
+// touches several keys only in TakeTry and GiveBackTry; that is fine on one
+// Redis with Sentinel (the deployment DESIGN.md names), and on a Redis
+// Cluster the caller would have to put those keys in one slot.
 //
 // This package may import only the root softatm package among softatm
 // packages.
@@ -230,4 +234,119 @@ func (g *Guard) incr(ctx context.Context, key string, window time.Duration) (int
 		return 0, unavailable(err)
 	}
 	return int(n), nil
+}
+
+// Cap is one capped failure counter: at most Limit tries per window are
+// evaluated against Key (e.g. "numeric:kiosk:K1").
+type Cap struct {
+	Key   string
+	Limit int
+}
+
+// Tries is the answer of TakeTry.
+type Tries struct {
+	// Taken: a try was counted against every cap, and the caller may
+	// evaluate it.
+	Taken bool
+	// Full is the index of the first cap found at its limit when not Taken.
+	Full int
+	// Left is how many more tries the caps allow in their windows after
+	// this one: the least over the caps (0 when not Taken).
+	Left int
+	// Wait is how long until the full cap's window ends, when not Taken.
+	Wait time.Duration
+}
+
+// takeScript checks every counter against its limit and, only if none has
+// reached it, counts the try against all of them, in one step. Checking
+// and counting apart let 30 parallel guesses all pass a check that none of
+// them had counted yet (10 of them were evaluated against a cap of 5); and
+// counting a refused try would let one full cap use up the others.
+// KEYS: the counters; ARGV[1]: the window in ms; ARGV[1+i]: KEYS[i]'s limit.
+// Returns {1, -1, left, 0} or {0, index of the full counter (from 0), 0, its PTTL}.
+var takeScript = redis.NewScript(`
+for i, k in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', k) or '0') or 0
+  if n >= tonumber(ARGV[i + 1]) then
+    return {0, i - 1, 0, redis.call('PTTL', k)}
+  end
+end
+local left = -1
+for i, k in ipairs(KEYS) do
+  local n = redis.call('INCR', k)
+  if n == 1 or redis.call('PTTL', k) < 0 then
+    redis.call('PEXPIRE', k, ARGV[1])
+  end
+  local l = tonumber(ARGV[i + 1]) - n
+  if left < 0 or l < left then
+    left = l
+  end
+end
+return {1, -1, left, 0}
+`)
+
+// giveBackScript takes one try off each counter that still has one, and
+// never creates a counter: one whose window has ended stays gone (a DECR
+// would leave -1 without a TTL). DECR keeps the window's TTL.
+var giveBackScript = redis.NewScript(`
+for _, k in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', k) or '0') or 0
+  if n > 0 then
+    redis.call('DECR', k)
+  end
+end
+return 0
+`)
+
+// TakeTry counts one try against every cap, atomically, if none of them
+// has reached its limit; otherwise it counts nothing and names the full
+// cap. The caller evaluates a try only when Taken, so at most Limit tries
+// per window are ever evaluated against a cap, however many arrive at once.
+// A try that turns out right is given back with GiveBackTry: the counters
+// then count wrong tries only. Each counter's window starts at its first
+// try.
+func (g *Guard) TakeTry(ctx context.Context, caps []Cap, window time.Duration) (Tries, error) {
+	if len(caps) == 0 || window <= 0 {
+		return Tries{}, badArg("take try needs caps and a positive window")
+	}
+	keys := make([]string, len(caps))
+	args := make([]any, 1, len(caps)+1)
+	args[0] = ms(window)
+	for i, c := range caps {
+		if c.Key == "" || c.Limit <= 0 {
+			return Tries{}, badArg("take try needs a key and a positive limit for every cap")
+		}
+		keys[i] = g.prefix + "fail:" + c.Key
+		args = append(args, c.Limit)
+	}
+	res, err := takeScript.Run(ctx, g.c, keys, args...).Int64Slice()
+	if err != nil {
+		return Tries{}, unavailable(err)
+	}
+	if len(res) != 4 || (res[0] == 0 && (res[1] < 0 || int(res[1]) >= len(caps))) {
+		return Tries{}, unavailable(errors.New("take try script: unexpected reply"))
+	}
+	if res[0] == 1 {
+		return Tries{Taken: true, Full: -1, Left: int(max(res[2], 0))}, nil
+	}
+	return Tries{Full: int(res[1]), Wait: time.Duration(max(res[3], 0)) * time.Millisecond}, nil
+}
+
+// GiveBackTry takes back a try TakeTry counted against caps (the try was
+// right). A counter whose window has ended meanwhile is left alone.
+func (g *Guard) GiveBackTry(ctx context.Context, caps []Cap) error {
+	if len(caps) == 0 {
+		return badArg("give back try needs caps")
+	}
+	keys := make([]string, len(caps))
+	for i, c := range caps {
+		if c.Key == "" {
+			return badArg("give back try needs a key for every cap")
+		}
+		keys[i] = g.prefix + "fail:" + c.Key
+	}
+	if err := giveBackScript.Run(ctx, g.c, keys).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
 }

@@ -329,7 +329,12 @@ func TestRedisDown(t *testing.T) {
 		"Allow":     func() error { _, _, err := g.Allow(ctx, "k", 5, time.Minute); return err },
 		"Fail":      func() error { _, err := g.Fail(ctx, "k", time.Minute); return err },
 		"Failures":  func() error { _, err := g.Failures(ctx, "k"); return err },
-		"Ping":      func() error { return g.Ping(ctx) },
+		"TakeTry": func() error {
+			_, err := g.TakeTry(ctx, []replay.Cap{{Key: "k", Limit: 5}}, time.Minute)
+			return err
+		},
+		"GiveBackTry": func() error { return g.GiveBackTry(ctx, []replay.Cap{{Key: "k"}}) },
+		"Ping":        func() error { return g.Ping(ctx) },
 	}
 	for name, op := range ops {
 		err := op()
@@ -354,5 +359,141 @@ func TestRedisDown(t *testing.T) {
 	// database (not tested here) still knows who holds the code.
 	if ok, _, err := g.Claim(ctx, "w", "B", time.Minute); err != nil || !ok {
 		t.Fatalf("claim after restart = %v %v", ok, err)
+	}
+}
+
+// TestTakeTryParallel: 30 tries at once against a cap of 5: exactly 5 are
+// taken, however they interleave. Checking and counting are one step.
+func TestTakeTryParallel(t *testing.T) {
+	t.Parallel()
+	g, c, prefix := mustGuard(t)
+	ctx := context.Background()
+	caps := []replay.Cap{{Key: "numeric:kiosk:K1", Limit: 5}, {Key: "numeric:teller:T1", Limit: 5}, {Key: "numeric:po:P1", Limit: 20}}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		start = make(chan struct{})
+		taken int
+		lefts = map[int]bool{}
+	)
+	for range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			tr, err := g.TakeTry(ctx, caps, time.Minute)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tr.Taken {
+				taken++
+				lefts[tr.Left] = true
+			} else if tr.Full != 0 || tr.Wait <= 0 || tr.Wait > time.Minute {
+				t.Errorf("refused try: %+v, want the kiosk cap (0) full with a wait within the window", tr)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if taken != 5 {
+		t.Fatalf("%d of 30 parallel tries taken, want exactly 5", taken)
+	}
+	for l := range 5 {
+		if !lefts[l] {
+			t.Errorf("no taken try was told %d left (told %v)", l, lefts)
+		}
+	}
+	// A refused try counted nothing, not even against the caps that had room.
+	if n, _ := g.Failures(ctx, "numeric:po:P1"); n != 5 {
+		t.Errorf("post office counter %d, want 5", n)
+	}
+	assertTTLs(t, c, prefix)
+}
+
+// TestTakeTryAllOrNothing: a cap that is full refuses the try and counts
+// it against no other cap; the first full cap is named.
+func TestTakeTryAllOrNothing(t *testing.T) {
+	t.Parallel()
+	g, c, prefix := mustGuard(t)
+	ctx := context.Background()
+	kiosk := replay.Cap{Key: "kiosk", Limit: 3}
+	teller := replay.Cap{Key: "teller", Limit: 1}
+	tr, err := g.TakeTry(ctx, []replay.Cap{kiosk, teller}, time.Minute)
+	if err != nil || !tr.Taken || tr.Left != 0 {
+		t.Fatalf("first try = %+v %v, want taken with 0 left (the teller's cap is 1)", tr, err)
+	}
+	tr, err = g.TakeTry(ctx, []replay.Cap{kiosk, teller}, time.Minute)
+	if err != nil || tr.Taken || tr.Full != 1 {
+		t.Fatalf("second try = %+v %v, want refused by cap 1", tr, err)
+	}
+	if n, _ := g.Failures(ctx, "kiosk"); n != 1 {
+		t.Fatalf("kiosk counter %d after a refused try, want 1", n)
+	}
+	// Another teller at the same kiosk still has tries.
+	tr, err = g.TakeTry(ctx, []replay.Cap{kiosk, {Key: "teller2", Limit: 5}}, time.Minute)
+	if err != nil || !tr.Taken || tr.Left != 1 {
+		t.Fatalf("other teller = %+v %v, want taken with 1 left", tr, err)
+	}
+	assertTTLs(t, c, prefix)
+}
+
+// TestGiveBackTry: a right try is given back; giving back never goes below
+// zero and never creates a counter (which would have no TTL).
+func TestGiveBackTry(t *testing.T) {
+	t.Parallel()
+	g, c, prefix := mustGuard(t)
+	ctx := context.Background()
+	caps := []replay.Cap{{Key: "a", Limit: 2}, {Key: "b", Limit: 2}}
+	for range 2 {
+		if tr, err := g.TakeTry(ctx, caps, time.Minute); err != nil || !tr.Taken {
+			t.Fatal(tr, err)
+		}
+	}
+	if tr, _ := g.TakeTry(ctx, caps, time.Minute); tr.Taken {
+		t.Fatal("third try taken against a cap of 2")
+	}
+	if err := g.GiveBackTry(ctx, caps); err != nil {
+		t.Fatal(err)
+	}
+	if tr, err := g.TakeTry(ctx, caps, time.Minute); err != nil || !tr.Taken || tr.Left != 0 {
+		t.Fatalf("try after a give-back = %+v %v, want taken with 0 left", tr, err)
+	}
+	// Counters that do not exist (their window ended) stay gone.
+	if err := g.GiveBackTry(ctx, []replay.Cap{{Key: "gone"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Exists(ctx, prefix+"fail:gone").Result(); err != nil || n != 0 {
+		t.Fatalf("give back created a counter: %d %v", n, err)
+	}
+	if err := c.Set(ctx, prefix+"fail:zero", "0", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.GiveBackTry(ctx, []replay.Cap{{Key: "zero"}}); err != nil {
+		t.Fatal(err)
+	}
+	if v := c.Get(ctx, prefix+"fail:zero").Val(); v != "0" {
+		t.Fatalf("give back on 0 left %q", v)
+	}
+	assertTTLs(t, c, prefix)
+}
+
+func TestTakeTryBadArguments(t *testing.T) {
+	t.Parallel()
+	g, _, _ := mustGuard(t)
+	ctx := context.Background()
+	checks := map[string]error{}
+	_, checks["no caps"] = g.TakeTry(ctx, nil, time.Minute)
+	_, checks["zero window"] = g.TakeTry(ctx, []replay.Cap{{Key: "k", Limit: 1}}, 0)
+	_, checks["zero limit"] = g.TakeTry(ctx, []replay.Cap{{Key: "k", Limit: 0}}, time.Minute)
+	_, checks["no key"] = g.TakeTry(ctx, []replay.Cap{{Limit: 1}}, time.Minute)
+	checks["give back no caps"] = g.GiveBackTry(ctx, nil)
+	checks["give back no key"] = g.GiveBackTry(ctx, []replay.Cap{{}})
+	for name, err := range checks {
+		if got := softatm.ErrorCode(err); got != softatm.EInvalid {
+			t.Errorf("%s: code %q, want %q", name, got, softatm.EInvalid)
+		}
 	}
 }

@@ -20,9 +20,9 @@ import (
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
-	"github.com/softatm/softatm/ledger/schema"
 	"github.com/softatm/softatm/switch/auth"
 	"github.com/softatm/softatm/switch/code"
+	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // Bench data. Every withdrawal is benchAmount; accounts and tills hold so
@@ -103,7 +103,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	w.stop = append(w.stop, rs.Stop)
 	w.Redis = rs.URL
 	status("migrating and loading bench data (%d post offices, %d banks, %d tellers)", o.postOffices, o.banks, o.clients)
-	if _, err := schema.Migrate(ctx, w.DBURL); err != nil {
+	if _, err := switchschema.Migrate(ctx, w.DBURL); err != nil {
 		return nil, err
 	}
 	if err := w.loadBenchData(ctx, o); err != nil {
@@ -153,7 +153,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 		args = append(args, "-pprof", o.pprof)
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+uuid.NewString())
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+benchSwitchSecret)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	status("starting %s %v (log: %s)", bin, args, logPath)
@@ -180,6 +180,10 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	return w, nil
 }
 
+// benchSwitchSecret is the -secret of the bench's switch; the bench
+// clients' secret hashes are keyed from it, so both must use the same.
+var benchSwitchSecret = uuid.NewString()
+
 // loadBenchData creates the bench banks (with app clients and receivables),
 // post offices with huge tills and no daily limit, one kiosk and one teller
 // per client, the switch's own accounts and a signing key. It mirrors
@@ -192,7 +196,7 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 	defer pool.Close()
 	l := ledger.New(pool)
 	defer l.Close()
-	a := auth.New(pool, auth.WithBcryptCost(benchBcryptCost))
+	a := auth.New(pool, auth.WithBcryptCost(benchBcryptCost), auth.WithClientSecretKey([]byte(benchSwitchSecret)))
 	for _, acc := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement} {
 		if err := l.EnsureAccount(ctx, acc, benchCurrency, 0); err != nil {
 			return err
@@ -205,8 +209,9 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 	for i := range nBanks {
 		b := benchBank{Code: fmt.Sprintf("BK%d", i+1), ClientID: fmt.Sprintf("bench-app-%d", i+1),
 			Secret: fmt.Sprintf("bench-secret-%04d", i+1)}
-		if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount) VALUES ($1, $2, $3)`,
-			b.Code, "Bench Bank "+strconv.Itoa(i+1), o.fee); err != nil {
+		// Accounts are 97<bank><12 digits>: the bank owns its 4-digit prefix.
+		if _, err := pool.Exec(ctx, `INSERT INTO banks (code, name, fee_amount, account_ranges) VALUES ($1, $2, $3, $4)`,
+			b.Code, "Bench Bank "+strconv.Itoa(i+1), o.fee, []string{fmt.Sprintf("97%02d", i+1)}); err != nil {
 			return err
 		}
 		if err := l.EnsureAccount(ctx, ledger.ReceivableCode(b.Code), benchCurrency, 0); err != nil {

@@ -31,7 +31,7 @@ CREATE TABLE transfers (
     currency          TEXT NOT NULL,
     kind              TEXT NOT NULL CHECK (kind IN ('single','pending','post_pending','void_pending')),
     pending_id        UUID REFERENCES transfers (id),
-    withdrawal_id     UUID,                      -- no FK: withdrawals are created by a later migration
+    withdrawal_id     UUID,                      -- no FK: withdrawals are the switch's table, not the ledger's
     business_date     DATE NOT NULL,
     created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
     CHECK (debit_account_id <> credit_account_id),

@@ -17,6 +17,8 @@
       "This code was cancelled or is no longer valid. The citizen must make a new code."],
     code_invalid: ["Mã không đúng. Hãy kiểm tra lại mã và 4 số cuối điện thoại.",
       "Wrong code. Check the code and the last 4 digits of the phone."],
+    code_numeric_blocked: ["Mã số này đã bị khóa vì nhập sai 4 số cuối điện thoại quá nhiều lần. Hãy quét mã QR trên điện thoại của người dân.",
+      "This numeric code is blocked after too many wrong phone digits. Scan the QR code on the citizen's phone instead."],
     till_insufficient: ["Quầy không đủ tiền mặt để chi khoản này.",
       "Not enough cash in the till for this amount."],
     bank_unavailable: ["Ngân hàng tạm thời không phản hồi. Vui lòng thử lại sau ít phút.",
@@ -44,12 +46,15 @@
     camera: ["Không mở được camera. Hãy nhập mã số bên dưới.", "The camera is not available. Type the numeric code below."],
   };
 
-  // ApiError carries the stable code of a failed request.
+  // ApiError carries the stable code of a failed request, and the server's
+  // message for the few facts a page reads from it (the kiosk: numeric
+  // tries left). The message itself is never shown.
   class ApiError extends Error {
-    constructor(code, status) {
+    constructor(code, status, serverMessage) {
       super(code);
       this.code = code;
       this.status = status;
+      this.serverMessage = serverMessage || "";
     }
   }
 
@@ -129,7 +134,8 @@
     }
     if (!resp.ok) {
       const code = data && data.error && data.error.code ? data.error.code : (resp.status === 401 ? "unauthorized" : "internal");
-      throw new ApiError(code, resp.status);
+      const msg = data && data.error && typeof data.error.message === "string" ? data.error.message : "";
+      throw new ApiError(code, resp.status, msg);
     }
     return data;
   }

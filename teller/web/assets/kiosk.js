@@ -26,6 +26,7 @@
     loginView: $("login-view"), loginForm: $("login-form"), username: $("username"), password: $("password"), login: $("login"),
     workView: $("work-view"), scanView: $("scan-view"), camera: $("camera"), cameraStatus: $("camera-status"), scanAgain: $("scan-again"),
     numericForm: $("numeric-form"), numeric: $("numeric"), phone: $("phone-last4"), numericSubmit: $("numeric-submit"),
+    numericTries: $("numeric-tries"),
     payoutView: $("payout-view"), amount: $("amount"), holder: $("holder"), bank: $("bank"), account: $("account"),
     countdown: $("countdown"), idChecked: $("id-checked"), confirm: $("confirm"), release: $("release"),
     receipt: $("receipt"), print: $("print"), next: $("next"),
@@ -172,6 +173,32 @@
     submitScan({ numeric: numeric, phone_last4: last4 }, [ui.numericSubmit]);
   });
 
+  // triesLeft reads how many numeric tries this counter has left from the
+  // answer to a refused numeric entry: the server ends its message with
+  // "(tries left: N)" (switch/payout.go triesLeftSuffix). NaN if absent.
+  function triesLeft(err) {
+    const m = /\(tries left: (\d+)\)$/.exec((err && err.serverMessage) || "");
+    return m ? Number(m[1]) : NaN;
+  }
+
+  // showTries shows the numeric tries left under the numeric form; it stays
+  // until the next numeric answer or the next customer.
+  function showTries(n) {
+    if (isNaN(n)) {
+      ui.numericTries.hidden = true;
+      ui.numericTries.replaceChildren();
+      delete ui.numericTries.dataset.left;
+      return;
+    }
+    const [vi, en] = n > 0
+      ? ["Còn " + n + " lần nhập mã số tại quầy này.", n + (n === 1 ? " numeric try" : " numeric tries") + " left at this counter."]
+      : ["Hết lượt nhập mã số tại quầy này. Hãy quét mã QR.", "No numeric tries left at this counter. Scan the QR code."];
+    ui.numericTries.replaceChildren(document.createTextNode(vi + " "), S.el("span", "· " + en, "en"));
+    ui.numericTries.dataset.left = String(n);
+    ui.numericTries.classList.toggle("low", n <= 1);
+    ui.numericTries.hidden = false;
+  }
+
   async function submitScan(body, buttons) {
     S.hideError(ui.error);
     scanBusy = true;
@@ -179,9 +206,11 @@
     try {
       // A scan claims the code for this counter; its key is per attempt.
       const d = await S.busy(buttons, () => S.request("POST", "/v1/teller/scan", { json: body, key: S.newKey() }));
+      if (body.numeric) showTries(NaN);
       showPayout(d);
     } catch (err) {
       fail(err);
+      if (body.numeric) showTries(triesLeft(err));
       if (session) {
         ui.scanAgain.hidden = false;
         setStatus("refused", "Mã bị từ chối: xem thông báo ở trên.", "Code refused: see the message above.");
@@ -206,6 +235,7 @@
     ui.scanView.hidden = false;
     ui.numeric.value = "";
     ui.phone.value = "";
+    showTries(NaN);
     startScanner();
   }
 
