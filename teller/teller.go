@@ -9,8 +9,9 @@
 // a slow network never pays twice: the second request gets the first answer.
 //
 // This package may import switch, ledger, their sub-packages, iso (for
-// iso.Mask, the one account masker) and fixtures (the demo app's accounts); nothing imports it but cmd/softatm
-// (imports_test.go checks both).
+// iso.Mask, the one account masker) and fixtures (the demo app's
+// accounts); nothing imports it but cmd/softatm (imports_test.go checks
+// both).
 package teller
 
 import (
