@@ -1,11 +1,17 @@
-// Package softatm holds the one error vocabulary of the switch. Every domain
-// package returns *Error values with one of the codes below; the HTTP layer
-// maps each code, in one table, to an HTTP status and a metric label, and the
-// ISO 8583 layer to a response code. A caller outside the switch (a kiosk, a
-// bank app) only ever sees the code and the public message, never the text of
-// an internal error.
+// Package softatm holds the one error vocabulary of the switch and its one
+// HTTP error writer. Every domain package returns *Error values with one of
+// the codes below; WriteError (httperror.go) maps each code, in one table, to
+// an HTTP status, and uses the code itself as the metric outcome label. A
+// caller outside the switch (a kiosk, a bank app) only ever sees the code and
+// the public message, never the text of an internal error.
 //
-// This package must not import any other softatm package.
+// No error is mapped to an ISO 8583 response code: the switch is the
+// acquirer, so it never answers a bank's financial request with one. The
+// mapping runs the other way, from the issuer's response code to a code here,
+// in the switch (declineErrors in switch/service.go).
+//
+// This package must not import any other softatm package (imports_test.go
+// checks it): every other package imports this one.
 package softatm
 
 import (
@@ -25,6 +31,7 @@ const (
 	EConflict         = "conflict"                   // the state does not allow this
 	EIdemReused       = "idempotency_key_reused"     // same key, different body (422)
 	EInProgress       = "request_in_progress"        // same key, first request still running (409)
+	ETooLarge         = "request_too_large"          // the request body is over its cap (413)
 	ECodeInvalid      = "code_invalid"               // bad signature, unknown key, tampered, bad check digit
 	ECodeExpired      = "code_expired"               //
 	ECodeUsed         = "code_already_used"          // paid, completed
@@ -32,7 +39,7 @@ const (
 	ECodeCancelled    = "code_cancelled"             // cancelled, expired, failed, declined
 	ENumericBlocked   = "code_numeric_blocked"       // too many wrong phone digits for this code: only its QR code pays
 	ETillShort        = "till_insufficient"          // the post office does not hold enough cash
-	ELimit            = "limit_exceeded"             // a daily limit would be exceeded
+	ELimit            = "limit_exceeded"             // a limit would be exceeded: an account's over 24 h, a post office's per business day
 	EDeclined         = "declined"                   // the bank said no
 	EBankUnavailable  = "bank_unavailable"           // no usable answer from the bank
 	EBankReplyInvalid = "bank_reply_invalid"         // the bank's answer did not match the request: nothing reserved, reversal queued

@@ -1,12 +1,15 @@
 package softatm
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 )
 
 // httpStatus is the one table from error code to HTTP status. The metric
-// label of an error is its code.
+// label of an error is its code. A code missing here is a bug: WriteError
+// answers it as EInternal.
 var httpStatus = map[string]int{
 	EInvalid:          http.StatusBadRequest,
 	EInvalidAmount:    http.StatusUnprocessableEntity,
@@ -18,6 +21,7 @@ var httpStatus = map[string]int{
 	EConflict:         http.StatusConflict,
 	EIdemReused:       http.StatusUnprocessableEntity,
 	EInProgress:       http.StatusConflict,
+	ETooLarge:         http.StatusRequestEntityTooLarge,
 	ECodeInvalid:      http.StatusUnprocessableEntity,
 	ECodeExpired:      http.StatusGone,
 	ECodeUsed:         http.StatusConflict,
@@ -44,6 +48,65 @@ func HTTPStatus(err error) int {
 	return http.StatusInternalServerError
 }
 
+// internalMessage is all a caller is told of an internal error.
+const internalMessage = "internal error"
+
+// WriteError is the one writer of HTTP errors, for every API of the switch
+// (bank API, teller, finance, authentication, idempotency). It writes err as
+// {"error": {"code", "message"}} with the status httpStatus gives its code,
+// and records the code as the request's metric outcome (see WithOutcome).
+//
+// An internal error (EInternal, a code missing from the table, or an error
+// that is not an *Error) is logged here with its cause and reaches the
+// caller only as "internal error"; any other 5xx is logged too. log may be
+// nil (nothing is logged). To log more about the request, pass a logger
+// with attributes (log.With).
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	code := ErrorCode(err)
+	status, known := httpStatus[code]
+	message := ErrorMessage(err)
+	if !known || code == EInternal {
+		code, status, message = EInternal, http.StatusInternalServerError, internalMessage
+	}
+	if status >= http.StatusInternalServerError && log != nil {
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
+			"code", code, "err", err)
+	}
+	if o, ok := r.Context().Value(outcomeKey{}).(*Outcome); ok {
+		o.code = code
+	}
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, message
+	WriteJSON(w, status, b)
+}
+
+// Outcome is the metric outcome label of one HTTP request: "ok" until
+// WriteError writes an error, then that error's code. The instrumenting
+// middleware puts one in the request's context (WithOutcome) and reads it
+// when the handler returns; it lives here, beside WriteError, so that every
+// HTTP package can set it without importing the switch.
+//
+// An Outcome belongs to one request: WriteError sets it while the handler
+// runs and the middleware reads it after the handler returned, so it needs
+// no lock.
+type Outcome struct{ code string }
+
+// Label returns "ok" or the code of the error written.
+func (o *Outcome) Label() string {
+	if o.code == "" {
+		return "ok"
+	}
+	return o.code
+}
+
+type outcomeKey struct{}
+
+// WithOutcome returns ctx carrying a new Outcome, and that Outcome.
+func WithOutcome(ctx context.Context) (context.Context, *Outcome) {
+	o := new(Outcome)
+	return context.WithValue(ctx, outcomeKey{}, o), o
+}
+
 // ErrorBody is the one JSON error shape of every API:
 // {"error": {"code": "...", "message": "..."}}.
 type ErrorBody struct {
@@ -51,13 +114,6 @@ type ErrorBody struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	} `json:"error"`
-}
-
-// WriteErrorJSON writes the error shape with the given status.
-func WriteErrorJSON(w http.ResponseWriter, status int, code, message string) {
-	var b ErrorBody
-	b.Error.Code, b.Error.Message = code, message
-	WriteJSON(w, status, b)
 }
 
 // WriteJSON writes v as JSON with the given status; API answers are never

@@ -29,8 +29,10 @@
 //
 // Account numbers are never logged in clear: use Mask.
 //
-// This package must not import any other softatm package except the root
-// error vocabulary; the switch imports it, never the other way round.
+// This package must not import any other package of this module, not even
+// the root error vocabulary: it speaks ISO 8583 only, and the switch turns
+// its errors and response codes into the switch's (imports_test.go checks
+// it). The switch imports it, never the other way round.
 package iso
 
 import (

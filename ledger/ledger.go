@@ -36,7 +36,9 @@
 //     by it, and atmswitch.Check expects it of every paid withdrawal.
 //
 // This package imports only package softatm of this module; it must not
-// import the switch, the teller or the ISO 8583 packages.
+// import the switch, the teller or the ISO 8583 packages, and no package
+// below it may depend on the switch or the teller (imports_test.go checks
+// both).
 package ledger
 
 import (

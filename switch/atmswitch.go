@@ -28,8 +28,9 @@
 //     good); there is no switch-wide cap, only a metric and an alert. See
 //     Service.identify.
 //
-// This package may import ledger, iso, switch/* and the root softatm package;
-// it must not import teller.
+// This package may import ledger, ledger/recon (ReconLines implements its
+// Lines), iso, switch/* and the root softatm package; it must not import
+// teller (imports_test.go checks both).
 package atmswitch
 
 import (

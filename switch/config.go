@@ -9,10 +9,15 @@ import (
 type Config struct {
 	Currency string // ISO 4217 numeric; VND is "704" and has no minor unit
 
-	AmountMin       int64 // smallest withdrawal
-	AmountMax       int64 // largest single withdrawal
-	NoteUnit        int64 // amounts must be a multiple of the smallest note a post office pays
-	AccountDailyMax int64 // per account per business day, across banks' own limits
+	AmountMin int64 // smallest withdrawal
+	AmountMax int64 // largest single withdrawal
+	NoteUnit  int64 // amounts must be a multiple of the smallest note a post office pays
+	// AccountDailyMax is the most one account (bank and account number) may
+	// withdraw over any 24 hours: a rolling window of creations, not the
+	// business day, so that a withdrawal just before and one just after the
+	// day's close count together. It is on top of the bank's own limits;
+	// 0 sets none of our own.
+	AccountDailyMax int64
 
 	CodeTTL      time.Duration // how long a code can be redeemed
 	ClockSkew    time.Duration // allowed between the switch instances and the kiosks

@@ -13,20 +13,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/switch/code"
 	"github.com/softatm/softatm/switch/idem"
 )
-
-// WriteError writes err as {"error": {"code", "message"}}. Internal errors
-// are logged here and reach the caller only as "internal error".
-func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	code, status := softatm.ErrorCode(err), softatm.HTTPStatus(err)
-	if status >= 500 && log != nil {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	setOutcome(r, code)
-	softatm.WriteErrorJSON(w, status, code, softatm.ErrorMessage(err))
-}
 
 // WriteJSON writes v with the given status.
 func WriteJSON(w http.ResponseWriter, status int, v any) { softatm.WriteJSON(w, status, v) }
@@ -64,24 +54,17 @@ func jsonProblem(err error) string {
 	return "cannot decode"
 }
 
-type outcomeKey struct{}
-
-func setOutcome(r *http.Request, code string) {
-	if p, ok := r.Context().Value(outcomeKey{}).(*string); ok {
-		*p = code
-	}
-}
-
 // Instrument counts and times a route; the outcome label is "ok" or the
-// error code WriteError wrote.
+// error code softatm.WriteError wrote, whichever layer wrote it
+// (authentication, idempotency or the handler).
 func (m *Metrics) Instrument(route string, h http.Handler) http.Handler {
 	lat := m.latency.WithLabelValues(route)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		outcome := "ok"
+		ctx, outcome := softatm.WithOutcome(r.Context())
 		start := time.Now()
-		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), outcomeKey{}, &outcome)))
+		h.ServeHTTP(w, r.WithContext(ctx))
 		lat.Observe(time.Since(start).Seconds())
-		m.requests.WithLabelValues(route, outcome).Inc()
+		m.requests.WithLabelValues(route, outcome.Label()).Inc()
 	})
 }
 
@@ -90,7 +73,7 @@ type WithdrawalView struct {
 	ID          uuid.UUID  `json:"id"`
 	State       State      `json:"state"`
 	Bank        string     `json:"bank"`
-	Account     string     `json:"account"` // masked
+	Account     string     `json:"account"` // masked by iso.Mask, the one account masker
 	Amount      int64      `json:"amount"`
 	Currency    string     `json:"currency"`
 	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
@@ -110,7 +93,7 @@ type WithdrawalView struct {
 // View returns w as its bank sees it. The QR payload is shown only while it
 // can still be redeemed.
 func View(w Withdrawal) WithdrawalView {
-	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: maskAccount(w.Account), Amount: w.Amount,
+	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: iso.Mask(w.Account), Amount: w.Amount,
 		Currency: w.Currency, PostOffice: w.PostOffice, CreatedAt: w.CreatedAt}
 	v.NumericBlocked = w.NumericBlocked
 	if !w.ExpiresAt.IsZero() && w.ExpiresAt.Unix() > 0 {
@@ -128,13 +111,6 @@ func View(w Withdrawal) WithdrawalView {
 	return v
 }
 
-func maskAccount(a string) string {
-	if len(a) <= 4 {
-		return a
-	}
-	return strings.Repeat("*", len(a)-4) + a[len(a)-4:]
-}
-
 // BankAPI serves the bank app's endpoints.
 type BankAPI struct {
 	Service *Service
@@ -147,7 +123,7 @@ type BankAPI struct {
 func (a *BankAPI) bank(w http.ResponseWriter, r *http.Request) (string, bool) {
 	b, ok := a.BankOf(r)
 	if !ok {
-		WriteError(w, r, a.Log, softatm.Errorf(softatm.EUnauthorized, "bank client credentials required"))
+		softatm.WriteError(w, r, a.Log, softatm.Errorf(softatm.EUnauthorized, "bank client credentials required"))
 	}
 	return b, ok
 }
@@ -168,13 +144,13 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 	}
 	var req CreateRequest
 	if err := DecodeJSON(r, &req); err != nil {
-		WriteError(w, r, a.Log, err)
+		softatm.WriteError(w, r, a.Log, err)
 		return
 	}
 	req.Key = idem.KeyFrom(r.Context())
 	issued, err := a.Service.Create(r.Context(), bank, req)
 	if err != nil {
-		WriteError(w, r, a.Log, err)
+		softatm.WriteError(w, r, a.Log, err)
 		return
 	}
 	v := View(issued.Withdrawal)
@@ -206,7 +182,7 @@ func (a *BankAPI) onWithdrawal(w http.ResponseWriter, r *http.Request,
 			return
 		}
 	}
-	WriteError(w, r, a.Log, err)
+	softatm.WriteError(w, r, a.Log, err)
 }
 
 // qrSizePx is the side of the served QR image.
@@ -220,12 +196,12 @@ func (a *BankAPI) QRPNG(w http.ResponseWriter, r *http.Request) {
 	}
 	id, err := pathID(r)
 	if err != nil {
-		WriteError(w, r, a.Log, err)
+		softatm.WriteError(w, r, a.Log, err)
 		return
 	}
 	wd, err := a.Service.Get(r.Context(), bank, id)
 	if err != nil {
-		WriteError(w, r, a.Log, err)
+		softatm.WriteError(w, r, a.Log, err)
 		return
 	}
 	WriteQR(w, r, a.Log, wd)
@@ -234,12 +210,12 @@ func (a *BankAPI) QRPNG(w http.ResponseWriter, r *http.Request) {
 // WriteQR serves wd's code as a PNG while it can still be redeemed.
 func WriteQR(w http.ResponseWriter, r *http.Request, log *slog.Logger, wd Withdrawal) {
 	if wd.State != StateReserved && wd.State != StateClaimed {
-		WriteError(w, r, log, stateError(wd, time.Now(), ""))
+		softatm.WriteError(w, r, log, stateError(wd, time.Now(), ""))
 		return
 	}
 	png, err := code.PNG(wd.QRPayload, qrSizePx)
 	if err != nil {
-		WriteError(w, r, log, err)
+		softatm.WriteError(w, r, log, err)
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")

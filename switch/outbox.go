@@ -26,6 +26,10 @@ type OutboxConfig struct {
 	BackoffMax  time.Duration //
 	Poll        time.Duration // idle poll interval (a kick wakes the worker sooner)
 	SendTimeout time.Duration // deadline of one advice or reversal
+
+	// AcceptorName is ISO field 43 of reversals: it must be the name the
+	// 0100 carried, Config.AcceptorName (default the same value).
+	AcceptorName string
 }
 
 // DefaultOutboxConfig returns the defaults.
@@ -39,6 +43,8 @@ func DefaultOutboxConfig() OutboxConfig {
 		BackoffMax:  2 * time.Minute,
 		Poll:        500 * time.Millisecond,
 		SendTimeout: 10 * time.Second,
+
+		AcceptorName: DefaultConfig().AcceptorName,
 	}
 }
 
@@ -134,7 +140,7 @@ func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
 	req := iso.AdviceRequest{
 		Repeat: m.attempts > 0, STAN: o.bank.NextSTAN(), RRN: w.RRN, TransmittedAt: o.now(),
 		Account: w.Account, Amount: w.Amount, Currency: w.Currency, ApprovalCode: w.ApprovalCode,
-		TerminalID: w.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: "SOFTATM CASH-OUT SWITCH",
+		TerminalID: w.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: o.cfg.AcceptorName,
 		Original: iso.Original{MTI: "0100", STAN: w.STAN, TransmittedAt: w.TransmittedAt},
 	}
 	if m.kind == "advice" {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures"
+	"github.com/softatm/softatm/iso"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/code"
 )
@@ -41,7 +42,7 @@ func (d *Demo) accounts() (map[string]fixtures.Account, []demoAccount, error) {
 	var list []demoAccount
 	for _, a := range f.Accounts {
 		byNumber[a.Number] = a
-		list = append(list, demoAccount{Number: a.Number, Masked: atmswitch.View(atmswitch.Withdrawal{Account: a.Number}).Account,
+		list = append(list, demoAccount{Number: a.Number, Masked: iso.Mask(a.Number),
 			Bank: a.Bank, Holder: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
 	}
 	return byNumber, list, nil
@@ -59,7 +60,7 @@ func (d *Demo) Mount(mux *http.ServeMux) {
 func (d *Demo) list(w http.ResponseWriter, r *http.Request) {
 	_, list, err := d.accounts()
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"accounts": list})
@@ -73,23 +74,23 @@ type demoCreate struct {
 func (d *Demo) create(w http.ResponseWriter, r *http.Request) {
 	var req demoCreate
 	if err := atmswitch.DecodeJSON(r, &req); err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	byNumber, _, err := d.accounts()
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	a, ok := byNumber[req.Account]
 	if !ok {
-		atmswitch.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
+		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
 		return
 	}
 	issued, err := d.Service.Create(r.Context(), a.Bank, atmswitch.CreateRequest{Account: a.Number, Amount: req.Amount,
 		Currency: "VND", HolderName: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	v := atmswitch.View(issued.Withdrawal)
@@ -110,7 +111,7 @@ func (d *Demo) withdrawal(r *http.Request) (atmswitch.Withdrawal, error) {
 func (d *Demo) get(w http.ResponseWriter, r *http.Request) {
 	wd, err := d.withdrawal(r)
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	v := atmswitch.View(wd)
@@ -126,7 +127,7 @@ func (d *Demo) cancel(w http.ResponseWriter, r *http.Request) {
 		wd, err = d.Service.Cancel(r.Context(), wd.Bank, wd.ID)
 	}
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	atmswitch.WriteJSON(w, http.StatusOK, atmswitch.View(wd))
@@ -135,7 +136,7 @@ func (d *Demo) cancel(w http.ResponseWriter, r *http.Request) {
 func (d *Demo) qr(w http.ResponseWriter, r *http.Request) {
 	wd, err := d.withdrawal(r)
 	if err != nil {
-		atmswitch.WriteError(w, r, d.Log, err)
+		softatm.WriteError(w, r, d.Log, err)
 		return
 	}
 	atmswitch.WriteQR(w, r, d.Log, wd)

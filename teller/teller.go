@@ -8,8 +8,10 @@
 // CSRF token in X-CSRF-Token and an Idempotency-Key, so that a double tap or
 // a slow network never pays twice: the second request gets the first answer.
 //
-// This package may import switch, ledger and their sub-packages; nothing
-// imports it but cmd/softatm.
+// This package may import switch, ledger, their sub-packages, iso (for
+// iso.Mask, the one account masker) and fixtures (the demo app's
+// accounts); nothing imports it but cmd/softatm (imports_test.go checks
+// both).
 package teller
 
 import (
@@ -34,7 +36,7 @@ type API struct {
 }
 
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
-	atmswitch.WriteError(w, r, a.Log, err)
+	softatm.WriteError(w, r, a.Log, err)
 }
 
 // AsTeller passes the logged-in teller to h. The route is already behind

@@ -10,6 +10,10 @@
 //
 // main hands off to a run function per subcommand; each stops cleanly on
 // SIGINT or SIGTERM.
+//
+// The binary must not link package testing, through any package: test
+// helpers belong in test binaries (imports_test.go at the module root checks
+// this and every other import rule of a package comment).
 package main
 
 import (

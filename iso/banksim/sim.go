@@ -46,7 +46,9 @@
 //   - Close stops serving but keeps the books; Listen may be called again,
 //     which is how tests restart the bank on the same port.
 //
-// This package imports package iso and no other softatm package.
+// This package imports package iso and no other softatm package: it is the
+// issuer on the other end of the wire, and shares only the wire format with
+// the switch.
 package banksim
 
 import (

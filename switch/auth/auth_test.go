@@ -734,18 +734,6 @@ func TestSessionCookieAttributes(t *testing.T) {
 	}
 }
 
-func TestWriteError(t *testing.T) {
-	t.Parallel()
-	rec := httptest.NewRecorder()
-	auth.WriteError(rec, http.StatusConflict, softatm.EConflict, "no")
-	if rec.Code != http.StatusConflict || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
-		t.Fatalf("%d %v", rec.Code, rec.Header())
-	}
-	if got := strings.TrimSpace(rec.Body.String()); got != `{"error":{"code":"conflict","message":"no"}}` {
-		t.Fatalf("body %s", got)
-	}
-}
-
 func TestScopes(t *testing.T) {
 	t.Parallel()
 	r := httptest.NewRequest(http.MethodPost, "/", nil)

@@ -46,28 +46,6 @@ func WithSession(ctx context.Context, sess Session) context.Context {
 	return context.WithValue(ctx, ctxSession, sess)
 }
 
-// WriteError writes the one JSON error shape of the API:
-// {"error":{"code":"...","message":"..."}}.
-func WriteError(w http.ResponseWriter, status int, code, message string) {
-	softatm.WriteErrorJSON(w, status, code, message)
-}
-
-// writeErr writes err: its own message for an EUnauthorized or EForbidden,
-// a generic one for anything else (a database failure must not leak).
-func (s *Service) writeErr(w http.ResponseWriter, r *http.Request, err error) {
-	switch code := softatm.ErrorCode(err); code {
-	case softatm.EUnauthorized:
-		WriteError(w, http.StatusUnauthorized, code, softatm.ErrorMessage(err))
-	case softatm.EForbidden:
-		WriteError(w, http.StatusForbidden, code, softatm.ErrorMessage(err))
-	case softatm.ERateLimited, softatm.EUnavailable:
-		WriteError(w, softatm.HTTPStatus(err), code, softatm.ErrorMessage(err))
-	default:
-		s.log.ErrorContext(r.Context(), "authentication failed", "err", err)
-		WriteError(w, http.StatusInternalServerError, softatm.EInternal, "internal error")
-	}
-}
-
 // SetSessionCookie sends the session cookie for sess: HttpOnly (no script
 // reads it), SameSite=Strict (no other site sends it), Secure when the
 // request came over TLS, and expiring with the session.
@@ -113,7 +91,7 @@ func (s *Service) RequireBankClient(next http.Handler) http.Handler {
 			// credentials is no guess at a secret.
 			s.failures.WithLabelValues(kindClient, reasonMalformed).Inc()
 			w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
-			WriteError(w, http.StatusUnauthorized, softatm.EUnauthorized, "client credentials required")
+			softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "client credentials required"))
 			return
 		}
 		c, err := s.AuthenticateBankClient(r.Context(), id, secret, s.SourceAddr(r))
@@ -121,7 +99,7 @@ func (s *Service) RequireBankClient(next http.Handler) http.Handler {
 			if softatm.ErrorCode(err) == softatm.EUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Basic realm="softatm", charset="UTF-8"`)
 			}
-			s.writeErr(w, r, err)
+			softatm.WriteError(w, r, s.log, err)
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithBankClient(r.Context(), c)))
@@ -138,12 +116,12 @@ func (s *Service) RequireStaff(roles ...Role) func(http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, err := r.Cookie(SessionCookie)
 			if err != nil {
-				WriteError(w, http.StatusUnauthorized, softatm.EUnauthorized, "not logged in")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "not logged in"))
 				return
 			}
 			sess, err := s.SessionByToken(r.Context(), c.Value)
 			if err != nil {
-				s.writeErr(w, r, err)
+				softatm.WriteError(w, r, s.log, err)
 				return
 			}
 			switch r.Method {
@@ -151,12 +129,12 @@ func (s *Service) RequireStaff(roles ...Role) func(http.Handler) http.Handler {
 			default:
 				got := r.Header.Get(HeaderCSRF)
 				if got == "" || !constantTimeEqual(got, sess.CSRF) {
-					WriteError(w, http.StatusForbidden, softatm.EForbidden, "missing or wrong CSRF token")
+					softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EForbidden, "missing or wrong CSRF token"))
 					return
 				}
 			}
 			if len(roles) > 0 && !slices.Contains(roles, sess.User.Role) {
-				WriteError(w, http.StatusForbidden, softatm.EForbidden, "your role may not do this")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EForbidden, "your role may not do this"))
 				return
 			}
 			next.ServeHTTP(w, r.WithContext(WithSession(r.Context(), sess)))

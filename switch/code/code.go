@@ -49,8 +49,9 @@
 // EInvalid for bad arguments, ENotFound / EConflict from the key store,
 // EUnavailable when the key store cannot be read.
 //
-// This package may import only the root softatm package among softatm
-// packages; it must not import switch, ledger, teller or iso.
+// This package may import only the root softatm package and ledger (for its
+// transaction retry loop, in pgstore.go) among softatm packages; it must not
+// import switch, teller or iso (imports_test.go checks it).
 package code
 
 import (

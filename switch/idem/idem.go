@@ -46,7 +46,8 @@
 //     put anything else the client needs into other headers.
 //
 // This package must not import any other softatm package except the root
-// softatm package (for the error codes).
+// softatm package (the error codes and the error writer) and ledger (whose
+// committer carries the store's writes); imports_test.go checks it.
 package idem
 
 import (
@@ -79,7 +80,8 @@ const (
 	// kept short: a client whose first request died waits this long.
 	DefaultLease = 15 * time.Second
 	// DefaultMaxBodyBytes caps a request body; the whole body is read into
-	// memory to hash it, so the cap bounds memory per request.
+	// memory to hash it, so the cap bounds memory per request. A larger body
+	// is answered 413 request_too_large (softatm.ETooLarge).
 	DefaultMaxBodyBytes = 64 << 10
 	// DefaultStoreTimeout bounds storing the response after the handler ran.
 	// It runs detached from the request's context, so that a client hanging
@@ -337,23 +339,23 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 			}
 			sc, ok := scope(r)
 			if !ok || sc == "" {
-				writeError(w, http.StatusUnauthorized, softatm.EUnauthorized, "authentication required")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EUnauthorized, "authentication required"))
 				return
 			}
 			key := r.Header.Get(HeaderKey)
 			if !ValidKey(key) {
-				writeError(w, http.StatusBadRequest, softatm.EInvalid,
-					fmt.Sprintf("header %s is required: 1 to %d characters from A-Z a-z 0-9 _ . : -", HeaderKey, KeyMaxLen))
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EInvalid,
+					"header %s is required: 1 to %d characters from A-Z a-z 0-9 _ . : -", HeaderKey, KeyMaxLen))
 				return
 			}
 			body, err := readBody(r, s.maxBodyBytes)
 			if err != nil {
 				if errors.Is(err, errTooLarge) {
-					writeError(w, http.StatusRequestEntityTooLarge, softatm.EInvalid,
-						fmt.Sprintf("request body larger than %d bytes", s.maxBodyBytes))
+					softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.ETooLarge,
+						"request body larger than %d bytes", s.maxBodyBytes))
 					return
 				}
-				writeError(w, http.StatusBadRequest, softatm.EInvalid, "cannot read request body")
+				softatm.WriteError(w, r, s.log, softatm.Wrap(softatm.EInvalid, "cannot read request body", err))
 				return
 			}
 			hash := RequestHash(r.Method, r.URL.Path, body)
@@ -361,18 +363,19 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 
 			d, prev, err := s.begin(r.Context(), sc, key, hash, owner)
 			if err != nil {
-				s.log.ErrorContext(r.Context(), "idempotency key lookup failed", "scope", sc, "key", key, "err", err)
-				writeError(w, http.StatusServiceUnavailable, softatm.EUnavailable, "service unavailable, retry with the same key")
+				// Logged by the writer (a 5xx), with the key it concerns.
+				softatm.WriteError(w, r, s.log.With("scope", sc, "key", key), softatm.Wrap(softatm.EUnavailable,
+					"service unavailable, retry with the same key", fmt.Errorf("idempotency key lookup: %w", err)))
 				return
 			}
 			switch d {
 			case decideReused:
-				writeError(w, http.StatusUnprocessableEntity, softatm.EIdemReused,
-					"this idempotency key was already used for a different request")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EIdemReused,
+					"this idempotency key was already used for a different request"))
 				return
 			case decideRunning:
-				writeError(w, http.StatusConflict, softatm.EInProgress,
-					"a request with this idempotency key is still running; retry later")
+				softatm.WriteError(w, r, s.log, softatm.Errorf(softatm.EInProgress,
+					"a request with this idempotency key is still running; retry later"))
 				return
 			case decideReplay:
 				if prev.contentType != "" {
@@ -490,11 +493,6 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	return b, nil
-}
-
-// writeError writes the one JSON error shape of the API.
-func writeError(w http.ResponseWriter, status int, code, message string) {
-	softatm.WriteErrorJSON(w, status, code, message)
 }
 
 // runTx runs fn through the store's committer (ledger.Run).

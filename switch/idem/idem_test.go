@@ -181,7 +181,7 @@ func TestRefusals(t *testing.T) {
 		{"bad key", "bankA", "has space", "/v1/withdrawals", `{}`, http.StatusBadRequest, softatm.EInvalid},
 		{"key too long", "bankA", strings.Repeat("a", 101), "/v1/withdrawals", `{}`, http.StatusBadRequest, softatm.EInvalid},
 		{"no caller", "", "k", "/v1/withdrawals", `{}`, http.StatusUnauthorized, softatm.EUnauthorized},
-		{"body too large", "bankA", "big", "/v1/withdrawals", strings.Repeat("x", 1025), http.StatusRequestEntityTooLarge, softatm.EInvalid},
+		{"body too large", "bankA", "big", "/v1/withdrawals", strings.Repeat("x", 1025), http.StatusRequestEntityTooLarge, softatm.ETooLarge},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
