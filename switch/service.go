@@ -269,7 +269,7 @@ func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, a
 		return err
 	}
 	if used+amount > s.cfg.AccountDailyMax {
-		return softatm.Errorf(softatm.ELimit, "this account may withdraw at most %d a day", s.cfg.AccountDailyMax)
+		return softatm.Errorf(softatm.ELimit, "this account may withdraw at most %d in any 24 hours", s.cfg.AccountDailyMax)
 	}
 	return nil
 }

@@ -3,8 +3,6 @@ package schema
 import (
 	"context"
 	"os"
-	"os/exec"
-	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -119,38 +117,3 @@ func TestLedgerOwnsOnlyItsRange(t *testing.T) {
 	}
 }
 
-// TestImportRules checks, with go list -deps, the import rules that the
-// package comments of the ledger's packages state, and that the
-// production binary does not link testing (this package and localsrv are
-// linked by it).
-func TestImportRules(t *testing.T) {
-	t.Parallel()
-	const module = "github.com/softatm/softatm"
-	for _, c := range []struct {
-		pkg     string
-		allowed []string // packages of this module it may depend on, besides itself
-	}{
-		{module + "/ledger/schema", nil},
-		{module + "/ledger", []string{module}},
-		{module + "/ledger/recon", []string{module, module + "/ledger", module + "/ledger/schema"}},
-		{module + "/cmd/softatm", nil}, // only "testing" is checked
-	} {
-		t.Run(c.pkg, func(t *testing.T) {
-			t.Parallel()
-			out, err := exec.Command("go", "list", "-deps", c.pkg).Output()
-			if err != nil {
-				t.Fatalf("go list -deps %s: %v", c.pkg, err)
-			}
-			for _, dep := range strings.Fields(string(out)) {
-				switch {
-				case dep == "testing" || strings.HasPrefix(dep, "testing/"):
-					t.Errorf("%s links %s", c.pkg, dep)
-				case strings.HasSuffix(c.pkg, "/cmd/softatm"):
-				case dep == c.pkg:
-				case (dep == module || strings.HasPrefix(dep, module+"/")) && !slices.Contains(c.allowed, dep):
-					t.Errorf("%s imports %s", c.pkg, dep)
-				}
-			}
-		})
-	}
-}
