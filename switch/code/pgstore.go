@@ -28,8 +28,9 @@ const (
 // 32-byte seeds: sealed (sealed_seed) with a key-encryption key, in clear
 // (private_seed) without one. See seal.go.
 type PGKeyStore struct {
-	pool *pgxpool.Pool
-	kek  *KEK
+	pool        *pgxpool.Pool
+	kek         *KEK
+	publicsOnly bool
 }
 
 // PGOption configures a PGKeyStore.
@@ -39,6 +40,11 @@ type PGOption func(*PGKeyStore)
 // it. Without it, new seeds are stored in clear and a sealed seed cannot be
 // read (ErrSealed).
 func WithKEK(kek *KEK) PGOption { return func(s *PGKeyStore) { s.kek = kek } }
+
+// WithPublicsOnly reads keys without their private halves (Private nil):
+// for listing keys and for an instance that only verifies, neither of which
+// needs the KEK.
+func WithPublicsOnly() PGOption { return func(s *PGKeyStore) { s.publicsOnly = true } }
 
 // NewPGKeyStore returns a key store on pool.
 func NewPGKeyStore(pool *pgxpool.Pool, opts ...PGOption) *PGKeyStore {
@@ -70,6 +76,9 @@ func (s *PGKeyStore) Keys(ctx context.Context) ([]Key, error) {
 				return err
 			}
 			k.Public = ed25519.PublicKey(pub)
+			if s.publicsOnly {
+				seed, sealed = nil, nil
+			}
 			if sealed != nil {
 				if seed, err = s.kek.openSeed(k.ID, sealed); err != nil {
 					return err
@@ -244,9 +253,13 @@ func (s *PGKeyStore) Rewrap(ctx context.Context, old *KEK) (int, error) {
 			if r.sealed != nil && sealedBy(r.sealed) == s.kek.Fingerprint() {
 				continue
 			}
-			seed := r.seed
+			seed, from := r.seed, old
+			if from == nil {
+				// Sealed with neither KEK: say so with both fingerprints.
+				from = s.kek
+			}
 			if r.sealed != nil {
-				if seed, err = old.openSeed(r.id, r.sealed); err != nil {
+				if seed, err = from.openSeed(r.id, r.sealed); err != nil {
 					return err
 				}
 			}

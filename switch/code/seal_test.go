@@ -141,8 +141,8 @@ func TestRewrap(t *testing.T) {
 
 	b := mustKEK(t)
 	storeB := NewPGKeyStore(pool, WithKEK(b))
-	if _, err := storeB.Rewrap(ctx, nil); !errors.Is(err, ErrSealed) {
-		t.Fatalf("rewrap without the old KEK: %v, want ErrSealed", err)
+	if _, err := storeB.Rewrap(ctx, nil); !errors.Is(err, ErrWrongKEK) || !strings.Contains(err.Error(), a.Fingerprint()) {
+		t.Fatalf("rewrap without the old KEK: %v, want ErrWrongKEK naming kek %s", err, a.Fingerprint())
 	}
 	if _, err := storeB.Rewrap(ctx, mustKEK(t)); !errors.Is(err, ErrWrongKEK) {
 		t.Fatalf("rewrap with a wrong old KEK: %v, want ErrWrongKEK", err)
@@ -188,5 +188,20 @@ func TestParseKEK(t *testing.T) {
 				t.Fatalf("%v prints the key", k)
 			}
 		})
+	}
+}
+
+// TestPublicsOnly: listing keys needs no KEK and reads no private half.
+func TestPublicsOnly(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := mustPool(t)
+	k, err := Rotate(ctx, NewPGKeyStore(pool, WithKEK(mustKEK(t))), "K1", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := NewPGKeyStore(pool, WithPublicsOnly()).Keys(ctx)
+	if err != nil || len(keys) != 1 || keys[0].Private != nil || !bytes.Equal(keys[0].Public, k.Public) {
+		t.Fatalf("publics only: %v, %v", keys, err)
 	}
 }
