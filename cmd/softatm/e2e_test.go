@@ -161,6 +161,14 @@ func TestEndToEndCancelAndRefusals(t *testing.T) {
 	}{
 		{"malformed JSON", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, "{not json", 400, "invalid_request"},
 		{"unknown field", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"acount": "1"}, "", 400, "invalid_request"},
+		// A duplicate key is refused, not "last wins" (nor first): the bank
+		// app and the switch must read one request the same way.
+		{"duplicate key", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"amount":200000,"phone_last4":"5611"}`, 400, "invalid_request"},
+		{"duplicate key in other case", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"AMOUNT":200000,"phone_last4":"5611"}`, 400, "invalid_request"},
+		{"name with a leading NUL", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"\u0000Nguyen Van An"}`, 422, "invalid_name"},
+		{"name with a control character", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"Nguyen\u0007Van An"}`, 422, "invalid_name"},
+		{"name with a bidi override", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"Nguyen \u202eVan An"}`, 422, "invalid_name"},
+		{"name with markup", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"<img src=x onerror=alert(1)>"}`, 422, "invalid_name"},
 		{"zero amount", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000011", "amount": 0, "phone_last4": "1234"}, "", 422, "invalid_amount"},
 		{"over the limit", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000011", "amount": 90_000_000, "phone_last4": "1234"}, "", 422, "invalid_amount"},
 		{"unknown account", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000009999", "amount": 100_000, "phone_last4": "1234"}, "", 422, "unknown_account"},
