@@ -136,6 +136,15 @@ func TestSigningSeedsSealed(t *testing.T) {
 		}
 	}
 
+	// Loading the demo fixtures again (a second `make run`) reads the keys
+	// without the KEK.
+	a := newAdmin(s.Pool)
+	err = a.loadDemo(ctx, s.Demo)
+	a.close()
+	if err != nil {
+		t.Fatalf("loading the demo fixtures again over sealed keys: %v", err)
+	}
+
 	start := func(kekHex string) error {
 		t.Helper()
 		m := &Main{Log: s.Main.Log, Config: s.Main.Config}
