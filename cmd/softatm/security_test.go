@@ -63,8 +63,7 @@ func TestPublicURLSecureCookieAndHSTS(t *testing.T) {
 		publicURL string
 		secure    bool
 	}{
-		{"", false},
-		{"http://atm.example.vn", false},
+		{"", false}, // an http:// URL is the same: see TestPublicURLScheme
 		{"https://atm.example.vn", true},
 	} {
 		t.Run(tc.publicURL, func(t *testing.T) {
@@ -101,10 +100,29 @@ func TestPublicURLSecureCookieAndHSTS(t *testing.T) {
 			}
 		})
 	}
-	var c ServeConfig
-	c.PublicURL = "atm.example.vn"
-	if _, err := c.https(); err == nil {
-		t.Fatal("-public-url without a scheme accepted")
+}
+
+// TestPublicURLScheme: only an https:// public URL turns on the Secure
+// cookie and HSTS; a URL serve cannot read is refused at start.
+func TestPublicURLScheme(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		url         string
+		https, isOK bool
+	}{
+		{"", false, true},
+		{"http://atm.example.vn", false, true},
+		{"https://atm.example.vn", true, true},
+		{"HTTPS://atm.example.vn:8443/", true, true},
+		{"atm.example.vn", false, false},
+		{"https://", false, false},
+		{"ftp://atm.example.vn", false, false},
+	} {
+		c := ServeConfig{PublicURL: tc.url}
+		https, err := c.https()
+		if https != tc.https || (err == nil) != tc.isOK {
+			t.Errorf("%q: https=%v err=%v, want https=%v ok=%v", tc.url, https, err, tc.https, tc.isOK)
+		}
 	}
 }
 
