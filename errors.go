@@ -23,6 +23,7 @@ import (
 const (
 	EInvalid          = "invalid_request"            // malformed input
 	EInvalidAmount    = "invalid_amount"             // amount <= 0, over the limit, not a multiple of the note
+	EInvalidName      = "invalid_name"               // a name with control, bidi-override or markup characters
 	EUnknownAccount   = "unknown_account"            // the bank does not know the account
 	EUnauthorized     = "unauthorized"               // no or bad credentials
 	EForbidden        = "forbidden"                  // authenticated, but not allowed

@@ -13,6 +13,7 @@ import (
 var httpStatus = map[string]int{
 	EInvalid:          http.StatusBadRequest,
 	EInvalidAmount:    http.StatusUnprocessableEntity,
+	EInvalidName:      http.StatusUnprocessableEntity,
 	EUnknownAccount:   http.StatusUnprocessableEntity,
 	EUnauthorized:     http.StatusUnauthorized,
 	EForbidden:        http.StatusForbidden,

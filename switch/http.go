@@ -1,6 +1,7 @@
 package atmswitch
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,10 +25,21 @@ func WriteJSON(w http.ResponseWriter, status int, v any) { softatm.WriteJSON(w, 
 // bodyMax bounds every JSON request body.
 const bodyMax = 64 << 10
 
-// DecodeJSON reads a JSON body strictly: unknown fields and trailing data
-// are errors, so a typo never silently changes a request.
+// DecodeJSON reads a JSON body strictly: unknown fields, duplicate keys (at
+// any depth) and trailing data are errors, so a typo or a second value never
+// silently changes a request.
 func DecodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r.Body, bodyMax))
+	body, err := io.ReadAll(io.LimitReader(r.Body, bodyMax))
+	if err != nil {
+		return softatm.Wrap(softatm.EInvalid, "cannot read the request body", err)
+	}
+	if key, dup := duplicateKey(body); dup {
+		if len(key) > 40 {
+			key = key[:40] + "..."
+		}
+		return softatm.Errorf(softatm.EInvalid, "malformed JSON body: key %q appears twice", key)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return softatm.Wrap(softatm.EInvalid, "malformed JSON body: "+jsonProblem(err), err)

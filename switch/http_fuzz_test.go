@@ -35,7 +35,7 @@ func FuzzRequestBodies(f *testing.F) {
 			}
 		}
 		switch c := softatm.ErrorCode(err); c {
-		case "", softatm.EInvalid, softatm.EInvalidAmount:
+		case "", softatm.EInvalid, softatm.EInvalidAmount, softatm.EInvalidName:
 		default:
 			t.Fatalf("create body %q: error code %q (%v)", body, c, err)
 		}

@@ -129,6 +129,9 @@ func (s *Service) validate(r *CreateRequest) error {
 		return softatm.Errorf(softatm.EInvalidAmount, "amount must be a multiple of %d", s.cfg.NoteUnit)
 	}
 	r.HolderName = strings.TrimSpace(r.HolderName)
+	if err := checkName("holder_name", r.HolderName); err != nil {
+		return err
+	}
 	if len(r.HolderName) > 100 {
 		return softatm.Errorf(softatm.EInvalid, "holder_name is too long")
 	}

@@ -121,7 +121,10 @@ func (a *admin) user(ctx context.Context, username, password string, role auth.R
 
 // ensureKey makes sure a signing key is active, generating one if needed.
 func ensureKey(ctx context.Context, pool *pgxpool.Pool) error {
-	store := code.NewPGKeyStore(pool)
+	// Public halves only: this needs no KEK, also once serve has sealed
+	// the seeds (a second `make run`). A key made here is written in clear
+	// and sealed by the next serve started with -key-file.
+	store := code.NewPGKeyStore(pool, code.WithPublicsOnly())
 	keys, err := store.Keys(ctx)
 	if err != nil {
 		return err

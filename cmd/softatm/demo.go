@@ -19,6 +19,7 @@ import (
 
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/localsrv"
+	"github.com/softatm/softatm/switch/code"
 	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
@@ -30,6 +31,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	dir := fs.String("dir", ".var", "where private servers keep their data")
 	listen := fs.String("listen", "127.0.0.1:8080", "switch HTTP address (a free port is used if it is taken)")
+	adminListen := fs.String("admin-listen", defaultAdminListen, "switch admin address: metrics, pprof (a free port is used if it is taken)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -88,18 +90,19 @@ func runDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("loading fixtures: %w", err)
 	}
+	keyFile, err := demoKeyFile(abs)
+	if err != nil {
+		return err
+	}
 
 	bankPort, _ := localsrv.FreePort()
 	controlPort, _ := localsrv.FreePort()
 	bankAddr := "127.0.0.1:" + strconv.Itoa(bankPort)
 	controlAddr := "127.0.0.1:" + strconv.Itoa(controlPort)
-	if l, err := net.Listen("tcp", *listen); err == nil {
-		l.Close()
-	} else {
-		p, _ := localsrv.FreePort()
-		*listen = "127.0.0.1:" + strconv.Itoa(p)
-	}
-	env := append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "SOFTATM_SECRET="+secret)
+	*listen = freeOr(*listen)
+	*adminListen = freeOr(*adminListen)
+	env := append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "SOFTATM_SECRET="+secret,
+		"SOFTATM_KEY_FILE="+keyFile)
 	status("starting bank simulator on %s", bankAddr)
 	sim, err := child(env, "banksim", "-listen", bankAddr, "-control", controlAddr)
 	if err != nil {
@@ -107,7 +110,7 @@ func runDemo(ctx context.Context, args []string) error {
 	}
 	defer stopChild(sim)
 	status("starting switch on %s", *listen)
-	sw, err := child(env, "serve", "-listen", *listen, "-bank", bankAddr, "-demo")
+	sw, err := child(env, "serve", "-listen", *listen, "-admin-listen", *adminListen, "-bank", bankAddr, "-demo")
 	if err != nil {
 		return err
 	}
@@ -124,14 +127,16 @@ softatm is running.
   Kiosk (teller)     %[1]s/kiosk           teller1 / teller1-demo (post office LS-001)
   Finance            %[1]s/finance         finance / finance-demo
   Bank API           %[1]s/v1/withdrawals  HTTP Basic mb-app:mb-demo-secret-0001 or agr-app:agr-demo-secret-0001
-  Metrics / health   %[1]s/metrics  %[1]s/readyz
+  Health             %[1]s/readyz
+  Metrics, pprof     %[6]s/metrics  %[6]s/debug/pprof/  (admin listener, loopback only)
   Bank simulator     ISO 8583 on %[2]s, control API http://%[3]s/accounts
 
   DATABASE_URL=%[4]s
   REDIS_URL=%[5]s
+  SOFTATM_KEY_FILE=%[7]s  (seals the signing keys' private seeds; keep it with the data)
 
 Press Ctrl-C to stop everything.
-`, base, bankAddr, controlAddr, dbURL, redisURL)
+`, base, bankAddr, controlAddr, dbURL, redisURL, "http://"+*adminListen, keyFile)
 
 	select {
 	case <-ctx.Done():
@@ -173,6 +178,35 @@ func demoSecret(dir string) (string, error) {
 	}
 	s := hex.EncodeToString(b[:])
 	return s, os.WriteFile(p, []byte(s), 0o600)
+}
+
+// demoKeyFile keeps one key-encryption key per demo directory (the signing
+// keys' seeds are sealed with it, so it must outlive a restart) and returns
+// its path.
+func demoKeyFile(dir string) (string, error) {
+	p := filepath.Join(dir, "signing.kek")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	text, err := code.NewKEKText()
+	if err != nil {
+		return "", err
+	}
+	return p, os.WriteFile(p, text, 0o600)
+}
+
+// freeOr returns addr if it can be listened on now, else a free loopback
+// address.
+func freeOr(addr string) string {
+	if l, err := net.Listen("tcp", addr); err == nil {
+		l.Close()
+		return addr
+	}
+	p, _ := localsrv.FreePort()
+	return "127.0.0.1:" + strconv.Itoa(p)
 }
 
 type childProc struct {

@@ -161,6 +161,14 @@ func TestEndToEndCancelAndRefusals(t *testing.T) {
 	}{
 		{"malformed JSON", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, "{not json", 400, "invalid_request"},
 		{"unknown field", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"acount": "1"}, "", 400, "invalid_request"},
+		// A duplicate key is refused, not "last wins" (nor first): the bank
+		// app and the switch must read one request the same way.
+		{"duplicate key", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"amount":200000,"phone_last4":"5611"}`, 400, "invalid_request"},
+		{"duplicate key in other case", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"AMOUNT":200000,"phone_last4":"5611"}`, 400, "invalid_request"},
+		{"name with a leading NUL", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"\u0000Nguyen Van An"}`, 422, "invalid_name"},
+		{"name with a control character", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"Nguyen\u0007Van An"}`, 422, "invalid_name"},
+		{"name with a bidi override", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"Nguyen \u202eVan An"}`, 422, "invalid_name"},
+		{"name with markup", "POST", "/v1/withdrawals", s.bankHeaders(""), nil, `{"account":"9704000000000011","amount":100000,"phone_last4":"5611","holder_name":"<img src=x onerror=alert(1)>"}`, 422, "invalid_name"},
 		{"zero amount", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000011", "amount": 0, "phone_last4": "1234"}, "", 422, "invalid_amount"},
 		{"over the limit", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000000011", "amount": 90_000_000, "phone_last4": "1234"}, "", 422, "invalid_amount"},
 		{"unknown account", "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{"account": "9704000000009999", "amount": 100_000, "phone_last4": "1234"}, "", 422, "unknown_account"},
@@ -206,7 +214,7 @@ func TestEndToEndCancelAndRefusals(t *testing.T) {
 func TestOpsEndpoints(t *testing.T) {
 	t.Parallel()
 	s := startSystem(t)
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz"} {
 		status, body := s.call(t, nil, "GET", path, nil, nil, nil)
 		if status != 200 {
 			t.Fatalf("%s: %d %s", path, status, body)
@@ -214,9 +222,9 @@ func TestOpsEndpoints(t *testing.T) {
 		if path == "/readyz" && !strings.Contains(string(body), `"bank_link":"up"`) {
 			t.Fatalf("readyz: %s", body)
 		}
-		if path == "/metrics" && !strings.Contains(string(body), "softatm_outbox_pending") {
-			t.Fatalf("metrics lack softatm_outbox_pending")
-		}
+	}
+	if status, body := get(t, s.AdminURL+"/metrics"); status != 200 || !strings.Contains(body, "softatm_outbox_pending") {
+		t.Fatalf("admin /metrics: %d, softatm_outbox_pending missing", status)
 	}
 	// With the bank gone, /readyz says so.
 	s.Sim.Close()

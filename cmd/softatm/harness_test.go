@@ -29,12 +29,16 @@ func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
 // fixtures, the shared test Redis under a prefix of its own, a bank
 // simulator on loopback, and the HTTP server on a free port.
 type system struct {
-	URL  string
-	Main *Main
-	Pool *pgxpool.Pool
-	Sim  *banksim.Sim
-	Demo fixtures.Demo
+	URL      string
+	AdminURL string // metrics and pprof, never on URL
+	Main     *Main
+	Pool     *pgxpool.Pool
+	Sim      *banksim.Sim
+	Demo     fixtures.Demo
 }
+
+// testKEK is the key-encryption key of the test systems' signing keys.
+const testKEK = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
 func startSystem(t *testing.T, tweak ...func(*ServeConfig)) *system {
 	t.Helper()
@@ -74,7 +78,12 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	m := &Main{Log: quiet}
 	m.Config.Switch = atmswitch.DefaultConfig()
 	m.Config.Outbox = atmswitch.DefaultOutboxConfig()
+	m.Config.Timeouts = DefaultTimeouts()
 	m.Config.Listen = "127.0.0.1:0"
+	m.Config.AdminListen = "127.0.0.1:0"
+	// Every system seals its signing keys, as production does: the demo
+	// fixtures' key is written in clear and sealed when Run starts.
+	m.Config.KEK = testKEK
 	m.Config.DatabaseURL = dbURL
 	m.Config.RedisURL = redisURL
 	m.Config.RedisPrefix = prefix
@@ -93,7 +102,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	s := &system{URL: "http://" + m.Addr.String(), Main: m, Pool: pool, Sim: sim, Demo: d}
+	s := &system{URL: "http://" + m.Addr.String(), AdminURL: "http://" + m.AdminAddr.String(), Main: m, Pool: pool, Sim: sim, Demo: d}
 	deadline := time.Now().Add(10 * time.Second)
 	for !m.Bank.Up() {
 		if time.Now().After(deadline) {

@@ -43,7 +43,7 @@ commands:
   serve     run the switch (bank API, kiosk and finance pages, outbox and sweeper)
   banksim   run the issuer simulator
   migrate   apply database migrations
-  keys      manage code-signing keys: generate | list | activate ID | retire ID
+  keys      manage code-signing keys: generate | list | activate ID | retire ID | new-kek PATH | rewrap
   admin     bank | client | post-office | kiosk | user | load-demo | check
   recon     settlement | import | report
   demo      start everything on private servers and print where to look

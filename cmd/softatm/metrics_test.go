@@ -11,7 +11,7 @@ import (
 )
 
 // TestMetricsLint runs one withdrawal end to end, scrapes /metrics of the
-// running Main and checks every family with promlint (what `promtool check
+// running Main's admin listener and checks every family with promlint (what `promtool check
 // metrics` runs), and that the operator's metrics are there.
 func TestMetricsLint(t *testing.T) {
 	t.Parallel()
@@ -27,7 +27,7 @@ func TestMetricsLint(t *testing.T) {
 	}
 	s.waitState(t, wd.ID, "completed")
 
-	resp, err := http.Get(s.URL + "/metrics")
+	resp, err := http.Get(s.AdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

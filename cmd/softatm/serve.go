@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"time"
 
@@ -32,7 +33,19 @@ import (
 // ServeConfig is everything `softatm serve` needs. Flags default to the
 // environment variables named in their help.
 type ServeConfig struct {
-	Listen      string
+	Listen string
+	// AdminListen serves /metrics and /debug/pprof/, apart from the public
+	// listener (which answers 404 for them); "" serves no admin listener.
+	AdminListen string
+	// PublicURL is the address clients use, e.g. https://atm.example.vn
+	// behind a TLS proxy. With https the session cookie is Secure and every
+	// answer carries Strict-Transport-Security.
+	PublicURL string
+	// KeyFile holds the key-encryption key of the signing keys' private
+	// seeds (64 hex digits); KEK is that key itself (SOFTATM_KEK), used when
+	// KeyFile is empty. Neither: seeds are kept in clear, with a warning.
+	KeyFile     string
+	KEK         string
 	DatabaseURL string
 	RedisURL    string
 	RedisPrefix string
@@ -42,6 +55,7 @@ type ServeConfig struct {
 	Demo        bool
 	Switch      atmswitch.Config
 	Outbox      atmswitch.OutboxConfig
+	Timeouts    Timeouts
 	SweepEvery  time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
@@ -55,6 +69,39 @@ type ServeConfig struct {
 	LedgerBatchWait time.Duration
 }
 
+// Timeouts are serve's own deadlines (the switch's are in
+// atmswitch.Config); DefaultTimeouts has each default beside its reason.
+type Timeouts struct {
+	HTTPReadHeader time.Duration // a client's request headers
+	HTTPRead       time.Duration // a whole request, body included
+	HTTPWrite      time.Duration // from the end of the headers to the end of the answer
+	HTTPIdle       time.Duration // a kept-alive connection with no request
+	Shutdown       time.Duration // Close: in-flight requests finish within it
+	Ready          time.Duration // /readyz: each dependency's ping
+	RedisDial      time.Duration
+	RedisRead      time.Duration
+	RedisWrite     time.Duration
+}
+
+// DefaultTimeouts returns serve's default deadlines.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{
+		HTTPReadHeader: 10 * time.Second, // slow-header clients hold a connection no longer
+		HTTPRead:       30 * time.Second, // bodies are small (JSON, a settlement file)
+		// Longer than every handler's own deadline (the bank's 0110 is
+		// -auth-timeout), so that a slow answer is sent, not cut.
+		HTTPWrite: 60 * time.Second,
+		HTTPIdle:  2 * time.Minute,
+		Shutdown:  10 * time.Second,
+		Ready:     2 * time.Second,
+		// Short: Redis is the fast gate, and when it is slow we would rather
+		// fall back to the database than make the teller wait.
+		RedisDial:  500 * time.Millisecond,
+		RedisRead:  300 * time.Millisecond,
+		RedisWrite: 300 * time.Millisecond,
+	}
+}
+
 // Ledger batching defaults, chosen with bench/cmd/loadgen (see
 // bench/RESULTS.md): payouts on one hot till and one bank's receivable
 // serialise on those rows, and committing the waiting units together turns
@@ -64,6 +111,14 @@ const (
 	// No waiting for company: while a batch commits, the next one fills by
 	// itself; at low load a wait would only add latency (bench/RESULTS.md).
 	defaultLedgerBatchWait = 0
+	// defaultAdminListen is loopback: metrics and profiles tell an outsider
+	// too much (load, code paths), so reaching them from elsewhere is an
+	// operator's explicit choice.
+	defaultAdminListen = "127.0.0.1:9090"
+	// hstsMaxAge is how long a browser, once told, refuses plain HTTP to
+	// this host: a year, the usual value. No includeSubDomains: the switch
+	// does not know the other hosts of its domain.
+	hstsMaxAge = 365 * 24 * time.Hour
 )
 
 func envOr(name, def string) string {
@@ -76,7 +131,12 @@ func envOr(name, def string) string {
 func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	c.Switch = atmswitch.DefaultConfig()
 	c.Outbox = atmswitch.DefaultOutboxConfig()
+	c.Timeouts = DefaultTimeouts()
 	fs.StringVar(&c.Listen, "listen", envOr("SOFTATM_LISTEN", "127.0.0.1:8080"), "HTTP address (SOFTATM_LISTEN)")
+	fs.StringVar(&c.AdminListen, "admin-listen", envOr("SOFTATM_ADMIN_LISTEN", defaultAdminListen), "address of /metrics and /debug/pprof/, never on -listen; empty: none (SOFTATM_ADMIN_LISTEN)")
+	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SOFTATM_PUBLIC_URL"), "the URL clients use; https:// (TLS at a proxy) makes the session cookie Secure and sends HSTS (SOFTATM_PUBLIC_URL)")
+	fs.StringVar(&c.KeyFile, "key-file", os.Getenv("SOFTATM_KEY_FILE"), "file holding the key-encryption key that seals the signing keys' private seeds (SOFTATM_KEY_FILE; or the key itself in SOFTATM_KEK)")
+	c.KEK = os.Getenv("SOFTATM_KEK")
 	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (REDIS_URL)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
@@ -98,9 +158,69 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
+	t := &c.Timeouts
+	for _, d := range []struct {
+		p          *time.Duration
+		name, help string
+	}{
+		{&t.HTTPReadHeader, "http-read-header-timeout", "deadline for a request's headers"},
+		{&t.HTTPRead, "http-read-timeout", "deadline for a whole request"},
+		{&t.HTTPWrite, "http-write-timeout", "deadline for an answer; longer than -auth-timeout"},
+		{&t.HTTPIdle, "http-idle-timeout", "how long an idle kept-alive connection stays open"},
+		{&t.Shutdown, "shutdown-timeout", "how long in-flight requests get to finish on stop"},
+		{&t.Ready, "ready-timeout", "deadline of each dependency's ping in /readyz"},
+		{&t.RedisDial, "redis-dial-timeout", "deadline for a Redis connection; past it the database answers"},
+		{&t.RedisRead, "redis-read-timeout", "deadline for a Redis reply"},
+		{&t.RedisWrite, "redis-write-timeout", "deadline for a Redis write"},
+	} {
+		fs.DurationVar(d.p, d.name, *d.p, d.help)
+	}
 	var poolMax int
 	fs.IntVar(&poolMax, "db-conns", 32, "PostgreSQL connections")
 	c.PoolMax = int32(poolMax)
+}
+
+// check refuses a configuration serve cannot run with.
+func (c *ServeConfig) check() error {
+	if c.DatabaseURL == "" {
+		return errors.New("DATABASE_URL (or -database) is required")
+	}
+	if c.Secret == "" {
+		return errors.New("SOFTATM_SECRET (or -secret) is required: it keys the numeric-code hashes")
+	}
+	if len(c.Switch.TerminalID) != 8 {
+		return fmt.Errorf("terminal id %q must be 8 characters", c.Switch.TerminalID)
+	}
+	if c.SweepEvery <= 0 || c.PurgeEvery <= 0 || c.KeysKeep <= 0 {
+		return errors.New("-sweep-every, -purge-every and -idempotency-keep must be positive")
+	}
+	t := c.Timeouts
+	for _, d := range []time.Duration{t.HTTPReadHeader, t.HTTPRead, t.HTTPWrite, t.HTTPIdle, t.Shutdown, t.Ready,
+		t.RedisDial, t.RedisRead, t.RedisWrite} {
+		if d <= 0 {
+			return errors.New("every -*-timeout must be positive")
+		}
+	}
+	_, err := c.https()
+	return err
+}
+
+// https reports whether clients reach the switch over HTTPS (-public-url).
+func (c *ServeConfig) https() (bool, error) {
+	if c.PublicURL == "" {
+		return false, nil
+	}
+	u, err := url.Parse(c.PublicURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return false, fmt.Errorf("-public-url %q: want http:// or https:// and a host", c.PublicURL)
+	}
+	return u.Scheme == "https", nil
+}
+
+// kek returns the key-encryption key of the signing keys' seeds, or nil if
+// none is configured.
+func (c *ServeConfig) kek() (*code.KEK, error) {
+	return loadKEK(c.KeyFile, c.KEK)
 }
 
 // clockOffsetEnv names a hidden setting for the fault tests
@@ -127,11 +247,12 @@ type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
 
-	Addr   net.Addr // the HTTP address, once Run has started
-	Pool   *pgxpool.Pool
-	Redis  *redis.Client
-	Bank   *iso.Client
-	Ledger *ledger.Ledger
+	Addr      net.Addr // the HTTP address, once Run has started
+	AdminAddr net.Addr // the admin address (metrics, pprof); nil without one
+	Pool      *pgxpool.Pool
+	Redis     *redis.Client
+	Bank      *iso.Client
+	Ledger    *ledger.Ledger
 	// Keys commits the idempotency store's writes: a second committer,
 	// because those writes share no table with the ledger's and so can run
 	// beside it without conflicting.
@@ -140,74 +261,39 @@ type Main struct {
 	Outbox  *atmswitch.Outbox
 	Auth    *auth.Service
 
-	srv    *http.Server
+	srvs   []*http.Server
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
 // Run opens every connection and starts serving; it returns once the
-// listener is up. Close stops everything.
+// listeners are up. Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
 	if m.Log == nil {
 		m.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	if c.DatabaseURL == "" {
-		return errors.New("DATABASE_URL (or -database) is required")
-	}
-	if c.Secret == "" {
-		return errors.New("SOFTATM_SECRET (or -secret) is required: it keys the numeric-code hashes")
-	}
-	if len(c.Switch.TerminalID) != 8 {
-		return fmt.Errorf("terminal id %q must be 8 characters", c.Switch.TerminalID)
-	}
-	if c.SweepEvery <= 0 || c.PurgeEvery <= 0 || c.KeysKeep <= 0 {
-		return errors.New("-sweep-every, -purge-every and -idempotency-keep must be positive")
+	if err := c.check(); err != nil {
+		return err
 	}
 	c.Switch.Secret = []byte(c.Secret)
 	clock, err := clockFromEnv()
 	if err != nil {
 		return err
 	}
-
-	pcfg, err := pgxpool.ParseConfig(c.DatabaseURL)
-	if err != nil {
-		return fmt.Errorf("parsing DATABASE_URL: %w", err)
+	if err := m.openPool(ctx); err != nil {
+		return err
 	}
-	pcfg.MaxConns = c.PoolMax
-	if m.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
-		return fmt.Errorf("opening database: %w", err)
-	}
-	if err := m.Pool.Ping(ctx); err != nil {
-		return fmt.Errorf("database: %w", err)
-	}
-
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := atmswitch.NewMetrics(reg)
-
 	var gate atmswitch.Gate
 	if c.RedisURL != "" {
-		opt, err := redis.ParseURL(c.RedisURL)
-		if err != nil {
-			return fmt.Errorf("parsing REDIS_URL: %w", err)
+		if m.Redis, err = openRedis(c.RedisURL, c.Timeouts); err != nil {
+			return err
 		}
-		// Short timeouts: Redis is the fast gate, and when it is slow we would
-		// rather fall back to the database than make the teller wait.
-		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 500*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond
-		opt.MaxRetries = 1
-		// One dial per attempt: go-redis otherwise dials 5 times 100 ms
-		// apart, so with Redis refusing connections every gate call took
-		// ~1 s and a payout ~4 s before falling back (switch/faults
-		// scenario 5).
-		opt.DialerRetries = 1
-		// No CLIENT SETINFO on connect: Redis before 7.2 refuses it, and the
-		// refused pipeline would count as a Redis error in the metrics.
-		opt.DisableIdentity = true
-		m.Redis = redis.NewClient(opt)
 		gate = replay.New(m.Redis, c.RedisPrefix)
 	}
-
 	m.Bank = iso.NewClient(c.BankAddr, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
 		iso.WithObserver(metrics.ObserveISO),
 		iso.WithLateReply(func(mti, stan, rrn string) {
@@ -216,10 +302,9 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
-	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool), code.WithSkew(c.Switch.ClockSkew), code.WithMaxLifetime(c.Switch.CodeTTL),
-		code.WithClock(clock))
-	if err := keyring.Load(ctx); err != nil {
-		return fmt.Errorf("loading signing keys (run `softatm keys generate`): %w", err)
+	keyring, err := m.openKeyring(ctx, clock)
+	if err != nil {
+		return err
 	}
 	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Ledger, m.Bank, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
@@ -228,7 +313,89 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
+	https, _ := c.https() // checked above
+	if m.Addr, err = m.serve(c.Listen, withTransportSecurity(m.routes(metrics, idems), https)); err != nil {
+		return err
+	}
+	if c.AdminListen != "" {
+		if m.AdminAddr, err = m.serve(c.AdminListen, adminHandler(reg)); err != nil {
+			return fmt.Errorf("admin listener: %w", err)
+		}
+	}
+	m.startWorkers(idems, clock)
+	return nil
+}
 
+// openPool opens and pings the database.
+func (m *Main) openPool(ctx context.Context) error {
+	pcfg, err := pgxpool.ParseConfig(m.Config.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("parsing DATABASE_URL: %w", err)
+	}
+	pcfg.MaxConns = m.Config.PoolMax
+	if m.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return fmt.Errorf("opening database: %w", err)
+	}
+	if err := m.Pool.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+// openRedis makes the Redis client of the replay gate.
+func openRedis(redisURL string, t Timeouts) (*redis.Client, error) {
+	opt, err := redis.ParseURL(redisURL)
+	if err != nil {
+		return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t.RedisDial, t.RedisRead, t.RedisWrite
+	opt.MaxRetries = 1
+	// One dial per attempt: go-redis otherwise dials 5 times 100 ms
+	// apart, so with Redis refusing connections every gate call took
+	// ~1 s and a payout ~4 s before falling back (switch/faults
+	// scenario 5).
+	opt.DialerRetries = 1
+	// No CLIENT SETINFO on connect: Redis before 7.2 refuses it, and the
+	// refused pipeline would count as a Redis error in the metrics.
+	opt.DisableIdentity = true
+	return redis.NewClient(opt), nil
+}
+
+// openKeyring loads the signing keys. With a key-encryption key it first
+// seals every seed still in clear (written by `softatm keys` or `admin
+// load-demo` without one), so that from then on the database holds none;
+// without one it runs on clear seeds with a warning, and refuses to start
+// when a seed is sealed (the keyring's load fails with code.ErrSealed).
+func (m *Main) openKeyring(ctx context.Context, clock func() time.Time) (*code.Keyring, error) {
+	kek, err := m.Config.kek()
+	if err != nil {
+		return nil, err
+	}
+	var opts []code.PGOption
+	if kek == nil {
+		m.Log.Warn("no key-encryption key (-key-file): signing keys' private seeds are kept in clear in the database")
+	} else {
+		opts = append(opts, code.WithKEK(kek))
+		n, err := code.NewPGKeyStore(m.Pool, opts...).Rewrap(ctx, nil)
+		if err != nil {
+			return nil, fmt.Errorf("sealing signing keys with %s: %w", kek, err)
+		}
+		if n > 0 {
+			m.Log.Info("sealed signing keys' private seeds", "keys", n, "kek", kek.Fingerprint())
+		}
+	}
+	c := m.Config.Switch
+	keyring := code.NewKeyring(code.NewPGKeyStore(m.Pool, opts...), code.WithSkew(c.ClockSkew),
+		code.WithMaxLifetime(c.CodeTTL), code.WithClock(clock))
+	if err := keyring.Load(ctx); err != nil {
+		return nil, fmt.Errorf("loading signing keys (`softatm keys generate` makes one): %w", err)
+	}
+	return keyring, nil
+}
+
+// routes is the public API, the kiosk and finance pages, and the health
+// checks. /metrics and /debug/ are not here: they are on the admin listener.
+func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }
 	bankAPI := &atmswitch.BankAPI{Service: m.Service, Log: m.Log, BankOf: func(r *http.Request) (string, bool) {
@@ -266,26 +433,69 @@ func (m *Main) Run(ctx context.Context) error {
 	route("GET /v1/finance/exceptions", asFinance(http.HandlerFunc(fin.Exceptions)))
 	route("POST /v1/finance/exceptions/{id}/resolve", finIdem(fin.ResolveException))
 
-	teller.MountPages(mux, c.Demo)
-	if c.Demo {
+	teller.MountPages(mux, m.Config.Demo)
+	if m.Config.Demo {
 		demo := &teller.Demo{Service: m.Service, Pool: m.Pool, Log: m.Log}
 		demo.Mount(mux)
 	}
-
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		atmswitch.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", m.ready)
+	return mux
+}
 
-	ln, err := net.Listen("tcp", c.Listen)
-	if err != nil {
-		return err
+// withTransportSecurity, when clients reach the switch over HTTPS (a TLS
+// proxy in front, -public-url https://...), tells browsers to keep to HTTPS
+// (HSTS) and marks each request so that the session cookie is Secure.
+// Without it, nothing changes: a plain-HTTP deployment (the demo) must not
+// send HSTS, which would lock browsers out of it.
+func withTransportSecurity(next http.Handler, https bool) http.Handler {
+	if !https {
+		return next
 	}
-	m.Addr = ln.Addr()
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+	hsts := fmt.Sprintf("max-age=%d", int(hstsMaxAge/time.Second))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Strict-Transport-Security", hsts)
+		next.ServeHTTP(w, r.WithContext(auth.WithHTTPS(r.Context())))
+	})
+}
 
+// adminHandler serves the operator's endpoints: Prometheus metrics and the
+// Go profiler. pprof's cmdline handler is left out: it would print the
+// command line, and -secret may be on it.
+func adminHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// serve listens on addr and serves h there until Close.
+func (m *Main) serve(addr string, h http.Handler) (net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	t := m.Config.Timeouts
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: t.HTTPReadHeader, ReadTimeout: t.HTTPRead,
+		WriteTimeout: t.HTTPWrite, IdleTimeout: t.HTTPIdle}
+	m.srvs = append(m.srvs, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server", "addr", ln.Addr().String(), "err", err)
+		}
+	}()
+	return ln.Addr(), nil
+}
+
+// startWorkers starts the outbox, the sweeper and the purge; Close stops
+// them.
+func (m *Main) startWorkers(idems *idem.Store, clock func() time.Time) {
+	c := m.Config
 	bg, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.done = make(chan struct{})
@@ -299,12 +509,6 @@ func (m *Main) Run(ctx context.Context) error {
 			<-done
 		}
 	}()
-	go func() {
-		if err := m.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.Log.Error("http server", "err", err)
-		}
-	}()
-	return nil
 }
 
 // purge deletes, every every, the finished idempotency keys older than
@@ -330,7 +534,7 @@ func (m *Main) purge(ctx context.Context, keys *idem.Store, every, keep time.Dur
 
 // readyz reports each dependency; 503 if any is down.
 func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), m.Config.Timeouts.Ready)
 	defer cancel()
 	status := map[string]string{"database": "up", "redis": "up", "bank_link": "up"}
 	code := http.StatusOK
@@ -352,11 +556,11 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 // Close stops serving, lets in-flight requests finish, and closes every
 // connection.
 func (m *Main) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), m.Config.Timeouts.Shutdown)
 	defer cancel()
 	var errs []error
-	if m.srv != nil {
-		errs = append(errs, m.srv.Shutdown(ctx))
+	for _, srv := range m.srvs {
+		errs = append(errs, srv.Shutdown(ctx))
 	}
 	if m.cancel != nil {
 		m.cancel()
@@ -383,50 +587,18 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	var m Main
 	m.Config.flags(fs)
-	// -pprof is hidden (left out of the usage text): a debugging aid for
-	// profiling under load (bench/cmd/loadgen -pprof), never for production.
-	pprofAddr := fs.String("pprof", "", "")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage of serve:\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			if f.Name != "pprof" {
-				fmt.Fprintf(fs.Output(), "  -%s\n    \t%s (default %q)\n", f.Name, f.Usage, f.DefValue)
-			}
-		})
-	}
 	if err := fs.Parse(args); err != nil {
 		return err
-	}
-	if *pprofAddr != "" {
-		stop, err := servePprof(*pprofAddr)
-		if err != nil {
-			return err
-		}
-		defer stop()
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
 		return err
 	}
-	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "bank", m.Config.BankAddr)
+	admin := "none"
+	if m.AdminAddr != nil {
+		admin = "http://" + m.AdminAddr.String()
+	}
+	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "admin", admin, "bank", m.Config.BankAddr)
 	<-ctx.Done()
 	return m.Close()
-}
-
-// servePprof serves net/http/pprof on its own listener, apart from the
-// switch's mux, so the profiling handlers are never reachable on -listen.
-func servePprof(addr string) (stop func(), err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("pprof listener: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return func() { _ = srv.Close() }, nil
 }

@@ -21,7 +21,17 @@ type ctxKey int
 const (
 	ctxBankClient ctxKey = iota
 	ctxSession
+	ctxHTTPS
 )
+
+// WithHTTPS marks ctx as a request the client sent over HTTPS to a TLS
+// proxy in front of the switch (serve -public-url https://...): it reaches
+// the switch over plain HTTP, so r.TLS is nil, yet its session cookie must
+// be Secure so that the browser never sends it over plain HTTP.
+func WithHTTPS(ctx context.Context) context.Context { return context.WithValue(ctx, ctxHTTPS, true) }
+
+// overHTTPS reports a request that came over TLS, here or at the proxy.
+func overHTTPS(r *http.Request) bool { return r.TLS != nil || r.Context().Value(ctxHTTPS) != nil }
 
 // BankClientFrom returns the bank client RequireBankClient put in ctx.
 func BankClientFrom(ctx context.Context) (BankClient, bool) {
@@ -48,7 +58,8 @@ func WithSession(ctx context.Context, sess Session) context.Context {
 
 // SetSessionCookie sends the session cookie for sess: HttpOnly (no script
 // reads it), SameSite=Strict (no other site sends it), Secure when the
-// request came over TLS, and expiring with the session.
+// request came over TLS (here or at a proxy: WithHTTPS), and expiring with
+// the session.
 func (s *Service) SetSessionCookie(w http.ResponseWriter, r *http.Request, sess Session) {
 	maxAge := int(sess.ExpiresAt.Sub(s.now()) / time.Second)
 	if maxAge <= 0 {
@@ -61,7 +72,7 @@ func (s *Service) SetSessionCookie(w http.ResponseWriter, r *http.Request, sess 
 		Expires:  sess.ExpiresAt,
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   overHTTPS(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 }
@@ -75,7 +86,7 @@ func (s *Service) ClearSessionCookie(w http.ResponseWriter, r *http.Request) {
 		Path:     "/",
 		MaxAge:   -1,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   overHTTPS(r),
 		SameSite: http.SameSiteStrictMode,
 	})
 }

@@ -34,9 +34,10 @@
 // a time) and 'retired' afterwards. Codes live at most MaxLifetime, so a
 // retired key keeps verifying until RetiredAt + MaxLifetime + skew and is
 // refused after that. Retiring a key with a RetiredAt far enough in the past
-// revokes it at once (for a leaked key). Private keys are stored in the
-// database (table signing_keys) in this version; the production answer is an
-// HSM or a KMS that signs without ever handing the key out.
+// revokes it at once (for a leaked key). Private seeds are stored in the
+// database (table signing_keys), sealed with a key-encryption key kept
+// outside it (seal.go); the production answer is still an HSM or a KMS that
+// signs without ever handing the key out.
 //
 // # Numeric fallback
 //

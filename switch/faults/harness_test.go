@@ -314,7 +314,9 @@ func (e *env) serve(terminal string, so serveOpts) *proc {
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
 	p := &proc{e: e, name: terminal, terminal: terminal, url: "http://" + listen,
 		logPath: filepath.Join(e.logDir, terminal+".log")}
-	p.args = append([]string{"serve", "-listen", listen, "-database", dbURL, "-redis", redisURL,
+	// -admin-listen on a port of its own: several instances share this
+	// host, and the default admin port would let only the first start.
+	p.args = append([]string{"serve", "-listen", listen, "-admin-listen", "127.0.0.1:0", "-database", dbURL, "-redis", redisURL,
 		"-redis-prefix", e.prefix, "-bank", e.bank.Addr(), "-secret", testSecret, "-terminal", terminal,
 		"-claim-ttl", claimTTL, "-sweep-every", "300ms", "-requested-max", "3s", "-outbox-lease", "3s",
 		"-outbox-backoff-max", "1s", "-outbox-max-attempts", "1000", "-auth-timeout", "2s",

@@ -42,8 +42,10 @@
 //     check fails) and the handlers' own state checks keep the money safe.
 //   - Safe methods (GET, HEAD, OPTIONS) pass straight through: they change
 //     nothing, so they need no key.
-//   - Only the status, Content-Type and body are replayed; handlers must not
-//     put anything else the client needs into other headers.
+//   - Only the status, Content-Type and body are replayed, with
+//     Cache-Control: no-store and X-Content-Type-Options: nosniff as every
+//     API answer has them; handlers must not put anything else the client
+//     needs into other headers.
 //
 // This package must not import any other softatm package except the root
 // softatm package (the error codes and the error writer) and ledger (whose
@@ -381,6 +383,11 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 				if prev.contentType != "" {
 					w.Header().Set("Content-Type", prev.contentType)
 				}
+				// Every stored answer is an API answer, sent first with
+				// softatm.WriteJSON's headers: the replay keeps them, so
+				// that a create's numeric code is not cached or sniffed.
+				w.Header().Set("Cache-Control", "no-store")
+				w.Header().Set("X-Content-Type-Options", "nosniff")
 				w.Header().Set(HeaderReplayed, "true")
 				w.WriteHeader(prev.status)
 				_, _ = w.Write(prev.body)

@@ -431,3 +431,36 @@ func TestSealedBodies(t *testing.T) {
 		t.Fatalf("replay: first %+v second %+v", first, second)
 	}
 }
+
+// TestReplayKeepsSecurityHeaders: a replayed answer is never cached and
+// never sniffed, like the first (softatm.WriteJSON's headers); a create's
+// answer holds a numeric code.
+func TestReplayKeepsSecurityHeaders(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		softatm.WriteJSON(w, http.StatusCreated, map[string]string{"numeric_code": "123456789012"})
+	})
+	srv := httptest.NewServer(h.store.Middleware(func(r *http.Request) (string, bool) { return "bankA", true })(handler))
+	t.Cleanup(srv.Close)
+	send := func() http.Header {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/withdrawals", strings.NewReader(`{}`))
+		req.Header.Set(idem.HeaderKey, "k-headers")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header
+	}
+	first, replay := send(), send()
+	if replay.Get(idem.HeaderReplayed) != "true" {
+		t.Fatal("the second answer was not a replay")
+	}
+	for _, name := range []string{"Cache-Control", "X-Content-Type-Options", "Content-Type"} {
+		if first.Get(name) == "" || replay.Get(name) != first.Get(name) {
+			t.Errorf("%s: first %q, replay %q", name, first.Get(name), replay.Get(name))
+		}
+	}
+}

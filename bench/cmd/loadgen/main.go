@@ -56,7 +56,7 @@ type opts struct {
 
 	ledgerBatch     int
 	ledgerBatchWait time.Duration
-	pprof           string
+	admin           string
 
 	rawDuration  time.Duration
 	commitsPerWd int
@@ -86,7 +86,7 @@ func main() {
 	flag.DurationVar(&o.poll, "poll", 20*time.Millisecond, "how often a client polls its withdrawal until completed")
 	flag.IntVar(&o.ledgerBatch, "ledger-batch", 0, "passed to softatm serve -ledger-batch (0: serve's default)")
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
-	flag.StringVar(&o.pprof, "pprof", "", "passed to softatm serve -pprof: serve net/http/pprof on this address, to profile the switch under load")
+	flag.StringVar(&o.admin, "admin", "", "the switch's admin listener (metrics, /debug/pprof/), where the committer figures are scraped: passed to softatm serve -admin-listen (default: a free loopback port); with -url, where the running switch serves it (default 127.0.0.1:9090)")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
 	// 11 = create (idempotency begin + finish, the request row, the
 	// approval with its hold) 4 + scan (idempotency 2, the claim) 3 +
@@ -137,7 +137,7 @@ func run(ctx context.Context, o opts) error {
 	if w.DBURL != "" {
 		before, _ = readCounters(ctx, w.DBURL)
 	}
-	mBefore, err := scrape(ctx, w.URL)
+	mBefore, err := scrape(ctx, w.AdminURL)
 	if err != nil {
 		status("no committer figures: %v", err)
 	}
@@ -147,7 +147,7 @@ func run(ctx context.Context, o opts) error {
 	if err != nil {
 		return err
 	}
-	if mAfter, err := scrape(ctx, w.URL); err != nil {
+	if mAfter, err := scrape(ctx, w.AdminURL); err != nil {
 		status("no committer figures: %v", err)
 	} else if mBefore != nil {
 		res.committer = committerFigures(mBefore, mAfter, time.Since(loadStart), o.ledgerBatch == 1)
@@ -184,7 +184,11 @@ func targetWorld(o opts) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &world{URL: strings.TrimRight(o.url, "/"), DBURL: o.database, PGAdmin: o.database, Redis: o.redis}
+	admin := o.admin
+	if admin == "" {
+		admin = "127.0.0.1:9090" // softatm serve's default -admin-listen
+	}
+	w := &world{URL: strings.TrimRight(o.url, "/"), AdminURL: "http://" + admin, DBURL: o.database, PGAdmin: o.database, Redis: o.redis}
 	for _, b := range d.Banks {
 		bb := benchBank{Code: b.Code, ClientID: b.ClientID, Secret: b.ClientSecret}
 		for _, a := range d.Accounts {

@@ -39,14 +39,15 @@ const (
 
 // world is the system under test, as the load sees it.
 type world struct {
-	URL     string
-	DBURL   string // "" in target mode without -database
-	PGAdmin string // the server's admin URL, for the raw-commit database
-	Redis   string
-	Banks   []benchBank
-	Tellers []benchTeller
-	Sim     *banksim.Sim
-	rawURL  string // the raw-commit database, once made
+	URL      string
+	AdminURL string // the switch's /metrics, on its admin listener
+	DBURL    string // "" in target mode without -database
+	PGAdmin  string // the server's admin URL, for the raw-commit database
+	Redis    string
+	Banks    []benchBank
+	Tellers  []benchTeller
+	Sim      *banksim.Sim
+	rawURL   string // the raw-commit database, once made
 
 	stop []func()
 }
@@ -149,9 +150,15 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	if o.ledgerBatch > 0 {
 		args = append(args, "-ledger-batch", strconv.Itoa(o.ledgerBatch), "-ledger-batch-wait", o.ledgerBatchWait.String())
 	}
-	if o.pprof != "" {
-		args = append(args, "-pprof", o.pprof)
+	admin := o.admin
+	if admin == "" {
+		p, err := localsrv.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		admin = "127.0.0.1:" + strconv.Itoa(p)
 	}
+	args = append(args, "-admin-listen", admin)
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+benchSwitchSecret)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -172,7 +179,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 		}
 		logFile.Close()
 	})
-	w.URL = "http://" + listen
+	w.URL, w.AdminURL = "http://"+listen, "http://"+admin
 	if err := localsrv.WaitHTTP(ctx, w.URL+"/readyz", serveStartMax, exited); err != nil {
 		return nil, fmt.Errorf("softatm serve did not become ready (see %s): %w", logPath, err)
 	}
