@@ -49,6 +49,7 @@ type env struct {
 	svc    *atmswitch.Service
 	outbox *atmswitch.Outbox
 	cfg    atmswitch.Config
+	codes  *code.Keyring // signs and verifies for every Service of this env
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -97,6 +98,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		t.Fatal(err)
 	}
 
+	e.codes = keyring
 	seed(t, pool, e.ledger)
 	e.cfg = atmswitch.DefaultConfig()
 	e.cfg.Secret = []byte("test-secret")
