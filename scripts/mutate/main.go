@@ -414,6 +414,75 @@ func (r *runner) run(ctx context.Context, g Guard) Result {
 	return res
 }
 
+// startServers starts a private PostgreSQL and Redis in dir (each unless
+// DATABASE_URL / REDIS_URL is set) and returns the environment that points
+// the tests at them.
+func startServers(ctx context.Context, dir string) (env []string, stop func(), err error) {
+	env = os.Environ()
+	var servers []*localsrv.Server
+	stop = func() {
+		for _, s := range servers {
+			s.Stop()
+		}
+	}
+	if os.Getenv("DATABASE_URL") == "" {
+		pg, err := localsrv.StartPostgres(ctx, filepath.Join(dir, "pg"), localsrv.PostgresOptions{MaxConnections: 400})
+		if err != nil {
+			return nil, stop, fmt.Errorf("private PostgreSQL: %w", err)
+		}
+		servers = append(servers, pg)
+		if err := localsrv.WaitPostgres(ctx, pg.URL); err != nil {
+			stop()
+			return nil, stop, fmt.Errorf("private PostgreSQL: %w", err)
+		}
+		env = append(env, "DATABASE_URL="+pg.URL)
+	}
+	if os.Getenv("REDIS_URL") == "" {
+		rd, err := localsrv.StartRedis(ctx, filepath.Join(dir, "redis"), localsrv.RedisOptions{})
+		if err != nil {
+			stop()
+			return nil, stop, fmt.Errorf("private Redis: %w", err)
+		}
+		servers = append(servers, rd)
+		env = append(env, "REDIS_URL="+rd.URL)
+	}
+	return env, stop, nil
+}
+
+// execWithServers runs command (sh -c) in root with the private servers up:
+// gremlins runs a package's tests once per mutant, and one server for all
+// of them saves an initdb each time.
+func execWithServers(root, command string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "softatm-mutate-servers-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutate:", err)
+		return 2
+	}
+	defer os.RemoveAll(dir)
+	env, stopServers, err := startServers(ctx, dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutate:", err)
+		return 2
+	}
+	defer stopServers()
+	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.Dir, cmd.Env = root, env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "mutate:", err)
+		return 2
+	}
+	return 0
+}
+
 func main() { os.Exit(Main(os.Args[1:])) }
 
 // Main runs the suite and returns the exit code: 0 only when every selected
@@ -426,6 +495,7 @@ func Main(argv []string) int {
 	logDir := fs.String("logs", ".var/mutate", "where each guard's go test -json output is written ('' for nowhere)")
 	race := fs.Bool("race", false, "run the tests with -race (slower)")
 	check := fs.Bool("check", false, "only check that every guard's snippet is found exactly once; run nothing")
+	execCmd := fs.String("exec", "", "run this shell command with the private servers' DATABASE_URL / REDIS_URL set, instead of the guards (make mutate-go)")
 	if err := fs.Parse(argv); err != nil {
 		return 2
 	}
@@ -433,6 +503,9 @@ func Main(argv []string) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mutate:", err)
 		return 2
+	}
+	if *execCmd != "" {
+		return execWithServers(rootAbs, *execCmd)
 	}
 	f, err := os.Open(filepath.Join(rootAbs, *list))
 	if err != nil {
@@ -492,28 +565,12 @@ func Main(argv []string) int {
 		fmt.Fprintln(os.Stderr, "mutate: copying the tree:", err)
 		return 2
 	}
-	env := os.Environ()
-	if os.Getenv("DATABASE_URL") == "" {
-		pg, err := localsrv.StartPostgres(ctx, filepath.Join(scratch, "pg"), localsrv.PostgresOptions{MaxConnections: 400})
-		if err == nil {
-			err = localsrv.WaitPostgres(ctx, pg.URL)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "mutate: private PostgreSQL:", err)
-			return 2
-		}
-		defer pg.Stop()
-		env = append(env, "DATABASE_URL="+pg.URL)
+	env, stopServers, err := startServers(ctx, scratch)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mutate:", err)
+		return 2
 	}
-	if os.Getenv("REDIS_URL") == "" {
-		rd, err := localsrv.StartRedis(ctx, filepath.Join(scratch, "redis"), localsrv.RedisOptions{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "mutate: private Redis:", err)
-			return 2
-		}
-		defer rd.Stop()
-		env = append(env, "REDIS_URL="+rd.URL)
-	}
+	defer stopServers()
 	r := &runner{scratch: filepath.Join(scratch, "tree"), env: env, goBin: "go", race: *race}
 	if *logDir != "" {
 		r.logDir = filepath.Join(rootAbs, *logDir)
