@@ -22,8 +22,8 @@
 //   - A guard whose original snippet is not found exactly once in its file
 //     is reported as rotten and fails the run: when code moves, the list
 //     must be re-synced, not silently skipped.
-//   - A mutant that does not compile is reported as broken and fails the
-//     run: it tests nothing.
+//   - A mutant that does not compile, or a guard whose -run regex matches
+//     no test, is reported as broken and fails the run: it tests nothing.
 //   - Tests run without -race (the suite's logic catches these mutants; the
 //     race detector would triple the time) and with -failfast (the first
 //     failing test is enough to kill a mutant).
@@ -224,7 +224,7 @@ type Outcome string
 const (
 	Killed   Outcome = "KILLED"
 	Survived Outcome = "SURVIVED"
-	Broken   Outcome = "BROKEN" // the mutant does not compile
+	Broken   Outcome = "BROKEN" // the mutant does not compile, or no test ran
 	Rotten   Outcome = "ROTTEN" // the original snippet is not in its file exactly once
 )
 
@@ -249,6 +249,7 @@ type testEvent struct {
 func judge(out []byte, runErr error) (Outcome, []string, string) {
 	var failed []string
 	buildFailed := false
+	ran := 0
 	var tail []string
 	for _, line := range bytes.Split(out, []byte("\n")) {
 		if len(line) == 0 {
@@ -261,6 +262,8 @@ func judge(out []byte, runErr error) (Outcome, []string, string) {
 			continue
 		}
 		switch ev.Action {
+		case "run":
+			ran++
 		case "fail":
 			if ev.Test != "" {
 				// A failing subtest's parents fail too; keep the deepest.
@@ -282,6 +285,9 @@ func judge(out []byte, runErr error) (Outcome, []string, string) {
 	}
 	detail := strings.Join(tail, " | ")
 	switch {
+	case runErr == nil && ran == 0:
+		// A renamed test must not pass for a survivor nor for a kill.
+		return Broken, nil, "the run regex matches no test"
 	case runErr == nil:
 		return Survived, nil, ""
 	case buildFailed && len(failed) == 0:
