@@ -2,9 +2,13 @@ package main
 
 import (
 	"errors"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -124,6 +128,33 @@ func TestJudge(t *testing.T) {
 		got, tests, _ := judge(tc.out, tc.err)
 		if got != tc.want || !slices.Equal(tests, tc.tests) {
 			t.Errorf("%s: %s %v, want %s %v", tc.name, got, tests, tc.want, tc.tests)
+		}
+	}
+}
+
+// TestImportsOnlyLocalsrv checks the package comment's rule: of this
+// module, the command imports fixtures/localsrv only, never the packages it
+// mutates (a mutant of those would otherwise break the tool that runs it).
+func TestImportsOnlyLocalsrv(t *testing.T) {
+	t.Parallel()
+	fset := token.NewFileSet()
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			if strings.HasPrefix(p, "github.com/softatm/softatm") && p != "github.com/softatm/softatm/fixtures/localsrv" {
+				t.Errorf("%s imports %s", name, p)
+			}
 		}
 	}
 }
