@@ -4,7 +4,7 @@ BIN       := .var/bin/softatm
 FUZZTIME  ?= 10s
 DURATION  ?= 10m
 
-.PHONY: run test build lint bench fuzz soak screenshots deps clean
+.PHONY: run test build lint bench fuzz soak screenshots deps clean mutate mutate-check mutate-go
 
 build:
 	$(GO) build -o $(BIN) ./cmd/softatm
@@ -67,6 +67,37 @@ soak: deps
 	echo; printf "%-40s %8s %8s %11s\n" scenario rounds faults violations; \
 	awk '{r[$$1]+=$$2; f[$$1]+=$$3; v[$$1]+=$$4} END {for (s in r) printf "%-40s %8d %8d %11d\n", s, r[s], f[s], v[s]}' .var/soak/stats | sort; \
 	echo "$$n runs, $$failed failed"; test $$failed -eq 0
+
+# The guard mutation suite (scripts/mutate/guards.txt): each guard on the
+# money path is removed in turn, in a scratch copy of the tree, and the tests
+# named for it must fail. Prints killed / survived per guard with the test
+# that caught it; exits non-zero if one survived or if a guard's snippet is no
+# longer found exactly once (re-sync the list: `make mutate-check`).
+# `make mutate GUARDS=id1,id2` runs a subset. Slow (minutes): not in `make test`.
+GUARDS ?=
+mutate: deps
+	$(GO) run ./scripts/mutate -guards '$(GUARDS)'
+
+mutate-check:
+	$(GO) run ./scripts/mutate -check
+
+# Go-level operator mutation (gremlins) over the packages whose logic is in
+# Go, each within MUTATE_GO_BUDGET. Far too slow for CI; run it by hand and
+# record the scores in the README's testing section.
+GREMLINS         := .var/bin/gremlins
+MUTATE_GO_PKGS   ?= switch/code iso ledger/recon
+MUTATE_GO_BUDGET ?= 30m
+$(GREMLINS):
+	GOBIN=$(CURDIR)/.var/bin $(GO) install github.com/go-gremlins/gremlins/cmd/gremlins@v0.6.0
+
+mutate-go: deps $(GREMLINS)
+	@mkdir -p .var/mutate-go
+	$(GO) run ./scripts/mutate -exec 'for p in $(MUTATE_GO_PKGS); do \
+	  echo "== $$p (budget $(MUTATE_GO_BUDGET))"; \
+	  timeout $(MUTATE_GO_BUDGET) $(GREMLINS) unleash --workers 1 --timeout-coefficient 5 \
+	    --output .var/mutate-go/$$(echo $$p | tr / -).json ./$$p \
+	    || echo "$$p: gremlins stopped (exit $$?; 124 is the time budget)"; \
+	done'
 
 # Installs the Debian packages the servers and browser tests need, when missing.
 deps:

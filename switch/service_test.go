@@ -54,7 +54,8 @@ type env struct {
 	outbox *atmswitch.Outbox
 	cfg    atmswitch.Config
 	m      *atmswitch.Metrics
-	prefix string // this env's Redis keys
+	prefix string        // this env's Redis keys
+	codes  *code.Keyring // signs and verifies for every Service of this env
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -104,6 +105,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		t.Fatal(err)
 	}
 
+	e.codes = keyring
 	seed(t, pool, e.ledger)
 	e.cfg = atmswitch.DefaultConfig()
 	e.cfg.Secret = []byte("test-secret")
@@ -993,5 +995,28 @@ func TestCodeSealedAtRest(t *testing.T) {
 	}
 	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPayoutRefusesAnUnapprovedAmount: a payout posts the amount the bank
+// approved; a row whose approved amount is not its amount (which the
+// reply check makes impossible, so this is a broken invariant) pays
+// nothing.
+func TestPayoutRefusesAnUnapprovedAmount(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, `UPDATE withdrawals SET approved_amount = 50000 WHERE id = $1`, is.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err == nil {
+		t.Fatal("paid an amount the bank did not approve")
+	}
+	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateClaimed {
+		t.Fatalf("state %s, want still claimed", s)
 	}
 }
