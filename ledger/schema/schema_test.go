@@ -116,4 +116,3 @@ func TestLedgerOwnsOnlyItsRange(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
