@@ -265,6 +265,11 @@ func (m *Main) Run(ctx context.Context) error {
 	route("POST /v1/finance/recon/items/{id}/resolve", finIdem(fin.ResolveItem))
 	route("GET /v1/finance/exceptions", asFinance(http.HandlerFunc(fin.Exceptions)))
 	route("POST /v1/finance/exceptions/{id}/resolve", finIdem(fin.ResolveException))
+	route("POST /v1/finance/tills/{po}/replenish", finIdem(fin.Replenish))
+	route("POST /v1/finance/tills/{po}/collect", finIdem(fin.Collect))
+	route("POST /v1/finance/tills/{po}/count", finIdem(fin.Count))
+	route("POST /v1/finance/days/{date}/banks/{bank}/settle", finIdem(fin.SettleBank))
+	route("POST /v1/teller/till/count", tellerIdem(tapi.AsTeller(fin.TellerCount)))
 
 	teller.MountPages(mux, c.Demo)
 	if c.Demo {
