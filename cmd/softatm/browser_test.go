@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -486,6 +487,73 @@ func TestBrowserFinance(t *testing.T) {
 	if href := eval[string](b, `document.getElementById("csv").getAttribute("href")`); !strings.HasSuffix(href, "/settlement?format=csv") {
 		t.Errorf("CSV link %q", href)
 	}
+
+	// The till closes three ways: replenish, collect, then the teller's
+	// count 50.000 ₫ short of the ledger; the page adds it up.
+	po := `#post-offices tr[data-post-office="LS-001"]`
+	// The demo's opening cash may be booked on the same day: compare with
+	// what the row showed before.
+	replenished := eval[string](b, `document.querySelector('`+po+`').dataset.replenished`)
+	r0, err := strconv.ParseInt(replenished, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("replenish LS-001",
+		chromedp.SetValue(chromedp.ID("till-po"), "LS-001"),
+		chromedp.SetValue(chromedp.ID("till-amount"), "100000000"),
+		chromedp.SetValue(chromedp.ID("till-ref"), "DLV-0042"),
+		chromedp.Click(chromedp.ID("till-replenish")),
+	)
+	b.waitFor("the replenishment", `document.querySelector('`+po+`')?.dataset.replenished === "`+strconv.FormatInt(r0+100_000_000, 10)+`"`)
+	b.do("collect from LS-001",
+		chromedp.SetValue(chromedp.ID("till-amount"), "30000000"),
+		chromedp.SetValue(chromedp.ID("till-ref"), "COL-0007"),
+		chromedp.Click(chromedp.ID("till-collect")),
+	)
+	b.waitFor("the collection", `document.querySelector('`+po+`')?.dataset.collected === "30000000"`)
+	closing, err := strconv.ParseInt(eval[string](b, `document.querySelector('`+po+`').dataset.closing`), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("record the teller's count, 50.000 ₫ short",
+		chromedp.SetValue(chromedp.ID("till-amount"), strconv.FormatInt(closing-50_000, 10)),
+		chromedp.Click(chromedp.ID("till-count")),
+	)
+	b.waitFor("the over/short line", `document.querySelector('`+po+`')?.dataset.overShort === "-50000"`)
+	if e := b.errorCode(); e != "" {
+		t.Fatalf("the page shows error %q", e)
+	}
+	if got := eval[string](b, `document.querySelector('`+po+` td.over-short').textContent`); got != "Thiếu · Short 50.000 ₫" {
+		t.Errorf("over/short cell %q", got)
+	}
+	// The row adds up: opening + replenished − collected − paid out ± over/short = closing = counted.
+	if got := eval[bool](b, `(() => {
+		const cells = [...document.querySelectorAll('`+po+` td')].map((td) => Number(td.textContent.replace(/[^0-9]/g, "")));
+		const tr = document.querySelector('`+po+`');
+		return cells[2] + cells[3] - cells[4] - cells[5] + Number(tr.dataset.overShort) === cells[7] && cells[7] === cells[8];
+	})()`); !got {
+		t.Errorf("the LS-001 row does not add up: %q", eval[string](b, `document.querySelector('`+po+`').textContent`))
+	}
+	b.do("count LS-001 again", chromedp.Click(chromedp.ID("till-count")))
+	b.waitFor("the second count refused", `document.getElementById("error").dataset.code === "conflict"`)
+
+	// MB pays part of what it owes.
+	mb := `#banks tr[data-bank="MB"]`
+	net, err := strconv.ParseInt(eval[string](b, `document.querySelector('`+mb+`').dataset.net`), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("record MB's payment",
+		chromedp.SetValue(chromedp.ID("pay-bank"), "MB"),
+		chromedp.SetValue(chromedp.ID("pay-amount"), "200000"),
+		chromedp.SetValue(chromedp.ID("pay-ref"), "FT-MB-0001"),
+		chromedp.Click(chromedp.ID("pay-save")),
+	)
+	b.waitFor("MB's payment", `document.querySelector('`+mb+`')?.dataset.outstanding === "`+strconv.FormatInt(net-200_000, 10)+`"`)
+	if e := b.errorCode(); e != "" {
+		t.Fatalf("the page shows error %q", e)
+	}
+	b.shot("finance-tills")
 
 	b.do("upload the settlement file",
 		chromedp.SetValue(chromedp.ID("recon-bank"), "MB"),

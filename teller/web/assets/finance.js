@@ -20,6 +20,10 @@
     reconForm: $("recon-form"), reconBank: $("recon-bank"), bankList: $("bank-list"), reconFile: $("recon-file"),
     reconUpload: $("recon-upload"), reconShow: $("recon-show"), reconResult: $("recon-result"),
     reconItems: document.querySelector("#recon-items tbody"), exceptions: document.querySelector("#exceptions tbody"),
+    banksFoot: document.querySelector("#banks tfoot"), postOfficesFoot: document.querySelector("#post-offices tfoot"),
+    payForm: $("pay-form"), payBank: $("pay-bank"), payAmount: $("pay-amount"), payRef: $("pay-ref"), paySave: $("pay-save"),
+    tillForm: $("till-form"), tillPO: $("till-po"), poList: $("po-list"), tillAmount: $("till-amount"), tillRef: $("till-ref"),
+    tillReplenish: $("till-replenish"), tillCollect: $("till-collect"), tillCount: $("till-count"),
   };
 
   // Status of a reconciliation item → colour class.
@@ -149,36 +153,152 @@
     ui.closeDay.hidden = closed;
 
     const banks = rep?.banks || [];
-    if (!banks.length) emptyRow(ui.banks, 6);
-    else ui.banks.replaceChildren(...banks.map((b) => {
-      const tr = S.el("tr");
-      tr.dataset.bank = b?.bank;
-      tr.append(S.el("td", b?.bank), S.el("td", b?.count || 0, "num"),
-        S.el("td", S.money(b?.gross || 0), "num"), S.el("td", S.money(b?.fees || 0), "num"),
-        S.el("td", S.money(b?.net || 0), "num"), S.el("td", S.money(b?.settled || 0), "num"));
-      return tr;
-    }));
+    if (!banks.length) emptyRow(ui.banks, 7);
+    else ui.banks.replaceChildren(...banks.map((b) => bankRow(b, b?.bank)));
+    ui.banksFoot.replaceChildren(...(rep?.bank_totals || []).map((b) => bankRow(b, "Tổng · Total")));
 
     const pos = rep?.post_offices || [];
-    if (!pos.length) emptyRow(ui.postOffices, 5);
-    else ui.postOffices.replaceChildren(...pos.map((p) => {
-      const tr = S.el("tr");
-      tr.dataset.postOffice = p?.post_office;
-      tr.append(S.el("td", p?.post_office), S.el("td", p?.count || 0, "num"),
-        S.el("td", S.money(p?.cash_out || 0), "num"),
-        S.el("td", S.money(p?.till_opening || 0), "num"),
-        S.el("td", S.money(p?.till_closing || 0), "num"));
-      return tr;
-    }));
+    if (!pos.length) emptyRow(ui.postOffices, 9);
+    else ui.postOffices.replaceChildren(...pos.map((p) => poRow(p, p?.post_office)));
+    ui.postOfficesFoot.replaceChildren(...(rep?.post_office_totals || []).map((p) => poRow(p, "Tổng · Total")));
+    const poCodes = pos.map((p) => p?.post_office).filter(Boolean);
+    ui.poList.replaceChildren(...poCodes.map((c) => { const o = S.el("option"); o.value = c; return o; }));
+    if (!ui.tillPO.value && poCodes.length) ui.tillPO.value = poCodes[0];
 
     const codes = banks.map((b) => b?.bank).filter(Boolean);
     ui.bankList.replaceChildren(...codes.map((c) => { const o = S.el("option"); o.value = c; return o; }));
     if (!ui.reconBank.value && codes.length) ui.reconBank.value = codes[0];
+    if (!ui.payBank.value && codes.length) ui.payBank.value = codes[0];
     if (ui.reconBank.value) loadRecon(true);
     else emptyRow(ui.reconItems, 6);
   }
 
+  // A bank's line (or the totals line, label given): what it owes for the
+  // day, what it paid, and what it still owes.
+  function bankRow(b, label) {
+    const tr = S.el("tr");
+    if (b?.bank) tr.dataset.bank = b.bank;
+    const out = b?.outstanding || 0;
+    tr.dataset.net = String(b?.net || 0);
+    tr.dataset.outstanding = String(out);
+    tr.append(S.el("td", label), S.el("td", b?.count || 0, "num"),
+      S.el("td", S.money(b?.gross || 0), "num"), S.el("td", S.money(b?.fees || 0), "num"),
+      S.el("td", S.money(b?.net || 0), "num"), S.el("td", S.money(b?.settled || 0), "num"),
+      S.el("td", S.money(out), "num outstanding " + (out === 0 ? "st-ok-text" : "st-warn-text")));
+    return tr;
+  }
+
+  // A post office's till for the day (or the totals line): the figures add
+  // up to the closing balance, and the teller's count sits beside it.
+  function poRow(p, label) {
+    const tr = S.el("tr");
+    if (p?.post_office) tr.dataset.postOffice = p.post_office;
+    const os = p?.over_short || 0;
+    tr.dataset.overShort = String(os);
+    tr.dataset.closing = String(p?.till_closing || 0);
+    tr.dataset.replenished = String(p?.replenished || 0);
+    tr.dataset.collected = String(p?.collected || 0);
+    const osText = os < 0 ? "Thiếu · Short " + S.money(-os) : os > 0 ? "Thừa · Over " + S.money(os) : S.money(0);
+    const counted = p?.counted;
+    const countedText = counted === null || counted === undefined ? "Chưa đếm · Not counted" : S.money(counted);
+    tr.append(S.el("td", label), S.el("td", p?.count || 0, "num"),
+      S.el("td", S.money(p?.till_opening || 0), "num"),
+      S.el("td", S.money(p?.replenished || 0), "num"),
+      S.el("td", S.money(p?.collected || 0), "num"),
+      S.el("td", S.money(p?.cash_out || 0), "num"),
+      S.el("td", osText, "num over-short" + (os < 0 ? " st-bad-text" : os > 0 ? " st-warn-text" : "")),
+      S.el("td", S.money(p?.till_closing || 0), "num"),
+      S.el("td", countedText, "num counted"));
+    return tr;
+  }
+
   ui.day.addEventListener("change", () => { clear(); loadSettlement(); });
+
+  // ---- tills and bank payments -------------------------------------------
+
+  // One idempotency key per action and what was typed: a retry of the same
+  // action sends the same key (the server answers it once); changing a
+  // field starts a new action.
+  let tillKeys = {};
+  let payKey = "";
+  [ui.tillPO, ui.tillAmount, ui.tillRef].forEach((i) => i.addEventListener("input", () => { tillKeys = {}; }));
+  [ui.payBank, ui.payAmount, ui.payRef].forEach((i) => i.addEventListener("input", () => { payKey = ""; }));
+
+  function wholeAmount(input, allowZero) {
+    const v = input.value.trim();
+    if (!/^[0-9]+$/.test(v)) return null;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || (!allowZero && n <= 0)) return null;
+    return n;
+  }
+
+  async function tillAction(action, button) {
+    clear();
+    const po = ui.tillPO.value.trim().toUpperCase();
+    const amount = wholeAmount(ui.tillAmount, action === "count");
+    const ref = ui.tillRef.value.trim();
+    if (!po || amount === null) {
+      S.showError(ui.error, "invalid_request", ["Chọn bưu điện và nhập số tiền (đồng).", "Choose a post office and type the amount in dong."]);
+      return;
+    }
+    if (action !== "count" && !ref) {
+      S.showError(ui.error, "invalid_request", ["Nhập số phiếu giao nhận tiền.", "Type the delivery note's reference."]);
+      return;
+    }
+    if (!tillKeys[action]) tillKeys[action] = S.newKey();
+    const body = action === "count" ? { counted: amount } : { amount, reference: ref };
+    let done = null;
+    await S.busy([ui.tillReplenish, ui.tillCollect, ui.tillCount], async () => {
+      try {
+        done = await S.request("POST", "/v1/finance/tills/" + encodeURIComponent(po) + "/" + action, { json: body, key: tillKeys[action] });
+      } catch (err) {
+        fail(err);
+      }
+    });
+    if (!done) return;
+    tillKeys = {};
+    if (action === "count") {
+      const d = done?.difference || 0;
+      notice("Đã ghi kiểm đếm " + po + ": " + S.money(amount) +
+        (d < 0 ? " — thiếu " + S.money(-d) : d > 0 ? " — thừa " + S.money(d) : " — khớp") +
+        " · Count recorded" + (d < 0 ? ", short " + S.money(-d) : d > 0 ? ", over " + S.money(d) : ", matches") + ".");
+    } else {
+      notice((action === "replenish" ? "Đã nhập quỹ · Replenished " : "Đã thu hồi · Collected ") + po + ": " + S.money(amount) + ".");
+    }
+    await loadDays(false);
+  }
+  ui.tillReplenish.addEventListener("click", () => tillAction("replenish", ui.tillReplenish));
+  ui.tillCollect.addEventListener("click", () => tillAction("collect", ui.tillCollect));
+  ui.tillCount.addEventListener("click", () => tillAction("count", ui.tillCount));
+  ui.tillForm.addEventListener("submit", (ev) => ev.preventDefault());
+
+  ui.payForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const bank = ui.payBank.value.trim().toUpperCase();
+    const amount = wholeAmount(ui.payAmount, false);
+    const ref = ui.payRef.value.trim();
+    if (!bank || amount === null || !ref) {
+      S.showError(ui.error, "invalid_request", ["Nhập ngân hàng, số tiền và mã chuyển khoản.", "Type the bank, the amount and the payment reference."]);
+      return;
+    }
+    if (!payKey) payKey = S.newKey();
+    let done = null;
+    await S.busy(ui.paySave, async () => {
+      try {
+        done = await S.request("POST", "/v1/finance/days/" + encodeURIComponent(ui.day.value) + "/banks/" + encodeURIComponent(bank) + "/settle",
+          { json: { amount, reference: ref }, key: payKey });
+      } catch (err) {
+        fail(err);
+      }
+    });
+    if (!done) return;
+    payKey = "";
+    const out = done?.bank?.outstanding || 0;
+    notice("Đã ghi nhận " + bank + " trả " + S.money(amount) + "; còn nợ " + S.money(out) +
+      " · Recorded " + bank + " paid " + S.money(amount) + "; outstanding " + S.money(out) + ".");
+    await loadDays(false);
+  });
 
   // Closing asks twice, in the page (not a browser dialog, which a kiosk
   // browser may suppress). One key per opened confirmation.
