@@ -178,3 +178,66 @@ func tillCounts(ctx context.Context, tx pgx.Tx, d time.Time) (map[string]TillCou
 	}
 	return out, rows.Err()
 }
+
+// TillDay is one post office's till movements on one business day.
+type TillDay struct {
+	PostOffice  string
+	Date        time.Time
+	PaidOut     int64 // cash paid out to citizens (see PayoutTransfers)
+	Replenished int64 // cash delivered into the till (Replenish)
+}
+
+// TillHistory returns every till's payouts and replenishments per
+// business day from from to to, both included: the history a cash
+// forecast is fitted to. Days with neither are left out.
+func (l *Ledger) TillHistory(ctx context.Context, from, to time.Time) ([]TillDay, error) {
+	rows, err := l.pool.Query(ctx, `SELECT a.code, t.business_date,
+			COALESCE(sum(CASE WHEN t.credit_account_id = a.id AND o.code = $3 THEN t.amount END), 0)::BIGINT,
+			COALESCE(sum(CASE WHEN t.debit_account_id = a.id AND o.code = $4 THEN t.amount END), 0)::BIGINT
+		FROM accounts a
+		JOIN transfers t ON (t.debit_account_id = a.id OR t.credit_account_id = a.id)
+		JOIN accounts o ON o.id = CASE WHEN t.debit_account_id = a.id THEN t.credit_account_id ELSE t.debit_account_id END
+		WHERE a.code LIKE 'po:%:till' AND t.kind = 'single' AND t.business_date BETWEEN $1 AND $2
+		GROUP BY a.code, t.business_date
+		ORDER BY a.code, t.business_date`, dateOf(from), dateOf(to), AccountInFlight, AccountSettlement)
+	if err != nil {
+		return nil, fmt.Errorf("till history: %w", err)
+	}
+	defer rows.Close()
+	var out []TillDay
+	for rows.Next() {
+		var code string
+		var d TillDay
+		if err := rows.Scan(&code, &d.Date, &d.PaidOut, &d.Replenished); err != nil {
+			return nil, fmt.Errorf("till history: %w", err)
+		}
+		po, ok := postOfficeOfTill(code)
+		if !ok || (d.PaidOut == 0 && d.Replenished == 0) {
+			continue
+		}
+		d.PostOffice = po
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// Tills returns every post office's till account, by post office code.
+func (l *Ledger) Tills(ctx context.Context) ([]Account, error) {
+	rows, err := l.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts WHERE code LIKE 'po:%:till' ORDER BY code`)
+	if err != nil {
+		return nil, fmt.Errorf("listing tills: %w", err)
+	}
+	defer rows.Close()
+	var out []Account
+	for rows.Next() {
+		a, err := scanAccount(rows)
+		if err != nil {
+			return nil, fmt.Errorf("listing tills: %w", err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// TillPostOffice returns the post office of a till account's code.
+func TillPostOffice(code string) (string, bool) { return postOfficeOfTill(code) }

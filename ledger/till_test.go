@@ -179,6 +179,21 @@ func TestTillThreeWay(t *testing.T) {
 		t.Errorf("bank_total row %v", rec)
 	}
 
+	// The forecast's history: payouts and deliveries per till and day (the
+	// collection and the count are neither).
+	hist, err := l.TillHistory(ctx, civilDate(2025, 5, 1), day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHist := []TillDay{{PostOffice: "LS-001", Date: civilDate(2025, 6, 1), Replenished: 10_000_000},
+		{PostOffice: "LS-001", Date: day, PaidOut: 1_700_000, Replenished: 50_000_000}}
+	if len(hist) != 2 || hist[0] != wantHist[0] || hist[1] != wantHist[1] {
+		t.Errorf("till history %+v, want %+v", hist, wantHist)
+	}
+	if tills, err := l.Tills(ctx); err != nil || len(tills) != 2 || tills[0].Code != TillCode("LS-001") {
+		t.Errorf("tills %+v, %v", tills, err)
+	}
+
 	// A till is counted once a business day: a second count changes nothing.
 	_, err = l.Count(ctx, "LS-001", expected, "teller2", uuid.New())
 	wantCode(t, err, softatm.EConflict)

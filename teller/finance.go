@@ -1,8 +1,10 @@
 package teller
 
 import (
+	"encoding/csv"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/ledger/forecast"
 	"github.com/softatm/softatm/ledger/recon"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/auth"
@@ -20,6 +23,16 @@ type Finance struct {
 	API    *API
 	Ledger *ledger.Ledger
 	Recon  *recon.Store
+	// Now is the clock that decides today's business day for the cash
+	// forecast (nil: time.Now).
+	Now func() time.Time
+}
+
+func (f *Finance) now() time.Time {
+	if f.Now != nil {
+		return f.Now()
+	}
+	return time.Now()
 }
 
 // settlementFileMax bounds an uploaded bank settlement file.
@@ -387,4 +400,93 @@ func (f *Finance) SettleBank(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"date": d.Format(time.DateOnly), "transfer_id": id, "bank": line})
+}
+
+// forecastHistoryDays is how much till history the cash forecast reads:
+// the widest of its windows (forecast.Defaults.MonthDays, 90 days).
+var forecastHistoryDays = max(forecast.Defaults.MonthDays, forecast.Defaults.WeekdayDays, forecast.Defaults.LevelDays)
+
+// PostOfficeForecast is one post office's cash forecast.
+type PostOfficeForecast struct {
+	PostOffice string `json:"post_office"`
+	Currency   string `json:"currency"`
+	Balance    int64  `json:"balance"` // the till's cash now
+	forecast.Result
+}
+
+// forecasts forecasts every till from today's business day on.
+func (f *Finance) forecasts(r *http.Request) (time.Time, []PostOfficeForecast, error) {
+	ctx := r.Context()
+	today, err := f.Ledger.BusinessDate(ctx, f.now())
+	if err != nil {
+		return today, nil, err
+	}
+	hist, err := f.Ledger.TillHistory(ctx, today.AddDate(0, 0, -forecastHistoryDays), today)
+	if err != nil {
+		return today, nil, err
+	}
+	tills, err := f.Ledger.Tills(ctx)
+	if err != nil {
+		return today, nil, err
+	}
+	byPO := map[string][]forecast.Day{}
+	paidToday := map[string]int64{}
+	for _, d := range hist {
+		if d.Date.Equal(today) {
+			paidToday[d.PostOffice] += d.PaidOut
+			continue
+		}
+		byPO[d.PostOffice] = append(byPO[d.PostOffice], forecast.Day{Date: d.Date, Paid: d.PaidOut, Replenished: d.Replenished})
+	}
+	out := []PostOfficeForecast{}
+	for _, a := range tills {
+		po, ok := ledger.TillPostOffice(a.Code)
+		if !ok {
+			continue
+		}
+		bal := a.DebitsPosted - a.CreditsPosted - a.CreditsPending
+		res := forecast.Forecast(forecast.Input{History: byPO[po], Today: today, PaidToday: paidToday[po], Balance: bal}, forecast.Settings{})
+		out = append(out, PostOfficeForecast{PostOffice: po, Currency: ledger.CurrencyName(a.Currency), Balance: bal, Result: res})
+	}
+	return today, out, nil
+}
+
+// ForecastCSVHeader is the header of the forecast's CSV: one row per post
+// office and day; runs_short_on (empty: the till lasts the week) and
+// suggested_replenishment repeat on each of the post office's rows.
+var ForecastCSVHeader = []string{"post_office", "date", "weekday", "expected", "remaining", "pension_salary_day",
+	"projected_till", "runs_short_on", "suggested_replenishment", "currency"}
+
+// Forecast handles GET /v1/finance/forecast[?format=csv]: each post
+// office's cash expected to be paid out per day for the coming week, the
+// day its till is expected to run short, and a suggested replenishment.
+func (f *Finance) Forecast(w http.ResponseWriter, r *http.Request) {
+	today, pos, err := f.forecasts(r)
+	if err != nil {
+		f.fail(w, r, err)
+		return
+	}
+	if r.URL.Query().Get("format") != "csv" {
+		atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"today": today.Format(time.DateOnly),
+			"method": forecast.Method(forecast.Settings{}), "post_offices": pos})
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="cash-forecast-`+today.Format(time.DateOnly)+`.csv"`)
+	cw := csv.NewWriter(w)
+	recs := [][]string{ForecastCSVHeader}
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	for _, p := range pos {
+		short := ""
+		if !p.RunsShort.IsZero() {
+			short = p.RunsShort.Format(time.DateOnly)
+		}
+		for _, d := range p.Days {
+			recs = append(recs, []string{p.PostOffice, d.Date.Format(time.DateOnly), d.Weekday, n(d.Expected), n(d.Remaining),
+				strconv.FormatBool(d.Peak), n(d.Till), short, n(p.Suggested), p.Currency})
+		}
+	}
+	if err := cw.WriteAll(recs); err != nil {
+		f.API.Log.Error("writing forecast csv", "err", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,13 +54,14 @@ func financeServer(t *testing.T) (*httptest.Server, *ledger.Ledger) {
 			t.Fatal(err)
 		}
 	}
-	f := &Finance{API: &API{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, Ledger: l}
+	f := &Finance{API: &API{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, Ledger: l, Now: func() time.Time { return now }}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/finance/days/{date}/settlement", f.Settlement)
 	mux.HandleFunc("POST /v1/finance/tills/{po}/replenish", f.Replenish)
 	mux.HandleFunc("POST /v1/finance/tills/{po}/collect", f.Collect)
 	mux.HandleFunc("POST /v1/finance/tills/{po}/count", f.Count)
 	mux.HandleFunc("POST /v1/finance/days/{date}/banks/{bank}/settle", f.SettleBank)
+	mux.HandleFunc("GET /v1/finance/forecast", f.Forecast)
 	mux.HandleFunc("POST /v1/teller/till/count", func(w http.ResponseWriter, r *http.Request) {
 		f.TellerCount(w, r, atmswitch.Teller{Username: "teller2", PostOffice: "LS-002"})
 	})
@@ -291,5 +293,83 @@ func TestFinanceSettleBank(t *testing.T) {
 	}
 	if len(rep.Banks) != 1 || rep.Banks[0] != a.Bank || rep.BankTotals[0].Outstanding != 0 {
 		t.Fatalf("report banks %+v totals %+v", rep.Banks, rep.BankTotals)
+	}
+}
+
+// payAt books a paid withdrawal of amount at po at time at.
+func payAt(t *testing.T, l *ledger.Ledger, po string, amount int64, at time.Time) {
+	t.Helper()
+	ctx := context.Background()
+	wid := uuid.New()
+	if _, err := l.Commit(ctx, ledger.Unit{At: at, Transfers: []ledger.Transfer{ledger.HoldTransfer(wid, "MB", amount, "704")}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Commit(ctx, ledger.Unit{At: at, Transfers: ledger.PayoutTransfers(wid, "MB", po, amount, 0, "704")}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFinanceForecast: a post office that paid 1.000.000 ₫ every day for
+// eight weeks and 400.000 ₫ so far today, with 3.600.000 ₫ left in its
+// till, is expected to pay 1.000.000 ₫ a day, to run short on the fifth
+// day, and is suggested a 5.000.000 ₫ replenishment; the CSV says the same.
+func TestFinanceForecast(t *testing.T) {
+	t.Parallel()
+	srv, l := financeServer(t)
+	ctx := context.Background()
+	today := time.Date(2025, 6, 2, 9, 0, 0, 0, ict)
+	if _, err := l.Commit(ctx, ledger.Unit{At: today.AddDate(0, 0, -60), Transfers: []ledger.Transfer{{ID: uuid.New(),
+		Debit: ledger.TillCode("LS-001"), Credit: ledger.AccountSettlement, Amount: 60_000_000, Currency: "704", Kind: ledger.KindSingle}}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 56; i >= 1; i-- {
+		payAt(t, l, "LS-001", 1_000_000, today.AddDate(0, 0, -i))
+	}
+	payAt(t, l, "LS-001", 400_000, today)
+
+	type answer struct {
+		Today       string               `json:"today"`
+		Method      string               `json:"method"`
+		PostOffices []PostOfficeForecast `json:"post_offices"`
+	}
+	var a answer
+	if err := json.Unmarshal(mustCall(t, srv, "GET", "/v1/finance/forecast", nil, 200, ""), &a); err != nil {
+		t.Fatal(err)
+	}
+	if a.Today != financeDay || a.Method == "" || len(a.PostOffices) != 2 {
+		t.Fatalf("forecast %+v", a)
+	}
+	p := a.PostOffices[0]
+	if p.PostOffice != "LS-001" || p.Balance != 3_600_000 || p.Currency != "VND" || len(p.Days) != 7 {
+		t.Fatalf("LS-001 %+v", p)
+	}
+	for i, d := range p.Days {
+		if d.Expected != 1_000_000 {
+			t.Errorf("day %d: expected %d", i, d.Expected)
+		}
+	}
+	if p.Days[0].Remaining != 600_000 || p.Total != 6_600_000 || p.Suggested != 5_000_000 ||
+		p.RunsShort.Format(time.DateOnly) != "2025-06-06" || p.HistoryDays < 56 {
+		t.Errorf("LS-001: remaining today %d, total %d, suggested %d, runs short %v, history %d",
+			p.Days[0].Remaining, p.Total, p.Suggested, p.RunsShort, p.HistoryDays)
+	}
+	if q := a.PostOffices[1]; q.PostOffice != "LS-002" || q.Total != 0 || !q.RunsShort.IsZero() || q.Suggested != 0 {
+		t.Errorf("LS-002 (no history, no cash) %+v", q)
+	}
+
+	status, body := call(t, srv, "GET", "/v1/finance/forecast?format=csv", nil)
+	if status != 200 {
+		t.Fatalf("CSV: %d %s", status, body)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1+14 {
+		t.Fatalf("%d CSV records", len(recs))
+	}
+	want := []string{"LS-001", "2025-06-06", "Friday", "1000000", "1000000", "false", "-1000000", "2025-06-06", "5000000", "VND"}
+	if got := recs[5]; strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("CSV row %v, want %v", got, want)
 	}
 }

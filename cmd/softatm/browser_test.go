@@ -555,6 +555,15 @@ func TestBrowserFinance(t *testing.T) {
 	}
 	b.shot("finance-tills")
 
+	// The cash forecast: a week per post office, explained in one line.
+	b.waitFor("the cash forecast", `document.querySelectorAll('#forecast tr[data-post-office="LS-001"] td.forecast-day').length === 7`)
+	if m := eval[string](b, `document.getElementById("forecast-method").textContent`); !strings.Contains(m, "weekday profile") {
+		t.Errorf("forecast method line %q", m)
+	}
+	if href := eval[string](b, `document.getElementById("forecast-csv").getAttribute("href")`); href != "/v1/finance/forecast?format=csv" {
+		t.Errorf("forecast CSV link %q", href)
+	}
+
 	b.do("upload the settlement file",
 		chromedp.SetValue(chromedp.ID("recon-bank"), "MB"),
 		chromedp.SetUploadFiles(chromedp.ID("recon-file"), []string{csvPath}),

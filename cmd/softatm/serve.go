@@ -254,7 +254,7 @@ func (m *Main) Run(ctx context.Context) error {
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 
-	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool))}
+	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool)), Now: clock}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
 	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))
@@ -270,6 +270,7 @@ func (m *Main) Run(ctx context.Context) error {
 	route("POST /v1/finance/tills/{po}/count", finIdem(fin.Count))
 	route("POST /v1/finance/days/{date}/banks/{bank}/settle", finIdem(fin.SettleBank))
 	route("POST /v1/teller/till/count", tellerIdem(tapi.AsTeller(fin.TellerCount)))
+	route("GET /v1/finance/forecast", asFinance(http.HandlerFunc(fin.Forecast)))
 
 	teller.MountPages(mux, c.Demo)
 	if c.Demo {

@@ -24,6 +24,7 @@
     payForm: $("pay-form"), payBank: $("pay-bank"), payAmount: $("pay-amount"), payRef: $("pay-ref"), paySave: $("pay-save"),
     tillForm: $("till-form"), tillPO: $("till-po"), poList: $("po-list"), tillAmount: $("till-amount"), tillRef: $("till-ref"),
     tillReplenish: $("till-replenish"), tillCollect: $("till-collect"), tillCount: $("till-count"),
+    forecastMethod: $("forecast-method"), forecastCsv: $("forecast-csv"), forecastHead: $("forecast-head"), forecast: document.querySelector("#forecast tbody"),
   };
 
   // Status of a reconciliation item → colour class.
@@ -76,6 +77,7 @@
     ui.who.hidden = false;
     ui.whoName.textContent = s.username + " · " + s.role;
     await loadDays(true);
+    loadForecast();
     loadExceptions();
   }
 
@@ -266,6 +268,7 @@
       notice((action === "replenish" ? "Đã nhập quỹ · Replenished " : "Đã thu hồi · Collected ") + po + ": " + S.money(amount) + ".");
     }
     await loadDays(false);
+    await loadForecast();
   }
   ui.tillReplenish.addEventListener("click", () => tillAction("replenish", ui.tillReplenish));
   ui.tillCollect.addEventListener("click", () => tillAction("collect", ui.tillCollect));
@@ -457,6 +460,63 @@
       });
     });
     return box;
+  }
+
+  // ---- cash forecast -----------------------------------------------------
+
+  const weekdayVi = ["CN", "T2", "T3", "T4", "T5", "T6", "T7"];
+  const weekdayEn = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+  // dayLabel: "T2 · Mon 02/06" for a civil date "2025-06-02...".
+  function dayLabel(date) {
+    const d = dateOnly(date);
+    const wd = new Date(d + "T00:00:00Z").getUTCDay();
+    return weekdayVi[wd] + " · " + weekdayEn[wd] + " " + d.slice(8, 10) + "/" + d.slice(5, 7);
+  }
+
+  let forecastLoads = 0; // as reconLoads
+
+  async function loadForecast() {
+    const load = ++forecastLoads;
+    let r;
+    try {
+      r = await S.request("GET", "/v1/finance/forecast");
+    } catch (err) {
+      if (load === forecastLoads) fail(err);
+      return;
+    }
+    if (load !== forecastLoads) return;
+    ui.forecastMethod.textContent = "Cách tính · Method: " + (r?.method || "");
+    ui.forecastCsv.href = "/v1/finance/forecast?format=csv";
+    const pos = r?.post_offices || [];
+    const first = pos.find((p) => (p?.days || []).length);
+    const head = [S.el("th", "Bưu điện · Post office"), S.el("th", "Quỹ hiện có · In till now", "num")];
+    (first?.days || []).forEach((d) => head.push(S.el("th", dayLabel(d?.date), "num")));
+    head.push(S.el("th", "Hết tiền ngày · Runs short"), S.el("th", "Đề nghị nhập quỹ · Suggested replenishment", "num"),
+      S.el("th", "Ngày lương/hưu · Pension/salary days"));
+    ui.forecastHead.replaceChildren(...head);
+    if (!pos.length) {
+      emptyRow(ui.forecast, head.length);
+      return;
+    }
+    ui.forecast.replaceChildren(...pos.map((p) => {
+      const tr = S.el("tr");
+      tr.dataset.postOffice = p?.post_office;
+      const short = p?.runs_short ? dateOnly(p.runs_short) : "";
+      tr.dataset.runsShort = short;
+      tr.dataset.suggested = String(p?.suggested || 0);
+      tr.append(S.el("td", p?.post_office), S.el("td", S.money(p?.balance || 0), "num"));
+      (p?.days || []).forEach((d) => {
+        const td = S.el("td", (d?.peak ? "★ " : "") + S.money(d?.expected || 0),
+          "num forecast-day" + (d?.peak ? " peak" : "") + ((d?.till || 0) < 0 ? " st-bad-text" : ""));
+        td.title = "Quỹ cuối ngày dự kiến · Till at day end: " + S.money(d?.till || 0);
+        tr.append(td);
+      });
+      tr.append(S.el("td", short ? dayLabel(short) : "Đủ 7 ngày · Lasts the week", short ? "st-bad-text" : "st-ok-text"),
+        S.el("td", (p?.suggested || 0) > 0 ? S.money(p.suggested) : "—", "num"),
+        S.el("td", (p?.peaks || []).map((x) => x?.day_of_month + " (×" + x?.factor + ")").join(", ") || "—"));
+      return tr;
+    }));
   }
 
   // ---- exceptions --------------------------------------------------------
