@@ -62,6 +62,7 @@ func financeServer(t *testing.T) (*httptest.Server, *ledger.Ledger) {
 	mux.HandleFunc("POST /v1/finance/tills/{po}/count", f.Count)
 	mux.HandleFunc("POST /v1/finance/days/{date}/banks/{bank}/settle", f.SettleBank)
 	mux.HandleFunc("GET /v1/finance/forecast", f.Forecast)
+	mux.HandleFunc("GET /v1/finance/words", f.WordsHandler)
 	mux.HandleFunc("POST /v1/teller/till/count", func(w http.ResponseWriter, r *http.Request) {
 		f.TellerCount(w, r, atmswitch.Teller{Username: "teller2", PostOffice: "LS-002"})
 	})

@@ -474,9 +474,31 @@ func TestBrowserFinance(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An advice the bank answered 91 until the worker gave up: the page
+	// must say it in words, with what to do next (the worker's own path to
+	// an exception is tested in switch).
+	if _, err := sys.Pool.Exec(context.Background(), `INSERT INTO outbox (id, withdrawal_id, seq, kind, state, attempts, response_code, last_error)
+		VALUES (gen_random_uuid(), $1, 99, 'advice', 'exception', 20, '91', 'bank answered 91')`, wd.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	b := newBrowser(t)
 	b.login(sys.URL, "/finance", "finance", "finance-demo")
 	b.waitFor("the MB row", `!!document.querySelector('#banks tr[data-bank="MB"]')`)
+	b.waitFor("the exception", `!!document.querySelector('#exceptions tr[data-kind="advice"]')`)
+	ex := `#exceptions tr[data-kind="advice"]`
+	if got := eval[string](b, `document.querySelector('`+ex+` td.kind .words').textContent`); got != "Ngân hàng chưa xác nhận chi tiền · The bank has not confirmed the payout" {
+		t.Errorf("exception kind in words %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('`+ex+` td.kind .next').textContent`); !strings.Contains(got, "Retry") || !strings.Contains(got, "Gửi lại") {
+		t.Errorf("exception next step %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('`+ex+` td.err .words').textContent`); got != "Ngân hàng tạm thời không phản hồi (91) · The bank is unavailable (91)" {
+		t.Errorf("exception response code in words %q", got)
+	}
+	if n := eval[int](b, `document.querySelectorAll('#recon-legend .legend-item').length`); n < 6 {
+		t.Errorf("%d recon categories in the legend", n)
+	}
 	if got := eval[string](b, `document.querySelector('#banks tr[data-bank="MB"] td:nth-child(2)').textContent`); got != "1" {
 		t.Errorf("MB count %q, want 1", got)
 	}
@@ -576,6 +598,12 @@ func TestBrowserFinance(t *testing.T) {
 	}
 	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .badge').className`); !strings.Contains(got, "bad") {
 		t.Errorf("missing_at_switch badge class %q, want a red one", got)
+	}
+	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .badge').textContent`); got != "Hệ thống không chi giao dịch này · Not paid by the switch" {
+		t.Errorf("missing_at_switch in words %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .next').textContent`); !strings.Contains(got, "Ask the bank to reverse it") {
+		t.Errorf("missing_at_switch next step %q", got)
 	}
 	b.shot("finance-recon")
 

@@ -271,6 +271,7 @@ func (m *Main) Run(ctx context.Context) error {
 	route("POST /v1/finance/days/{date}/banks/{bank}/settle", finIdem(fin.SettleBank))
 	route("POST /v1/teller/till/count", tellerIdem(tapi.AsTeller(fin.TellerCount)))
 	route("GET /v1/finance/forecast", asFinance(http.HandlerFunc(fin.Forecast)))
+	route("GET /v1/finance/words", asFinance(http.HandlerFunc(fin.WordsHandler)))
 
 	teller.MountPages(mux, c.Demo)
 	if c.Demo {

@@ -24,7 +24,7 @@
     payForm: $("pay-form"), payBank: $("pay-bank"), payAmount: $("pay-amount"), payRef: $("pay-ref"), paySave: $("pay-save"),
     tillForm: $("till-form"), tillPO: $("till-po"), poList: $("po-list"), tillAmount: $("till-amount"), tillRef: $("till-ref"),
     tillReplenish: $("till-replenish"), tillCollect: $("till-collect"), tillCount: $("till-count"),
-    forecastMethod: $("forecast-method"), forecastCsv: $("forecast-csv"), forecastHead: $("forecast-head"), forecast: document.querySelector("#forecast tbody"),
+    reconLegend: $("recon-legend"), forecastMethod: $("forecast-method"), forecastCsv: $("forecast-csv"), forecastHead: $("forecast-head"), forecast: document.querySelector("#forecast tbody"),
   };
 
   // Status of a reconciliation item → colour class.
@@ -32,6 +32,45 @@
     matched: "ok", missing_at_bank: "bad", missing_at_switch: "bad",
     amount_mismatch: "warn", field_mismatch: "warn", duplicate: "warn",
   };
+
+  // words: the vocabulary from /v1/finance/words — every exception kind,
+  // recon category, state and bank response code in Vietnamese and
+  // English with what to do next. A code it lacks is shown as it is.
+  let words = { exceptions: {}, recon: {}, states: {}, response_codes: {} };
+
+  async function loadWords() {
+    try {
+      words = await S.request("GET", "/v1/finance/words");
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  // say returns the words of code in dict: label ("vi · en") and next step.
+  function say(dict, code) {
+    const w = (words && words[dict] && words[dict][code]) || null;
+    if (!w) return { label: code || "—", next: "" };
+    return { label: w.vi + " · " + w.en, next: w.next_vi + " · " + w.next_en };
+  }
+
+  // withNext is a cell's content: the words, then what to do next.
+  function withNext(td, w, extra) {
+    td.append(S.el("div", w.label, "words"));
+    if (extra) td.append(S.el("div", extra, "sub detail"));
+    if (w.next) td.append(S.el("div", "→ " + w.next, "next"));
+    return td;
+  }
+
+  function drawLegend() {
+    const order = ["matched", "missing_at_bank", "missing_at_switch", "amount_mismatch", "field_mismatch", "duplicate",
+      "awaiting_bank_file", "date_differs"];
+    ui.reconLegend.replaceChildren(...order.filter((c) => words.recon && words.recon[c]).map((c) => {
+      const item = S.el("span", null, "legend-item");
+      item.dataset.status = c;
+      item.append(S.el("span", say("recon", c).label, "badge " + (statusClass[c] || "info")));
+      return item;
+    }));
+  }
 
   let days = [];
   let closeKey = "";
@@ -76,6 +115,8 @@
     ui.workView.hidden = false;
     ui.who.hidden = false;
     ui.whoName.textContent = s.username + " · " + s.role;
+    await loadWords();
+    drawLegend();
     await loadDays(true);
     loadForecast();
     loadExceptions();
@@ -147,7 +188,8 @@
     if (load !== settlementLoads) return;
     const info = dayInfo(date);
     const closed = Boolean(rep?.closed || (info && info?.closed));
-    ui.dayStatus.textContent = closed ? "Đã khóa sổ · Closed" : "Đang mở · Open";
+    ui.dayStatus.textContent = say("states", closed ? "closed" : "open").label;
+    ui.dayStatus.title = say("states", closed ? "closed" : "open").next;
     ui.dayStatus.className = "badge " + (closed ? "muted" : "ok");
     ui.dayStatus.dataset.closed = closed ? "true" : "false";
     ui.dayClosedInfo.textContent = closed && info ? S.when(info?.closed_at) + " · " + (info?.closed_by || "") : "";
@@ -400,7 +442,8 @@
     const tr = S.el("tr", null, "st-" + cls + (resolved ? " resolved" : ""));
     tr.dataset.status = status;
     tr.dataset.id = it?.id;
-    const badge = S.el("span", status, "badge " + cls);
+    const w = say("recon", status);
+    const badge = S.el("span", w.label, "badge " + cls);
     const tdStatus = S.el("td");
     tdStatus.append(badge);
     const bankAmount = it?.bank_amount;
@@ -408,7 +451,7 @@
     tr.append(tdStatus, S.el("td", it?.rrn || "—", "mono nowrap"),
       S.el("td", bankAmount ? S.money(bankAmount) : "—", "num"),
       S.el("td", switchAmount ? S.money(switchAmount) : "—", "num"),
-      S.el("td", it?.detail || ""));
+      withNext(S.el("td"), { label: "", next: resolved ? "" : w.next }, it?.detail || ""));
     const tdRes = S.el("td");
     if (resolved) {
       tdRes.textContent = "✔ " + (it?.reason || "") + (it?.resolved_by ? " (" + it?.resolved_by + ")" : "");
@@ -541,9 +584,17 @@
     ui.exceptions.replaceChildren(...list.map((x) => {
       const tr = S.el("tr", null, x.resolved ? "resolved" : "st-bad");
       tr.dataset.id = x.id;
-      tr.append(S.el("td", S.when(x.created_at)), S.el("td", x.kind), S.el("td", x.bank),
+      tr.dataset.kind = x.kind;
+      // What the bank said: its response code in words, or that it never
+      // answered; the technical error stays below, small.
+      const answer = x.response_code ? say("response_codes", x.response_code)
+        : x.kind === "reply_mismatch" ? { label: "", next: "" } : say("response_codes", "no_answer");
+      tr.append(S.el("td", S.when(x.created_at)),
+        withNext(S.el("td", null, "kind"), x.resolved ? { label: say("exceptions", x.kind).label, next: "" } : say("exceptions", x.kind)),
+        S.el("td", x.bank),
         S.el("td", S.money(x.amount || 0), "num"), S.el("td", x.rrn || "—", "mono nowrap"),
-        S.el("td", x.attempts, "num"), S.el("td", (x.response_code ? "[" + x.response_code + "] " : "") + (x.last_error || ""), "err"));
+        S.el("td", x.attempts, "num"),
+        withNext(S.el("td", null, "err"), { label: answer.label, next: x.resolved ? "" : answer.next }, x.last_error || ""));
       const td = S.el("td");
       if (x.resolved) td.textContent = "✔ " + (x.resolved_note || "");
       else td.append(resolver(x.id, "/v1/finance/exceptions/", loadExceptions));
