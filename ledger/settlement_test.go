@@ -160,6 +160,10 @@ func TestCheckFindsCorruption(t *testing.T) {
 				`INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, business_date)
 				 SELECT gen_random_uuid(), debit_account_id, credit_account_id, 0, currency, 'void_pending', pending_id, business_date
 				 FROM transfers WHERE kind = 'post_pending'`}},
+		{"till count not booked", "till_counts_booked",
+			[]string{`UPDATE till_counts SET counted = counted + 1`}},
+		{"over/short without a count", "till_counts_booked",
+			[]string{`DELETE FROM till_counts`}},
 		{"posting into a closed day", "closed_days_frozen",
 			[]string{`INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, business_date)
 				SELECT gen_random_uuid(), debit_account_id, credit_account_id, 1, currency, 'single', date '2025-06-02'
@@ -174,6 +178,9 @@ func TestCheckFindsCorruption(t *testing.T) {
 			book(t, l, withdrawal{id: uuid.New(), bank: "MB", po: "LS-001", amount: 400_000,
 				paidDate: civilDate(2025, 6, 2), fee: 1_000})
 			if err := l.CloseDay(ctx, civilDate(2025, 6, 2), "finance"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Count(ctx, "LS-001", 599_000, "teller", uuid.New()); err != nil { // 1.000 ₫ short
 				t.Fatal(err)
 			}
 			mustCheck(t, pool) // good data passes

@@ -32,6 +32,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/ledger/forecast"
 	"github.com/softatm/softatm/switch/code"
 )
 
@@ -482,9 +484,38 @@ func TestBrowserFinance(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// 90 days of generated history at LS-003 (weekly pattern, pensions on
+	// the 5th, salaries on the 10th), each day's cash delivered and paid
+	// out, so that its till keeps the demo's 1.000.000 ₫: the forecast
+	// must see the month's days and that the till runs short today.
+	l := ledger.New(sys.Pool)
+	vn := time.FixedZone("ICT", 7*3600)
+	today := time.Now().In(vn)
+	for _, d := range forecast.Synthetic(7, today.AddDate(0, 0, -90), 90) {
+		at := time.Date(d.Date.Year(), d.Date.Month(), d.Date.Day(), 12, 0, 0, 0, vn)
+		if _, err := l.Commit(context.Background(), ledger.Unit{At: at, Transfers: []ledger.Transfer{
+			{ID: uuid.New(), Debit: ledger.TillCode("LS-003"), Credit: ledger.AccountSettlement, Amount: d.Paid, Currency: "704", Kind: ledger.KindSingle},
+			{ID: uuid.New(), Debit: ledger.AccountInFlight, Credit: ledger.TillCode("LS-003"), Amount: d.Paid, Currency: "704", Kind: ledger.KindSingle},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+
 	b := newBrowser(t)
 	b.login(sys.URL, "/finance", "finance", "finance-demo")
 	b.waitFor("the MB row", `!!document.querySelector('#banks tr[data-bank="MB"]')`)
+	fc := `#forecast tr[data-post-office="LS-003"]`
+	b.waitFor("LS-003's forecast", `!!document.querySelector('`+fc+`')`)
+	if got, want := eval[string](b, `document.querySelector('`+fc+`').dataset.runsShort`), eval[string](b, `document.getElementById("day").value`); got != want {
+		t.Errorf("LS-003 runs short on %q, want today %q (1.000.000 ₫ in the till)", got, want)
+	}
+	if got := eval[string](b, `document.querySelector('`+fc+`').dataset.suggested`); got == "0" || got == "" {
+		t.Errorf("LS-003 suggested replenishment %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('`+fc+` td:last-child').textContent`); !strings.Contains(got, "5 (×") || !strings.Contains(got, "10 (×") {
+		t.Errorf("LS-003 pension/salary days %q, want the 5th and the 10th", got)
+	}
 	b.waitFor("the exception", `!!document.querySelector('#exceptions tr[data-kind="advice"]')`)
 	ex := `#exceptions tr[data-kind="advice"]`
 	if got := eval[string](b, `document.querySelector('`+ex+` td.kind .words').textContent`); got != "Ngân hàng chưa xác nhận chi tiền · The bank has not confirmed the payout" {

@@ -533,10 +533,20 @@
     ui.forecastCsv.href = "/v1/finance/forecast?format=csv";
     const pos = r?.post_offices || [];
     const first = pos.find((p) => (p?.days || []).length);
-    const head = [S.el("th", "Bưu điện · Post office"), S.el("th", "Quỹ hiện có · In till now", "num")];
-    (first?.days || []).forEach((d) => head.push(S.el("th", dayLabel(d?.date), "num")));
-    head.push(S.el("th", "Hết tiền ngày · Runs short"), S.el("th", "Đề nghị nhập quỹ · Suggested replenishment", "num"),
-      S.el("th", "Ngày lương/hưu · Pension/salary days"));
+    // A header cell: Vietnamese, then English below it (as the static tables).
+    const th = (vi, en, cls) => {
+      const c = S.el("th", vi, cls);
+      c.append(S.el("span", " · " + en, "en"));
+      return c;
+    };
+    const head = [th("Bưu điện", "Post office"), th("Quỹ hiện có", "In till now", "num"),
+      th("Hết tiền ngày", "Runs short"), th("Đề nghị nhập quỹ", "Suggested", "num")];
+    (first?.days || []).forEach((d) => {
+      const day = dateOnly(d?.date);
+      const wd = new Date(day + "T00:00:00Z").getUTCDay();
+      head.push(th(weekdayVi[wd] + " " + day.slice(8, 10) + "/" + day.slice(5, 7), weekdayEn[wd], "num"));
+    });
+    head.push(th("Ngày lương/hưu", "Pension/salary days"));
     ui.forecastHead.replaceChildren(...head);
     if (!pos.length) {
       emptyRow(ui.forecast, head.length);
@@ -548,16 +558,16 @@
       const short = p?.runs_short ? dateOnly(p.runs_short) : "";
       tr.dataset.runsShort = short;
       tr.dataset.suggested = String(p?.suggested || 0);
-      tr.append(S.el("td", p?.post_office), S.el("td", S.money(p?.balance || 0), "num"));
+      tr.append(S.el("td", p?.post_office), S.el("td", S.money(p?.balance || 0), "num"),
+        S.el("td", short ? dayLabel(short) : "Đủ 7 ngày · Lasts the week", short ? "st-bad-text runs-short" : "st-ok-text runs-short"),
+        S.el("td", (p?.suggested || 0) > 0 ? S.money(p.suggested) : "—", "num suggested"));
       (p?.days || []).forEach((d) => {
         const td = S.el("td", (d?.peak ? "★ " : "") + S.money(d?.expected || 0),
           "num forecast-day" + (d?.peak ? " peak" : "") + ((d?.till || 0) < 0 ? " st-bad-text" : ""));
         td.title = "Quỹ cuối ngày dự kiến · Till at day end: " + S.money(d?.till || 0);
         tr.append(td);
       });
-      tr.append(S.el("td", short ? dayLabel(short) : "Đủ 7 ngày · Lasts the week", short ? "st-bad-text" : "st-ok-text"),
-        S.el("td", (p?.suggested || 0) > 0 ? S.money(p.suggested) : "—", "num"),
-        S.el("td", (p?.peaks || []).map((x) => x?.day_of_month + " (×" + x?.factor + ")").join(", ") || "—"));
+      tr.append(S.el("td", (p?.peaks || []).map((x) => x?.day_of_month + " (×" + x?.factor + ")").join(", ") || "—"));
       return tr;
     }));
   }
