@@ -34,6 +34,16 @@
 //     into the paying post office's till with withdrawal id W and W's
 //     amount (see PayoutTransfers): the settlement report counts payouts
 //     by it, and atmswitch.Check expects it of every paid withdrawal.
+//   - A till closes three ways (see till.go): replenishments and
+//     collections against settlement:bank_account, payouts, and the
+//     teller's count, whose difference from the till's posted balance is
+//     booked to po:<P>:over_short in the same unit as the count's row; a
+//     till is counted once per business day (till_counts' key). The count
+//     is computed from a balance read before the commit, so its unit
+//     carries that balance as an Expect: a payout that lands in between
+//     refuses it (ErrBalanceMoved) and Count reads again.
+//   - Sub-package forecast is the pure cash forecast fed from TillHistory;
+//     this package does not import it.
 //
 // This package imports only package softatm of this module; it must not
 // import the switch, the teller or the ISO 8583 packages.

@@ -132,6 +132,7 @@ func TestImportRules(t *testing.T) {
 	}{
 		{module + "/ledger/schema", nil},
 		{module + "/ledger", []string{module}},
+		{module + "/ledger/forecast", nil}, // pure: nothing of this module
 		{module + "/ledger/recon", []string{module, module + "/ledger", module + "/ledger/schema"}},
 		{module + "/cmd/softatm", nil}, // only "testing" is checked
 	} {
