@@ -23,8 +23,8 @@ type Finance struct {
 	API    *API
 	Ledger *ledger.Ledger
 	Recon  *recon.Store
-	// Now is the clock that decides today's business day for the cash
-	// forecast (nil: time.Now).
+	// Now is the clock that decides today's business day (the days list,
+	// the cash forecast); nil: time.Now.
 	Now func() time.Time
 }
 
@@ -62,7 +62,7 @@ func (f *Finance) Days(w http.ResponseWriter, r *http.Request) {
 		f.fail(w, r, err)
 		return
 	}
-	today, err := f.Ledger.BusinessDate(r.Context(), time.Now())
+	today, err := f.Ledger.BusinessDate(r.Context(), f.now())
 	if err != nil {
 		f.fail(w, r, err)
 		return
