@@ -51,6 +51,7 @@ var importRules = []importRule{
 	{pkgs: []string{"ledger/recon"}, doc: "ledger/recon/recon.go", onlyDirect: []string{"", "ledger", "ledger/schema"},
 		notEven: []string{"switch/..."}},
 	{pkgs: []string{"ledger/schema"}, doc: "ledger/schema/schema.go", onlyDirect: []string{}},
+	{pkgs: []string{"ledger/forecast"}, doc: "ledger/forecast/forecast.go", onlyDirect: []string{}},
 	{pkgs: []string{"ledger/schema/schematest"}, doc: "ledger/schema/schematest/schematest.go", importedOnlyBy: []string{}},
 	{pkgs: []string{"switch"}, doc: "switch/atmswitch.go", onlyDirect: []string{"", "ledger", "ledger/recon", "iso", "switch/..."},
 		notEven: []string{"teller/..."}},
@@ -64,6 +65,7 @@ var importRules = []importRule{
 	{pkgs: []string{"teller"}, doc: "teller/teller.go", onlyDirect: []string{"", "switch/...", "ledger/...", "iso", "fixtures"},
 		importedOnlyBy: []string{"cmd/softatm"}},
 	{pkgs: []string{"bench/cmd/loadgen"}, doc: "bench/cmd/loadgen/main.go", importedOnlyBy: []string{}},
+	{pkgs: []string{"scripts/mutate"}, doc: "scripts/mutate/main.go", onlyDirect: []string{"fixtures/localsrv"}},
 	// Production code must not link package testing (nor testing/...): test
 	// helpers that reach the binary bring their flags, their globals and
 	// whatever else the tests need with them. Exempt are the benchmarks

@@ -682,6 +682,21 @@ func (b *batch) unitBody(ctx context.Context, u Unit, date time.Time, us *unitSt
 			return err
 		}
 	}
+	for _, e := range u.Expect {
+		a, err := b.account(ctx, e.Account, us)
+		if err != nil {
+			return err
+		}
+		var ud delta
+		if d, ok := us.deltas[e.Account]; ok {
+			ud = *d
+		}
+		cur := balance(a.base, a.batch, ud)
+		if got := cur.DebitsPosted - cur.CreditsPosted; got != e.Posted {
+			return softatm.Wrap(softatm.EConflict,
+				fmt.Sprintf("%s holds %d, not the %d expected: it moved meanwhile", e.Account, got, e.Posted), ErrBalanceMoved)
+		}
+	}
 	for i := range u.Transfers {
 		if err := b.transfer(ctx, u.Transfers[i], date, us); err != nil {
 			return err

@@ -83,6 +83,24 @@ var checks = []Invariant{
 		GROUP BY d.date, d.transfer_count, d.amount_sum
 		HAVING count(t.id) <> d.transfer_count OR COALESCE(sum(t.amount), 0) <> d.amount_sum
 		ORDER BY d.date`},
+	// Every till count's difference is booked to the post office's
+	// over/short account on the count's business day, and nothing else is
+	// (see Count): over credits it, short debits it.
+	{Name: "till_counts_booked", Query: `
+		WITH booked AS (
+			SELECT split_part(a.code, ':', 2) AS po, t.business_date AS d,
+				sum(CASE WHEN t.credit_account_id = a.id THEN t.amount ELSE -t.amount END) AS diff
+			FROM accounts a JOIN transfers t ON (t.debit_account_id = a.id OR t.credit_account_id = a.id)
+			WHERE a.code LIKE 'po:%:over_short' AND t.kind = 'single'
+			GROUP BY 1, 2
+		), counted AS (
+			SELECT post_office AS po, business_date AS d, counted - expected AS diff FROM till_counts
+		)
+		SELECT COALESCE(c.po, b.po) || ' ' || COALESCE(c.d, b.d)::TEXT || ': count differs by ' ||
+		       COALESCE(c.diff, 0)::TEXT || ', over/short booked ' || COALESCE(b.diff, 0)::TEXT
+		FROM counted c FULL OUTER JOIN booked b ON b.po = c.po AND b.d = c.d
+		WHERE COALESCE(c.diff, 0) <> COALESCE(b.diff, 0)
+		ORDER BY 1`},
 }
 
 // Check runs every ledger invariant in one read-only snapshot and returns

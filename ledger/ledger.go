@@ -34,6 +34,16 @@
 //     into the paying post office's till with withdrawal id W and W's
 //     amount (see PayoutTransfers): the settlement report counts payouts
 //     by it, and atmswitch.Check expects it of every paid withdrawal.
+//   - A till closes three ways (see till.go): replenishments and
+//     collections against settlement:bank_account, payouts, and the
+//     teller's count, whose difference from the till's posted balance is
+//     booked to po:<P>:over_short in the same unit as the count's row; a
+//     till is counted once per business day (till_counts' key). The count
+//     is computed from a balance read before the commit, so its unit
+//     carries that balance as an Expect: a payout that lands in between
+//     refuses it (ErrBalanceMoved) and Count reads again.
+//   - Sub-package forecast is the pure cash forecast fed from TillHistory;
+//     this package does not import it.
 //
 // This package imports only package softatm of this module; it must not
 // import the switch, the teller or the ISO 8583 packages, and no package
@@ -139,7 +149,14 @@ type Unit struct {
 	// transfer (a hold already resolved) is the unit's error even where the
 	// statement would have changed nothing. A statement that fails (an
 	// SQL error) refuses its unit and costs the batch a re-run without it.
-	Stmt      *Stmt
+	Stmt *Stmt
+	// Expect, if set, are balances the unit relies on: each is checked,
+	// after Apply and before the transfers, against the batch's own view
+	// (what the unit's earlier batch-mates staged included), and a
+	// mismatch refuses the unit with ErrBalanceMoved (code EConflict).
+	// A till count uses it: its over/short transfer is right only for the
+	// balance it was computed from.
+	Expect    []Expect
 	Transfers []Transfer
 
 	// undated: set by Run; the unit needs no business date (Apply is
@@ -166,6 +183,17 @@ type Stmt struct {
 	// booked, when the statement changes no row.
 	MustChange bool
 }
+
+// Expect is a posted balance (debits_posted - credits_posted) that Account
+// must have when a unit runs (see Unit.Expect).
+type Expect struct {
+	Account string
+	Posted  int64
+}
+
+// ErrBalanceMoved refuses a unit whose Expect did not hold: the account
+// moved since the caller read it. The caller may read again and retry.
+var ErrBalanceMoved = errors.New("ledger: the account's balance moved")
 
 // ErrUnchanged refuses a unit whose Stmt had to change a row and changed
 // none (the row was not in the state the statement expects).

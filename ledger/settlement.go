@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,31 +19,62 @@ import (
 
 // BankTotal is what one bank owes for one business day.
 type BankTotal struct {
-	Bank     string `json:"bank"`
-	Count    int64  `json:"count"`   // withdrawals paid on the day: holds posted into the day
-	Gross    int64  `json:"gross"`   // the amounts posted: cash handed out on the bank's behalf
-	Fees     int64  `json:"fees"`    // fee transfers booked against the bank on the day
-	Net      int64  `json:"net"`     // what the bank owes: Gross + Fees (fees are charged to the bank)
-	Settled  int64  `json:"settled"` // what SettleBank has recorded as paid for the day
-	Currency string `json:"currency"`
-}
-
-// PostOfficeTotal is one post office's cash for one business day.
-type PostOfficeTotal struct {
-	PostOffice  string `json:"post_office"`
-	Count       int64  `json:"count"`        // withdrawals paid there on the day: payouts out of its till
-	CashOut     int64  `json:"cash_out"`     // their amounts
-	TillOpening int64  `json:"till_opening"` // posted till balance before the day
-	TillClosing int64  `json:"till_closing"` // posted till balance after the day
+	Bank        string `json:"bank"`
+	Count       int64  `json:"count"`       // withdrawals paid on the day: holds posted into the day
+	Gross       int64  `json:"gross"`       // the amounts posted: cash handed out on the bank's behalf
+	Fees        int64  `json:"fees"`        // fee transfers booked against the bank on the day
+	Net         int64  `json:"net"`         // what the bank owes: Gross + Fees (fees are charged to the bank)
+	Settled     int64  `json:"settled"`     // what SettleBank has recorded as paid for the day
+	Outstanding int64  `json:"outstanding"` // Net − Settled: still owed (below zero: paid too much)
 	Currency    string `json:"currency"`
 }
 
-// Report is the settlement report of one business day.
+// PostOfficeTotal is one post office's cash for one business day. The
+// figures come from the same transfers, so they always add up:
+//
+//	TillOpening + Replenished − Collected − CashOut + OverShort + Other = TillClosing
+//
+// and, when the teller counted the till, Counted = the balance the count was
+// compared with + OverShort of that count (the count's difference).
+type PostOfficeTotal struct {
+	PostOffice  string `json:"post_office"`
+	Count       int64  `json:"count"`        // withdrawals paid there on the day: payouts out of its till
+	TillOpening int64  `json:"till_opening"` // posted till balance before the day
+	Replenished int64  `json:"replenished"`  // cash put into the till (from the bank branch)
+	Collected   int64  `json:"collected"`    // cash taken out of the till (to the bank branch)
+	CashOut     int64  `json:"cash_out"`     // cash paid out to citizens
+	OverShort   int64  `json:"over_short"`   // the count's difference booked on the day: below zero short, above zero over
+	Other       int64  `json:"other"`        // any other movement of the till, net (none today; cash-in when it exists)
+	TillClosing int64  `json:"till_closing"` // posted till balance after the day
+	// Counted is the teller's count for the day, nil when not counted yet.
+	Counted   *int64 `json:"counted"`
+	CountedBy string `json:"counted_by,omitempty"`
+	Currency  string `json:"currency"`
+}
+
+// Report is the settlement report of one business day. BankTotals and
+// PostOfficeTotals hold one row per currency summing the rows above them
+// (Bank and PostOffice empty; Counted is the sum of the counts made).
 type Report struct {
-	Date        time.Time         `json:"date"`
-	Closed      bool              `json:"closed"`
-	Banks       []BankTotal       `json:"banks"`
-	PostOffices []PostOfficeTotal `json:"post_offices"`
+	Date             time.Time         `json:"date"`
+	Closed           bool              `json:"closed"`
+	Banks            []BankTotal       `json:"banks"`
+	PostOffices      []PostOfficeTotal `json:"post_offices"`
+	BankTotals       []BankTotal       `json:"bank_totals"`
+	PostOfficeTotals []PostOfficeTotal `json:"post_office_totals"`
+}
+
+// currencyNames maps ISO 4217 numeric codes, as the switch books them
+// (field 49), to the alphabetic code people read. A currency not listed is
+// shown as booked.
+var currencyNames = map[string]string{"704": "VND"}
+
+// CurrencyName returns the alphabetic ISO 4217 code of a currency as booked.
+func CurrencyName(c string) string {
+	if n, ok := currencyNames[c]; ok {
+		return n
+	}
+	return c
 }
 
 // Settlement computes the settlement report of a business day from the
@@ -65,16 +97,64 @@ func (l *Ledger) Settlement(ctx context.Context, date time.Time) (Report, error)
 		if rep.Banks, err = bankTotals(ctx, tx, d); err != nil {
 			return err
 		}
-		rep.PostOffices, err = postOfficeTotals(ctx, tx, d)
-		return err
+		if rep.PostOffices, err = postOfficeTotals(ctx, tx, d); err != nil {
+			return err
+		}
+		rep.BankTotals, rep.PostOfficeTotals = totals(rep.Banks, rep.PostOffices)
+		return nil
 	})
 	return rep, err
+}
+
+// totals sums the report's rows per currency.
+func totals(banks []BankTotal, pos []PostOfficeTotal) ([]BankTotal, []PostOfficeTotal) {
+	bt := []BankTotal{}
+	for _, b := range banks {
+		i := slices.IndexFunc(bt, func(t BankTotal) bool { return t.Currency == b.Currency })
+		if i < 0 {
+			bt = append(bt, BankTotal{Currency: b.Currency})
+			i = len(bt) - 1
+		}
+		t := &bt[i]
+		t.Count += b.Count
+		t.Gross += b.Gross
+		t.Fees += b.Fees
+		t.Net += b.Net
+		t.Settled += b.Settled
+		t.Outstanding += b.Outstanding
+	}
+	pt := []PostOfficeTotal{}
+	for _, p := range pos {
+		i := slices.IndexFunc(pt, func(t PostOfficeTotal) bool { return t.Currency == p.Currency })
+		if i < 0 {
+			pt = append(pt, PostOfficeTotal{Currency: p.Currency})
+			i = len(pt) - 1
+		}
+		t := &pt[i]
+		t.Count += p.Count
+		t.TillOpening += p.TillOpening
+		t.Replenished += p.Replenished
+		t.Collected += p.Collected
+		t.CashOut += p.CashOut
+		t.OverShort += p.OverShort
+		t.Other += p.Other
+		t.TillClosing += p.TillClosing
+		if p.Counted != nil {
+			c := *p.Counted
+			if t.Counted != nil {
+				c += *t.Counted
+			}
+			t.Counted = &c
+		}
+	}
+	return bt, pt
 }
 
 func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error) {
 	type key struct{ bank, cur string }
 	m := map[key]*BankTotal{}
 	get := func(bank, cur string) *BankTotal {
+		cur = CurrencyName(cur)
 		k := key{bank, cur}
 		if m[k] == nil {
 			m[k] = &BankTotal{Bank: bank, Currency: cur}
@@ -144,7 +224,7 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 			rows.Close()
 			return nil, fmt.Errorf("settled totals: %w", err)
 		}
-		get(bank, cur).Settled = sum
+		get(bank, cur).Settled += sum
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -153,6 +233,7 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 	out := make([]BankTotal, 0, len(m))
 	for _, t := range m {
 		t.Net = t.Gross + t.Fees
+		t.Outstanding = t.Net - t.Settled
 		out = append(out, *t)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -184,32 +265,55 @@ func postOfficeTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]PostOffice
 	type key struct{ po, cur string }
 	m := map[key]*PostOfficeTotal{}
 	get := func(po, cur string) *PostOfficeTotal {
+		cur = CurrencyName(cur)
 		k := key{po, cur}
 		if m[k] == nil {
 			m[k] = &PostOfficeTotal{PostOffice: po, Currency: cur}
 		}
 		return m[k]
 	}
-	// A payout moves the cash out of the till: debit cashout:in_flight,
-	// credit po:<P>:till (see PayoutTransfers).
-	rows, err := tx.Query(ctx, `SELECT c.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
-		JOIN accounts d ON d.id = t.debit_account_id
-		JOIN accounts c ON c.id = t.credit_account_id
-		WHERE t.business_date = $1 AND t.kind = $2 AND d.code = $3
-		GROUP BY c.code, t.currency`, d, KindSingle, AccountInFlight)
+	// Every posted movement of a till on the day, by what is on the other
+	// side: the settlement account (replenished, collected), in-flight
+	// (paid out: see PayoutTransfers), the post office's over/short
+	// account (a count's difference), or anything else.
+	rows, err := tx.Query(ctx, `SELECT a.code, t.currency, o.code, t.debit_account_id = a.id, t.kind, count(*), sum(t.amount)::BIGINT
+		FROM accounts a
+		JOIN transfers t ON (t.debit_account_id = a.id OR t.credit_account_id = a.id)
+		JOIN accounts o ON o.id = CASE WHEN t.debit_account_id = a.id THEN t.credit_account_id ELSE t.debit_account_id END
+		WHERE a.code LIKE 'po:%:till' AND t.kind IN ('single','post_pending') AND t.business_date = $1
+		GROUP BY a.code, t.currency, o.code, t.debit_account_id = a.id, t.kind`, d)
 	if err != nil {
 		return nil, fmt.Errorf("post office totals: %w", err)
 	}
 	for rows.Next() {
-		var code, cur string
+		var code, cur, other string
+		var into bool
+		var kind Kind
 		var n, sum int64
-		if err := rows.Scan(&code, &cur, &n, &sum); err != nil {
+		if err := rows.Scan(&code, &cur, &other, &into, &kind, &n, &sum); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("post office totals: %w", err)
 		}
-		if po, ok := postOfficeOfTill(code); ok {
-			t := get(po, cur)
+		po, ok := postOfficeOfTill(code)
+		if !ok {
+			continue
+		}
+		t := get(po, cur)
+		switch {
+		case other == AccountSettlement && into:
+			t.Replenished += sum
+		case other == AccountSettlement:
+			t.Collected += sum
+		case other == AccountInFlight && !into && kind == KindSingle:
 			t.Count, t.CashOut = t.Count+n, t.CashOut+sum
+		case other == OverShortCode(po) && into:
+			t.OverShort += sum
+		case other == OverShortCode(po):
+			t.OverShort -= sum
+		case into:
+			t.Other += sum
+		default:
+			t.Other -= sum
 		}
 	}
 	rows.Close()
@@ -244,6 +348,14 @@ func postOfficeTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]PostOffice
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("till balances: %w", err)
 	}
+	counts, err := tillCounts(ctx, tx, d)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range counts {
+		t := get(c.PostOffice, c.Currency)
+		t.Counted, t.CountedBy = &c.Counted, c.CountedBy
+	}
 	out := make([]PostOfficeTotal, 0, len(m))
 	for _, t := range m {
 		out = append(out, *t)
@@ -258,11 +370,18 @@ func postOfficeTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]PostOffice
 }
 
 // CSVHeader is the header WriteCSV writes. One table, with a "kind" column:
-// "bank" rows fill bank, count, gross, fees, net, settled; "post_office" rows
-// fill post_office, count, cash_out, till_opening, till_closing. Columns that
-// do not apply to a row's kind are empty. Amounts are integer minor units.
+// "bank" rows fill bank, count, gross, fees, net, settled, outstanding;
+// "post_office" rows fill post_office, count and the till columns
+// (till_opening + replenished − collected − cash_out + over_short + other =
+// till_closing; counted empty when the till was not counted). A
+// "bank_total" and a "post_office_total" row per currency follow their
+// rows with the sums. Columns that do not apply to a row's kind are empty.
+// Amounts are integer units of the currency (dong for VND), the currency
+// its ISO 4217 letters. These are the page's numbers: both come from
+// Settlement.
 var CSVHeader = []string{"kind", "business_date", "closed", "bank", "post_office", "count",
-	"gross", "fees", "net", "settled", "cash_out", "till_opening", "till_closing", "currency"}
+	"gross", "fees", "net", "settled", "outstanding",
+	"till_opening", "replenished", "collected", "cash_out", "over_short", "other", "till_closing", "counted", "currency"}
 
 // WriteCSV writes the report as CSV (see CSVHeader).
 func (r Report) WriteCSV(w io.Writer) error {
@@ -273,17 +392,36 @@ func (r Report) WriteCSV(w io.Writer) error {
 	date := r.Date.Format(time.DateOnly)
 	closed := strconv.FormatBool(r.Closed)
 	n := func(v int64) string { return strconv.FormatInt(v, 10) }
-	for _, b := range r.Banks {
-		if err := cw.Write([]string{"bank", date, closed, b.Bank, "", n(b.Count),
-			n(b.Gross), n(b.Fees), n(b.Net), n(b.Settled), "", "", "", b.Currency}); err != nil {
-			return err
+	bank := func(kind string, b BankTotal) []string {
+		return []string{kind, date, closed, b.Bank, "", n(b.Count),
+			n(b.Gross), n(b.Fees), n(b.Net), n(b.Settled), n(b.Outstanding),
+			"", "", "", "", "", "", "", "", b.Currency}
+	}
+	po := func(kind string, p PostOfficeTotal) []string {
+		counted := ""
+		if p.Counted != nil {
+			counted = n(*p.Counted)
 		}
+		return []string{kind, date, closed, "", p.PostOffice, n(p.Count),
+			"", "", "", "", "",
+			n(p.TillOpening), n(p.Replenished), n(p.Collected), n(p.CashOut), n(p.OverShort), n(p.Other),
+			n(p.TillClosing), counted, p.Currency}
+	}
+	var recs [][]string
+	for _, b := range r.Banks {
+		recs = append(recs, bank("bank", b))
+	}
+	for _, b := range r.BankTotals {
+		recs = append(recs, bank("bank_total", b))
 	}
 	for _, p := range r.PostOffices {
-		if err := cw.Write([]string{"post_office", date, closed, "", p.PostOffice, n(p.Count),
-			"", "", "", "", n(p.CashOut), n(p.TillOpening), n(p.TillClosing), p.Currency}); err != nil {
-			return err
-		}
+		recs = append(recs, po("post_office", p))
+	}
+	for _, p := range r.PostOfficeTotals {
+		recs = append(recs, po("post_office_total", p))
+	}
+	if err := cw.WriteAll(recs); err != nil {
+		return err
 	}
 	cw.Flush()
 	return cw.Error()

@@ -99,7 +99,7 @@ func TestSettlement(t *testing.T) {
 	}
 	wantBanks := []BankTotal{
 		{Bank: "MB", Count: 2, Gross: 1_500_000, Fees: 6_000, Net: 1_506_000, Settled: 1_506_000, Currency: vnd},
-		{Bank: "VCB", Count: 1, Gross: 2_000_000, Net: 2_000_000, Currency: vnd},
+		{Bank: "VCB", Count: 1, Gross: 2_000_000, Net: 2_000_000, Outstanding: 2_000_000, Currency: vnd},
 	}
 	wantPOs := []PostOfficeTotal{
 		{PostOffice: "LS-001", Count: 2, CashOut: 1_500_000, TillOpening: 10_000_000, TillClosing: 8_500_000, Currency: vnd},
@@ -112,11 +112,13 @@ func TestSettlement(t *testing.T) {
 	if err := rep.WriteCSV(&buf); err != nil {
 		t.Fatal(err)
 	}
-	wantCSV := `kind,business_date,closed,bank,post_office,count,gross,fees,net,settled,cash_out,till_opening,till_closing,currency
-bank,2025-06-02,true,MB,,2,1500000,6000,1506000,1506000,,,,VND
-bank,2025-06-02,true,VCB,,1,2000000,0,2000000,0,,,,VND
-post_office,2025-06-02,true,,LS-001,2,,,,,1500000,10000000,8500000,VND
-post_office,2025-06-02,true,,LS-002,1,,,,,2000000,10000000,8000000,VND
+	wantCSV := `kind,business_date,closed,bank,post_office,count,gross,fees,net,settled,outstanding,till_opening,replenished,collected,cash_out,over_short,other,till_closing,counted,currency
+bank,2025-06-02,true,MB,,2,1500000,6000,1506000,1506000,0,,,,,,,,,VND
+bank,2025-06-02,true,VCB,,1,2000000,0,2000000,0,2000000,,,,,,,,,VND
+bank_total,2025-06-02,true,,,3,3500000,6000,3506000,1506000,2000000,,,,,,,,,VND
+post_office,2025-06-02,true,,LS-001,2,,,,,,10000000,0,0,1500000,0,0,8500000,,VND
+post_office,2025-06-02,true,,LS-002,1,,,,,,10000000,0,0,2000000,0,0,8000000,,VND
+post_office_total,2025-06-02,true,,,3,,,,,,20000000,0,0,3500000,0,0,16500000,,VND
 `
 	if got := buf.String(); got != wantCSV {
 		t.Fatalf("CSV:\n%s\nwant:\n%s", got, wantCSV)
@@ -158,6 +160,10 @@ func TestCheckFindsCorruption(t *testing.T) {
 				`INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, pending_id, business_date)
 				 SELECT gen_random_uuid(), debit_account_id, credit_account_id, 0, currency, 'void_pending', pending_id, business_date
 				 FROM transfers WHERE kind = 'post_pending'`}},
+		{"till count not booked", "till_counts_booked",
+			[]string{`UPDATE till_counts SET counted = counted + 1`}},
+		{"over/short without a count", "till_counts_booked",
+			[]string{`DELETE FROM till_counts`}},
 		{"posting into a closed day", "closed_days_frozen",
 			[]string{`INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, currency, kind, business_date)
 				SELECT gen_random_uuid(), debit_account_id, credit_account_id, 1, currency, 'single', date '2025-06-02'
@@ -172,6 +178,9 @@ func TestCheckFindsCorruption(t *testing.T) {
 			book(t, l, withdrawal{id: uuid.New(), bank: "MB", po: "LS-001", amount: 400_000,
 				paidDate: civilDate(2025, 6, 2), fee: 1_000})
 			if err := l.CloseDay(ctx, civilDate(2025, 6, 2), "finance"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := l.Count(ctx, "LS-001", 599_000, "teller", uuid.New()); err != nil { // 1.000 ₫ short
 				t.Fatal(err)
 			}
 			mustCheck(t, pool) // good data passes

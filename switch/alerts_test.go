@@ -77,7 +77,8 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"softatm_numeric_failures_total", "softatm_numeric_refusals_total", "softatm_numeric_codes_blocked_total"} {
+	for _, want := range []string{"softatm_numeric_failures_total", "softatm_numeric_refusals_total", "softatm_numeric_codes_blocked_total",
+		"softatm_outbox_exceptions_total"} {
 		if !seen[want] {
 			t.Errorf("no alert on %s", want)
 		}
@@ -89,7 +90,8 @@ func TestAlertRulesNameExportedMetrics(t *testing.T) {
 func TestNumericMetricsLint(t *testing.T) {
 	t.Parallel()
 	problems, err := testutil.GatherAndLint(atmswitch.NewMetrics(nil).Registry,
-		"softatm_numeric_failures_total", "softatm_numeric_refusals_total", "softatm_numeric_codes_blocked_total")
+		"softatm_numeric_failures_total", "softatm_numeric_refusals_total", "softatm_numeric_codes_blocked_total",
+		"softatm_outbox_exceptions_total")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -96,30 +96,36 @@ func TestConcurrentConfirmsBySameTeller(t *testing.T) {
 	e.checkLedger(t)
 }
 
-// TestConfirmAfterClaimTakenOver: teller1's claim lapses, teller1 presses
-// confirm, and while that confirm is between its read (claimed by teller1)
-// and its UPDATE, teller2 on another instance takes the lapsed claim over.
+// TestConfirmAfterClaimTakenOver: teller1 presses confirm just before its
+// claim ends, and while that confirm is between its read (claimed by
+// teller1) and its UPDATE, the claim lapses and teller2 on another instance
+// takes it over.
 // The paid UPDATE's `claimed_by = $2` refuses teller1: teller2 now holds
 // the code and is counting its cash.
 func TestConfirmAfterClaimTakenOver(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *atmswitch.Config) { c.ClaimTTL = time.Second; c.ClockSkew = 0 })
+	// Half a second of margin on each side of every step: the machine may
+	// be loaded.
+	const claimTTL, window = 3 * time.Second, 2 * time.Second // window: instance a's committer waits this long before its UPDATE
+	e := newEnv(t, func(c *atmswitch.Config) { c.ClaimTTL = claimTTL; c.ClockSkew = 0 })
 	ctx := context.Background()
-	const window = time.Second // instance a's committer waits this long before its UPDATE
 	a := e.instance(t, window, e.gate)
 	b := e.instance(t, 0, e.gate)
 	is := e.issue(t, acctRich, 100_000)
 	id := is.Withdrawal.ID
-	if _, err := a.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+	if _, err := b.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil { // b: no batch wait, the claim starts now
 		t.Fatal(err)
 	}
-	time.Sleep(1100 * time.Millisecond) // the claim lapses
+	// teller1 confirms just before the claim ends (its read sees a live
+	// claim of its own); the claim lapses while the unit waits, and teller2
+	// takes it over before the UPDATE runs.
+	time.Sleep(claimTTL - 500*time.Millisecond)
 	done := make(chan error, 1)
 	go func() {
 		_, err := a.Confirm(ctx, teller1, id)
 		done <- err
 	}()
-	time.Sleep(window / 4) // a has read the row; its unit waits for company
+	time.Sleep(window / 2) // a has read the row; its unit waits for company; the claim has lapsed
 	if _, err := b.Scan(ctx, teller2, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
 		t.Fatalf("teller2 taking the lapsed claim over: %v", err)
 	}

@@ -29,6 +29,10 @@ type Metrics struct {
 	outboxSent    *prometheus.CounterVec
 	outboxDepth   prometheus.Gauge
 	outboxOldest  prometheus.Gauge
+	// outboxExceptions counts messages that gave up and became exceptions
+	// (and bank replies kept as exceptions), by kind: until now only the
+	// finance page showed them; deploy/prometheus/alerts.yml alerts on it.
+	outboxExceptions *prometheus.CounterVec
 
 	isoMessages *prometheus.CounterVec
 	isoRTT      *prometheus.HistogramVec
@@ -78,6 +82,10 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 		outboxOldest: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "softatm_outbox_oldest_age_seconds", Help: "Age of the oldest message waiting to be sent.",
 		}),
+		outboxExceptions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "softatm_outbox_exceptions_total",
+			Help: "Messages to the bank that became exceptions for finance, by kind (advice, reversal: gave up or refused; reply_mismatch: a reply kept).",
+		}, []string{"kind"}),
 		isoMessages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "softatm_iso_requests_total",
 			Help: "ISO 8583 requests sent to the bank, by request MTI and the reply's response code (none: no usable reply).",
@@ -117,8 +125,11 @@ func NewMetrics(reg *prometheus.Registry) *Metrics {
 	for _, sc := range []string{scopeKiosk, scopeTeller, scopePostOffice, scopeCode} {
 		m.numericRefusals.WithLabelValues(sc)
 	}
+	for _, k := range []string{string(MsgAdvice), string(MsgReversal), kindReplyMismatch} {
+		m.outboxExceptions.WithLabelValues(k) // export 0s, so that increase() sees the first exception
+	}
 	reg.MustRegister(m.requests, m.latency, m.transitions, m.paidAmount, m.redisFallback,
-		m.outboxSent, m.outboxDepth, m.outboxOldest,
+		m.outboxSent, m.outboxDepth, m.outboxOldest, m.outboxExceptions,
 		m.isoMessages, m.isoRTT, m.ledgerTx, m.redisTime, m.redisErrors,
 		m.numericFailures, m.numericRefusals, m.numericCodesBlocked,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{

@@ -179,7 +179,11 @@ func (o *Outbox) answered(ctx context.Context, m outboxMsg, rc string) error {
 	if rc != iso.RCApproved && rc != iso.RCDuplicate {
 		state = "exception"
 	}
-	return o.store.Answered(ctx, m, state, rc, now)
+	ended, err := o.store.Answered(ctx, m, state, rc, now)
+	if err == nil && ended && state == "exception" {
+		o.m.outboxExceptions.WithLabelValues(m.kind).Inc()
+	}
+	return err
 }
 
 func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error {
@@ -190,7 +194,10 @@ func (o *Outbox) retryLater(ctx context.Context, m outboxMsg, cause error) error
 		state = "exception"
 		o.log.Error("outbox message moved to exceptions", "withdrawal", m.withdrawalID, "kind", m.kind, "attempts", attempts)
 	}
-	err := o.store.RetryLater(ctx, m, state, attempts, now.Add(o.backoff(attempts)), cause.Error())
+	moved, err := o.store.RetryLater(ctx, m, state, attempts, now.Add(o.backoff(attempts)), cause.Error())
+	if err == nil && moved && state == "exception" {
+		o.m.outboxExceptions.WithLabelValues(m.kind).Inc()
+	}
 	return errors.Join(cause, err)
 }
 

@@ -256,6 +256,8 @@ func (s *Service) replyMismatch(ctx context.Context, id uuid.UUID, me *iso.Misma
 	detail := fmt.Sprintf("%s fields %s differ\nsent:     %s\nreceived: %s", me.MTI, strings.Join(me.Fields, ","), me.Request, me.Reply)
 	if err := s.store.ReplyMismatch(context.WithoutCancel(ctx), id, detail, s.now()); err != nil {
 		s.log.Error("recording the mismatched reply", "withdrawal", id, "err", err)
+	} else {
+		s.m.outboxExceptions.WithLabelValues(kindReplyMismatch).Inc()
 	}
 	if err := s.fail(context.WithoutCancel(ctx), id); err != nil {
 		return err

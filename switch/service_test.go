@@ -616,7 +616,7 @@ func TestAdviceRepeatedThenException(t *testing.T) {
 	ctx := context.Background()
 	ocfg := atmswitch.DefaultOutboxConfig()
 	ocfg.MaxAttempts, ocfg.BackoffMin, ocfg.BackoffMax, ocfg.SendTimeout = 3, time.Millisecond, 5*time.Millisecond, 200*time.Millisecond
-	e.outbox = atmswitch.NewOutbox(ocfg, e.pool, e.ledger, e.bank, quietLog(), nil, nil)
+	e.outbox = atmswitch.NewOutbox(ocfg, e.pool, e.ledger, e.bank, quietLog(), e.m, nil)
 	is := e.issue(t, acctRich, 100_000)
 	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
 		t.Fatal(err)
@@ -634,6 +634,9 @@ func TestAdviceRepeatedThenException(t *testing.T) {
 	if err != nil || len(ex) != 1 || ex[0].Kind != "advice" || ex[0].WithdrawalID != is.Withdrawal.ID {
 		t.Fatalf("exceptions %+v (%v)", ex, err)
 	}
+	if n := e.m.OutboxExceptions("advice"); n != 1 {
+		t.Fatalf("softatm_outbox_exceptions_total{kind=advice} = %v, want 1", n)
+	}
 	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StatePaid {
 		t.Fatalf("state %s, want paid until the bank answers", s)
 	}
@@ -647,10 +650,40 @@ func TestAdviceRepeatedThenException(t *testing.T) {
 	if s := e.state(t, is.Withdrawal.ID); s != atmswitch.StateCompleted {
 		t.Fatalf("state %s, want completed", s)
 	}
+	if n := e.m.OutboxExceptions("advice"); n != 1 {
+		t.Fatalf("after the requeued advice was answered: softatm_outbox_exceptions_total{kind=advice} = %v, want still 1", n)
+	}
 	if err := e.svc.ResolveException(ctx, ex[0].ID, "finance", ""); softatm.ErrorCode(err) != softatm.EInvalid {
 		t.Fatalf("resolve without a reason: %v", err)
 	}
 	e.checkLedger(t)
+}
+
+// TestRefusedAdviceIsCountedException: a 0220 the bank refuses (05)
+// becomes an exception at once and is counted in
+// softatm_outbox_exceptions_total{kind="advice"} exactly once, however
+// often the worker drains.
+func TestRefusedAdviceIsCountedException(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.issue(t, acctRich, 100_000)
+	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.Confirm(ctx, teller1, is.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultAdviceRefuse, ResponseCode: "05"})
+	e.drain(t)
+	e.drain(t)
+	ex, err := e.svc.Exceptions(ctx)
+	if err != nil || len(ex) != 1 || ex[0].Kind != "advice" || ex[0].ResponseCode != "05" {
+		t.Fatalf("exceptions %+v (%v)", ex, err)
+	}
+	if a, r := e.m.OutboxExceptions("advice"), e.m.OutboxExceptions("reversal"); a != 1 || r != 0 {
+		t.Fatalf("softatm_outbox_exceptions_total advice %v reversal %v, want 1 and 0", a, r)
+	}
 }
 
 // TestNumericCodeCollisionRedrawn: a numeric code already held by another
@@ -733,6 +766,9 @@ func TestBankReplyMustMatchRequest(t *testing.T) {
 			if len(exc) != 1 || exc[0].Kind != "reply_mismatch" || !strings.Contains(exc[0].LastError, "received:") ||
 				strings.Contains(exc[0].LastError, acctRich) {
 				t.Fatalf("exceptions %+v, want one reply_mismatch with both messages, account masked", exc)
+			}
+			if n := e.m.OutboxExceptions("reply_mismatch"); n != 1 {
+				t.Fatalf("softatm_outbox_exceptions_total{kind=reply_mismatch} = %v, want 1", n)
 			}
 			if err := e.svc.Requeue(ctx, exc[0].ID); softatm.ErrorCode(err) != softatm.ENotFound {
 				t.Fatalf("requeue of a mismatched reply: %v, want not found (it is not a message)", err)

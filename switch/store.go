@@ -74,11 +74,15 @@ type Store interface {
 	ForMessage(ctx context.Context, withdrawalID uuid.UUID) (Withdrawal, string, error)
 	// Answered ends a message with the bank's answer (state "done" or
 	// "exception"); an acknowledged advice completes its withdrawal in the
-	// same statement.
-	Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) error
+	// same statement. ended reports whether this call ended the message
+	// (it was still pending, not taken over by another instance); it is
+	// exact for every message that does not complete its withdrawal, so
+	// for every exception.
+	Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) (ended bool, err error)
 	// RetryLater puts a message back for another try at next, or, with
-	// state "exception", gives it up.
-	RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) error
+	// state "exception", gives it up; moved reports whether the message
+	// was still pending (this call changed it).
+	RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) (moved bool, err error)
 	// ReplyMismatch keeps, for finance, a bank reply that did not match
 	// its request (detail: both messages, accounts masked).
 	ReplyMismatch(ctx context.Context, withdrawalID uuid.UUID, detail string, at time.Time) error

@@ -320,24 +320,29 @@ func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, str
 // Answered is one statement: the message ends and, for an acknowledged
 // advice, the withdrawal completes — the lifecycle's EvComplete, whose
 // UPDATE (moveUpdate) takes its id from the answered message.
-func (p *pgStore) Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) error {
+func (p *pgStore) Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) (bool, error) {
 	var a sqlArgs
 	answer := fmt.Sprintf(`UPDATE outbox SET state = %s, response_code = %s, attempts = attempts + 1,
-			done_at = %s, lease_owner = '', lease_until = NULL WHERE id = %s AND state = 'pending'
-			RETURNING withdrawal_id`, a.add(state), a.add(rc), a.add(now), a.add(m.id))
-	completes := m.kind == string(MsgAdvice) && state == "done"
+			done_at = %s, lease_owner = '', lease_until = NULL WHERE id = %s AND state = 'pending'`,
+		a.add(state), a.add(rc), a.add(now), a.add(m.id))
+	if completes := m.kind == string(MsgAdvice) && state == "done"; !completes {
+		// Nothing to complete: the statement's own count says whether it
+		// ended the message (an exception is counted only then).
+		n, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: answer, Args: a.args})
+		return n > 0, err
+	}
 	complete := moveUpdate(Move{Event: EvComplete, At: now}, &a, "(SELECT withdrawal_id FROM answered)")
 	_, err := p.ledger.Exec(ctx, &ledger.Stmt{
-		SQL:  fmt.Sprintf(`WITH answered AS (%s) %s AND %s`, answer, complete, a.add(completes)),
+		SQL:  fmt.Sprintf(`WITH answered AS (%s RETURNING withdrawal_id) %s`, answer, complete),
 		Args: a.args})
-	return err
+	return true, err
 }
 
-func (p *pgStore) RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) error {
-	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
+func (p *pgStore) RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) (bool, error) {
+	n, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = $2, attempts = $3, next_attempt_at = $4, last_error = $5,
 			lease_owner = '', lease_until = NULL WHERE id = $1 AND state = 'pending'`,
 		Args: []any{m.id, state, attempts, next, cause}})
-	return err
+	return n > 0, err
 }
 
 // ReplyMismatch is an outbox row of its own kind, born an exception: the

@@ -1,8 +1,11 @@
 // Package teller serves the staff side of the switch: the teller's kiosk API
-// (login, scan, confirm, release, till), the finance API (business days,
-// settlement, reconciliation, outbox exceptions) and the embedded pages
-// (/kiosk, /finance, /demo/app). It turns HTTP into calls on the switch's
-// Service and the ledger; it holds no state of its own.
+// (login, scan, confirm, release, till, the end-of-day till count), the
+// finance API (business days, settlement, reconciliation, outbox
+// exceptions, till replenishments, collections and counts, banks'
+// payments, the cash forecast, and the words every code is shown in) and
+// the embedded pages (/kiosk, /finance, /demo/app). It turns HTTP into
+// calls on the switch's Service and the ledger; it holds no state of its
+// own.
 //
 // Every state-changing request needs a staff session cookie, the session's
 // CSRF token in X-CSRF-Token and an Idempotency-Key, so that a double tap or

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,6 +32,8 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"github.com/softatm/softatm/ledger"
+	"github.com/softatm/softatm/ledger/forecast"
 	"github.com/softatm/softatm/switch/code"
 )
 
@@ -473,9 +476,60 @@ func TestBrowserFinance(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An advice the bank answered 91 until the worker gave up: the page
+	// must say it in words, with what to do next (the worker's own path to
+	// an exception is tested in switch).
+	if _, err := sys.Pool.Exec(context.Background(), `INSERT INTO outbox (id, withdrawal_id, seq, kind, state, attempts, response_code, last_error)
+		VALUES (gen_random_uuid(), $1, 99, 'advice', 'exception', 20, '91', 'bank answered 91')`, wd.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	// 90 days of generated history at LS-003 (weekly pattern, pensions on
+	// the 5th, salaries on the 10th), each day's cash delivered and paid
+	// out, so that its till keeps the demo's 1.000.000 ₫: the forecast
+	// must see the month's days and that the till runs short today.
+	l := ledger.New(sys.Pool)
+	vn := time.FixedZone("ICT", 7*3600)
+	today := time.Now().In(vn)
+	for _, d := range forecast.Synthetic(7, today.AddDate(0, 0, -90), 90) {
+		at := time.Date(d.Date.Year(), d.Date.Month(), d.Date.Day(), 12, 0, 0, 0, vn)
+		if _, err := l.Commit(context.Background(), ledger.Unit{At: at, Transfers: []ledger.Transfer{
+			{ID: uuid.New(), Debit: ledger.TillCode("LS-003"), Credit: ledger.AccountSettlement, Amount: d.Paid, Currency: "704", Kind: ledger.KindSingle},
+			{ID: uuid.New(), Debit: ledger.AccountInFlight, Credit: ledger.TillCode("LS-003"), Amount: d.Paid, Currency: "704", Kind: ledger.KindSingle},
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.Close()
+
 	b := newBrowser(t)
 	b.login(sys.URL, "/finance", "finance", "finance-demo")
 	b.waitFor("the MB row", `!!document.querySelector('#banks tr[data-bank="MB"]')`)
+	fc := `#forecast tr[data-post-office="LS-003"]`
+	b.waitFor("LS-003's forecast", `!!document.querySelector('`+fc+`')`)
+	if got, want := eval[string](b, `document.querySelector('`+fc+`').dataset.runsShort`), eval[string](b, `document.getElementById("day").value`); got != want {
+		t.Errorf("LS-003 runs short on %q, want today %q (1.000.000 ₫ in the till)", got, want)
+	}
+	if got := eval[string](b, `document.querySelector('`+fc+`').dataset.suggested`); got == "0" || got == "" {
+		t.Errorf("LS-003 suggested replenishment %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('`+fc+` td:last-child').textContent`); !strings.Contains(got, "5 (×") || !strings.Contains(got, "10 (×") {
+		t.Errorf("LS-003 pension/salary days %q, want the 5th and the 10th", got)
+	}
+	b.waitFor("the exception", `!!document.querySelector('#exceptions tr[data-kind="advice"]')`)
+	ex := `#exceptions tr[data-kind="advice"]`
+	if got := eval[string](b, `document.querySelector('`+ex+` td.kind .words').textContent`); got != "Ngân hàng chưa xác nhận chi tiền · The bank has not confirmed the payout" {
+		t.Errorf("exception kind in words %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('`+ex+` td.kind .next').textContent`); !strings.Contains(got, "Retry") || !strings.Contains(got, "Gửi lại") {
+		t.Errorf("exception next step %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('`+ex+` td.err .words').textContent`); got != "Ngân hàng tạm thời không phản hồi (91) · The bank is unavailable (91)" {
+		t.Errorf("exception response code in words %q", got)
+	}
+	if n := eval[int](b, `document.querySelectorAll('#recon-legend .legend-item').length`); n < 6 {
+		t.Errorf("%d recon categories in the legend", n)
+	}
 	if got := eval[string](b, `document.querySelector('#banks tr[data-bank="MB"] td:nth-child(2)').textContent`); got != "1" {
 		t.Errorf("MB count %q, want 1", got)
 	}
@@ -485,6 +539,82 @@ func TestBrowserFinance(t *testing.T) {
 	b.waitFor("the LS-001 row", `!!document.querySelector('#post-offices tr[data-post-office="LS-001"]')`)
 	if href := eval[string](b, `document.getElementById("csv").getAttribute("href")`); !strings.HasSuffix(href, "/settlement?format=csv") {
 		t.Errorf("CSV link %q", href)
+	}
+
+	// The till closes three ways: replenish, collect, then the teller's
+	// count 50.000 ₫ short of the ledger; the page adds it up.
+	po := `#post-offices tr[data-post-office="LS-001"]`
+	// The demo's opening cash may be booked on the same day: compare with
+	// what the row showed before.
+	replenished := eval[string](b, `document.querySelector('`+po+`').dataset.replenished`)
+	r0, err := strconv.ParseInt(replenished, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("replenish LS-001",
+		chromedp.SetValue(chromedp.ID("till-po"), "LS-001"),
+		chromedp.SetValue(chromedp.ID("till-amount"), "100000000"),
+		chromedp.SetValue(chromedp.ID("till-ref"), "DLV-0042"),
+		chromedp.Click(chromedp.ID("till-replenish")),
+	)
+	b.waitFor("the replenishment", `document.querySelector('`+po+`')?.dataset.replenished === "`+strconv.FormatInt(r0+100_000_000, 10)+`"`)
+	b.do("collect from LS-001",
+		chromedp.SetValue(chromedp.ID("till-amount"), "30000000"),
+		chromedp.SetValue(chromedp.ID("till-ref"), "COL-0007"),
+		chromedp.Click(chromedp.ID("till-collect")),
+	)
+	b.waitFor("the collection", `document.querySelector('`+po+`')?.dataset.collected === "30000000"`)
+	closing, err := strconv.ParseInt(eval[string](b, `document.querySelector('`+po+`').dataset.closing`), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("record the teller's count, 50.000 ₫ short",
+		chromedp.SetValue(chromedp.ID("till-amount"), strconv.FormatInt(closing-50_000, 10)),
+		chromedp.Click(chromedp.ID("till-count")),
+	)
+	b.waitFor("the over/short line", `document.querySelector('`+po+`')?.dataset.overShort === "-50000"`)
+	if e := b.errorCode(); e != "" {
+		t.Fatalf("the page shows error %q", e)
+	}
+	if got := eval[string](b, `document.querySelector('`+po+` td.over-short').textContent`); got != "Thiếu · Short 50.000 ₫" {
+		t.Errorf("over/short cell %q", got)
+	}
+	// The row adds up: opening + replenished − collected − paid out ± over/short = closing = counted.
+	if got := eval[bool](b, `(() => {
+		const cells = [...document.querySelectorAll('`+po+` td')].map((td) => Number(td.textContent.replace(/[^0-9]/g, "")));
+		const tr = document.querySelector('`+po+`');
+		return cells[2] + cells[3] - cells[4] - cells[5] + Number(tr.dataset.overShort) === cells[7] && cells[7] === cells[8];
+	})()`); !got {
+		t.Errorf("the LS-001 row does not add up: %q", eval[string](b, `document.querySelector('`+po+`').textContent`))
+	}
+	b.do("count LS-001 again", chromedp.Click(chromedp.ID("till-count")))
+	b.waitFor("the second count refused", `document.getElementById("error").dataset.code === "conflict"`)
+
+	// MB pays part of what it owes.
+	mb := `#banks tr[data-bank="MB"]`
+	net, err := strconv.ParseInt(eval[string](b, `document.querySelector('`+mb+`').dataset.net`), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.do("record MB's payment",
+		chromedp.SetValue(chromedp.ID("pay-bank"), "MB"),
+		chromedp.SetValue(chromedp.ID("pay-amount"), "200000"),
+		chromedp.SetValue(chromedp.ID("pay-ref"), "FT-MB-0001"),
+		chromedp.Click(chromedp.ID("pay-save")),
+	)
+	b.waitFor("MB's payment", `document.querySelector('`+mb+`')?.dataset.outstanding === "`+strconv.FormatInt(net-200_000, 10)+`"`)
+	if e := b.errorCode(); e != "" {
+		t.Fatalf("the page shows error %q", e)
+	}
+	b.shot("finance-tills")
+
+	// The cash forecast: a week per post office, explained in one line.
+	b.waitFor("the cash forecast", `document.querySelectorAll('#forecast tr[data-post-office="LS-001"] td.forecast-day').length === 7`)
+	if m := eval[string](b, `document.getElementById("forecast-method").textContent`); !strings.Contains(m, "weekday profile") {
+		t.Errorf("forecast method line %q", m)
+	}
+	if href := eval[string](b, `document.getElementById("forecast-csv").getAttribute("href")`); href != "/v1/finance/forecast?format=csv" {
+		t.Errorf("forecast CSV link %q", href)
 	}
 
 	b.do("upload the settlement file",
@@ -499,6 +629,12 @@ func TestBrowserFinance(t *testing.T) {
 	}
 	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .badge').className`); !strings.Contains(got, "bad") {
 		t.Errorf("missing_at_switch badge class %q, want a red one", got)
+	}
+	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .badge').textContent`); got != "Hệ thống không chi giao dịch này · Not paid by the switch" {
+		t.Errorf("missing_at_switch in words %q", got)
+	}
+	if got := eval[string](b, `document.querySelector('#recon-items tr[data-status="missing_at_switch"] .next').textContent`); !strings.Contains(got, "Ask the bank to reverse it") {
+		t.Errorf("missing_at_switch next step %q", got)
 	}
 	b.shot("finance-recon")
 

@@ -247,8 +247,9 @@ type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
 
-	Addr      net.Addr // the HTTP address, once Run has started
-	AdminAddr net.Addr // the admin address (metrics, pprof); nil without one
+	clock     func() time.Time // time.Now, or the fault tests' offset clock
+	Addr      net.Addr         // the HTTP address, once Run has started
+	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
 	Redis     *redis.Client
 	Bank      *iso.Client
@@ -281,6 +282,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	m.clock = clock
 	if err := m.openPool(ctx); err != nil {
 		return err
 	}
@@ -421,7 +423,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 
-	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool))}
+	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool)), Now: m.clock}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
 	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))
@@ -432,6 +434,13 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/finance/recon/items/{id}/resolve", finIdem(fin.ResolveItem))
 	route("GET /v1/finance/exceptions", asFinance(http.HandlerFunc(fin.Exceptions)))
 	route("POST /v1/finance/exceptions/{id}/resolve", finIdem(fin.ResolveException))
+	route("POST /v1/finance/tills/{po}/replenish", finIdem(fin.Replenish))
+	route("POST /v1/finance/tills/{po}/collect", finIdem(fin.Collect))
+	route("POST /v1/finance/tills/{po}/count", finIdem(fin.Count))
+	route("POST /v1/finance/days/{date}/banks/{bank}/settle", finIdem(fin.SettleBank))
+	route("POST /v1/teller/till/count", tellerIdem(tapi.AsTeller(fin.TellerCount)))
+	route("GET /v1/finance/forecast", asFinance(http.HandlerFunc(fin.Forecast)))
+	route("GET /v1/finance/words", asFinance(http.HandlerFunc(fin.WordsHandler)))
 
 	teller.MountPages(mux, m.Config.Demo)
 	if m.Config.Demo {

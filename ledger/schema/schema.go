@@ -1,6 +1,7 @@
 // Package schema owns the ledger's tables (accounts, transfers, business
-// days, bank settlements: migrations/, versions 00010-00019) and the one
-// runner that applies every package's migrations to a database.
+// days, bank settlements, till counts: migrations/, versions 00010-00019)
+// and the one runner that applies every package's migrations to a
+// database.
 //
 // Each package owns its own tables' migrations, as a Set of goose SQL
 // files embedded in the binary, in a version range of its own:

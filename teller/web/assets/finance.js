@@ -20,6 +20,11 @@
     reconForm: $("recon-form"), reconBank: $("recon-bank"), bankList: $("bank-list"), reconFile: $("recon-file"),
     reconUpload: $("recon-upload"), reconShow: $("recon-show"), reconResult: $("recon-result"),
     reconItems: document.querySelector("#recon-items tbody"), exceptions: document.querySelector("#exceptions tbody"),
+    banksFoot: document.querySelector("#banks tfoot"), postOfficesFoot: document.querySelector("#post-offices tfoot"),
+    payForm: $("pay-form"), payBank: $("pay-bank"), payAmount: $("pay-amount"), payRef: $("pay-ref"), paySave: $("pay-save"),
+    tillForm: $("till-form"), tillPO: $("till-po"), poList: $("po-list"), tillAmount: $("till-amount"), tillRef: $("till-ref"),
+    tillReplenish: $("till-replenish"), tillCollect: $("till-collect"), tillCount: $("till-count"),
+    reconLegend: $("recon-legend"), forecastMethod: $("forecast-method"), forecastCsv: $("forecast-csv"), forecastHead: $("forecast-head"), forecast: document.querySelector("#forecast tbody"),
   };
 
   // Status of a reconciliation item → colour class.
@@ -27,6 +32,45 @@
     matched: "ok", missing_at_bank: "bad", missing_at_switch: "bad",
     amount_mismatch: "warn", field_mismatch: "warn", duplicate: "warn",
   };
+
+  // words: the vocabulary from /v1/finance/words — every exception kind,
+  // recon category, state and bank response code in Vietnamese and
+  // English with what to do next. A code it lacks is shown as it is.
+  let words = { exceptions: {}, recon: {}, states: {}, response_codes: {} };
+
+  async function loadWords() {
+    try {
+      words = await S.request("GET", "/v1/finance/words");
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  // say returns the words of code in dict: label ("vi · en") and next step.
+  function say(dict, code) {
+    const w = (words && words[dict] && words[dict][code]) || null;
+    if (!w) return { label: code || "—", next: "" };
+    return { label: w.vi + " · " + w.en, next: w.next_vi + " · " + w.next_en };
+  }
+
+  // withNext is a cell's content: the words, then what to do next.
+  function withNext(td, w, extra) {
+    td.append(S.el("div", w.label, "words"));
+    if (extra) td.append(S.el("div", extra, "sub detail"));
+    if (w.next) td.append(S.el("div", "→ " + w.next, "next"));
+    return td;
+  }
+
+  function drawLegend() {
+    const order = ["matched", "missing_at_bank", "missing_at_switch", "amount_mismatch", "field_mismatch", "duplicate",
+      "awaiting_bank_file", "date_differs"];
+    ui.reconLegend.replaceChildren(...order.filter((c) => words.recon && words.recon[c]).map((c) => {
+      const item = S.el("span", null, "legend-item");
+      item.dataset.status = c;
+      item.append(S.el("span", say("recon", c).label, "badge " + (statusClass[c] || "info")));
+      return item;
+    }));
+  }
 
   let days = [];
   let closeKey = "";
@@ -71,7 +115,10 @@
     ui.workView.hidden = false;
     ui.who.hidden = false;
     ui.whoName.textContent = s.username + " · " + s.role;
+    await loadWords();
+    drawLegend();
     await loadDays(true);
+    loadForecast();
     loadExceptions();
   }
 
@@ -141,7 +188,8 @@
     if (load !== settlementLoads) return;
     const info = dayInfo(date);
     const closed = Boolean(rep?.closed || (info && info?.closed));
-    ui.dayStatus.textContent = closed ? "Đã khóa sổ · Closed" : "Đang mở · Open";
+    ui.dayStatus.textContent = say("states", closed ? "closed" : "open").label;
+    ui.dayStatus.title = say("states", closed ? "closed" : "open").next;
     ui.dayStatus.className = "badge " + (closed ? "muted" : "ok");
     ui.dayStatus.dataset.closed = closed ? "true" : "false";
     ui.dayClosedInfo.textContent = closed && info ? S.when(info?.closed_at) + " · " + (info?.closed_by || "") : "";
@@ -149,36 +197,153 @@
     ui.closeDay.hidden = closed;
 
     const banks = rep?.banks || [];
-    if (!banks.length) emptyRow(ui.banks, 6);
-    else ui.banks.replaceChildren(...banks.map((b) => {
-      const tr = S.el("tr");
-      tr.dataset.bank = b?.bank;
-      tr.append(S.el("td", b?.bank), S.el("td", b?.count || 0, "num"),
-        S.el("td", S.money(b?.gross || 0), "num"), S.el("td", S.money(b?.fees || 0), "num"),
-        S.el("td", S.money(b?.net || 0), "num"), S.el("td", S.money(b?.settled || 0), "num"));
-      return tr;
-    }));
+    if (!banks.length) emptyRow(ui.banks, 7);
+    else ui.banks.replaceChildren(...banks.map((b) => bankRow(b, b?.bank)));
+    ui.banksFoot.replaceChildren(...(rep?.bank_totals || []).map((b) => bankRow(b, "Tổng · Total")));
 
     const pos = rep?.post_offices || [];
-    if (!pos.length) emptyRow(ui.postOffices, 5);
-    else ui.postOffices.replaceChildren(...pos.map((p) => {
-      const tr = S.el("tr");
-      tr.dataset.postOffice = p?.post_office;
-      tr.append(S.el("td", p?.post_office), S.el("td", p?.count || 0, "num"),
-        S.el("td", S.money(p?.cash_out || 0), "num"),
-        S.el("td", S.money(p?.till_opening || 0), "num"),
-        S.el("td", S.money(p?.till_closing || 0), "num"));
-      return tr;
-    }));
+    if (!pos.length) emptyRow(ui.postOffices, 9);
+    else ui.postOffices.replaceChildren(...pos.map((p) => poRow(p, p?.post_office)));
+    ui.postOfficesFoot.replaceChildren(...(rep?.post_office_totals || []).map((p) => poRow(p, "Tổng · Total")));
+    const poCodes = pos.map((p) => p?.post_office).filter(Boolean);
+    ui.poList.replaceChildren(...poCodes.map((c) => { const o = S.el("option"); o.value = c; return o; }));
+    if (!ui.tillPO.value && poCodes.length) ui.tillPO.value = poCodes[0];
 
     const codes = banks.map((b) => b?.bank).filter(Boolean);
     ui.bankList.replaceChildren(...codes.map((c) => { const o = S.el("option"); o.value = c; return o; }));
     if (!ui.reconBank.value && codes.length) ui.reconBank.value = codes[0];
+    if (!ui.payBank.value && codes.length) ui.payBank.value = codes[0];
     if (ui.reconBank.value) loadRecon(true);
     else emptyRow(ui.reconItems, 6);
   }
 
+  // A bank's line (or the totals line, label given): what it owes for the
+  // day, what it paid, and what it still owes.
+  function bankRow(b, label) {
+    const tr = S.el("tr");
+    if (b?.bank) tr.dataset.bank = b.bank;
+    const out = b?.outstanding || 0;
+    tr.dataset.net = String(b?.net || 0);
+    tr.dataset.outstanding = String(out);
+    tr.append(S.el("td", label), S.el("td", b?.count || 0, "num"),
+      S.el("td", S.money(b?.gross || 0), "num"), S.el("td", S.money(b?.fees || 0), "num"),
+      S.el("td", S.money(b?.net || 0), "num"), S.el("td", S.money(b?.settled || 0), "num"),
+      S.el("td", S.money(out), "num outstanding " + (out === 0 ? "st-ok-text" : "st-warn-text")));
+    return tr;
+  }
+
+  // A post office's till for the day (or the totals line): the figures add
+  // up to the closing balance, and the teller's count sits beside it.
+  function poRow(p, label) {
+    const tr = S.el("tr");
+    if (p?.post_office) tr.dataset.postOffice = p.post_office;
+    const os = p?.over_short || 0;
+    tr.dataset.overShort = String(os);
+    tr.dataset.closing = String(p?.till_closing || 0);
+    tr.dataset.replenished = String(p?.replenished || 0);
+    tr.dataset.collected = String(p?.collected || 0);
+    const osText = os < 0 ? "Thiếu · Short " + S.money(-os) : os > 0 ? "Thừa · Over " + S.money(os) : S.money(0);
+    const counted = p?.counted;
+    const countedText = counted === null || counted === undefined ? "Chưa đếm · Not counted" : S.money(counted);
+    tr.append(S.el("td", label), S.el("td", p?.count || 0, "num"),
+      S.el("td", S.money(p?.till_opening || 0), "num"),
+      S.el("td", S.money(p?.replenished || 0), "num"),
+      S.el("td", S.money(p?.collected || 0), "num"),
+      S.el("td", S.money(p?.cash_out || 0), "num"),
+      S.el("td", osText, "num over-short" + (os < 0 ? " st-bad-text" : os > 0 ? " st-warn-text" : "")),
+      S.el("td", S.money(p?.till_closing || 0), "num"),
+      S.el("td", countedText, "num counted"));
+    return tr;
+  }
+
   ui.day.addEventListener("change", () => { clear(); loadSettlement(); });
+
+  // ---- tills and bank payments -------------------------------------------
+
+  // One idempotency key per action and what was typed: a retry of the same
+  // action sends the same key (the server answers it once); changing a
+  // field starts a new action.
+  let tillKeys = {};
+  let payKey = "";
+  [ui.tillPO, ui.tillAmount, ui.tillRef].forEach((i) => i.addEventListener("input", () => { tillKeys = {}; }));
+  [ui.payBank, ui.payAmount, ui.payRef].forEach((i) => i.addEventListener("input", () => { payKey = ""; }));
+
+  function wholeAmount(input, allowZero) {
+    const v = input.value.trim();
+    if (!/^[0-9]+$/.test(v)) return null;
+    const n = Number(v);
+    if (!Number.isSafeInteger(n) || (!allowZero && n <= 0)) return null;
+    return n;
+  }
+
+  async function tillAction(action, button) {
+    clear();
+    const po = ui.tillPO.value.trim().toUpperCase();
+    const amount = wholeAmount(ui.tillAmount, action === "count");
+    const ref = ui.tillRef.value.trim();
+    if (!po || amount === null) {
+      S.showError(ui.error, "invalid_request", ["Chọn bưu điện và nhập số tiền (đồng).", "Choose a post office and type the amount in dong."]);
+      return;
+    }
+    if (action !== "count" && !ref) {
+      S.showError(ui.error, "invalid_request", ["Nhập số phiếu giao nhận tiền.", "Type the delivery note's reference."]);
+      return;
+    }
+    if (!tillKeys[action]) tillKeys[action] = S.newKey();
+    const body = action === "count" ? { counted: amount } : { amount, reference: ref };
+    let done = null;
+    await S.busy([ui.tillReplenish, ui.tillCollect, ui.tillCount], async () => {
+      try {
+        done = await S.request("POST", "/v1/finance/tills/" + encodeURIComponent(po) + "/" + action, { json: body, key: tillKeys[action] });
+      } catch (err) {
+        fail(err);
+      }
+    });
+    if (!done) return;
+    tillKeys = {};
+    if (action === "count") {
+      const d = done?.difference || 0;
+      notice("Đã ghi kiểm đếm " + po + ": " + S.money(amount) +
+        (d < 0 ? " — thiếu " + S.money(-d) : d > 0 ? " — thừa " + S.money(d) : " — khớp") +
+        " · Count recorded" + (d < 0 ? ", short " + S.money(-d) : d > 0 ? ", over " + S.money(d) : ", matches") + ".");
+    } else {
+      notice((action === "replenish" ? "Đã nhập quỹ · Replenished " : "Đã thu hồi · Collected ") + po + ": " + S.money(amount) + ".");
+    }
+    await loadDays(false);
+    await loadForecast();
+  }
+  ui.tillReplenish.addEventListener("click", () => tillAction("replenish", ui.tillReplenish));
+  ui.tillCollect.addEventListener("click", () => tillAction("collect", ui.tillCollect));
+  ui.tillCount.addEventListener("click", () => tillAction("count", ui.tillCount));
+  ui.tillForm.addEventListener("submit", (ev) => ev.preventDefault());
+
+  ui.payForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clear();
+    const bank = ui.payBank.value.trim().toUpperCase();
+    const amount = wholeAmount(ui.payAmount, false);
+    const ref = ui.payRef.value.trim();
+    if (!bank || amount === null || !ref) {
+      S.showError(ui.error, "invalid_request", ["Nhập ngân hàng, số tiền và mã chuyển khoản.", "Type the bank, the amount and the payment reference."]);
+      return;
+    }
+    if (!payKey) payKey = S.newKey();
+    let done = null;
+    await S.busy(ui.paySave, async () => {
+      try {
+        done = await S.request("POST", "/v1/finance/days/" + encodeURIComponent(ui.day.value) + "/banks/" + encodeURIComponent(bank) + "/settle",
+          { json: { amount, reference: ref }, key: payKey });
+      } catch (err) {
+        fail(err);
+      }
+    });
+    if (!done) return;
+    payKey = "";
+    const out = done?.bank?.outstanding || 0;
+    notice("Đã ghi nhận " + bank + " trả " + S.money(amount) + "; còn nợ " + S.money(out) +
+      " · Recorded " + bank + " paid " + S.money(amount) + "; outstanding " + S.money(out) + ".");
+    await loadDays(false);
+  });
 
   // Closing asks twice, in the page (not a browser dialog, which a kiosk
   // browser may suppress). One key per opened confirmation.
@@ -277,7 +442,8 @@
     const tr = S.el("tr", null, "st-" + cls + (resolved ? " resolved" : ""));
     tr.dataset.status = status;
     tr.dataset.id = it?.id;
-    const badge = S.el("span", status, "badge " + cls);
+    const w = say("recon", status);
+    const badge = S.el("span", w.label, "badge " + cls);
     const tdStatus = S.el("td");
     tdStatus.append(badge);
     const bankAmount = it?.bank_amount;
@@ -285,7 +451,7 @@
     tr.append(tdStatus, S.el("td", it?.rrn || "—", "mono nowrap"),
       S.el("td", bankAmount ? S.money(bankAmount) : "—", "num"),
       S.el("td", switchAmount ? S.money(switchAmount) : "—", "num"),
-      S.el("td", it?.detail || ""));
+      withNext(S.el("td"), { label: "", next: resolved ? "" : w.next }, it?.detail || ""));
     const tdRes = S.el("td");
     if (resolved) {
       tdRes.textContent = "✔ " + (it?.reason || "") + (it?.resolved_by ? " (" + it?.resolved_by + ")" : "");
@@ -339,6 +505,73 @@
     return box;
   }
 
+  // ---- cash forecast -----------------------------------------------------
+
+  const weekdayVi = ["CN", "T2", "T3", "T4", "T5", "T6", "T7"];
+  const weekdayEn = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+
+  // dayLabel: "T2 · Mon 02/06" for a civil date "2025-06-02...".
+  function dayLabel(date) {
+    const d = dateOnly(date);
+    const wd = new Date(d + "T00:00:00Z").getUTCDay();
+    return weekdayVi[wd] + " · " + weekdayEn[wd] + " " + d.slice(8, 10) + "/" + d.slice(5, 7);
+  }
+
+  let forecastLoads = 0; // as reconLoads
+
+  async function loadForecast() {
+    const load = ++forecastLoads;
+    let r;
+    try {
+      r = await S.request("GET", "/v1/finance/forecast");
+    } catch (err) {
+      if (load === forecastLoads) fail(err);
+      return;
+    }
+    if (load !== forecastLoads) return;
+    ui.forecastMethod.textContent = "Cách tính · Method: " + (r?.method || "");
+    ui.forecastCsv.href = "/v1/finance/forecast?format=csv";
+    const pos = r?.post_offices || [];
+    const first = pos.find((p) => (p?.days || []).length);
+    // A header cell: Vietnamese, then English below it (as the static tables).
+    const th = (vi, en, cls) => {
+      const c = S.el("th", vi, cls);
+      c.append(S.el("span", " · " + en, "en"));
+      return c;
+    };
+    const head = [th("Bưu điện", "Post office"), th("Quỹ hiện có", "In till now", "num"),
+      th("Hết tiền ngày", "Runs short"), th("Đề nghị nhập quỹ", "Suggested", "num")];
+    (first?.days || []).forEach((d) => {
+      const day = dateOnly(d?.date);
+      const wd = new Date(day + "T00:00:00Z").getUTCDay();
+      head.push(th(weekdayVi[wd] + " " + day.slice(8, 10) + "/" + day.slice(5, 7), weekdayEn[wd], "num"));
+    });
+    head.push(th("Ngày lương/hưu", "Pension/salary days"));
+    ui.forecastHead.replaceChildren(...head);
+    if (!pos.length) {
+      emptyRow(ui.forecast, head.length);
+      return;
+    }
+    ui.forecast.replaceChildren(...pos.map((p) => {
+      const tr = S.el("tr");
+      tr.dataset.postOffice = p?.post_office;
+      const short = p?.runs_short ? dateOnly(p.runs_short) : "";
+      tr.dataset.runsShort = short;
+      tr.dataset.suggested = String(p?.suggested || 0);
+      tr.append(S.el("td", p?.post_office), S.el("td", S.money(p?.balance || 0), "num"),
+        S.el("td", short ? dayLabel(short) : "Đủ 7 ngày · Lasts the week", short ? "st-bad-text runs-short" : "st-ok-text runs-short"),
+        S.el("td", (p?.suggested || 0) > 0 ? S.money(p.suggested) : "—", "num suggested"));
+      (p?.days || []).forEach((d) => {
+        const td = S.el("td", (d?.peak ? "★ " : "") + S.money(d?.expected || 0),
+          "num forecast-day" + (d?.peak ? " peak" : "") + ((d?.till || 0) < 0 ? " st-bad-text" : ""));
+        td.title = "Quỹ cuối ngày dự kiến · Till at day end: " + S.money(d?.till || 0);
+        tr.append(td);
+      });
+      tr.append(S.el("td", (p?.peaks || []).map((x) => x?.day_of_month + " (×" + x?.factor + ")").join(", ") || "—"));
+      return tr;
+    }));
+  }
+
   // ---- exceptions --------------------------------------------------------
 
   let exceptionLoads = 0; // as reconLoads
@@ -361,9 +594,17 @@
     ui.exceptions.replaceChildren(...list.map((x) => {
       const tr = S.el("tr", null, x.resolved ? "resolved" : "st-bad");
       tr.dataset.id = x.id;
-      tr.append(S.el("td", S.when(x.created_at)), S.el("td", x.kind), S.el("td", x.bank),
+      tr.dataset.kind = x.kind;
+      // What the bank said: its response code in words, or that it never
+      // answered; the technical error stays below, small.
+      const answer = x.response_code ? say("response_codes", x.response_code)
+        : x.kind === "reply_mismatch" ? { label: "", next: "" } : say("response_codes", "no_answer");
+      tr.append(S.el("td", S.when(x.created_at)),
+        withNext(S.el("td", null, "kind"), x.resolved ? { label: say("exceptions", x.kind).label, next: "" } : say("exceptions", x.kind)),
+        S.el("td", x.bank),
         S.el("td", S.money(x.amount || 0), "num"), S.el("td", x.rrn || "—", "mono nowrap"),
-        S.el("td", x.attempts, "num"), S.el("td", (x.response_code ? "[" + x.response_code + "] " : "") + (x.last_error || ""), "err"));
+        S.el("td", x.attempts, "num"),
+        withNext(S.el("td", null, "err"), { label: answer.label, next: x.resolved ? "" : answer.next }, x.last_error || ""));
       const td = S.el("td");
       if (x.resolved) td.textContent = "✔ " + (x.resolved_note || "");
       else td.append(resolver(x.id, "/v1/finance/exceptions/", loadExceptions));
