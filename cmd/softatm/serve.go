@@ -37,6 +37,7 @@ type ServeConfig struct {
 	RedisURL    string
 	RedisPrefix string
 	BankAddr    string
+	BankTLS     BankTLS // TLS of the bank link; zero: plain TCP
 	Secret      string
 	TerminalID  string
 	Demo        bool
@@ -81,6 +82,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (REDIS_URL)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
 	fs.StringVar(&c.BankAddr, "bank", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address of the partner bank (SOFTATM_BANK_ADDR)")
+	c.BankTLS.flags(fs)
 	fs.StringVar(&c.Secret, "secret", os.Getenv("SOFTATM_SECRET"), "secret keying numeric-code hashes; same on every instance (SOFTATM_SECRET)")
 	fs.StringVar(&c.Switch.TerminalID, "terminal", envOr("SOFTATM_TERMINAL_ID", c.Switch.TerminalID), "ISO field 41 of this instance's 0100s, 8 characters (SOFTATM_TERMINAL_ID)")
 	fs.BoolVar(&c.Demo, "demo", os.Getenv("SOFTATM_DEMO") == "1", "serve /demo/app, the stand-in banking app (SOFTATM_DEMO=1)")
@@ -208,11 +210,15 @@ func (m *Main) Run(ctx context.Context) error {
 		gate = replay.New(m.Redis, c.RedisPrefix)
 	}
 
-	m.Bank = iso.NewClient(c.BankAddr, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
+	bankTLS, err := c.BankTLS.options()
+	if err != nil {
+		return err
+	}
+	m.Bank = iso.NewClient(c.BankAddr, append(bankTLS, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
 		iso.WithObserver(metrics.ObserveISO),
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
-		}))
+		}))...)
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
