@@ -142,6 +142,9 @@ type BankAPI struct {
 	// BankOf returns the authenticated bank of a request (set by the auth
 	// middleware), or false.
 	BankOf func(r *http.Request) (string, bool)
+	// ClientOf returns the authenticated bank client's id, to whom the
+	// withdrawals it creates are called back (callbacks.go). Nil: none.
+	ClientOf func(r *http.Request) string
 }
 
 func (a *BankAPI) bank(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -172,6 +175,9 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Key = idem.KeyFrom(r.Context())
+	if a.ClientOf != nil {
+		req.Client = a.ClientOf(r)
+	}
 	issued, err := a.Service.Create(r.Context(), bank, req)
 	if err != nil {
 		WriteError(w, r, a.Log, err)

@@ -92,6 +92,10 @@ type CreateRequest struct {
 	// create interrupted after its hold finds it instead of sending a
 	// second 0100. Empty: not bound.
 	Key string `json:"-"`
+	// Client is the bank client asking (its id): the withdrawal's state
+	// changes are called back to it, when it registered a callback URL.
+	// Empty: no callbacks.
+	Client string `json:"-"`
 }
 
 // Issued is a freshly issued code. Numeric is shown once: only its keyed
@@ -203,7 +207,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		}
 		err = s.store.InsertRequest(ctx, Withdrawal{ID: id, Bank: bank, Account: r.Account, HolderNameMasked: MaskName(r.HolderName),
 			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now,
-			ClientKey: r.Key})
+			ClientKey: r.Key, Client: r.Client})
 		if errors.Is(err, errKeyBound) && attempt < rrnDrawsMax {
 			var is Issued
 			var again bool

@@ -92,6 +92,17 @@ type Store interface {
 	Requeue(ctx context.Context, id uuid.UUID, now time.Time) error
 	// OutboxDepth returns the messages waiting and the oldest one's time.
 	OutboxDepth(ctx context.Context) (int64, time.Time, error)
+
+	// LeaseCallbacks leases up to n due callbacks to owner until until:
+	// of each withdrawal only its first pending one (callbacks.go).
+	LeaseCallbacks(ctx context.Context, owner string, now, until time.Time, n int) ([]callback, error)
+	// CallbackDelivered ends a callback the receiver accepted.
+	CallbackDelivered(ctx context.Context, id uuid.UUID, status int, now time.Time) error
+	// CallbackRetry puts a callback back for another try at next, or, with
+	// state "exception", gives it up.
+	CallbackRetry(ctx context.Context, id uuid.UUID, state string, attempts, status int, next time.Time, cause string) error
+	// CallbacksPending counts the callbacks waiting.
+	CallbacksPending(ctx context.Context) (int64, error)
 }
 
 var (
