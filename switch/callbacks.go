@@ -270,9 +270,28 @@ func newCallbackMetrics(reg *prometheus.Registry) *callbackMetrics {
 }
 
 // NewCallbacks returns a callback worker; call Run. serverSecret is the
-// switch's -secret, which opens the stored callback secrets.
+// switch's -secret, which opens the stored callback secrets. A zero field
+// of cfg takes its default (DefaultCallbackConfig).
 func NewCallbacks(cfg CallbackConfig, pool *pgxpool.Pool, l *ledger.Ledger, serverSecret []byte, log *slog.Logger,
 	m *Metrics, now func() time.Time) *Callbacks {
+	def := DefaultCallbackConfig()
+	for _, f := range []struct{ v, d *time.Duration }{
+		{&cfg.Lease, &def.Lease}, {&cfg.BackoffMin, &def.BackoffMin}, {&cfg.BackoffMax, &def.BackoffMax},
+		{&cfg.Poll, &def.Poll}, {&cfg.Timeout, &def.Timeout},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.d
+		}
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = def.Owner
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = def.Batch
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = def.MaxAttempts
+	}
 	if now == nil {
 		now = time.Now
 	}

@@ -101,6 +101,15 @@ func (a *admin) client(ctx context.Context, id, bank, secret string) error {
 	return err
 }
 
+// callback registers a client's callback URL and secret ("-" as the URL
+// removes them). The secret is stored sealed with the switch's secret.
+func (a *admin) callback(ctx context.Context, id, url, secret, switchSecret string) error {
+	if url == "-" {
+		url, secret = "", ""
+	}
+	return atmswitch.SetCallback(ctx, a.pool, []byte(switchSecret), id, url, secret)
+}
+
 func (a *admin) postOffice(ctx context.Context, code, name, location string, openingCash int64, currency string) error {
 	if _, err := a.pool.Exec(ctx, `INSERT INTO post_offices (code, name, location) VALUES ($1, $2, $3)
 		ON CONFLICT (code) DO UPDATE SET name = EXCLUDED.name, location = EXCLUDED.location`, code, name, location); err != nil {
@@ -206,6 +215,8 @@ func runAdmin(ctx context.Context, args []string) error {
 	id := fs.String("id", "", "client or kiosk id")
 	bank := fs.String("bank", "", "client: bank code")
 	secret := fs.String("secret", "", "client: secret")
+	callbackURL := fs.String("callback-url", "", "client: POST every state change of its withdrawals to this http(s) URL (\"-\" removes it; empty: unchanged)")
+	callbackSecret := fs.String("callback-secret", "", "client: the key (16+ characters) that signs its callbacks (HMAC-SHA-256)")
 	switchSecret := fs.String("switch-secret", os.Getenv("SOFTATM_SECRET"), "client, load-demo: the secret `serve` runs with, which keys the stored client-secret hashes (SOFTATM_SECRET)")
 	po := fs.String("post-office", "", "kiosk or teller: post office code")
 	kiosk := fs.String("kiosk", "", "teller: kiosk id")
@@ -233,6 +244,9 @@ func runAdmin(ctx context.Context, args []string) error {
 		err = a.bank(ctx, *codeF, *name, *fee, *currency, rs)
 	case "client":
 		err = a.client(ctx, *id, *bank, *secret)
+		if err == nil && *callbackURL != "" {
+			err = a.callback(ctx, *id, *callbackURL, *callbackSecret, *switchSecret)
+		}
 	case "post-office":
 		err = a.postOffice(ctx, *codeF, *name, *location, *cash, *currency)
 	case "kiosk":

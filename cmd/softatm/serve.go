@@ -43,6 +43,7 @@ type ServeConfig struct {
 	Demo        bool
 	Switch      atmswitch.Config
 	Outbox      atmswitch.OutboxConfig
+	Callbacks   atmswitch.CallbackConfig
 	SweepEvery  time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
@@ -77,6 +78,8 @@ func envOr(name, def string) string {
 func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	c.Switch = atmswitch.DefaultConfig()
 	c.Outbox = atmswitch.DefaultOutboxConfig()
+	c.Callbacks = atmswitch.DefaultCallbackConfig()
+	fs.IntVar(&c.Callbacks.MaxAttempts, "callback-max-attempts", c.Callbacks.MaxAttempts, "tries before a callback to a bank app becomes an exception")
 	fs.StringVar(&c.Listen, "listen", envOr("SOFTATM_LISTEN", "127.0.0.1:8080"), "HTTP address (SOFTATM_LISTEN)")
 	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
 	fs.StringVar(&c.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (REDIS_URL)")
@@ -141,6 +144,9 @@ type Main struct {
 	Service *atmswitch.Service
 	Outbox  *atmswitch.Outbox
 	Auth    *auth.Service
+
+	// Callbacks delivers state changes to the bank apps that asked.
+	Callbacks *atmswitch.Callbacks
 
 	srv    *http.Server
 	cancel context.CancelFunc
@@ -228,6 +234,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("loading signing keys (run `softatm keys generate`): %w", err)
 	}
 	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Ledger, m.Bank, m.Log, metrics, clock)
+	m.Callbacks = atmswitch.NewCallbacks(c.Callbacks, m.Pool, m.Ledger, c.Switch.Secret, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Kick: m.Outbox.Kick, Clock: clock,
@@ -240,7 +247,7 @@ func (m *Main) Run(ctx context.Context) error {
 	bankAPI := &atmswitch.BankAPI{Service: m.Service, Log: m.Log, BankOf: func(r *http.Request) (string, bool) {
 		b, ok := auth.BankClientFrom(r.Context())
 		return b.BankCode, ok
-	}}
+	}, ClientOf: func(r *http.Request) string { b, _ := auth.BankClientFrom(r.Context()); return b.ID }}
 	bankAuth := m.Auth.RequireBankClient
 	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(auth.BankClientScope)(h)) }
 	route("POST /v1/withdrawals", bankIdem(bankAPI.Create))
@@ -297,11 +304,12 @@ func (m *Main) Run(ctx context.Context) error {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		done := make(chan struct{}, 3)
+		done := make(chan struct{}, 4)
 		go func() { m.Outbox.Run(bg); done <- struct{}{} }()
+		go func() { m.Callbacks.Run(bg); done <- struct{}{} }()
 		go func() { m.Service.RunSweeper(bg, c.SweepEvery); done <- struct{}{} }()
 		go func() { m.purge(bg, idems, c.PurgeEvery, c.KeysKeep, clock); done <- struct{}{} }()
-		for range 3 {
+		for range cap(done) {
 			<-done
 		}
 	}()
