@@ -188,6 +188,57 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusCreated, v)
 }
 
+// ActiveList is the answer of GET /v1/withdrawals.
+type ActiveList struct {
+	Withdrawals []WithdrawalView `json:"withdrawals"`
+}
+
+// List handles GET /v1/withdrawals?account=...&state=active: the
+// account's codes that can still be paid. Only state=active is served
+// (absent means active). The account is never logged: WriteError logs the
+// path without the query.
+func (a *BankAPI) List(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	if st := q.Get("state"); st != "" && st != "active" {
+		WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid, "state must be active"))
+		return
+	}
+	if q.Get("account") == "" {
+		WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid, "account is required"))
+		return
+	}
+	list, err := a.Service.ActiveCodes(r.Context(), bank, q.Get("account"))
+	if err != nil {
+		WriteError(w, r, a.Log, err)
+		return
+	}
+	out := ActiveList{Withdrawals: make([]WithdrawalView, 0, len(list))}
+	for _, wd := range list {
+		out.Withdrawals = append(out.Withdrawals, View(wd))
+	}
+	WriteJSON(w, http.StatusOK, out)
+}
+
+// Limits handles GET /v1/limits[?account=...]: the limits a create is held
+// to and, for an account of the caller's bank, what is left of its daily
+// maximum.
+func (a *BankAPI) Limits(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	l, err := a.Service.Limits(r.Context(), bank, r.URL.Query().Get("account"))
+	if err != nil {
+		WriteError(w, r, a.Log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, l)
+}
+
 // Get handles GET /v1/withdrawals/{id}.
 func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) { a.onWithdrawal(w, r, a.Service.Get) }
 

@@ -44,6 +44,10 @@ type Store interface {
 	BankName(ctx context.Context, code string) (string, error)
 	// BankRanges returns every bank's account ranges (bank code → prefixes).
 	BankRanges(ctx context.Context) (map[string][]string, error)
+	// ActiveByAccount lists up to n of an account's withdrawals in
+	// ActiveStates, newest first: reserved ones only while they expire
+	// after now.
+	ActiveByAccount(ctx context.Context, bank, account string, now time.Time, n int) ([]Withdrawal, error)
 	// AccountUsed sums the account's withdrawals in live states since.
 	AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error)
 	// NumericHandle finds the withdrawal of a numeric code's keyed hash,

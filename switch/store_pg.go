@@ -197,6 +197,32 @@ func (p *pgStore) BankRanges(ctx context.Context) (map[string][]string, error) {
 	return out, err
 }
 
+// ActiveByAccount reads through the (bank_code, account_number,
+// created_at) index; an account has few rows a day.
+func (p *pgStore) ActiveByAccount(ctx context.Context, bank, account string, now time.Time, n int) ([]Withdrawal, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals
+		WHERE bank_code = $1 AND account_number = $2 AND state IN `+stateList(ActiveStates)+`
+		  AND (state = $3 OR expires_at > $4)
+		ORDER BY created_at DESC LIMIT $5`, bank, account, string(StateClaimed), now, n)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Withdrawal, error) {
+		var w Withdrawal
+		err := row.Scan(scanTargets(&w)...)
+		return w, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i], err = p.opened(out[i], nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error) {
 	var used int64
 	err := p.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals

@@ -252,6 +252,8 @@ func (m *Main) Run(ctx context.Context) error {
 	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(auth.BankClientScope)(h)) }
 	route("POST /v1/withdrawals", bankIdem(bankAPI.Create))
 	route("GET /v1/withdrawals/{id}", bankAuth(http.HandlerFunc(bankAPI.Get)))
+	route("GET /v1/withdrawals", bankAuth(http.HandlerFunc(bankAPI.List)))
+	route("GET /v1/limits", bankAuth(http.HandlerFunc(bankAPI.Limits)))
 	route("POST /v1/withdrawals/{id}/cancel", bankIdem(bankAPI.Cancel))
 	route("GET /v1/withdrawals/{id}/qr.png", bankAuth(http.HandlerFunc(bankAPI.QRPNG)))
 
