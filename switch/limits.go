@@ -2,6 +2,8 @@ package atmswitch
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"time"
 
 	"github.com/softatm/softatm"
@@ -41,8 +43,10 @@ type Limits struct {
 // when account is not "", that account's use of the daily maximum (the
 // account must be one of bank's).
 func (s *Service) Limits(ctx context.Context, bank, account string) (Limits, error) {
-	l := Limits{Currency: s.cfg.Currency, AmountMin: s.cfg.AmountMin, AmountMax: s.cfg.AmountMax,
-		AmountMultiple: s.cfg.NoteUnit, AccountDailyMax: s.cfg.AccountDailyMax}
+	l, err := s.limitsOf(ctx, bank)
+	if err != nil {
+		return Limits{}, err
+	}
 	if account == "" {
 		return l, nil
 	}
@@ -54,8 +58,8 @@ func (s *Service) Limits(ctx context.Context, bank, account string) (Limits, err
 		return Limits{}, err
 	}
 	l.Account, l.AccountDailyUsed = maskAccount(account), &used
-	if s.cfg.AccountDailyMax > 0 {
-		left := max(s.cfg.AccountDailyMax-used, 0)
+	if l.AccountDailyMax > 0 {
+		left := max(l.AccountDailyMax-used, 0)
 		l.AccountDailyRemaining = &left
 	}
 	return l, nil
@@ -84,4 +88,89 @@ func (s *Service) ownAccount(ctx context.Context, bank, account string) error {
 		return softatm.Errorf(softatm.EAccountNotOfBank, "this account is not one of your bank's")
 	}
 	return nil
+}
+
+// BankLimits are a bank's own limits (the banks table); a nil field takes
+// the switch's configured default. AccountDailyMax 0 means no daily limit
+// of the switch's for that bank's accounts.
+type BankLimits struct {
+	AmountMin       *int64
+	AmountMax       *int64
+	AmountMultiple  *int64
+	AccountDailyMax *int64
+}
+
+// CheckBankLimits refuses limits that cannot work: a minimum, maximum or
+// multiple that is not positive, a maximum below the minimum, a negative
+// daily maximum, or a multiple the post offices cannot pay (noteUnit, the
+// smallest note, must divide it).
+func CheckBankLimits(l BankLimits, noteUnit int64) error {
+	for name, v := range map[string]*int64{"minimum": l.AmountMin, "maximum": l.AmountMax, "multiple": l.AmountMultiple} {
+		if v != nil && *v <= 0 {
+			return softatm.Errorf(softatm.EInvalid, "the %s amount must be positive", name)
+		}
+	}
+	if l.AmountMin != nil && l.AmountMax != nil && *l.AmountMax < *l.AmountMin {
+		return softatm.Errorf(softatm.EInvalid, "the maximum amount is below the minimum")
+	}
+	if l.AmountMultiple != nil && noteUnit > 0 && *l.AmountMultiple%noteUnit != 0 {
+		return softatm.Errorf(softatm.EInvalid, "the multiple must be a multiple of %d, the smallest note a post office pays", noteUnit)
+	}
+	if l.AccountDailyMax != nil && *l.AccountDailyMax < 0 {
+		return softatm.Errorf(softatm.EInvalid, "the daily maximum must not be negative")
+	}
+	return nil
+}
+
+// bankLimitsCache holds the banks' own limits, read again every
+// bankRangesRefresh: an edit by `softatm admin bank` is in force on every
+// running instance within it, as a range edit is.
+type bankLimitsCache struct {
+	mu     sync.Mutex
+	at     time.Time
+	byBank map[string]BankLimits
+}
+
+// limitsOf returns the limits a create by bank's client is held to: the
+// bank's own where it has them, the configuration's elsewhere.
+func (s *Service) limitsOf(ctx context.Context, bank string) (Limits, error) {
+	s.limits.mu.Lock()
+	if now := s.now(); s.limits.byBank == nil || now.Sub(s.limits.at) >= bankRangesRefresh {
+		all, err := s.store.BankLimits(ctx)
+		if err != nil {
+			s.limits.mu.Unlock()
+			return Limits{}, fmt.Errorf("reading the banks' limits: %w", err)
+		}
+		s.limits.byBank, s.limits.at = all, now
+	}
+	own := s.limits.byBank[bank]
+	s.limits.mu.Unlock()
+	l := Limits{Currency: s.cfg.Currency, AmountMin: s.cfg.AmountMin, AmountMax: s.cfg.AmountMax,
+		AmountMultiple: s.cfg.NoteUnit, AccountDailyMax: s.cfg.AccountDailyMax}
+	for _, o := range []struct {
+		own *int64
+		to  *int64
+	}{{own.AmountMin, &l.AmountMin}, {own.AmountMax, &l.AmountMax}, {own.AmountMultiple, &l.AmountMultiple},
+		{own.AccountDailyMax, &l.AccountDailyMax}} {
+		if o.own != nil {
+			*o.to = *o.own
+		}
+	}
+	// A multiple the post offices cannot pay is never applied, whatever
+	// the table says (CheckBankLimits refuses it on the way in): the
+	// smallest amount both allow is their least common multiple.
+	if l.AmountMultiple <= 0 {
+		l.AmountMultiple = s.cfg.NoteUnit
+	}
+	if s.cfg.NoteUnit > 0 && l.AmountMultiple%s.cfg.NoteUnit != 0 {
+		l.AmountMultiple = l.AmountMultiple / gcd(l.AmountMultiple, s.cfg.NoteUnit) * s.cfg.NoteUnit
+	}
+	return l, nil
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }

@@ -130,3 +130,79 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("another bank's account: %d %q", status, code)
 	}
 }
+
+// TestBankLimits: a bank's own limits replace the configured ones for its
+// accounts' creates (and its /v1/limits); another bank keeps the defaults.
+func TestBankLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `UPDATE banks SET amount_min = 100000, amount_max = 1000000, amount_multiple = 50000,
+		account_daily_max = 250000 WHERE code = 'AGR'`); err != nil {
+		t.Fatal(err)
+	}
+	create := func(bank, account string, amount int64) error {
+		_, err := e.svc.Create(ctx, bank, atmswitch.CreateRequest{Account: account, Amount: amount, Currency: "VND",
+			HolderName: "Pham Van Em", PhoneLast4: "4323"})
+		return err
+	}
+	for _, tc := range []struct {
+		name, bank, account string
+		amount              int64
+		code                string
+		sent                bool // a 0100 went to the bank
+	}{
+		{"below AGR's minimum", "AGR", acctLimit, 60_000, softatm.EInvalidAmount, false},
+		{"not AGR's multiple", "AGR", acctLimit, 120_000, softatm.EInvalidAmount, false},
+		{"above AGR's maximum", "AGR", acctLimit, 1_500_000, softatm.EInvalidAmount, false},
+		{"within AGR's limits", "AGR", acctLimit, 200_000, "", true},
+		{"over AGR's daily maximum", "AGR", acctLimit, 100_000, softatm.ELimit, false},
+		{"MB keeps the defaults", "MB", acctRich, 60_000, "", true},
+	} {
+		before := e.sim.Received("0100")
+		err := create(tc.bank, tc.account, tc.amount)
+		if got := softatm.ErrorCode(err); got != tc.code {
+			t.Fatalf("%s: error %v (%q), want %q", tc.name, err, got, tc.code)
+		}
+		if sent := e.sim.Received("0100") > before; sent != tc.sent {
+			t.Fatalf("%s: 0100 sent %v, want %v", tc.name, sent, tc.sent)
+		}
+	}
+
+	var agr, mb atmswitch.Limits
+	if status, code := get(t, bankAPIAs(e, "AGR").Limits, "/v1/limits?account="+acctLimit, &agr); status != http.StatusOK {
+		t.Fatalf("AGR limits: %d %s", status, code)
+	}
+	if agr.AmountMin != 100_000 || agr.AmountMax != 1_000_000 || agr.AmountMultiple != 50_000 || agr.AccountDailyMax != 250_000 ||
+		*agr.AccountDailyUsed != 200_000 || *agr.AccountDailyRemaining != 50_000 {
+		t.Fatalf("AGR limits %+v", agr)
+	}
+	if status, code := get(t, bankAPIAs(e, "MB").Limits, "/v1/limits", &mb); status != http.StatusOK {
+		t.Fatalf("MB limits: %d %s", status, code)
+	}
+	if mb.AmountMin != e.cfg.AmountMin || mb.AmountMax != e.cfg.AmountMax || mb.AmountMultiple != e.cfg.NoteUnit {
+		t.Fatalf("MB limits %+v", mb)
+	}
+}
+
+func TestCheckBankLimits(t *testing.T) {
+	t.Parallel()
+	n := func(v int64) *int64 { return &v }
+	for _, tc := range []struct {
+		name string
+		l    atmswitch.BankLimits
+		ok   bool
+	}{
+		{"none", atmswitch.BankLimits{}, true},
+		{"all", atmswitch.BankLimits{AmountMin: n(100_000), AmountMax: n(5_000_000), AmountMultiple: n(50_000), AccountDailyMax: n(0)}, true},
+		{"zero minimum", atmswitch.BankLimits{AmountMin: n(0)}, false},
+		{"negative maximum", atmswitch.BankLimits{AmountMax: n(-1)}, false},
+		{"maximum below minimum", atmswitch.BankLimits{AmountMin: n(200_000), AmountMax: n(100_000)}, false},
+		{"multiple no note pays", atmswitch.BankLimits{AmountMultiple: n(5_000)}, false},
+		{"negative daily maximum", atmswitch.BankLimits{AccountDailyMax: n(-5)}, false},
+	} {
+		if err := atmswitch.CheckBankLimits(tc.l, 10_000); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -42,6 +42,9 @@ type Store interface {
 
 	// BankName returns a bank's name.
 	BankName(ctx context.Context, code string) (string, error)
+	// BankLimits returns every bank's own limits (bank code → limits; a
+	// nil field: the configured default).
+	BankLimits(ctx context.Context) (map[string]BankLimits, error)
 	// BankRanges returns every bank's account ranges (bank code → prefixes).
 	BankRanges(ctx context.Context) (map[string][]string, error)
 	// ActiveByAccount lists up to n of an account's withdrawals in

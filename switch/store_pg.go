@@ -223,6 +223,24 @@ func (p *pgStore) ActiveByAccount(ctx context.Context, bank, account string, now
 	return out, nil
 }
 
+func (p *pgStore) BankLimits(ctx context.Context) (map[string]BankLimits, error) {
+	rows, err := p.pool.Query(ctx, `SELECT code, amount_min, amount_max, amount_multiple, account_daily_max FROM banks`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]BankLimits{}
+	var (
+		code string
+		l    BankLimits
+	)
+	_, err = pgx.ForEachRow(rows, []any{&code, &l.AmountMin, &l.AmountMax, &l.AmountMultiple, &l.AccountDailyMax}, func() error {
+		out[code] = l
+		l = BankLimits{}
+		return nil
+	})
+	return out, err
+}
+
 func (p *pgStore) AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error) {
 	var used int64
 	err := p.reads.QueryRow(ctx, `SELECT COALESCE(SUM(amount), 0) FROM withdrawals

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -77,6 +79,56 @@ func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency
 		return fmt.Errorf("bank %s: %w", code, err)
 	}
 	return a.ledger.EnsureAccount(ctx, ledger.ReceivableCode(code), currency, 0)
+}
+
+// bankLimitColumns are a bank's own limits: flag, help, and the field of
+// atmswitch.BankLimits (the banks column of the same name).
+var bankLimitColumns = []struct {
+	flag, help string
+	field      func(*atmswitch.BankLimits) **int64
+}{
+	{"amount-min", "smallest withdrawal", func(l *atmswitch.BankLimits) **int64 { return &l.AmountMin }},
+	{"amount-max", "largest withdrawal", func(l *atmswitch.BankLimits) **int64 { return &l.AmountMax }},
+	{"amount-multiple", "withdrawals are a multiple of this", func(l *atmswitch.BankLimits) **int64 { return &l.AmountMultiple }},
+	{"account-daily-max", "most one account may withdraw in 24 hours (0: no daily limit)",
+		func(l *atmswitch.BankLimits) **int64 { return &l.AccountDailyMax }},
+}
+
+// bankLimits sets the bank's own limits named in flags (flag name →
+// value): a number sets it, "default" returns it to the switch's
+// configured default, "" leaves it. Running switches pick the change up
+// within seconds.
+func (a *admin) bankLimits(ctx context.Context, code string, flags map[string]*string) error {
+	var cur atmswitch.BankLimits
+	if err := a.pool.QueryRow(ctx, `SELECT amount_min, amount_max, amount_multiple, account_daily_max FROM banks WHERE code = $1`,
+		code).Scan(&cur.AmountMin, &cur.AmountMax, &cur.AmountMultiple, &cur.AccountDailyMax); err != nil {
+		return fmt.Errorf("bank %s: %w", code, err)
+	}
+	changed := false
+	for _, l := range bankLimitColumns {
+		switch v := strings.TrimSpace(*flags[l.flag]); v {
+		case "":
+			continue
+		case "default":
+			*l.field(&cur) = nil
+		default:
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("-%s %q: a number of dong or \"default\"", l.flag, v)
+			}
+			*l.field(&cur) = &n
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := atmswitch.CheckBankLimits(cur, atmswitch.DefaultConfig().NoteUnit); err != nil {
+		return err
+	}
+	_, err := a.pool.Exec(ctx, `UPDATE banks SET amount_min = $2, amount_max = $3, amount_multiple = $4, account_daily_max = $5
+		WHERE code = $1`, code, cur.AmountMin, cur.AmountMax, cur.AmountMultiple, cur.AccountDailyMax)
+	return err
 }
 
 func bankRanges(ctx context.Context, pool *pgxpool.Pool) (map[string][]string, error) {
@@ -210,6 +262,10 @@ func runAdmin(ctx context.Context, args []string) error {
 	name := fs.String("name", "", "bank or post office name")
 	fee := fs.Int64("fee", 0, "bank: fee per withdrawal, in dong")
 	ranges := fs.String("ranges", "", "bank: the account-number or card BIN prefixes it owns, comma-separated (replaces the bank's; empty: unchanged)")
+	limitFlags := map[string]*string{}
+	for _, l := range bankLimitColumns {
+		limitFlags[l.flag] = fs.String(l.flag, "", "bank: "+l.help+", in dong (\"default\": the switch's; empty: unchanged)")
+	}
 	location := fs.String("location", "", "post office: location")
 	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
 	id := fs.String("id", "", "client or kiosk id")
@@ -242,6 +298,9 @@ func runAdmin(ctx context.Context, args []string) error {
 			rs = atmswitch.ParseRanges(*ranges)
 		}
 		err = a.bank(ctx, *codeF, *name, *fee, *currency, rs)
+		if err == nil {
+			err = a.bankLimits(ctx, *codeF, limitFlags)
+		}
 	case "client":
 		err = a.client(ctx, *id, *bank, *secret)
 		if err == nil && *callbackURL != "" {
