@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"io"
 	"log/slog"
@@ -85,6 +86,37 @@ func TestBankTLSSettings(t *testing.T) {
 			opts, err := tc.b.options()
 			if (err == nil) != tc.ok || tc.b.enabled() != tc.tls || (err == nil && (len(opts) == 1) != tc.tls) {
 				t.Fatalf("options %d, err %v; want tls %v ok %v", len(opts), err, tc.tls, tc.ok)
+			}
+		})
+	}
+}
+
+// TestBanksimTLSFlags: the simulator refuses TLS settings that cannot work
+// before it listens, and runs with good ones.
+func TestBanksimTLSFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "ca")
+	cert, key := ca.Server(t, "bank.test").WriteFiles(t, dir, "server")
+	caFile := ca.WriteFile(t, dir, "ca")
+	base := []string{"-listen", "127.0.0.1:0", "-control", "127.0.0.1:0"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		ok   bool
+	}{
+		{"client CA without a certificate", []string{"-tls-client-ca", caFile}, false},
+		{"certificate without key", []string{"-tls-cert", cert}, false},
+		{"key of no certificate", []string{"-tls-cert", caFile, "-tls-key", key}, false},
+		{"client CA file of no certificate", []string{"-tls-cert", cert, "-tls-key", key, "-tls-client-ca", key}, false},
+		{"mutual TLS", []string{"-tls-cert", cert, "-tls-key", key, "-tls-client-ca", caFile}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // a good configuration starts and stops at once
+			err := runBanksim(ctx, append(append([]string{}, base...), tc.args...))
+			if (err == nil) != tc.ok {
+				t.Fatalf("err %v, want ok %v", err, tc.ok)
 			}
 		})
 	}
