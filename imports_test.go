@@ -53,6 +53,7 @@ var importRules = []importRule{
 	{pkgs: []string{"ledger/schema"}, doc: "ledger/schema/schema.go", onlyDirect: []string{}},
 	{pkgs: []string{"ledger/forecast"}, doc: "ledger/forecast/forecast.go", onlyDirect: []string{}},
 	{pkgs: []string{"ledger/schema/schematest"}, doc: "ledger/schema/schematest/schematest.go", importedOnlyBy: []string{}},
+	{pkgs: []string{"fixtures/testpki"}, doc: "fixtures/testpki/testpki.go", importedOnlyBy: []string{}},
 	{pkgs: []string{"switch"}, doc: "switch/atmswitch.go", onlyDirect: []string{"", "ledger", "ledger/recon", "iso", "switch/..."},
 		notEven: []string{"teller/..."}},
 	{pkgs: []string{"switch/auth"}, doc: "switch/auth/auth.go", onlyDirect: []string{"", "ledger"}},
@@ -80,7 +81,7 @@ var productionForbidden = []string{"std:testing", "std:testing/..."}
 
 // productionExempt are the packages the production rule above does not
 // bind when it is applied to every package of the module.
-var productionExempt = []string{"bench/...", "switch/faults", "ledger/schema/schematest"}
+var productionExempt = []string{"bench/...", "switch/faults", "ledger/schema/schematest", "fixtures/testpki"}
 
 // ruleSentence finds a package comment that states an import rule.
 var ruleSentence = regexp.MustCompile(`(?i)must not (import|be imported|link)|may import|imports only|imports package|nothing imports it`)

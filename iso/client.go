@@ -3,6 +3,7 @@ package iso
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,7 @@ type options struct {
 	observer       func(mti, responseCode string, rtt time.Duration, err error)
 	lateReply      func(mti, stan, rrn string)
 	now            func() time.Time
+	tls            *tls.Config // nil: plain TCP
 }
 
 // Option configures a Client.
@@ -465,14 +467,20 @@ func (c *Client) run() {
 // connect dials and signs on.
 func (c *Client) connect() (*connection.Connection, error) {
 	reader := &messageReader{c: c}
-	conn, err := connection.New(c.addr, Spec, readLength, writeLength,
+	copts := []connection.Option{
 		connection.SetMessageReader(reader),
 		connection.ConnectTimeout(c.o.connectTimeout),
 		connection.SendTimeout(c.o.requestTimeout),
 		connection.IdleTime(c.o.echoInterval),
 		connection.PingHandler(func(conn *connection.Connection) { go c.echo(conn) }),
 		connection.ErrorHandler(func(err error) { c.log.Debug("bank link", "err", err) }),
-	)
+	}
+	if c.o.tls != nil {
+		// The connect timeout bounds the TCP dial and the TLS handshake
+		// together (tls.DialWithDialer).
+		copts = append(copts, connTLS(c.o.tls))
+	}
+	conn, err := connection.New(c.addr, Spec, readLength, writeLength, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating connection: %w", err)
 	}

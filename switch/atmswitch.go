@@ -97,6 +97,7 @@ type Withdrawal struct {
 	BusinessDate time.Time
 
 	ClientKey string // the create's idempotency key (scope/key), bound with the first row; not read back
+	Client    string // the bank client whose create made it: its callbacks go there; not read back
 
 	CreatedAt time.Time
 	UpdatedAt time.Time

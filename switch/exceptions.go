@@ -14,10 +14,16 @@ import (
 // reply that did not match its request (see Service.Create).
 const kindReplyMismatch = "reply_mismatch"
 
+// kindCallback is a callback to a bank app that was given up (callbacks.go);
+// requeueing it delivers it again with a fresh budget of attempts.
+const kindCallback = "callback"
+
 // OutboxException is an advice or reversal the bank never accepted: it kept
 // failing until MaxAttempts, or the bank answered with a refusal; or a
 // reply of the bank that did not match its request (kind reply_mismatch,
-// which cannot be requeued). Finance
+// which cannot be requeued); or a callback to a bank app that was never
+// accepted (kind callback; ResponseCode is the receiver's last HTTP
+// status). Finance
 // sees every one; nothing is dropped silently.
 type OutboxException struct {
 	ID           uuid.UUID `json:"id"`

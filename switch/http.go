@@ -130,6 +130,9 @@ type BankAPI struct {
 	// BankOf returns the authenticated bank of a request (set by the auth
 	// middleware), or false.
 	BankOf func(r *http.Request) (string, bool)
+	// ClientOf returns the authenticated bank client's id, to whom the
+	// withdrawals it creates are called back (callbacks.go). Nil: none.
+	ClientOf func(r *http.Request) string
 }
 
 func (a *BankAPI) bank(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -160,6 +163,9 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req.Key = idem.KeyFrom(r.Context())
+	if a.ClientOf != nil {
+		req.Client = a.ClientOf(r)
+	}
 	issued, err := a.Service.Create(r.Context(), bank, req)
 	if err != nil {
 		softatm.WriteError(w, r, a.Log, err)
@@ -168,6 +174,57 @@ func (a *BankAPI) Create(w http.ResponseWriter, r *http.Request) {
 	v := View(issued.Withdrawal)
 	v.NumericCode = issued.Numeric
 	WriteJSON(w, http.StatusCreated, v)
+}
+
+// ActiveList is the answer of GET /v1/withdrawals.
+type ActiveList struct {
+	Withdrawals []WithdrawalView `json:"withdrawals"`
+}
+
+// List handles GET /v1/withdrawals?account=...&state=active: the
+// account's codes that can still be paid. Only state=active is served
+// (absent means active). The account is never logged: WriteError logs the
+// path without the query.
+func (a *BankAPI) List(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	if st := q.Get("state"); st != "" && st != "active" {
+		softatm.WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid, "state must be active"))
+		return
+	}
+	if q.Get("account") == "" {
+		softatm.WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid, "account is required"))
+		return
+	}
+	list, err := a.Service.ActiveCodes(r.Context(), bank, q.Get("account"))
+	if err != nil {
+		softatm.WriteError(w, r, a.Log, err)
+		return
+	}
+	out := ActiveList{Withdrawals: make([]WithdrawalView, 0, len(list))}
+	for _, wd := range list {
+		out.Withdrawals = append(out.Withdrawals, View(wd))
+	}
+	WriteJSON(w, http.StatusOK, out)
+}
+
+// Limits handles GET /v1/limits[?account=...]: the limits a create is held
+// to and, for an account of the caller's bank, what is left of its daily
+// maximum.
+func (a *BankAPI) Limits(w http.ResponseWriter, r *http.Request) {
+	bank, ok := a.bank(w, r)
+	if !ok {
+		return
+	}
+	l, err := a.Service.Limits(r.Context(), bank, r.URL.Query().Get("account"))
+	if err != nil {
+		softatm.WriteError(w, r, a.Log, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, l)
 }
 
 // Get handles GET /v1/withdrawals/{id}.

@@ -29,7 +29,8 @@ func FuzzRequestBodies(f *testing.F) {
 		var create CreateRequest
 		err := DecodeJSON(httptest.NewRequest("POST", "/v1/withdrawals", bytes.NewReader(body)), &create)
 		if err == nil {
-			err = svc.validate(&create)
+			err = svc.validate(&create, Limits{Currency: svc.cfg.Currency, AmountMin: svc.cfg.AmountMin,
+				AmountMax: svc.cfg.AmountMax, AmountMultiple: svc.cfg.NoteUnit})
 			if err == nil && (create.Amount <= 0 || create.Amount%svc.cfg.NoteUnit != 0 || create.Currency != svc.cfg.Currency) {
 				t.Fatalf("validated a bad request: %+v", create)
 			}

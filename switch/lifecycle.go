@@ -252,27 +252,36 @@ func moveUpdate(m Move, a *sqlArgs, id string) string {
 }
 
 // moveStmt turns a move into its one conditional statement (moveUpdate),
-// and, for a transition that queues a message, the outbox row inserted by
-// the same statement only if the row moved. It must change the row: when it
-// changes none, the unit is refused with ledger.ErrUnchanged.
+// with, inserted by the same statement only if the row moved: the
+// callback to the withdrawal's bank client (notifyCTE, callbacks.go), and,
+// for a transition that queues a message, the outbox row. It must change
+// the row: when it changes none, the unit is refused with
+// ledger.ErrUnchanged (the main statement's row count is the moved rows').
 func moveStmt(m Move) *ledger.Stmt {
 	var a sqlArgs
 	update := moveUpdate(m, &a, a.add(m.ID))
 	st := &ledger.Stmt{MustChange: true}
+	returning := "id, client_id, state"
+	if m.Into != nil {
+		returning = "*"
+	}
+	with := fmt.Sprintf("WITH moved AS (%s RETURNING %s), %s\n", update, returning,
+		notifyCTE(&a, "notified", m.Event, m.At, "moved", ""))
 	switch q := target(m.Event).Queues; {
 	case q != MsgNone:
 		if m.Into != nil {
 			panic("atmswitch: a move that queues a message cannot return its row")
 		}
 		// seq keeps the messages of one withdrawal in order.
-		update = fmt.Sprintf(`WITH moved AS (%s RETURNING id)
-		INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
+		update = with + fmt.Sprintf(`INSERT INTO outbox (id, withdrawal_id, seq, kind, state, next_attempt_at, created_at)
 		SELECT %s, moved.id, COALESCE((SELECT MAX(seq) FROM outbox WHERE withdrawal_id = moved.id), 0) + 1,
-			%s, 'pending', %s, %s FROM moved`, update, a.add(uuid.New()), a.add(string(q)), a.add(m.At), a.add(m.At))
+			%s, 'pending', %s, %s FROM moved`, a.add(uuid.New()), a.add(string(q)), a.add(m.At), a.add(m.At))
 	case m.Into != nil:
-		update += " RETURNING " + withdrawalColumns
+		update = with + "SELECT " + withdrawalColumns + " FROM moved"
 		into := m.Into
 		st.Row = func(r pgx.Row) error { return r.Scan(scanTargets(into)...) }
+	default:
+		update = with + "SELECT 1 FROM moved"
 	}
 	st.SQL, st.Args = update, a.args
 	return st

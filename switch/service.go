@@ -37,6 +37,7 @@ type Service struct {
 	store  Store
 	ledger *ledger.Ledger
 	ranges bankRanges
+	limits bankLimitsCache
 	bank   Bank
 	codes  Codes
 	gate   Gate
@@ -92,6 +93,10 @@ type CreateRequest struct {
 	// create interrupted after its hold finds it instead of sending a
 	// second 0100. Empty: not bound.
 	Key string `json:"-"`
+	// Client is the bank client asking (its id): the withdrawal's state
+	// changes are called back to it, when it registered a callback URL.
+	// Empty: no callbacks.
+	Client string `json:"-"`
 }
 
 // Issued is a freshly issued code. Numeric is shown once: only its keyed
@@ -106,7 +111,7 @@ var (
 	last4Re   = regexp.MustCompile(`^[0-9]{4}$`)
 )
 
-func (s *Service) validate(r *CreateRequest) error {
+func (s *Service) validate(r *CreateRequest, lim Limits) error {
 	switch strings.ToUpper(strings.TrimSpace(r.Currency)) {
 	case "", "VND", "704":
 		r.Currency = s.cfg.Currency
@@ -122,11 +127,11 @@ func (s *Service) validate(r *CreateRequest) error {
 	if r.Amount <= 0 {
 		return softatm.Errorf(softatm.EInvalidAmount, "amount must be positive")
 	}
-	if r.Amount < s.cfg.AmountMin || r.Amount > s.cfg.AmountMax {
-		return softatm.Errorf(softatm.EInvalidAmount, "amount must be between %d and %d", s.cfg.AmountMin, s.cfg.AmountMax)
+	if r.Amount < lim.AmountMin || r.Amount > lim.AmountMax {
+		return softatm.Errorf(softatm.EInvalidAmount, "amount must be between %d and %d", lim.AmountMin, lim.AmountMax)
 	}
-	if r.Amount%s.cfg.NoteUnit != 0 {
-		return softatm.Errorf(softatm.EInvalidAmount, "amount must be a multiple of %d", s.cfg.NoteUnit)
+	if r.Amount%lim.AmountMultiple != 0 {
+		return softatm.Errorf(softatm.EInvalidAmount, "amount must be a multiple of %d", lim.AmountMultiple)
 	}
 	r.HolderName = strings.TrimSpace(r.HolderName)
 	if err := checkName("holder_name", r.HolderName); err != nil {
@@ -169,7 +174,13 @@ func newRRN(now time.Time) (string, error) {
 // row is committed before the 0100 leaves, so that whatever happens next —
 // no reply, a crash — the sweeper finds it and reverses the hold.
 func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Issued, error) {
-	if err := s.validate(&r); err != nil {
+	// The calling bank's limits: they are the account's bank's too, or
+	// the account is refused below.
+	lim, err := s.limitsOf(ctx, bank)
+	if err != nil {
+		return Issued{}, err
+	}
+	if err := s.validate(&r, lim); err != nil {
 		return Issued{}, err
 	}
 	// A bank's client acts only for its own bank's accounts: an account in
@@ -184,7 +195,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	now := s.now()
 	id := uuid.New()
 	stan := s.bank.NextSTAN()
-	if err := s.checkAccountDaily(ctx, bank, r.Account, r.Amount, now); err != nil {
+	if err := s.checkAccountDaily(ctx, bank, r.Account, r.Amount, lim.AccountDailyMax, now); err != nil {
 		// A retry's own first attempt counts against the limit: answer it
 		// from its withdrawal instead.
 		if softatm.ErrorCode(err) == softatm.ELimit && r.Key != "" {
@@ -206,7 +217,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		}
 		err = s.store.InsertRequest(ctx, Withdrawal{ID: id, Bank: bank, Account: r.Account, HolderNameMasked: MaskName(r.HolderName),
 			Amount: r.Amount, Currency: r.Currency, TerminalID: s.cfg.TerminalID, STAN: stan, RRN: rrn, TransmittedAt: now, CreatedAt: now,
-			ClientKey: r.Key})
+			ClientKey: r.Key, Client: r.Client})
 		if errors.Is(err, errKeyBound) && attempt < rrnDrawsMax {
 			var is Issued
 			var again bool
@@ -265,16 +276,16 @@ func (s *Service) replyMismatch(ctx context.Context, id uuid.UUID, me *iso.Misma
 	return softatm.Wrap(softatm.EBankReplyInvalid, "the bank's answer did not match the request; nothing was reserved", me)
 }
 
-func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, amount int64, now time.Time) error {
-	if s.cfg.AccountDailyMax <= 0 {
+func (s *Service) checkAccountDaily(ctx context.Context, bank, account string, amount, dailyMax int64, now time.Time) error {
+	if dailyMax <= 0 {
 		return nil
 	}
 	used, err := s.store.AccountUsed(ctx, bank, account, now.Add(-24*time.Hour))
 	if err != nil {
 		return err
 	}
-	if used+amount > s.cfg.AccountDailyMax {
-		return softatm.Errorf(softatm.ELimit, "this account may withdraw at most %d in any 24 hours", s.cfg.AccountDailyMax)
+	if used+amount > dailyMax {
+		return softatm.Errorf(softatm.ELimit, "this account may withdraw at most %d in any 24 hours", dailyMax)
 	}
 	return nil
 }

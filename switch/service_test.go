@@ -839,7 +839,8 @@ func (e *env) kinds(t *testing.T, id uuid.UUID) []string {
 // its hold is released.
 func TestClaimMadeInTimePaysUntilTheClaimEnds(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, 4*time.Second, 0 })
+	// Codes expire on whole seconds: a 2 s code lives 1 to 2 s.
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = 2*time.Second, 4*time.Second, 0 })
 	ctx := context.Background()
 	is := e.issue(t, acctRich, 100_000)
 	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
@@ -864,7 +865,7 @@ func TestClaimMadeInTimePaysUntilTheClaimEnds(t *testing.T) {
 
 func TestNoPayoutAfterTheClaimEnds(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, time.Second, 0 })
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = 2*time.Second, time.Second, 0 })
 	ctx := context.Background()
 	is := e.issue(t, acctRich, 100_000)
 	if _, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload}); err != nil {
@@ -896,10 +897,12 @@ func TestNoPayoutAfterTheClaimEnds(t *testing.T) {
 func TestConfirmRacesTheSweeperAtTheClaimsEnd(t *testing.T) {
 	t.Parallel()
 	const claimTTL = 500 * time.Millisecond
-	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = time.Second, claimTTL, 0 })
+	// The code outlives the claim (codes expire on whole seconds: a 3 s
+	// code lives 2 to 3 s), so only the claim's end is raced.
+	e := newEnv(t, func(c *atmswitch.Config) { c.CodeTTL, c.ClaimTTL, c.ClockSkew = 3*time.Second, claimTTL, 0 })
 	ctx := context.Background()
 	var paid, expired int
-	for round := range 12 {
+	for round := range 8 {
 		is := e.issue(t, acctRich, 50_000)
 		w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
 		if err != nil {

@@ -42,8 +42,15 @@ type Store interface {
 
 	// BankName returns a bank's name.
 	BankName(ctx context.Context, code string) (string, error)
+	// BankLimits returns every bank's own limits (bank code → limits; a
+	// nil field: the configured default).
+	BankLimits(ctx context.Context) (map[string]BankLimits, error)
 	// BankRanges returns every bank's account ranges (bank code → prefixes).
 	BankRanges(ctx context.Context) (map[string][]string, error)
+	// ActiveByAccount lists up to n of an account's withdrawals in
+	// ActiveStates, newest first: reserved ones only while they expire
+	// after now.
+	ActiveByAccount(ctx context.Context, bank, account string, now time.Time, n int) ([]Withdrawal, error)
 	// AccountUsed sums the account's withdrawals in live states since.
 	AccountUsed(ctx context.Context, bank, account string, since time.Time) (int64, error)
 	// NumericHandle finds the withdrawal of a numeric code's keyed hash,
@@ -96,6 +103,17 @@ type Store interface {
 	Requeue(ctx context.Context, id uuid.UUID, now time.Time) error
 	// OutboxDepth returns the messages waiting and the oldest one's time.
 	OutboxDepth(ctx context.Context) (int64, time.Time, error)
+
+	// LeaseCallbacks leases up to n due callbacks to owner until until:
+	// of each withdrawal only its first pending one (callbacks.go).
+	LeaseCallbacks(ctx context.Context, owner string, now, until time.Time, n int) ([]callback, error)
+	// CallbackDelivered ends a callback the receiver accepted.
+	CallbackDelivered(ctx context.Context, id uuid.UUID, status int, now time.Time) error
+	// CallbackRetry puts a callback back for another try at next, or, with
+	// state "exception", gives it up.
+	CallbackRetry(ctx context.Context, id uuid.UUID, state string, attempts, status int, next time.Time, cause string) error
+	// CallbacksPending counts the callbacks waiting.
+	CallbacksPending(ctx context.Context) (int64, error)
 }
 
 var (

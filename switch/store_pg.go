@@ -84,10 +84,10 @@ func isUniqueViolation(err error, constraint string) bool {
 
 func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
 	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
-			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at, client_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, NULLIF($12, ''))`,
+			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at, client_key, client_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, NULLIF($12, ''), $13)`,
 		Args: []any{w.ID, w.Bank, w.Account, w.HolderNameMasked, w.Amount, w.Currency, string(StateRequested),
-			w.TerminalID, w.STAN, w.RRN, w.CreatedAt, w.ClientKey}})
+			w.TerminalID, w.STAN, w.RRN, w.CreatedAt, w.ClientKey, w.Client}})
 	switch {
 	case isUniqueViolation(err, "withdrawals_rrn_key"):
 		return errRRNTaken
@@ -198,6 +198,50 @@ func ReadBankRanges(ctx context.Context, pool *pgxpool.Pool) (map[string][]strin
 	)
 	_, err = pgx.ForEachRow(rows, []any{&code, &ranges}, func() error {
 		out[code] = ranges
+		return nil
+	})
+	return out, err
+}
+
+// ActiveByAccount reads through the (bank_code, account_number,
+// created_at) index; an account has few rows a day.
+func (p *pgStore) ActiveByAccount(ctx context.Context, bank, account string, now time.Time, n int) ([]Withdrawal, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals
+		WHERE bank_code = $1 AND account_number = $2 AND state IN `+stateList(ActiveStates)+`
+		  AND (state = $3 OR expires_at > $4)
+		ORDER BY created_at DESC LIMIT $5`, bank, account, string(StateClaimed), now, n)
+	if err != nil {
+		return nil, err
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Withdrawal, error) {
+		var w Withdrawal
+		err := row.Scan(scanTargets(&w)...)
+		return w, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		if out[i], err = p.opened(out[i], nil); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (p *pgStore) BankLimits(ctx context.Context) (map[string]BankLimits, error) {
+	rows, err := p.pool.Query(ctx, `SELECT code, amount_min, amount_max, amount_multiple, account_daily_max FROM banks`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]BankLimits{}
+	var (
+		code string
+		l    BankLimits
+	)
+	_, err = pgx.ForEachRow(rows, []any{&code, &l.AmountMin, &l.AmountMax, &l.AmountMultiple, &l.AccountDailyMax}, func() error {
+		out[code] = l
+		l = BankLimits{}
 		return nil
 	})
 	return out, err
@@ -319,23 +363,28 @@ func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, str
 
 // Answered is one statement: the message ends and, for an acknowledged
 // advice, the withdrawal completes — the lifecycle's EvComplete, whose
-// UPDATE (moveUpdate) takes its id from the answered message.
+// UPDATE (moveUpdate) takes its id from the answered message. The same
+// statement queues the callbacks (callbacks.go): the completion, or, for an
+// acknowledged reversal, EventReversed.
 func (p *pgStore) Answered(ctx context.Context, m outboxMsg, state, rc string, now time.Time) (bool, error) {
 	var a sqlArgs
 	answer := fmt.Sprintf(`UPDATE outbox SET state = %s, response_code = %s, attempts = attempts + 1,
-			done_at = %s, lease_owner = '', lease_until = NULL WHERE id = %s AND state = 'pending'`,
-		a.add(state), a.add(rc), a.add(now), a.add(m.id))
-	if completes := m.kind == string(MsgAdvice) && state == "done"; !completes {
-		// Nothing to complete: the statement's own count says whether it
-		// ended the message (an exception is counted only then).
-		n, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: answer, Args: a.args})
-		return n > 0, err
-	}
+			done_at = %s, lease_owner = '', lease_until = NULL WHERE id = %s AND state = 'pending'
+			RETURNING withdrawal_id`, a.add(state), a.add(rc), a.add(now), a.add(m.id))
+	completes := m.kind == string(MsgAdvice) && state == "done"
+	reversed := m.kind == string(MsgReversal) && state == "done"
 	complete := moveUpdate(Move{Event: EvComplete, At: now}, &a, "(SELECT withdrawal_id FROM answered)")
-	_, err := p.ledger.Exec(ctx, &ledger.Stmt{
-		SQL:  fmt.Sprintf(`WITH answered AS (%s RETURNING withdrawal_id) %s`, answer, complete),
+	n, err := p.ledger.Exec(ctx, &ledger.Stmt{
+		SQL: fmt.Sprintf(`WITH answered AS (%s), moved AS (%s AND %s RETURNING id, client_id, state), %s, %s
+			SELECT 1 FROM answered`, answer, complete, a.add(completes),
+			notifyCTE(&a, "notified", EvComplete, now, "moved", ""),
+			notifyCTE(&a, "reversed", EventReversed, now,
+				"(SELECT w.id, w.client_id, w.state FROM withdrawals w JOIN answered ON w.id = answered.withdrawal_id)",
+				a.add(reversed)+"::BOOLEAN")),
 		Args: a.args})
-	return true, err
+	// The statement returns a row only if it ended the message (an
+	// exception is counted only then).
+	return n > 0, err
 }
 
 func (p *pgStore) RetryLater(ctx context.Context, m outboxMsg, state string, attempts int, next time.Time, cause string) (bool, error) {
@@ -355,11 +404,18 @@ func (p *pgStore) ReplyMismatch(ctx context.Context, id uuid.UUID, detail string
 	return err
 }
 
+// Exceptions lists the outbox's exceptions and the callbacks given up
+// (kind "callback", response_code the receiver's last HTTP status) together.
 func (p *pgStore) Exceptions(ctx context.Context, n int) ([]OutboxException, error) {
-	rows, err := p.pool.Query(ctx, `SELECT o.id, o.withdrawal_id, o.kind, o.attempts, o.response_code, o.last_error,
-			w.rrn, w.amount, w.bank_code, o.created_at, o.resolved_note <> '', o.resolved_note
-		FROM outbox o JOIN withdrawals w ON w.id = o.withdrawal_id
-		WHERE o.state = 'exception' ORDER BY (o.resolved_note <> ''), o.created_at LIMIT $1`, n)
+	rows, err := p.pool.Query(ctx, `SELECT * FROM (
+			SELECT o.id, o.withdrawal_id, o.kind, o.attempts, o.response_code, o.last_error,
+				w.rrn, w.amount, w.bank_code, o.created_at, o.resolved_note <> '' AS resolved, o.resolved_note
+			FROM outbox o JOIN withdrawals w ON w.id = o.withdrawal_id WHERE o.state = 'exception'
+			UNION ALL
+			SELECT c.id, c.withdrawal_id, $2, c.attempts, CASE WHEN c.last_status = 0 THEN '' ELSE c.last_status::TEXT END,
+				c.last_error, w.rrn, w.amount, w.bank_code, c.occurred_at, c.resolved_note <> '', c.resolved_note
+			FROM callbacks c JOIN withdrawals w ON w.id = c.withdrawal_id WHERE c.delivery = 'exception') x
+		ORDER BY resolved, created_at LIMIT $1`, n, kindCallback)
 	if err != nil {
 		return nil, err
 	}
@@ -373,8 +429,12 @@ func (p *pgStore) Exceptions(ctx context.Context, n int) ([]OutboxException, err
 
 var errNoException = softatm.Errorf(softatm.ENotFound, "exception not found")
 
+// ResolveException and Requeue find the exception among the outbox's and
+// the callbacks' in one statement; ids are UUIDs, so at most one matches.
 func (p *pgStore) ResolveException(ctx context.Context, id uuid.UUID, note string) error {
-	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET resolved_note = $2 WHERE id = $1 AND state = 'exception'`,
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `WITH o AS (UPDATE outbox SET resolved_note = $2 WHERE id = $1 AND state = 'exception' RETURNING 1),
+			c AS (UPDATE callbacks SET resolved_note = $2 WHERE id = $1 AND delivery = 'exception' RETURNING 1)
+		SELECT 1 FROM o UNION ALL SELECT 1 FROM c`,
 		Args: []any{id, note}, MustChange: true})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		return errNoException
@@ -383,8 +443,11 @@ func (p *pgStore) ResolveException(ctx context.Context, id uuid.UUID, note strin
 }
 
 func (p *pgStore) Requeue(ctx context.Context, id uuid.UUID, now time.Time) error {
-	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET state = 'pending', attempts = 1, next_attempt_at = $2
-			WHERE id = $1 AND state = 'exception' AND kind IN ($3, $4)`,
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `WITH o AS (UPDATE outbox SET state = 'pending', attempts = 1, next_attempt_at = $2
+			WHERE id = $1 AND state = 'exception' AND kind IN ($3, $4) RETURNING 1),
+			c AS (UPDATE callbacks SET delivery = 'pending', attempts = 0, next_attempt_at = $2
+			WHERE id = $1 AND delivery = 'exception' RETURNING 1)
+		SELECT 1 FROM o UNION ALL SELECT 1 FROM c`,
 		Args: []any{id, now, string(MsgAdvice), string(MsgReversal)}, MustChange: true})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		return errNoException

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -78,12 +80,71 @@ func (a *admin) bank(ctx context.Context, code, name string, fee int64, currency
 	return a.ledger.EnsureAccount(ctx, ledger.ReceivableCode(code), currency, 0)
 }
 
+// bankLimitColumns are a bank's own limits: flag, help, and the field of
+// atmswitch.BankLimits (the banks column of the same name).
+var bankLimitColumns = []struct {
+	flag, help string
+	field      func(*atmswitch.BankLimits) **int64
+}{
+	{"amount-min", "smallest withdrawal", func(l *atmswitch.BankLimits) **int64 { return &l.AmountMin }},
+	{"amount-max", "largest withdrawal", func(l *atmswitch.BankLimits) **int64 { return &l.AmountMax }},
+	{"amount-multiple", "withdrawals are a multiple of this", func(l *atmswitch.BankLimits) **int64 { return &l.AmountMultiple }},
+	{"account-daily-max", "most one account may withdraw in 24 hours (0: no daily limit)",
+		func(l *atmswitch.BankLimits) **int64 { return &l.AccountDailyMax }},
+}
+
+// bankLimits sets the bank's own limits named in flags (flag name →
+// value): a number sets it, "default" returns it to the switch's
+// configured default, "" leaves it. Running switches pick the change up
+// within seconds.
+func (a *admin) bankLimits(ctx context.Context, code string, flags map[string]*string) error {
+	var cur atmswitch.BankLimits
+	if err := a.pool.QueryRow(ctx, `SELECT amount_min, amount_max, amount_multiple, account_daily_max FROM banks WHERE code = $1`,
+		code).Scan(&cur.AmountMin, &cur.AmountMax, &cur.AmountMultiple, &cur.AccountDailyMax); err != nil {
+		return fmt.Errorf("bank %s: %w", code, err)
+	}
+	changed := false
+	for _, l := range bankLimitColumns {
+		switch v := strings.TrimSpace(*flags[l.flag]); v {
+		case "":
+			continue
+		case "default":
+			*l.field(&cur) = nil
+		default:
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return fmt.Errorf("-%s %q: a number of dong or \"default\"", l.flag, v)
+			}
+			*l.field(&cur) = &n
+		}
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	if err := atmswitch.CheckBankLimits(cur, atmswitch.DefaultConfig().NoteUnit); err != nil {
+		return err
+	}
+	_, err := a.pool.Exec(ctx, `UPDATE banks SET amount_min = $2, amount_max = $3, amount_multiple = $4, account_daily_max = $5
+		WHERE code = $1`, code, cur.AmountMin, cur.AmountMax, cur.AmountMultiple, cur.AccountDailyMax)
+	return err
+}
+
 func (a *admin) client(ctx context.Context, id, bank, secret string) error {
 	err := a.auth.CreateBankClient(ctx, id, bank, secret)
 	if softatm.ErrorCode(err) == softatm.EConflict {
 		return nil // already there
 	}
 	return err
+}
+
+// callback registers a client's callback URL and secret ("-" as the URL
+// removes them). The secret is stored sealed with the switch's secret.
+func (a *admin) callback(ctx context.Context, id, url, secret, switchSecret string) error {
+	if url == "-" {
+		url, secret = "", ""
+	}
+	return atmswitch.SetCallback(ctx, a.pool, []byte(switchSecret), id, url, secret)
 }
 
 func (a *admin) postOffice(ctx context.Context, code, name, location string, openingCash int64, currency string) error {
@@ -189,11 +250,17 @@ func runAdmin(ctx context.Context, args []string) error {
 	name := fs.String("name", "", "bank or post office name")
 	fee := fs.Int64("fee", 0, "bank: fee per withdrawal, in dong")
 	ranges := fs.String("ranges", "", "bank: the account-number or card BIN prefixes it owns, comma-separated (replaces the bank's; empty: unchanged)")
+	limitFlags := map[string]*string{}
+	for _, l := range bankLimitColumns {
+		limitFlags[l.flag] = fs.String(l.flag, "", "bank: "+l.help+", in dong (\"default\": the switch's; empty: unchanged)")
+	}
 	location := fs.String("location", "", "post office: location")
 	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
 	id := fs.String("id", "", "client or kiosk id")
 	bank := fs.String("bank", "", "client: bank code")
 	secret := fs.String("secret", "", "client: secret")
+	callbackURL := fs.String("callback-url", "", "client: POST every state change of its withdrawals to this http(s) URL (\"-\" removes it; empty: unchanged)")
+	callbackSecret := fs.String("callback-secret", "", "client: the key (16+ characters) that signs its callbacks (HMAC-SHA-256)")
 	switchSecret := fs.String("switch-secret", os.Getenv("SOFTATM_SECRET"), "client, load-demo: the secret `serve` runs with, which keys the stored client-secret hashes (SOFTATM_SECRET)")
 	po := fs.String("post-office", "", "kiosk or teller: post office code")
 	kiosk := fs.String("kiosk", "", "teller: kiosk id")
@@ -219,8 +286,14 @@ func runAdmin(ctx context.Context, args []string) error {
 			rs = atmswitch.ParseRanges(*ranges)
 		}
 		err = a.bank(ctx, *codeF, *name, *fee, *currency, rs)
+		if err == nil {
+			err = a.bankLimits(ctx, *codeF, limitFlags)
+		}
 	case "client":
 		err = a.client(ctx, *id, *bank, *secret)
+		if err == nil && *callbackURL != "" {
+			err = a.callback(ctx, *id, *callbackURL, *callbackSecret, *switchSecret)
+		}
 	case "post-office":
 		err = a.postOffice(ctx, *codeF, *name, *location, *cash, *currency)
 	case "kiosk":

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -30,15 +31,29 @@ func runBanksim(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("banksim", flag.ContinueOnError)
 	listen := fs.String("listen", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address")
 	control := fs.String("control", "127.0.0.1:8584", "HTTP control API address")
+	tlsCert := fs.String("tls-cert", "", "serve ISO 8583 over TLS with this PEM certificate (and -tls-key); empty: plain TCP")
+	tlsKey := fs.String("tls-key", "", "the PEM key of -tls-cert")
+	tlsClientCA := fs.String("tls-client-ca", "", "require a client certificate signed by a CA of this PEM file (needs -tls-cert)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	opts := []banksim.Option{}
+	switch {
+	case *tlsCert != "" || *tlsKey != "":
+		cfg, err := banksim.TLSConfig(*tlsCert, *tlsKey, *tlsClientCA)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, banksim.WithTLS(cfg))
+	case *tlsClientCA != "":
+		return errors.New("banksim: -tls-client-ca needs -tls-cert and -tls-key")
 	}
 	d, err := fixtures.LoadDemo()
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	sim := banksim.New(demoAccounts(d), banksim.WithLogger(log))
+	sim := banksim.New(demoAccounts(d), append(opts, banksim.WithLogger(log))...)
 	addr, err := sim.Listen(*listen)
 	if err != nil {
 		return err

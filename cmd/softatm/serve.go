@@ -50,12 +50,14 @@ type ServeConfig struct {
 	RedisURL    string
 	RedisPrefix string
 	BankAddr    string
+	BankTLS     BankTLS // TLS of the bank link; zero: plain TCP
 	Secret      string
 	TerminalID  string
 	Demo        bool
 	Switch      atmswitch.Config
 	Outbox      atmswitch.OutboxConfig
 	Timeouts    Timeouts
+	Callbacks   atmswitch.CallbackConfig
 	SweepEvery  time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
@@ -132,6 +134,8 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	c.Switch = atmswitch.DefaultConfig()
 	c.Outbox = atmswitch.DefaultOutboxConfig()
 	c.Timeouts = DefaultTimeouts()
+	c.Callbacks = atmswitch.DefaultCallbackConfig()
+	fs.IntVar(&c.Callbacks.MaxAttempts, "callback-max-attempts", c.Callbacks.MaxAttempts, "tries before a callback to a bank app becomes an exception")
 	fs.StringVar(&c.Listen, "listen", envOr("SOFTATM_LISTEN", "127.0.0.1:8080"), "HTTP address (SOFTATM_LISTEN)")
 	fs.StringVar(&c.AdminListen, "admin-listen", envOr("SOFTATM_ADMIN_LISTEN", defaultAdminListen), "address of /metrics and /debug/pprof/, never on -listen; empty: none (SOFTATM_ADMIN_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SOFTATM_PUBLIC_URL"), "the URL clients use; https:// (TLS at a proxy) makes the session cookie Secure and sends HSTS (SOFTATM_PUBLIC_URL)")
@@ -141,6 +145,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (REDIS_URL)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
 	fs.StringVar(&c.BankAddr, "bank", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address of the partner bank (SOFTATM_BANK_ADDR)")
+	c.BankTLS.flags(fs)
 	fs.StringVar(&c.Secret, "secret", os.Getenv("SOFTATM_SECRET"), "secret keying numeric-code hashes; same on every instance (SOFTATM_SECRET)")
 	fs.StringVar(&c.Switch.TerminalID, "terminal", envOr("SOFTATM_TERMINAL_ID", c.Switch.TerminalID), "ISO field 41 of this instance's 0100s, 8 characters (SOFTATM_TERMINAL_ID)")
 	fs.BoolVar(&c.Demo, "demo", os.Getenv("SOFTATM_DEMO") == "1", "serve /demo/app, the stand-in banking app (SOFTATM_DEMO=1)")
@@ -262,6 +267,9 @@ type Main struct {
 	Outbox  *atmswitch.Outbox
 	Auth    *auth.Service
 
+	// Callbacks delivers state changes to the bank apps that asked.
+	Callbacks *atmswitch.Callbacks
+
 	srvs   []*http.Server
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -296,11 +304,15 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		gate = replay.New(m.Redis, c.RedisPrefix)
 	}
-	m.Bank = iso.NewClient(c.BankAddr, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
+	bankTLS, err := c.BankTLS.options()
+	if err != nil {
+		return err
+	}
+	m.Bank = iso.NewClient(c.BankAddr, append(bankTLS, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
 		iso.WithObserver(metrics.ObserveISO),
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
-		}))
+		}))...)
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
@@ -309,6 +321,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Ledger, m.Bank, m.Log, metrics, clock)
+	m.Callbacks = atmswitch.NewCallbacks(c.Callbacks, m.Pool, m.Ledger, c.Switch.Secret, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Kick: m.Outbox.Kick, Clock: clock,
@@ -403,11 +416,13 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	bankAPI := &atmswitch.BankAPI{Service: m.Service, Log: m.Log, BankOf: func(r *http.Request) (string, bool) {
 		b, ok := auth.BankClientFrom(r.Context())
 		return b.BankCode, ok
-	}}
+	}, ClientOf: func(r *http.Request) string { b, _ := auth.BankClientFrom(r.Context()); return b.ID }}
 	bankAuth := m.Auth.RequireBankClient
 	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(auth.BankClientScope)(h)) }
 	route("POST /v1/withdrawals", bankIdem(bankAPI.Create))
 	route("GET /v1/withdrawals/{id}", bankAuth(http.HandlerFunc(bankAPI.Get)))
+	route("GET /v1/withdrawals", bankAuth(http.HandlerFunc(bankAPI.List)))
+	route("GET /v1/limits", bankAuth(http.HandlerFunc(bankAPI.Limits)))
 	route("POST /v1/withdrawals/{id}/cancel", bankIdem(bankAPI.Cancel))
 	route("GET /v1/withdrawals/{id}/qr.png", bankAuth(http.HandlerFunc(bankAPI.QRPNG)))
 
@@ -510,11 +525,12 @@ func (m *Main) startWorkers(idems *idem.Store, clock func() time.Time) {
 	m.done = make(chan struct{})
 	go func() {
 		defer close(m.done)
-		done := make(chan struct{}, 3)
+		done := make(chan struct{}, 4)
 		go func() { m.Outbox.Run(bg); done <- struct{}{} }()
+		go func() { m.Callbacks.Run(bg); done <- struct{}{} }()
 		go func() { m.Service.RunSweeper(bg, c.SweepEvery); done <- struct{}{} }()
 		go func() { m.purge(bg, idems, c.PurgeEvery, c.KeysKeep, clock); done <- struct{}{} }()
-		for range 3 {
+		for range cap(done) {
 			<-done
 		}
 	}()

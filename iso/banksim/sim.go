@@ -53,6 +53,7 @@ package banksim
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"math/rand/v2"
@@ -149,10 +150,21 @@ func WithClock(now func() time.Time) Option { return func(s *Sim) { s.now = now 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(s *Sim) { s.log = l } }
 
+// WithTLS makes Listen serve TLS with cfg (nil: plain TCP, the default). To
+// play a bank that asks for the switch's client certificate, set
+// cfg.ClientAuth to tls.RequireAndVerifyClientCert and cfg.ClientCAs to the
+// CAs it trusts (see TLSConfig).
+func WithTLS(cfg *tls.Config) Option { return func(s *Sim) { s.tls = cfg } }
+
+// handshakeTimeout bounds a TLS handshake: a peer that connects and says
+// nothing is hung up on.
+const handshakeTimeout = 10 * time.Second
+
 // Sim is the issuer simulator. It is safe for concurrent use.
 type Sim struct {
 	now func() time.Time
 	log *slog.Logger
+	tls *tls.Config // nil: plain TCP
 
 	mu          sync.Mutex
 	accounts    map[string]*account
@@ -164,7 +176,7 @@ type Sim struct {
 	seenOrder   []string
 	acctFaults  map[string]Fault // "" = every financial request
 	mtiFaults   map[string]Fault
-	received    map[string]int
+	received    map[string]int // by MTI; see Received
 	listeners   map[net.Listener]struct{}
 	conns       map[net.Conn]struct{}
 	serveGroup  sync.WaitGroup
@@ -204,6 +216,13 @@ func (s *Sim) Listen(addr string) (net.Addr, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if s.tls != nil {
+		cfg := s.tls.Clone()
+		if cfg.MinVersion < iso.TLSMinVersion {
+			cfg.MinVersion = iso.TLSMinVersion
+		}
+		ln = tls.NewListener(ln, cfg)
 	}
 	s.mu.Lock()
 	s.listeners[ln] = struct{}{}
@@ -282,6 +301,9 @@ func (s *Sim) serve(nc net.Conn) {
 		delete(s.conns, nc)
 		s.mu.Unlock()
 	}()
+	if tc, ok := nc.(*tls.Conn); ok && !s.handshake(tc) {
+		return
+	}
 	c := &conn{c: nc}
 	r := bufio.NewReader(nc)
 	for {
@@ -366,6 +388,31 @@ func (s *Sim) handle(c *conn, m *iso.Message) bool {
 	return true
 }
 
+// handshake runs a TLS connection's handshake before anything is read, so
+// that a refused peer (no client certificate, one from an unknown CA) is
+// logged and counted (Received("tls_refused")) rather than seen as a
+// malformed frame.
+func (s *Sim) handshake(tc *tls.Conn) bool {
+	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout)) // the wall clock: s.now may be a test's
+	err := tc.Handshake()
+	_ = tc.SetDeadline(time.Time{})
+	key := ReceivedTLSOK
+	if err != nil {
+		key = ReceivedTLSRefused
+		s.log.Warn("tls handshake failed", "remote", tc.RemoteAddr().String(), "err", err)
+	}
+	s.mu.Lock()
+	s.received[key]++
+	s.mu.Unlock()
+	return err == nil
+}
+
+// Keys of Received that count TLS handshakes, not messages.
+const (
+	ReceivedTLSOK      = "tls_ok"
+	ReceivedTLSRefused = "tls_refused"
+)
+
 func (s *Sim) write(c *conn, m *iso.Message) {
 	if err := c.send(m); err != nil {
 		s.log.Warn("writing reply", "mti", m.MTI, "stan", m.STAN, "err", err)
@@ -426,7 +473,8 @@ func (s *Sim) ClearFaults() {
 }
 
 // Received returns how many messages with this MTI arrived ("malformed"
-// counts frames that did not unpack).
+// counts frames that did not unpack; ReceivedTLSOK and ReceivedTLSRefused
+// count TLS handshakes).
 func (s *Sim) Received(mti string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
