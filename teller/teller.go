@@ -112,11 +112,15 @@ type scanView struct {
 	Amount           int64     `json:"amount"`
 	Currency         string    `json:"currency"`
 	HolderNameMasked string    `json:"holder_name_masked"`
-	AccountMasked    string    `json:"account_masked"`
-	Bank             string    `json:"bank"`
-	BankName         string    `json:"bank_name"`
-	ExpiresAt        time.Time `json:"expires_at"`
-	ClaimUntil       time.Time `json:"claim_until"`
+	// HolderName is the full name as the bank holds it, for the ID check.
+	// Only this answer carries it: it goes to the teller who has just
+	// claimed the code, and nowhere else (see atmswitch.Withdrawal).
+	HolderName    string    `json:"holder_name,omitempty"`
+	AccountMasked string    `json:"account_masked"`
+	Bank          string    `json:"bank"`
+	BankName      string    `json:"bank_name"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	ClaimUntil    time.Time `json:"claim_until"`
 }
 
 // Scan handles POST /v1/teller/scan.
@@ -132,7 +136,7 @@ func (a *API) Scan(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
 		return
 	}
 	v := scanView{WithdrawalID: wd.ID, Amount: wd.Amount, Currency: wd.Currency, HolderNameMasked: wd.HolderNameMasked,
-		AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
+		HolderName: wd.HolderName, AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
 	v.BankName = a.Service.BankName(r.Context(), wd.Bank)
 	atmswitch.WriteJSON(w, http.StatusOK, v)
 }
