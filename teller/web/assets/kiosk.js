@@ -242,7 +242,9 @@
   function showPayout(d) {
     current = { scan: d, confirmKey: S.newKey(), releaseKey: S.newKey() };
     ui.amount.textContent = S.money(d.amount);
-    ui.holder.textContent = d.holder_name_masked || "—";
+    // The full name (as the bank holds it) is what the ID card is checked
+    // against; older codes have only the masked one.
+    ui.holder.textContent = d.holder_name || d.holder_name_masked || "—";
     ui.bank.textContent = d.bank_name ? d.bank_name + " (" + d.bank + ")" : (d.bank || "—");
     ui.account.textContent = d.account_masked || "—";
     ui.idChecked.checked = false;
