@@ -697,3 +697,87 @@ func TestBrowserDemoFitsPhone(t *testing.T) {
 	b.mustSee("the code", "code-amount", "status", "qr", "numeric-code", "cancel")
 	b.viewShot("demo-code-390x844")
 }
+
+// visible is the text a person sees in the element with id (innerText
+// leaves out what CSS hides).
+func (b *browser) visible(id string) string {
+	b.t.Helper()
+	return eval[string](b, fmt.Sprintf(`(document.getElementById(%q) || {}).innerText || ""`, id))
+}
+
+// TestBrowserOneLanguage: every page shows Vietnamese only by default, and
+// English only after the switch; <html lang> follows; the choice is
+// remembered across pages and reloads; messages written by the scripts
+// (an error, the tries left, the demo's state badge) follow it too.
+func TestBrowserOneLanguage(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 500_000)
+	b := newBrowser(t)
+	htmlLang := `document.documentElement.lang`
+
+	b.do("open the kiosk", chromedp.Navigate(sys.URL+"/kiosk"), chromedp.WaitVisible(chromedp.ID("username")))
+	b.waitFor("the switch is there", shown("lang-switch"))
+	if got := eval[string](b, htmlLang); got != "vi" {
+		t.Errorf("html lang %q by default, want vi", got)
+	}
+	if got := b.visible("login-view"); !strings.Contains(got, "Đăng nhập") || strings.Contains(got, "Log in") || strings.Contains(got, "Username") {
+		t.Errorf("the login in Vietnamese shows %q", got)
+	}
+	b.do("switch to English", chromedp.Click(chromedp.ID("lang-switch")))
+	if got := eval[string](b, htmlLang); got != "en" {
+		t.Errorf("html lang %q after the switch, want en", got)
+	}
+	if got := b.visible("login-view"); !strings.Contains(got, "Log in") || strings.Contains(got, "Đăng nhập") || strings.Contains(got, "Mật khẩu") {
+		t.Errorf("the login in English shows %q", got)
+	}
+	if got := eval[string](b, `document.title`); got != "Cash-out kiosk" {
+		t.Errorf("title %q in English", got)
+	}
+
+	// Remembered: a reload, then the work itself.
+	b.login(sys.URL, "/kiosk", "teller1", "teller1-demo")
+	if got := eval[string](b, htmlLang); got != "en" {
+		t.Fatalf("html lang %q after a reload, want en", got)
+	}
+	b.do("a wrong phone",
+		chromedp.SendKeys(chromedp.ID("numeric"), wd.NumericCode),
+		chromedp.SendKeys(chromedp.ID("phone-last4"), "0000"),
+		chromedp.Click(chromedp.ID("numeric-submit")),
+	)
+	b.waitFor("the wrong-code message", `document.getElementById("error").dataset.code === "code_invalid"`)
+	b.waitFor("the tries left", `document.getElementById("numeric-tries").dataset.left === "4"`)
+	if got := b.visible("error"); !strings.Contains(got, "Wrong code") || strings.Contains(got, "Mã không đúng") {
+		t.Errorf("the error in English shows %q", got)
+	}
+	if got := b.visible("numeric-tries"); !strings.Contains(got, "4 numeric tries left") || strings.Contains(got, "Còn") {
+		t.Errorf("the tries left in English show %q", got)
+	}
+	if got := b.visible("till"); !strings.Contains(got, "My day") || strings.Contains(got, "Hôm nay") {
+		t.Errorf("My day in English shows %q", got)
+	}
+	b.do("back to Vietnamese", chromedp.Click(chromedp.ID("lang-switch")))
+	if got := b.visible("error"); !strings.Contains(got, "Mã không đúng") || strings.Contains(got, "Wrong code") {
+		t.Errorf("the error in Vietnamese shows %q", got)
+	}
+	if got := b.visible("scan-view"); strings.Contains(got, "Scan the QR code") || !strings.Contains(got, "Quét mã QR") {
+		t.Errorf("the scan step in Vietnamese shows %q", got)
+	}
+
+	// The other pages follow the same choice.
+	b.do("English again", chromedp.Click(chromedp.ID("lang-switch")))
+	b.do("open the demo app", chromedp.Navigate(sys.URL+"/demo/app"), chromedp.WaitVisible(chromedp.ID("create")))
+	if got := eval[string](b, htmlLang); got != "en" {
+		t.Errorf("the demo app's html lang %q, want en", got)
+	}
+	if got := b.visible("create"); got != "Get a cash code" {
+		t.Errorf("the demo button shows %q", got)
+	}
+	b.do("open the finance page", chromedp.Navigate(sys.URL+"/finance"), chromedp.WaitVisible(chromedp.ID("username")))
+	if got := b.visible("login-view"); !strings.Contains(got, "Log in") || strings.Contains(got, "Đăng nhập") {
+		t.Errorf("the finance login in English shows %q", got)
+	}
+	if !eval[bool](b, shown("lang-switch")) {
+		t.Error("the finance page has no language switch")
+	}
+}

@@ -350,7 +350,7 @@
     $("receipt-po").textContent = rc.post_office || "";
     $("receipt-kiosk").textContent = rc.kiosk || "";
     $("receipt-teller").textContent = rc.teller || "";
-    $("receipt-day").textContent = rc.business_date || "";
+    $("receipt-day").textContent = S.day(rc.business_date);
     ui.payoutView.hidden = true;
     ui.scanView.hidden = true;
     ui.receipt.hidden = false;
