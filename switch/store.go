@@ -42,6 +42,9 @@ type Store interface {
 
 	// BankName returns a bank's name.
 	BankName(ctx context.Context, code string) (string, error)
+	// PaidReceipt returns what a receipt prints about a withdrawal
+	// (receipt.go; ENotFound when there is none).
+	PaidReceipt(ctx context.Context, id uuid.UUID) (PaidReceipt, error)
 	// BankRanges returns every bank's account ranges (bank code → prefixes).
 	BankRanges(ctx context.Context) (map[string][]string, error)
 	// AccountUsed sums the account's withdrawals in live states since.

@@ -23,6 +23,7 @@ import (
 	"github.com/softatm/softatm"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/auth"
+	"github.com/softatm/softatm/teller/words"
 )
 
 // API is the teller's and finance's HTTP API.
@@ -163,7 +164,73 @@ func (a *API) Confirm(w http.ResponseWriter, r *http.Request, t atmswitch.Teller
 		a.fail(w, r, err)
 		return
 	}
-	atmswitch.WriteJSON(w, http.StatusOK, rc)
+	// The cash is out: whatever happens now, the answer is a receipt. If
+	// reading its details fails, the short one from Confirm is printed
+	// (the teller can reprint the full one from "My day").
+	pr, err := a.Service.PaidReceipt(r.Context(), t, req.WithdrawalID)
+	if err != nil {
+		a.Log.Warn("reading the receipt's details after a payout", "withdrawal", req.WithdrawalID, "err", err)
+		atmswitch.WriteJSON(w, http.StatusOK, receiptView{WithdrawalID: rc.WithdrawalID, Kind: kindCashOut, Amount: rc.Amount,
+			Currency: rc.Currency, AmountWords: words.VND(rc.Amount), PaidAt: rc.PaidAt, BusinessDate: rc.BusinessDate,
+			PostOffice: rc.PostOffice, Kiosk: rc.Kiosk, Teller: rc.Teller})
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, viewReceipt(pr, false))
+}
+
+// kindCashOut is how the cash went, on a receipt: out of the till to the
+// citizen.
+const kindCashOut = "cash_out"
+
+// receiptView is a receipt as the kiosk prints it.
+type receiptView struct {
+	ReceiptNo         string    `json:"receipt_no"` // the RRN, which the bank's settlement file carries too
+	WithdrawalID      uuid.UUID `json:"withdrawal_id"`
+	Kind              string    `json:"kind"`
+	Amount            int64     `json:"amount"`
+	Currency          string    `json:"currency"`
+	AmountWords       string    `json:"amount_words"`
+	PaidAt            time.Time `json:"paid_at"`
+	BusinessDate      string    `json:"business_date"`
+	PostOffice        string    `json:"post_office"`
+	PostOfficeName    string    `json:"post_office_name,omitempty"`
+	PostOfficeAddress string    `json:"post_office_address,omitempty"`
+	Kiosk             string    `json:"kiosk"`
+	Teller            string    `json:"teller"`
+	Bank              string    `json:"bank,omitempty"`
+	BankName          string    `json:"bank_name,omitempty"`
+	AccountMasked     string    `json:"account_masked,omitempty"`
+	HolderNameMasked  string    `json:"holder_name_masked,omitempty"`
+	// VerificationCode is the bank's approval code of the hold: short, and
+	// checkable with the bank.
+	VerificationCode string `json:"verification_code,omitempty"`
+	Reprint          bool   `json:"reprint"`
+}
+
+func viewReceipt(pr atmswitch.PaidReceipt, reprint bool) receiptView {
+	wd := pr.Withdrawal
+	return receiptView{ReceiptNo: wd.RRN, WithdrawalID: wd.ID, Kind: kindCashOut, Amount: wd.Amount, Currency: wd.Currency,
+		AmountWords: words.VND(wd.Amount), PaidAt: wd.PaidAt, BusinessDate: wd.BusinessDate.Format("2006-01-02"),
+		PostOffice: wd.PostOffice, PostOfficeName: pr.PostOfficeName, PostOfficeAddress: pr.PostOfficeAddress,
+		Kiosk: wd.PaidKiosk, Teller: pr.TellerName, Bank: wd.Bank, BankName: pr.BankName,
+		AccountMasked: atmswitch.View(wd).Account, HolderNameMasked: wd.HolderNameMasked,
+		VerificationCode: wd.ApprovalCode, Reprint: reprint}
+}
+
+// Receipt handles GET /v1/teller/receipts/{id}: a reprint of a payout made
+// at the teller's post office.
+func (a *API) Receipt(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, softatm.Errorf(softatm.ENotFound, "no payout has this id"))
+		return
+	}
+	pr, err := a.Service.PaidReceipt(r.Context(), t, id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, viewReceipt(pr, true))
 }
 
 type releaseRequest struct {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -351,13 +352,55 @@ func TestBrowserKioskCameraScan(t *testing.T) {
 	if got := b.text("receipt-teller"); !strings.Contains(got, "teller1") {
 		t.Errorf("receipt teller %q", got)
 	}
+	// What a citizen keeps: the facts a receipt needs, from the record.
+	var rrn, approval string
+	if err := sys.Pool.QueryRow(context.Background(), `SELECT rrn, approval_code FROM withdrawals WHERE id = $1`,
+		wd.ID).Scan(&rrn, &approval); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{
+		"receipt-words":      "Năm trăm nghìn đồng",
+		"receipt-no":         rrn,
+		"receipt-code":       approval,
+		"receipt-bank":       "Military Commercial Bank (MB)",
+		"receipt-account":    "************0011",
+		"receipt-holder":     "N***** V** A*",
+		"receipt-po-name":    "Buu dien Dong Dang",
+		"receipt-po-address": "Dong Dang, Lang Son",
+		"receipt-kind":       "Rút tiền mặtCash out",
+	} {
+		if got := b.text(id); got != want {
+			t.Errorf("#%s shows %q, want %q", id, got, want)
+		}
+	}
+	if got := b.text("receipt-time"); !regexp.MustCompile(`^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}$`).MatchString(got) {
+		t.Errorf("receipt time %q, want dd/mm/yyyy hh:mm:ss", got)
+	}
+	if eval[bool](b, shown("receipt-reprint")) {
+		t.Error("a first print is marked as a reprint")
+	}
 	if st := sys.state(t, wd.ID); st != "paid" && st != "completed" {
 		t.Fatalf("after confirm the withdrawal is %q, want paid or completed", st)
 	}
 	b.waitFor("My day counts the payout", `document.getElementById("till-count").textContent === "1"`)
 	b.shot("kiosk-receipt")
 
-	// The printed receipt: print CSS keeps only the receipt.
+	// Next customer, then a reprint from My day: the same receipt, marked.
+	b.do("next customer", chromedp.Click(chromedp.ID("next")))
+	b.waitFor("back to scanning", shown("scan-view"))
+	reprint := fmt.Sprintf(`#till-payouts button.reprint[data-withdrawal="%s"]`, wd.ID)
+	b.waitFor("the reprint button", fmt.Sprintf(`!!document.querySelector(%q)`, reprint))
+	b.do("reprint", chromedp.Click(chromedp.CSS(reprint)))
+	b.waitFor("the reprinted receipt", shown("receipt")+` && document.getElementById("receipt-no").textContent === `+fmt.Sprintf("%q", rrn))
+	if !eval[bool](b, shown("receipt-reprint")) {
+		t.Error("a reprint is not marked as one")
+	}
+	if got := b.text("receipt-words"); got != "Năm trăm nghìn đồng" {
+		t.Errorf("reprint words %q", got)
+	}
+
+	// The printed receipt: print CSS keeps only the receipt, 80 mm wide at
+	// most; on 58 mm paper one fact per line.
 	b.do("emulate print", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"})
 		return err
@@ -368,6 +411,19 @@ func TestBrowserKioskCameraScan(t *testing.T) {
 	if !eval[bool](b, shown("receipt")) {
 		t.Error("the printed page lacks the receipt")
 	}
+	const mmPx = 96 / 25.4
+	if w := eval[float64](b, `document.getElementById("receipt").getBoundingClientRect().width`); w > 80*mmPx {
+		t.Errorf("the printed receipt is %.0f px wide, more than 80 mm", w)
+	}
+	b.do("58 mm paper", chromedp.EmulateViewport(219, 800))
+	if w := eval[float64](b, `document.getElementById("receipt").getBoundingClientRect().width`); w > 58*mmPx {
+		t.Errorf("on 58 mm paper the receipt is %.0f px wide", w)
+	}
+	if eval[bool](b, `(function(){const dt=document.querySelector("#receipt dt"), dd=document.querySelector("#receipt dd"); return dd.getBoundingClientRect().top <= dt.getBoundingClientRect().top})()`) {
+		t.Error("on 58 mm paper a value is not under its label")
+	}
+	b.shot("kiosk-receipt-print-58mm")
+	b.do("80 mm paper", chromedp.EmulateViewport(302, 800))
 	b.shot("kiosk-receipt-print")
 }
 

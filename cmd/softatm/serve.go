@@ -253,6 +253,7 @@ func (m *Main) Run(ctx context.Context) error {
 	route("POST /v1/teller/confirm", tellerIdem(tapi.AsTeller(tapi.Confirm)))
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
+	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))
 
 	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool))}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
