@@ -630,6 +630,8 @@ func TestBrowserDemoApp(t *testing.T) {
 	)
 	b.waitFor("status reserved", `document.getElementById("status").dataset.state === "reserved" && document.getElementById("cancel").offsetParent !== null`)
 	b.do("cancel it", chromedp.Click(chromedp.ID("cancel")))
+	b.waitFor("the confirmation", shown("cancel-confirm"))
+	b.do("yes, cancel it", chromedp.Click(chromedp.ID("cancel-yes")))
 	b.waitFor("status cancelled", `document.getElementById("status").dataset.state === "cancelled"`)
 	var id uuid.UUID
 	if err := sys.Pool.QueryRow(context.Background(),
@@ -822,12 +824,14 @@ func TestBrowserOneLanguage(t *testing.T) {
 
 	// The other pages follow the same choice.
 	b.do("English again", chromedp.Click(chromedp.ID("lang-switch")))
-	b.do("open the demo app", chromedp.Navigate(sys.URL+"/demo/app"), chromedp.WaitVisible(chromedp.ID("create")))
+	// The account's code is still live, so the app shows it, not the form.
+	b.do("open the demo app", chromedp.Navigate(sys.URL+"/demo/app"), chromedp.WaitVisible(chromedp.ID("lang-switch")))
+	b.waitFor("the live code shows", shown("code-view"))
 	if got := eval[string](b, htmlLang); got != "en" {
 		t.Errorf("the demo app's html lang %q, want en", got)
 	}
-	if got := b.visible("create"); got != "Get a cash code" {
-		t.Errorf("the demo button shows %q", got)
+	if got := eval[string](b, `document.querySelector("main").innerText`); !strings.Contains(got, "Cancel code") || strings.Contains(got, "Hủy mã") {
+		t.Errorf("the demo app in English shows %q", got)
 	}
 	b.do("open the finance page", chromedp.Navigate(sys.URL+"/finance"), chromedp.WaitVisible(chromedp.ID("username")))
 	if got := b.visible("login-view"); !strings.Contains(got, "Log in") || strings.Contains(got, "Đăng nhập") {
@@ -836,4 +840,135 @@ func TestBrowserOneLanguage(t *testing.T) {
 	if !eval[bool](b, shown("lang-switch")) {
 		t.Error("the finance page has no language switch")
 	}
+}
+
+// TestBrowserDemoExplains: the citizen's app says the switch's limits before
+// a request, refuses what the switch would refuse with the same rule (and
+// says which), explains each refusal of the bank by its reason, shows an
+// account's live code again after a reload instead of making a second
+// one, and asks before cancelling.
+func TestBrowserDemoExplains(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	b := newBrowser(t)
+	b.do("open the demo app",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(sys.URL+"/demo/app"),
+		chromedp.WaitVisible(chromedp.ID("create")),
+	)
+	b.waitFor("the limits show", `document.getElementById("limits").textContent.includes("10.000.000 ₫")`)
+	if got := b.visible("limits"); !strings.Contains(got, "50.000 ₫") || !strings.Contains(got, "10.000 ₫") {
+		t.Errorf("limits line %q", got)
+	}
+	if !eval[bool](b, `document.getElementById("create-form").noValidate && document.getElementById("amount").type === "text"`) {
+		t.Error("the form lets the browser validate (its bubbles are in the browser's language)")
+	}
+	if got := b.visible("account-info"); !strings.Contains(got, "5611") {
+		t.Errorf("the account line %q lacks the phone's last 4 digits", got)
+	}
+	b.viewShot("demo-form-limits")
+
+	choose := func(account string) {
+		t.Helper()
+		eval[bool](b, fmt.Sprintf(`(function(){const s=document.getElementById("account"); s.value=%q; s.dispatchEvent(new Event("change")); return true})()`, account))
+	}
+	ask := func(amount string) {
+		t.Helper()
+		eval[bool](b, `document.getElementById("error").hidden = true; document.getElementById("error").dataset.code = ""; document.getElementById("amount").value = ""; true`)
+		b.do("ask for "+amount,
+			chromedp.SendKeys(chromedp.ID("amount"), amount),
+			chromedp.Click(chromedp.ID("create")),
+		)
+	}
+	countRows := func() int {
+		t.Helper()
+		var n int
+		if err := sys.Pool.QueryRow(context.Background(), `SELECT count(*) FROM withdrawals`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// The page's rule is the switch's: what the page refuses, the switch
+	// refuses too (asked directly), and the page sends nothing.
+	for _, c := range []struct {
+		typed  string
+		amount int64
+		code   string
+	}{
+		{"125.000", 125_000, "amount_not_multiple"},
+		{"40.000", 40_000, "amount_too_small"},
+		{"10.010.000", 10_010_000, "amount_too_large"},
+	} {
+		ask(c.typed)
+		b.waitFor("the page refuses "+c.typed, fmt.Sprintf(`document.getElementById("error").dataset.code === %q`, c.code))
+		if n := countRows(); n != 0 {
+			t.Fatalf("the page sent %s to the switch (%d rows)", c.typed, n)
+		}
+		var out struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		st, raw := sys.call(t, nil, "POST", "/demo/api/withdrawals", nil, map[string]any{"account": "9704000000000011", "amount": c.amount}, &out)
+		if st != http.StatusUnprocessableEntity || out.Error.Code != "invalid_amount" {
+			t.Errorf("the switch answers %d %s to %d, which the page refuses", st, raw, c.amount)
+		}
+	}
+	if got := b.visible("error"); !strings.Contains(got, "10.000.000 ₫") {
+		t.Errorf("the too-large message %q does not say the limit", got)
+	}
+
+	// The bank's refusals, each by its reason.
+	for _, c := range []struct{ account, amount, reason string }{
+		{"9704000000000037", "500.000", "insufficient_funds"}, // balance 300.000
+		{"9704050000000031", "100.000", "account_blocked"},    // blocked at the bank
+		{"9704050000000023", "5.000.000", "bank_daily_limit"}, // the bank's limit is 3.000.000 a day
+	} {
+		choose(c.account)
+		ask(c.amount)
+		b.waitFor("the reason "+c.reason, fmt.Sprintf(`document.getElementById("error").dataset.code === %q`, c.reason))
+		if got := b.visible("error"); strings.Contains(got, "declined") || strings.Contains(got, "từ chối giao dịch") {
+			t.Errorf("%s: the message %q is the generic one", c.reason, got)
+		}
+	}
+	b.viewShot("demo-refused-blocked")
+
+	// A code, a reload: the live code is shown again, and a second request
+	// for the account is refused with the reason.
+	choose("9704000000000011")
+	ask("500.000")
+	b.waitFor("the code shows", shown("code-view")+` && document.getElementById("status").dataset.state === "reserved"`)
+	if got := b.text("phone4"); got != "5611" {
+		t.Errorf("the code view shows phone digits %q, want 5611", got)
+	}
+	b.do("reload", chromedp.Reload())
+	b.waitFor("the live code shows after a reload", shown("code-view")+` && document.getElementById("status").dataset.state === "reserved"`)
+	if !eval[bool](b, shown("numeric-once")) {
+		t.Error("after a reload the page does not say the numeric code was shown once")
+	}
+	b.do("back to the form", chromedp.Click(chromedp.ID("back")))
+	b.waitFor("the form", shown("create-view"))
+	b.do("ask again", chromedp.Click(chromedp.ID("create")))
+	b.waitFor("the live code again", shown("code-view"))
+	if got := b.errorCode(); got != "active_code" {
+		t.Errorf("a second code for the account: error %q, want active_code", got)
+	}
+	var live int
+	if err := sys.Pool.QueryRow(context.Background(), `SELECT count(*) FROM withdrawals WHERE account_number = '9704000000000011'
+		AND state IN ('requested','reserved','claimed')`).Scan(&live); err != nil {
+		t.Fatal(err)
+	}
+	if live != 1 {
+		t.Errorf("%d live codes for the account, want 1", live)
+	}
+
+	// Cancel asks first; "No" keeps the code.
+	b.do("cancel", chromedp.Click(chromedp.ID("cancel")))
+	b.waitFor("the confirmation", shown("cancel-confirm"))
+	b.viewShot("demo-cancel-confirm")
+	b.do("no", chromedp.Click(chromedp.ID("cancel-no")))
+	if st := eval[string](b, `document.getElementById("status").dataset.state`); st != "reserved" || eval[bool](b, shown("cancel-confirm")) {
+		t.Errorf("after No the code is %q", st)
+	}
+	b.do("cancel, yes", chromedp.Click(chromedp.ID("cancel")), chromedp.Click(chromedp.ID("cancel-yes")))
+	b.waitFor("cancelled", `document.getElementById("status").dataset.state === "cancelled"`)
 }

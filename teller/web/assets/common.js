@@ -56,7 +56,23 @@
     network: ["Không kết nối được với máy chủ. Kiểm tra mạng rồi thử lại.",
       "Cannot reach the server. Check the network and try again."],
     camera: ["Không mở được camera. Hãy nhập mã số bên dưới.", "The camera is not available. Type the numeric code below."],
+    // The citizen's app: each refusal by its real reason ({min}, {max},
+    // {unit}, {daily} are filled in with the switch's limits).
+    insufficient_funds: ["Tài khoản không đủ tiền cho số tiền này.", "There is not enough money in the account for this amount."],
+    account_blocked: ["Tài khoản đang bị khóa. Vui lòng liên hệ ngân hàng.", "The account is blocked. Please contact your bank."],
+    bank_daily_limit: ["Vượt hạn mức rút tiền trong ngày của tài khoản tại ngân hàng.", "This is over the account's daily withdrawal limit at the bank."],
+    daily_limit: ["Vượt hạn mức rút tiền mặt trong ngày: tối đa {daily} mỗi tài khoản.", "Over the daily cash-out limit: at most {daily} per account."],
+    active_code: ["Tài khoản này đang có một mã còn hiệu lực. Hãy dùng hoặc hủy mã đó trước.", "This account already has a live code. Use it or cancel it first."],
+    amount_missing: ["Hãy nhập số tiền.", "Enter an amount."],
+    amount_too_small: ["Số tiền tối thiểu là {min}.", "The smallest amount is {min}."],
+    amount_too_large: ["Số tiền tối đa mỗi lần là {max}.", "The largest amount at a time is {max}."],
+    amount_not_multiple: ["Số tiền phải là bội số của {unit}.", "The amount must be a multiple of {unit}."],
   };
+
+  // fill puts vars into a [vi, en] message's {name} places.
+  function fill(pair, vars) {
+    return pair.map((t) => t.replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? String(vars[k]) : m)));
+  }
 
   // STATES names a withdrawal's state, and the badge colour it is shown in.
   const STATES = {
@@ -387,7 +403,7 @@
 
   window.SoftATM = {
     ApiError, message, showError, hideError, newKey, request, serverNow, money, when, day, clock, el, busy,
-    STATES, lang, setLang, pick, bi,
+    STATES, MESSAGES, lang, setLang, pick, bi, fill,
     setCSRF(t) { csrf = t || ""; },
     async login(username, password) {
       const s = await request("POST", "/v1/staff/login", { json: { username, password }, noAuthHeaders: true });
