@@ -30,6 +30,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/google/uuid"
 
 	"github.com/softatm/softatm/switch/code"
@@ -971,4 +972,63 @@ func TestBrowserDemoExplains(t *testing.T) {
 	}
 	b.do("cancel, yes", chromedp.Click(chromedp.ID("cancel")), chromedp.Click(chromedp.ID("cancel-yes")))
 	b.waitFor("cancelled", `document.getElementById("status").dataset.state === "cancelled"`)
+}
+
+// focused is the id of the element that has the keyboard focus.
+func (b *browser) focused() string {
+	b.t.Helper()
+	return eval[string](b, `document.activeElement ? document.activeElement.id : ""`)
+}
+
+// TestBrowserKioskKeyboardOnly: a whole payout with the keyboard alone —
+// Tab, Enter and Space to move and act, keys only to type the username,
+// password and code — and the focus is where the next action is at each
+// step: the username, the code after login, the ID check after the scan,
+// "Next customer" on the receipt, the code again after it.
+func TestBrowserKioskKeyboardOnly(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 700_000)
+	b := newBrowser(t)
+	b.do("open the kiosk", chromedp.EmulateViewport(800, 600), chromedp.Navigate(sys.URL+"/kiosk"), chromedp.WaitVisible(chromedp.ID("username")))
+	b.waitFor("focus on the username", `document.activeElement && document.activeElement.id === "username"`)
+	key := func(what, keys string) {
+		t.Helper()
+		b.do(what, chromedp.KeyEvent(keys))
+	}
+	expectFocus := func(step, id string) {
+		t.Helper()
+		b.waitFor(step+": focus on #"+id, fmt.Sprintf(`document.activeElement && document.activeElement.id === %q`, id))
+	}
+	key("type the username", "teller1")
+	key("Tab", kb.Tab)
+	expectFocus("after Tab", "password")
+	key("type the password", "teller1-demo")
+	key("Enter", kb.Enter)
+	b.waitFor("logged in", shown("work-view"))
+	expectFocus("after login", "numeric")
+
+	key("type the code", wd.NumericCode)
+	key("Tab", kb.Tab)
+	expectFocus("after Tab", "phone-last4")
+	key("type the phone digits", "5611")
+	key("Enter", kb.Enter)
+	b.waitFor("the payout step", shown("payout-view"))
+	expectFocus("after the scan", "id-checked")
+	key("Space ticks the ID check", " ")
+	if !eval[bool](b, `document.getElementById("id-checked").checked`) {
+		t.Fatal("Space did not tick the ID check")
+	}
+	key("Tab", kb.Tab)
+	expectFocus("after Tab", "confirm")
+	key("Enter confirms", kb.Enter)
+	b.waitFor("the receipt", shown("receipt"))
+	if st := sys.state(t, wd.ID); st != "paid" && st != "completed" {
+		t.Fatalf("after a keyboard-only confirm the withdrawal is %q", st)
+	}
+	expectFocus("on the receipt", "next")
+	b.mustSee("the receipt", "receipt-amount", "next")
+	key("Enter: next customer", kb.Enter)
+	b.waitFor("back to scanning", shown("scan-view"))
+	expectFocus("after Next customer", "numeric")
 }

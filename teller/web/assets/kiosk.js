@@ -237,6 +237,9 @@
     ui.phone.value = "";
     showTries(NaN);
     startScanner();
+    // The camera reads on its own; the one thing to type, for a citizen
+    // without the QR on screen, is the numeric code.
+    ui.numeric.focus();
   }
 
   function showPayout(d) {
