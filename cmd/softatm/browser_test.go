@@ -931,7 +931,7 @@ func TestBrowserDemoExplains(t *testing.T) {
 			t.Errorf("%s: the message %q is the generic one", c.reason, got)
 		}
 	}
-	b.viewShot("demo-refused-blocked")
+	b.viewShot("demo-refused-limit")
 
 	// A code, a reload: the live code is shown again, and a second request
 	// for the account is refused with the reason.
