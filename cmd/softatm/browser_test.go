@@ -466,6 +466,9 @@ func TestBrowserKioskNumericAndErrors(t *testing.T) {
 	if msg := b.text("numeric-tries"); !strings.Contains(msg, "Còn 4 lần") || !strings.Contains(msg, "4 numeric tries left") {
 		t.Errorf("tries-left line %q", msg)
 	}
+	if got := b.focused(); got != "numeric" {
+		t.Errorf("after a refused numeric code the focus is on %q, want the code field", got)
+	}
 
 	typeCode(wd.NumericCode, "5611")
 	b.waitFor("the payout step", shown("payout-view"))

@@ -99,6 +99,8 @@
       } catch (err) {
         if (err.code === "unauthorized") {
           S.showError(ui.error, err.code, ["Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."]);
+          ui.password.select();
+          ui.password.focus();
         } else {
           fail(err);
         }
@@ -214,6 +216,8 @@
       if (session) {
         ui.scanAgain.hidden = false;
         setStatus("refused", "Mã bị từ chối: xem thông báo ở trên.", "Code refused: see the message above.");
+        // The next action: type the code again, or scan again.
+        if (body.numeric) { ui.numeric.focus(); ui.numeric.select(); } else ui.scanAgain.focus();
       }
     } finally {
       scanBusy = false;
