@@ -66,9 +66,15 @@ type Withdrawal struct {
 	Bank             string
 	Account          string // full account number: never log it, see iso.Mask
 	HolderNameMasked string
-	Amount           int64
-	Currency         string
-	State            State
+	// HolderName is the holder's full name as the bank holds it, stored
+	// sealed: only the teller who claimed the code sees it (teller's scan
+	// answer), to check the citizen's ID card. Never log it, never put it
+	// in a View or a code. "" when unknown (older rows, a store without
+	// the names key).
+	HolderName string
+	Amount     int64
+	Currency   string
+	State      State
 
 	TerminalID    string
 	STAN          string

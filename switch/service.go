@@ -75,7 +75,9 @@ func NewService(cfg Config, d Deps) *Service {
 		d.Metrics = NewMetrics(nil)
 	}
 	if d.Store == nil {
-		d.Store = newPGStore(d.Pool, d.Ledger, seal.New(cfg.Secret, "qr payload"))
+		st := newPGStore(d.Pool, d.Ledger, seal.New(cfg.Secret, "qr payload"))
+		st.names = seal.New(cfg.Secret, "holder name")
+		d.Store = st
 	}
 	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
@@ -417,7 +419,8 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 		_, err = s.apply(ctx, Move{ID: id, Event: EvApprove, At: now, Into: &w,
 			Set: []Col{{"approval_code", resp.ApprovalCode}, {"approved_amount", resp.Amount}, {"response_code", iso.RCApproved}, {"key_id", payload.KeyID},
 				{"qr_payload", secretText(qr)}, {"numeric_hash", code.HashNumeric(s.cfg.Secret, numeric)},
-				{"phone_last4_hash", code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)}, {"expires_at", expires}},
+				{"phone_last4_hash", code.HashPhone(s.cfg.Secret, id, r.PhoneLast4)}, {"expires_at", expires},
+				{"holder_name_sealed", sealedName(r.HolderName)}},
 			Bank: bank, Amount: resp.Amount, Currency: r.Currency})
 		if !errors.Is(err, errNumericTaken) || draw == numericDrawsMax {
 			break

@@ -45,6 +45,12 @@ type Store interface {
 	// BankLimits returns every bank's own limits (bank code → limits; a
 	// nil field: the configured default).
 	BankLimits(ctx context.Context) (map[string]BankLimits, error)
+	// PaidReceipt returns what a receipt prints about a withdrawal
+	// (receipt.go; ENotFound when there is none).
+	PaidReceipt(ctx context.Context, id uuid.UUID) (PaidReceipt, error)
+	// Live returns an account's withdrawals in live states (requested,
+	// reserved, claimed), newest first (citizen.go).
+	Live(ctx context.Context, bank, account string) ([]Withdrawal, error)
 	// BankRanges returns every bank's account ranges (bank code → prefixes).
 	BankRanges(ctx context.Context) (map[string][]string, error)
 	// ActiveByAccount lists up to n of an account's withdrawals in

@@ -26,12 +26,16 @@ import (
 // A code's signed payload pays at a kiosk, so the row keeps it sealed
 // (seal.Box, bound to the withdrawal's id): reading the table with psql is
 // not enough to cash a code. A Col whose value is a secretText is sealed on
-// the way in; every withdrawal read is opened on the way out.
+// the way in; every withdrawal read is opened on the way out. The holder's
+// full name is kept the same way under its own key (names, a sealedName).
 type pgStore struct {
 	pool   *pgxpool.Pool
 	reads  retryReads
 	ledger *ledger.Ledger
 	box    *seal.Box // nil: the payload is neither sealed nor opened (the outbox never reads it)
+	// names seals the holder's full name; nil: names are not opened, and a
+	// move that would write one is refused rather than stored in clear.
+	names *seal.Box
 }
 
 func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger, box *seal.Box) *pgStore {
@@ -40,6 +44,12 @@ func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger, box *seal.Box) *pgStore {
 
 // secretText is a column value the store keeps sealed.
 type secretText string
+
+// sealedName is a holder's full name, sealed with the names box.
+type sealedName string
+
+// errNoNameBox: a store without its names box was asked to write a name.
+var errNoNameBox = errors.New("store: no key to seal the holder's name with")
 
 // opened opens the sealed payload of a withdrawal just read.
 func (p *pgStore) opened(w Withdrawal, err error) (Withdrawal, error) {
@@ -50,6 +60,13 @@ func (p *pgStore) opened(w Withdrawal, err error) (Withdrawal, error) {
 	if err != nil {
 		return Withdrawal{}, fmt.Errorf("withdrawal %s: its code: %w", w.ID, err)
 	}
+	if p.names == nil {
+		w.HolderName = ""
+		return w, nil
+	}
+	if w.HolderName, err = p.names.OpenText(w.HolderName, w.ID.String()); err != nil {
+		return Withdrawal{}, fmt.Errorf("withdrawal %s: its holder's name: %w", w.ID, err)
+	}
 	return w, nil
 }
 
@@ -58,7 +75,7 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
 	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
-	created_at, updated_at, numeric_blocked`
+	created_at, updated_at, numeric_blocked, holder_name_sealed`
 
 // scanTargets are the destinations of withdrawalColumns, then extra.
 func scanTargets(w *Withdrawal, extra ...any) []any {
@@ -67,7 +84,7 @@ func scanTargets(w *Withdrawal, extra ...any) []any {
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked}, extra...)
+		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked, &w.HolderName}, extra...)
 }
 
 func notFound(err error) error {
@@ -131,6 +148,13 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 			if p.box != nil {
 				c.Value = p.box.SealText(string(v), m.ID.String())
 			}
+			m.Set[i] = c
+		}
+		if v, ok := c.Value.(sealedName); ok {
+			if p.names == nil {
+				return ledger.Result{}, errNoNameBox
+			}
+			c.Value = p.names.SealText(string(v), m.ID.String())
 			m.Set[i] = c
 		}
 	}

@@ -31,6 +31,9 @@ type demoAccount struct {
 	Bank       string `json:"bank"`
 	Holder     string `json:"holder"`
 	PhoneLast4 string `json:"phone_last4"`
+	// DailyLimit is the bank's own daily limit of the account (0: none),
+	// which the app shows beside the switch's limits.
+	DailyLimit int64 `json:"daily_limit"`
 }
 
 func (d *Demo) accounts() (map[string]fixtures.Account, []demoAccount, error) {
@@ -43,7 +46,7 @@ func (d *Demo) accounts() (map[string]fixtures.Account, []demoAccount, error) {
 	for _, a := range f.Accounts {
 		byNumber[a.Number] = a
 		list = append(list, demoAccount{Number: a.Number, Masked: iso.Mask(a.Number),
-			Bank: a.Bank, Holder: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
+			Bank: a.Bank, Holder: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:], DailyLimit: a.DailyLimit})
 	}
 	return byNumber, list, nil
 }
@@ -51,6 +54,8 @@ func (d *Demo) accounts() (map[string]fixtures.Account, []demoAccount, error) {
 // Mount registers /demo/api/*.
 func (d *Demo) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /demo/api/accounts", d.list)
+	mux.HandleFunc("GET /demo/api/limits", d.limits)
+	mux.HandleFunc("GET /demo/api/accounts/{number}/active", d.active)
 	mux.HandleFunc("POST /demo/api/withdrawals", d.create)
 	mux.HandleFunc("GET /demo/api/withdrawals/{id}", d.get)
 	mux.HandleFunc("POST /demo/api/withdrawals/{id}/cancel", d.cancel)
@@ -71,6 +76,56 @@ type demoCreate struct {
 	Amount  int64  `json:"amount"`
 }
 
+// limits answers GET /demo/api/limits[?bank=B]: the amount rules a create
+// for bank B is held to (the switch's own without a bank), so that the app
+// checks what the switch checks and says so before a request.
+func (d *Demo) limits(w http.ResponseWriter, r *http.Request) {
+	l, err := d.Service.Limits(r.Context(), r.URL.Query().Get("bank"), "")
+	if err != nil {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, l)
+}
+
+// Refusal reasons the app explains. They refine the switch's error code
+// (declined, limit_exceeded...) with what the bank's backend knows: the
+// response code of the bank's refusal, and its own account's state.
+const (
+	reasonInsufficientFunds = "insufficient_funds" // the bank: not enough money (51)
+	reasonAccountBlocked    = "account_blocked"    // the bank refused (05) an account it has blocked
+	reasonBankLimit         = "bank_daily_limit"   // the bank: over the account's own limit (61)
+	reasonSwitchLimit       = "daily_limit"        // the switch: over its per-account daily amount
+	reasonActiveCode        = "active_code"        // this account already has a live code
+)
+
+type demoError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// refuse writes err as the switch would, plus the reason the app shows.
+func (d *Demo) refuse(w http.ResponseWriter, r *http.Request, err error, a fixtures.Account) {
+	code := softatm.ErrorCode(err)
+	if code == softatm.EInternal || code == softatm.EUnavailable {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	var reason string
+	switch rc := atmswitch.DeclineCode(err); {
+	case rc == "51":
+		reason = reasonInsufficientFunds
+	case rc == "05" && a.Blocked:
+		reason = reasonAccountBlocked
+	case rc == "61":
+		reason = reasonBankLimit
+	case rc == "" && code == softatm.ELimit:
+		reason = reasonSwitchLimit
+	}
+	atmswitch.WriteJSON(w, softatm.HTTPStatus(err), map[string]demoError{"error": {Code: code, Message: softatm.ErrorMessage(err), Reason: reason}})
+}
+
 func (d *Demo) create(w http.ResponseWriter, r *http.Request) {
 	var req demoCreate
 	if err := atmswitch.DecodeJSON(r, &req); err != nil {
@@ -87,16 +142,60 @@ func (d *Demo) create(w http.ResponseWriter, r *http.Request) {
 		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
 		return
 	}
+	// One live code per account: a second one would hold the money twice,
+	// and the citizen would not know which to show. The app shows the live
+	// one instead (GET .../active), where it can be cancelled.
+	live, err := d.Service.Live(r.Context(), a.Bank, a.Number)
+	if err != nil {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	if len(live) > 0 {
+		atmswitch.WriteJSON(w, http.StatusConflict, map[string]demoError{"error": {Code: softatm.EConflict,
+			Message: "this account already has a live code", Reason: reasonActiveCode}})
+		return
+	}
 	issued, err := d.Service.Create(r.Context(), a.Bank, atmswitch.CreateRequest{Account: a.Number, Amount: req.Amount,
 		Currency: "VND", HolderName: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
 	if err != nil {
-		softatm.WriteError(w, r, d.Log, err)
+		d.refuse(w, r, err, a)
 		return
 	}
 	v := atmswitch.View(issued.Withdrawal)
 	v.NumericCode = code.FormatNumeric(issued.Numeric)
 	v.QRPNG = "/demo/api/withdrawals/" + v.ID.String() + "/qr.png"
 	atmswitch.WriteJSON(w, http.StatusCreated, v)
+}
+
+// active answers GET /demo/api/accounts/{number}/active: the account's live
+// codes, newest first, so that the app shows (and can cancel) a code made
+// before a reload. The numeric code is not among them: only its hash is
+// kept, so it is shown once, when made.
+func (d *Demo) active(w http.ResponseWriter, r *http.Request) {
+	byNumber, _, err := d.accounts()
+	if err != nil {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	a, ok := byNumber[r.PathValue("number")]
+	if !ok {
+		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
+		return
+	}
+	live, err := d.Service.Live(r.Context(), a.Bank, a.Number)
+	if err != nil {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	views := make([]atmswitch.WithdrawalView, 0, len(live))
+	for _, wd := range live {
+		v := atmswitch.View(wd)
+		if v.QRPNG != "" {
+			v.QRPNG = "/demo/api/withdrawals/" + v.ID.String() + "/qr.png"
+		}
+		views = append(views, v)
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"withdrawals": views})
 }
 
 // withdrawal loads a withdrawal of any demo bank.

@@ -12,8 +12,8 @@
 // a slow network never pays twice: the second request gets the first answer.
 //
 // This package may import switch, ledger, their sub-packages, iso (for
-// iso.Mask, the one account masker) and fixtures (the demo app's
-// accounts); nothing imports it but cmd/softatm (imports_test.go checks
+// iso.Mask, the one account masker), fixtures (the demo app's accounts)
+// and its own sub-packages (teller/words); nothing imports it but cmd/softatm (imports_test.go checks
 // both).
 package teller
 
@@ -28,6 +28,7 @@ import (
 	"github.com/softatm/softatm"
 	atmswitch "github.com/softatm/softatm/switch"
 	"github.com/softatm/softatm/switch/auth"
+	"github.com/softatm/softatm/teller/words"
 )
 
 // API is the teller's and finance's HTTP API.
@@ -117,11 +118,15 @@ type scanView struct {
 	Amount           int64     `json:"amount"`
 	Currency         string    `json:"currency"`
 	HolderNameMasked string    `json:"holder_name_masked"`
-	AccountMasked    string    `json:"account_masked"`
-	Bank             string    `json:"bank"`
-	BankName         string    `json:"bank_name"`
-	ExpiresAt        time.Time `json:"expires_at"`
-	ClaimUntil       time.Time `json:"claim_until"`
+	// HolderName is the full name as the bank holds it, for the ID check.
+	// Only this answer carries it: it goes to the teller who has just
+	// claimed the code, and nowhere else (see atmswitch.Withdrawal).
+	HolderName    string    `json:"holder_name,omitempty"`
+	AccountMasked string    `json:"account_masked"`
+	Bank          string    `json:"bank"`
+	BankName      string    `json:"bank_name"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	ClaimUntil    time.Time `json:"claim_until"`
 }
 
 // Scan handles POST /v1/teller/scan.
@@ -137,7 +142,7 @@ func (a *API) Scan(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
 		return
 	}
 	v := scanView{WithdrawalID: wd.ID, Amount: wd.Amount, Currency: wd.Currency, HolderNameMasked: wd.HolderNameMasked,
-		AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
+		HolderName: wd.HolderName, AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
 	v.BankName = a.Service.BankName(r.Context(), wd.Bank)
 	atmswitch.WriteJSON(w, http.StatusOK, v)
 }
@@ -164,7 +169,73 @@ func (a *API) Confirm(w http.ResponseWriter, r *http.Request, t atmswitch.Teller
 		a.fail(w, r, err)
 		return
 	}
-	atmswitch.WriteJSON(w, http.StatusOK, rc)
+	// The cash is out: whatever happens now, the answer is a receipt. If
+	// reading its details fails, the short one from Confirm is printed
+	// (the teller can reprint the full one from "My day").
+	pr, err := a.Service.PaidReceipt(r.Context(), t, req.WithdrawalID)
+	if err != nil {
+		a.Log.Warn("reading the receipt's details after a payout", "withdrawal", req.WithdrawalID, "err", err)
+		atmswitch.WriteJSON(w, http.StatusOK, receiptView{WithdrawalID: rc.WithdrawalID, Kind: kindCashOut, Amount: rc.Amount,
+			Currency: rc.Currency, AmountWords: words.VND(rc.Amount), PaidAt: rc.PaidAt, BusinessDate: rc.BusinessDate,
+			PostOffice: rc.PostOffice, Kiosk: rc.Kiosk, Teller: rc.Teller})
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, viewReceipt(pr, false))
+}
+
+// kindCashOut is how the cash went, on a receipt: out of the till to the
+// citizen.
+const kindCashOut = "cash_out"
+
+// receiptView is a receipt as the kiosk prints it.
+type receiptView struct {
+	ReceiptNo         string    `json:"receipt_no"` // the RRN, which the bank's settlement file carries too
+	WithdrawalID      uuid.UUID `json:"withdrawal_id"`
+	Kind              string    `json:"kind"`
+	Amount            int64     `json:"amount"`
+	Currency          string    `json:"currency"`
+	AmountWords       string    `json:"amount_words"`
+	PaidAt            time.Time `json:"paid_at"`
+	BusinessDate      string    `json:"business_date"`
+	PostOffice        string    `json:"post_office"`
+	PostOfficeName    string    `json:"post_office_name,omitempty"`
+	PostOfficeAddress string    `json:"post_office_address,omitempty"`
+	Kiosk             string    `json:"kiosk"`
+	Teller            string    `json:"teller"`
+	Bank              string    `json:"bank,omitempty"`
+	BankName          string    `json:"bank_name,omitempty"`
+	AccountMasked     string    `json:"account_masked,omitempty"`
+	HolderNameMasked  string    `json:"holder_name_masked,omitempty"`
+	// VerificationCode is the bank's approval code of the hold: short, and
+	// checkable with the bank.
+	VerificationCode string `json:"verification_code,omitempty"`
+	Reprint          bool   `json:"reprint"`
+}
+
+func viewReceipt(pr atmswitch.PaidReceipt, reprint bool) receiptView {
+	wd := pr.Withdrawal
+	return receiptView{ReceiptNo: wd.RRN, WithdrawalID: wd.ID, Kind: kindCashOut, Amount: wd.Amount, Currency: wd.Currency,
+		AmountWords: words.VND(wd.Amount), PaidAt: wd.PaidAt, BusinessDate: wd.BusinessDate.Format("2006-01-02"),
+		PostOffice: wd.PostOffice, PostOfficeName: pr.PostOfficeName, PostOfficeAddress: pr.PostOfficeAddress,
+		Kiosk: wd.PaidKiosk, Teller: pr.TellerName, Bank: wd.Bank, BankName: pr.BankName,
+		AccountMasked: atmswitch.View(wd).Account, HolderNameMasked: wd.HolderNameMasked,
+		VerificationCode: wd.ApprovalCode, Reprint: reprint}
+}
+
+// Receipt handles GET /v1/teller/receipts/{id}: a reprint of a payout made
+// at the teller's post office.
+func (a *API) Receipt(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		a.fail(w, r, softatm.Errorf(softatm.ENotFound, "no payout has this id"))
+		return
+	}
+	pr, err := a.Service.PaidReceipt(r.Context(), t, id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, viewReceipt(pr, true))
 }
 
 type releaseRequest struct {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,6 +31,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/google/uuid"
 
 	"github.com/softatm/softatm/ledger"
@@ -318,8 +320,9 @@ func TestBrowserKioskCameraScan(t *testing.T) {
 	if got := b.text("amount"); got != "500.000 ₫" {
 		t.Errorf("amount shows %q, want %q", got, "500.000 ₫")
 	}
-	if got := b.text("holder"); got == "" || strings.Contains(strings.ToUpper(got), "NGUYEN VAN AN") {
-		t.Errorf("holder shows %q, want a masked name", got)
+	// The full name, as the bank sent it, for the ID check.
+	if got := b.text("holder"); got != "Nguyen Van An" {
+		t.Errorf("holder shows %q, want the full name %q", got, "Nguyen Van An")
 	}
 	if got := b.text("bank"); !strings.Contains(got, "MB") {
 		t.Errorf("bank shows %q", got)
@@ -353,13 +356,55 @@ func TestBrowserKioskCameraScan(t *testing.T) {
 	if got := b.text("receipt-teller"); !strings.Contains(got, "teller1") {
 		t.Errorf("receipt teller %q", got)
 	}
+	// What a citizen keeps: the facts a receipt needs, from the record.
+	var rrn, approval string
+	if err := sys.Pool.QueryRow(context.Background(), `SELECT rrn, approval_code FROM withdrawals WHERE id = $1`,
+		wd.ID).Scan(&rrn, &approval); err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{
+		"receipt-words":      "Năm trăm nghìn đồng",
+		"receipt-no":         rrn,
+		"receipt-code":       approval,
+		"receipt-bank":       "Military Commercial Bank (MB)",
+		"receipt-account":    "************0011",
+		"receipt-holder":     "N***** V** A*",
+		"receipt-po-name":    "Buu dien Dong Dang",
+		"receipt-po-address": "Dong Dang, Lang Son",
+		"receipt-kind":       "Rút tiền mặtCash out",
+	} {
+		if got := b.text(id); got != want {
+			t.Errorf("#%s shows %q, want %q", id, got, want)
+		}
+	}
+	if got := b.text("receipt-time"); !regexp.MustCompile(`^\d{2}/\d{2}/\d{4} \d{2}:\d{2}:\d{2}$`).MatchString(got) {
+		t.Errorf("receipt time %q, want dd/mm/yyyy hh:mm:ss", got)
+	}
+	if eval[bool](b, shown("receipt-reprint")) {
+		t.Error("a first print is marked as a reprint")
+	}
 	if st := sys.state(t, wd.ID); st != "paid" && st != "completed" {
 		t.Fatalf("after confirm the withdrawal is %q, want paid or completed", st)
 	}
 	b.waitFor("My day counts the payout", `document.getElementById("till-count").textContent === "1"`)
 	b.shot("kiosk-receipt")
 
-	// The printed receipt: print CSS keeps only the receipt.
+	// Next customer, then a reprint from My day: the same receipt, marked.
+	b.do("next customer", chromedp.Click(chromedp.ID("next")))
+	b.waitFor("back to scanning", shown("scan-view"))
+	reprint := fmt.Sprintf(`#till-payouts button.reprint[data-withdrawal="%s"]`, wd.ID)
+	b.waitFor("the reprint button", fmt.Sprintf(`!!document.querySelector(%q)`, reprint))
+	b.do("reprint", chromedp.Click(chromedp.CSS(reprint)))
+	b.waitFor("the reprinted receipt", shown("receipt")+` && document.getElementById("receipt-no").textContent === `+fmt.Sprintf("%q", rrn))
+	if !eval[bool](b, shown("receipt-reprint")) {
+		t.Error("a reprint is not marked as one")
+	}
+	if got := b.text("receipt-words"); got != "Năm trăm nghìn đồng" {
+		t.Errorf("reprint words %q", got)
+	}
+
+	// The printed receipt: print CSS keeps only the receipt, 80 mm wide at
+	// most; on 58 mm paper one fact per line.
 	b.do("emulate print", chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 		_, err := cdp.Call(ctx, t, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"})
 		return err
@@ -370,6 +415,19 @@ func TestBrowserKioskCameraScan(t *testing.T) {
 	if !eval[bool](b, shown("receipt")) {
 		t.Error("the printed page lacks the receipt")
 	}
+	const mmPx = 96 / 25.4
+	if w := eval[float64](b, `document.getElementById("receipt").getBoundingClientRect().width`); w > 80*mmPx {
+		t.Errorf("the printed receipt is %.0f px wide, more than 80 mm", w)
+	}
+	b.do("58 mm paper", chromedp.EmulateViewport(219, 800))
+	if w := eval[float64](b, `document.getElementById("receipt").getBoundingClientRect().width`); w > 58*mmPx {
+		t.Errorf("on 58 mm paper the receipt is %.0f px wide", w)
+	}
+	if eval[bool](b, `(function(){const dt=document.querySelector("#receipt dt"), dd=document.querySelector("#receipt dd"); return dd.getBoundingClientRect().top <= dt.getBoundingClientRect().top})()`) {
+		t.Error("on 58 mm paper a value is not under its label")
+	}
+	b.shot("kiosk-receipt-print-58mm")
+	b.do("80 mm paper", chromedp.EmulateViewport(302, 800))
 	b.shot("kiosk-receipt-print")
 }
 
@@ -410,6 +468,9 @@ func TestBrowserKioskNumericAndErrors(t *testing.T) {
 	b.waitFor("the tries left", `document.getElementById("numeric-tries").dataset.left === "4"`)
 	if msg := b.text("numeric-tries"); !strings.Contains(msg, "Còn 4 lần") || !strings.Contains(msg, "4 numeric tries left") {
 		t.Errorf("tries-left line %q", msg)
+	}
+	if got := b.focused(); got != "numeric" {
+		t.Errorf("after a refused numeric code the focus is on %q, want the code field", got)
 	}
 
 	typeCode(wd.NumericCode, "5611")
@@ -709,6 +770,8 @@ func TestBrowserDemoApp(t *testing.T) {
 	)
 	b.waitFor("status reserved", `document.getElementById("status").dataset.state === "reserved" && document.getElementById("cancel").offsetParent !== null`)
 	b.do("cancel it", chromedp.Click(chromedp.ID("cancel")))
+	b.waitFor("the confirmation", shown("cancel-confirm"))
+	b.do("yes, cancel it", chromedp.Click(chromedp.ID("cancel-yes")))
 	b.waitFor("status cancelled", `document.getElementById("status").dataset.state === "cancelled"`)
 	var id uuid.UUID
 	if err := sys.Pool.QueryRow(context.Background(),
@@ -719,4 +782,392 @@ func TestBrowserDemoApp(t *testing.T) {
 		t.Errorf("state %q, want cancelled", got)
 	}
 	b.shot("demo-cancelled")
+}
+
+// inView is the JS expression "element id is wholly inside the viewport and
+// the page has not been scrolled": what a teller sees without touching the
+// scroll bar.
+func inView(id string) string {
+	return fmt.Sprintf(`(function(){const e=document.getElementById(%q); if(!e||e.hidden||e.offsetParent===null) return false;
+		const r=e.getBoundingClientRect(); return window.scrollY===0 && r.top>=0 && r.left>=0 && r.bottom<=window.innerHeight && r.right<=window.innerWidth})()`, id)
+}
+
+// where describes an element's box and the viewport, for a failure message.
+func (b *browser) where(id string) string {
+	b.t.Helper()
+	return eval[string](b, fmt.Sprintf(`(function(){const e=document.getElementById(%q); if(!e) return "missing";
+		const r=e.getBoundingClientRect(); return "top "+Math.round(r.top)+" bottom "+Math.round(r.bottom)+" left "+Math.round(r.left)+" right "+Math.round(r.right)+
+		" in "+window.innerWidth+"x"+window.innerHeight+" scrolled "+window.scrollY})()`, id))
+}
+
+// viewShot saves a PNG of what the screen shows (not the whole page), the
+// way shot does.
+func (b *browser) viewShot(name string) {
+	b.t.Helper()
+	dir := b.t.TempDir()
+	if os.Getenv("SOFTATM_SCREENSHOTS") != "" {
+		dir = screenshotDir
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, browserStepMax)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.t.Errorf("screenshot %s: %v", name, err)
+		return
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// mustSee fails the test for each element id not wholly on screen.
+func (b *browser) mustSee(step string, ids ...string) {
+	b.t.Helper()
+	for _, id := range ids {
+		if !eval[bool](b, inView(id)) {
+			b.t.Errorf("%s: #%s is not on screen without scrolling (%s)", step, id, b.where(id))
+		}
+	}
+}
+
+// screenSizes are the screens the kiosk must fit without scrolling: a
+// cheap kiosk monitor, a common office one, and a phone.
+var screenSizes = []struct{ w, h int64 }{{800, 600}, {1024, 768}, {390, 844}}
+
+// TestBrowserKioskFitsScreen: at each screen size, the typed-code fields at
+// the scan step; the amount, the name, the bank and the confirm button at
+// the payout step; and the receipt's amount are all on screen at once,
+// without scrolling.
+func TestBrowserKioskFitsScreen(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	for _, sz := range screenSizes {
+		t.Run(fmt.Sprintf("%dx%d", sz.w, sz.h), func(t *testing.T) {
+			wd := sys.createWithdrawal(t, "9704000000000011", 500_000)
+			b := newBrowser(t)
+			b.do("set the screen size", chromedp.EmulateViewport(sz.w, sz.h))
+			b.login(sys.URL, "/kiosk", "teller1", "teller1-demo")
+			b.waitFor("the scanner settles", `document.getElementById("camera-status").dataset.state !== "starting"`)
+			b.mustSee("scan step", "numeric", "phone-last4", "numeric-submit")
+			suffix := fmt.Sprintf("-%dx%d", sz.w, sz.h)
+			b.viewShot("kiosk-scan" + suffix)
+
+			b.do("type the numeric code",
+				chromedp.SendKeys(chromedp.ID("numeric"), wd.NumericCode),
+				chromedp.SendKeys(chromedp.ID("phone-last4"), "5611"),
+				chromedp.Click(chromedp.ID("numeric-submit")),
+			)
+			b.waitFor("the payout step", shown("payout-view"))
+			b.do("tick the ID check", chromedp.Click(chromedp.ID("id-checked")))
+			b.mustSee("payout step", "amount", "holder", "bank", "id-checked", "confirm")
+			b.viewShot("kiosk-payout" + suffix)
+
+			b.do("confirm", chromedp.Click(chromedp.ID("confirm")))
+			b.waitFor("the receipt", shown("receipt"))
+			b.mustSee("receipt", "receipt-amount")
+			b.viewShot("kiosk-receipt" + suffix)
+		})
+	}
+}
+
+// TestBrowserDemoFitsPhone: on a 390x844 phone the demo banking app's form
+// (account, amount, the button) and its code (amount, status, QR, numeric
+// code, cancel) are on screen without scrolling.
+func TestBrowserDemoFitsPhone(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	b := newBrowser(t)
+	b.do("open the demo app on a phone",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(sys.URL+"/demo/app"),
+		chromedp.WaitVisible(chromedp.ID("create")),
+	)
+	b.waitFor("the accounts load", `document.querySelectorAll("#account option").length > 0`)
+	b.mustSee("the form", "account", "amount", "create")
+	b.viewShot("demo-form-390x844")
+	b.do("ask for a code", chromedp.Click(chromedp.ID("create")))
+	b.waitFor("the code shows", shown("code-view"))
+	b.waitFor("the QR image loads", `(function(){const i=document.getElementById("qr"); return i.complete && i.naturalWidth > 100})()`)
+	b.waitFor("status reserved", `document.getElementById("status").dataset.state === "reserved"`)
+	b.mustSee("the code", "code-amount", "status", "qr", "numeric-code", "cancel")
+	b.viewShot("demo-code-390x844")
+}
+
+// visible is the text a person sees in the element with id (innerText
+// leaves out what CSS hides).
+func (b *browser) visible(id string) string {
+	b.t.Helper()
+	return eval[string](b, fmt.Sprintf(`(document.getElementById(%q) || {}).innerText || ""`, id))
+}
+
+// TestBrowserOneLanguage: every page shows Vietnamese only by default, and
+// English only after the switch; <html lang> follows; the choice is
+// remembered across pages and reloads; messages written by the scripts
+// (an error, the tries left, the demo's state badge) follow it too.
+func TestBrowserOneLanguage(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 500_000)
+	b := newBrowser(t)
+	htmlLang := `document.documentElement.lang`
+
+	b.do("open the kiosk", chromedp.Navigate(sys.URL+"/kiosk"), chromedp.WaitVisible(chromedp.ID("username")))
+	b.waitFor("the switch is there", shown("lang-switch"))
+	if got := eval[string](b, htmlLang); got != "vi" {
+		t.Errorf("html lang %q by default, want vi", got)
+	}
+	if got := b.visible("login-view"); !strings.Contains(got, "Đăng nhập") || strings.Contains(got, "Log in") || strings.Contains(got, "Username") {
+		t.Errorf("the login in Vietnamese shows %q", got)
+	}
+	b.do("switch to English", chromedp.Click(chromedp.ID("lang-switch")))
+	if got := eval[string](b, htmlLang); got != "en" {
+		t.Errorf("html lang %q after the switch, want en", got)
+	}
+	if got := b.visible("login-view"); !strings.Contains(got, "Log in") || strings.Contains(got, "Đăng nhập") || strings.Contains(got, "Mật khẩu") {
+		t.Errorf("the login in English shows %q", got)
+	}
+	if got := eval[string](b, `document.title`); got != "Cash-out kiosk" {
+		t.Errorf("title %q in English", got)
+	}
+
+	// Remembered: a reload, then the work itself.
+	b.login(sys.URL, "/kiosk", "teller1", "teller1-demo")
+	if got := eval[string](b, htmlLang); got != "en" {
+		t.Fatalf("html lang %q after a reload, want en", got)
+	}
+	b.do("a wrong phone",
+		chromedp.SendKeys(chromedp.ID("numeric"), wd.NumericCode),
+		chromedp.SendKeys(chromedp.ID("phone-last4"), "0000"),
+		chromedp.Click(chromedp.ID("numeric-submit")),
+	)
+	b.waitFor("the wrong-code message", `document.getElementById("error").dataset.code === "code_invalid"`)
+	b.waitFor("the tries left", `document.getElementById("numeric-tries").dataset.left === "4"`)
+	if got := b.visible("error"); !strings.Contains(got, "Wrong code") || strings.Contains(got, "Mã không đúng") {
+		t.Errorf("the error in English shows %q", got)
+	}
+	if got := b.visible("numeric-tries"); !strings.Contains(got, "4 numeric tries left") || strings.Contains(got, "Còn") {
+		t.Errorf("the tries left in English show %q", got)
+	}
+	if got := b.visible("till"); !strings.Contains(got, "My day") || strings.Contains(got, "Hôm nay") {
+		t.Errorf("My day in English shows %q", got)
+	}
+	b.do("back to Vietnamese", chromedp.Click(chromedp.ID("lang-switch")))
+	if got := b.visible("error"); !strings.Contains(got, "Mã không đúng") || strings.Contains(got, "Wrong code") {
+		t.Errorf("the error in Vietnamese shows %q", got)
+	}
+	if got := b.visible("scan-view"); strings.Contains(got, "Scan the QR code") || !strings.Contains(got, "Quét mã QR") {
+		t.Errorf("the scan step in Vietnamese shows %q", got)
+	}
+
+	// The other pages follow the same choice.
+	b.do("English again", chromedp.Click(chromedp.ID("lang-switch")))
+	// The account's code is still live, so the app shows it, not the form.
+	b.do("open the demo app", chromedp.Navigate(sys.URL+"/demo/app"), chromedp.WaitVisible(chromedp.ID("lang-switch")))
+	b.waitFor("the live code shows", shown("code-view"))
+	if got := eval[string](b, htmlLang); got != "en" {
+		t.Errorf("the demo app's html lang %q, want en", got)
+	}
+	if got := eval[string](b, `document.querySelector("main").innerText`); !strings.Contains(got, "Cancel code") || strings.Contains(got, "Hủy mã") {
+		t.Errorf("the demo app in English shows %q", got)
+	}
+	b.do("open the finance page", chromedp.Navigate(sys.URL+"/finance"), chromedp.WaitVisible(chromedp.ID("username")))
+	if got := b.visible("login-view"); !strings.Contains(got, "Log in") || strings.Contains(got, "Đăng nhập") {
+		t.Errorf("the finance login in English shows %q", got)
+	}
+	if !eval[bool](b, shown("lang-switch")) {
+		t.Error("the finance page has no language switch")
+	}
+}
+
+// TestBrowserDemoExplains: the citizen's app says the switch's limits before
+// a request, refuses what the switch would refuse with the same rule (and
+// says which), explains each refusal of the bank by its reason, shows an
+// account's live code again after a reload instead of making a second
+// one, and asks before cancelling.
+func TestBrowserDemoExplains(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	b := newBrowser(t)
+	b.do("open the demo app",
+		chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile),
+		chromedp.Navigate(sys.URL+"/demo/app"),
+		chromedp.WaitVisible(chromedp.ID("create")),
+	)
+	b.waitFor("the limits show", `document.getElementById("limits").textContent.includes("10.000.000 ₫")`)
+	if got := b.visible("limits"); !strings.Contains(got, "50.000 ₫") || !strings.Contains(got, "10.000 ₫") {
+		t.Errorf("limits line %q", got)
+	}
+	if !eval[bool](b, `document.getElementById("create-form").noValidate && document.getElementById("amount").type === "text"`) {
+		t.Error("the form lets the browser validate (its bubbles are in the browser's language)")
+	}
+	if got := b.visible("account-info"); !strings.Contains(got, "5611") {
+		t.Errorf("the account line %q lacks the phone's last 4 digits", got)
+	}
+	b.viewShot("demo-form-limits")
+
+	choose := func(account string) {
+		t.Helper()
+		eval[bool](b, fmt.Sprintf(`(function(){const s=document.getElementById("account"); s.value=%q; s.dispatchEvent(new Event("change")); return true})()`, account))
+	}
+	ask := func(amount string) {
+		t.Helper()
+		eval[bool](b, `document.getElementById("error").hidden = true; document.getElementById("error").dataset.code = ""; document.getElementById("amount").value = ""; true`)
+		b.do("ask for "+amount,
+			chromedp.SendKeys(chromedp.ID("amount"), amount),
+			chromedp.Click(chromedp.ID("create")),
+		)
+	}
+	countRows := func() int {
+		t.Helper()
+		var n int
+		if err := sys.Pool.QueryRow(context.Background(), `SELECT count(*) FROM withdrawals`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	// The page's rule is the switch's: what the page refuses, the switch
+	// refuses too (asked directly), and the page sends nothing.
+	for _, c := range []struct {
+		typed  string
+		amount int64
+		code   string
+	}{
+		{"125.000", 125_000, "amount_not_multiple"},
+		{"40.000", 40_000, "amount_too_small"},
+		{"10.010.000", 10_010_000, "amount_too_large"},
+	} {
+		ask(c.typed)
+		b.waitFor("the page refuses "+c.typed, fmt.Sprintf(`document.getElementById("error").dataset.code === %q`, c.code))
+		if n := countRows(); n != 0 {
+			t.Fatalf("the page sent %s to the switch (%d rows)", c.typed, n)
+		}
+		var out struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		st, raw := sys.call(t, nil, "POST", "/demo/api/withdrawals", nil, map[string]any{"account": "9704000000000011", "amount": c.amount}, &out)
+		if st != http.StatusUnprocessableEntity || out.Error.Code != "invalid_amount" {
+			t.Errorf("the switch answers %d %s to %d, which the page refuses", st, raw, c.amount)
+		}
+	}
+	if got := b.visible("error"); !strings.Contains(got, "10.000.000 ₫") {
+		t.Errorf("the too-large message %q does not say the limit", got)
+	}
+
+	// The bank's refusals, each by its reason.
+	for _, c := range []struct{ account, amount, reason string }{
+		{"9704000000000037", "500.000", "insufficient_funds"}, // balance 300.000
+		{"9704050000000031", "100.000", "account_blocked"},    // blocked at the bank
+		{"9704050000000023", "5.000.000", "bank_daily_limit"}, // the bank's limit is 3.000.000 a day
+	} {
+		choose(c.account)
+		ask(c.amount)
+		b.waitFor("the reason "+c.reason, fmt.Sprintf(`document.getElementById("error").dataset.code === %q`, c.reason))
+		if got := b.visible("error"); strings.Contains(got, "declined") || strings.Contains(got, "từ chối giao dịch") {
+			t.Errorf("%s: the message %q is the generic one", c.reason, got)
+		}
+	}
+	b.viewShot("demo-refused-limit")
+
+	// A code, a reload: the live code is shown again, and a second request
+	// for the account is refused with the reason.
+	choose("9704000000000011")
+	ask("500.000")
+	b.waitFor("the code shows", shown("code-view")+` && document.getElementById("status").dataset.state === "reserved"`)
+	if got := b.text("phone4"); got != "5611" {
+		t.Errorf("the code view shows phone digits %q, want 5611", got)
+	}
+	b.do("reload", chromedp.Reload())
+	b.waitFor("the live code shows after a reload", shown("code-view")+` && document.getElementById("status").dataset.state === "reserved"`)
+	if !eval[bool](b, shown("numeric-once")) {
+		t.Error("after a reload the page does not say the numeric code was shown once")
+	}
+	b.do("back to the form", chromedp.Click(chromedp.ID("back")))
+	b.waitFor("the form", shown("create-view"))
+	b.do("ask again", chromedp.Click(chromedp.ID("create")))
+	b.waitFor("the live code again", shown("code-view"))
+	if got := b.errorCode(); got != "active_code" {
+		t.Errorf("a second code for the account: error %q, want active_code", got)
+	}
+	var live int
+	if err := sys.Pool.QueryRow(context.Background(), `SELECT count(*) FROM withdrawals WHERE account_number = '9704000000000011'
+		AND state IN ('requested','reserved','claimed')`).Scan(&live); err != nil {
+		t.Fatal(err)
+	}
+	if live != 1 {
+		t.Errorf("%d live codes for the account, want 1", live)
+	}
+
+	// Cancel asks first; "No" keeps the code.
+	b.do("cancel", chromedp.Click(chromedp.ID("cancel")))
+	b.waitFor("the confirmation", shown("cancel-confirm"))
+	b.viewShot("demo-cancel-confirm")
+	b.do("no", chromedp.Click(chromedp.ID("cancel-no")))
+	if st := eval[string](b, `document.getElementById("status").dataset.state`); st != "reserved" || eval[bool](b, shown("cancel-confirm")) {
+		t.Errorf("after No the code is %q", st)
+	}
+	b.do("cancel, yes", chromedp.Click(chromedp.ID("cancel")), chromedp.Click(chromedp.ID("cancel-yes")))
+	b.waitFor("cancelled", `document.getElementById("status").dataset.state === "cancelled"`)
+}
+
+// focused is the id of the element that has the keyboard focus.
+func (b *browser) focused() string {
+	b.t.Helper()
+	return eval[string](b, `document.activeElement ? document.activeElement.id : ""`)
+}
+
+// TestBrowserKioskKeyboardOnly: a whole payout with the keyboard alone —
+// Tab, Enter and Space to move and act, keys only to type the username,
+// password and code — and the focus is where the next action is at each
+// step: the username, the code after login, the ID check after the scan,
+// "Next customer" on the receipt, the code again after it.
+func TestBrowserKioskKeyboardOnly(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	wd := sys.createWithdrawal(t, "9704000000000011", 700_000)
+	b := newBrowser(t)
+	b.do("open the kiosk", chromedp.EmulateViewport(800, 600), chromedp.Navigate(sys.URL+"/kiosk"), chromedp.WaitVisible(chromedp.ID("username")))
+	b.waitFor("focus on the username", `document.activeElement && document.activeElement.id === "username"`)
+	key := func(what, keys string) {
+		t.Helper()
+		b.do(what, chromedp.KeyEvent(keys))
+	}
+	expectFocus := func(step, id string) {
+		t.Helper()
+		b.waitFor(step+": focus on #"+id, fmt.Sprintf(`document.activeElement && document.activeElement.id === %q`, id))
+	}
+	key("type the username", "teller1")
+	key("Tab", kb.Tab)
+	expectFocus("after Tab", "password")
+	key("type the password", "teller1-demo")
+	key("Enter", kb.Enter)
+	b.waitFor("logged in", shown("work-view"))
+	expectFocus("after login", "numeric")
+
+	key("type the code", wd.NumericCode)
+	key("Tab", kb.Tab)
+	expectFocus("after Tab", "phone-last4")
+	key("type the phone digits", "5611")
+	key("Enter", kb.Enter)
+	b.waitFor("the payout step", shown("payout-view"))
+	expectFocus("after the scan", "id-checked")
+	key("Space ticks the ID check", " ")
+	if !eval[bool](b, `document.getElementById("id-checked").checked`) {
+		t.Fatal("Space did not tick the ID check")
+	}
+	key("Tab", kb.Tab)
+	expectFocus("after Tab", "confirm")
+	key("Enter confirms", kb.Enter)
+	b.waitFor("the receipt", shown("receipt"))
+	if st := sys.state(t, wd.ID); st != "paid" && st != "completed" {
+		t.Fatalf("after a keyboard-only confirm the withdrawal is %q", st)
+	}
+	expectFocus("on the receipt", "next")
+	b.mustSee("the receipt", "receipt-amount", "next")
+	key("Enter: next customer", kb.Enter)
+	b.waitFor("back to scanning", shown("scan-view"))
+	expectFocus("after Next customer", "numeric")
 }

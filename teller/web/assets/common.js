@@ -1,6 +1,18 @@
 // Shared code of the staff pages: the API client (CSRF token, idempotency
-// keys), bilingual error messages and money formatting. Plain browser
-// JavaScript, no build step. It defines one global, SoftATM.
+// keys), the two languages, error messages and money and date formatting.
+// Plain browser JavaScript, no build step. It defines one global, SoftATM.
+//
+// Languages. Every page shows one language at a time, Vietnamese unless the
+// person chose English with the switch this file puts in each page's header
+// (remembered in localStorage). <html lang> follows the choice, so the
+// browser's own widgets and the screen reader follow it too. The pages are
+// written with both languages side by side ("Tiếng Việt <span class=en>·
+// English</span>", or "Tiếng Việt · English" in a button or a message a
+// script writes); this file turns each pair into a <span class=vi> and a
+// <span class=en>, as the page loads and whenever a script writes new text
+// (a MutationObserver), and the CSS shows only the chosen one. Switching is
+// therefore instant and loses nothing on screen. The messages scripts build
+// (errors, states, tries left) come from the dictionaries below.
 "use strict";
 
 (function () {
@@ -27,6 +39,9 @@
     limit_exceeded: ["Vượt quá hạn mức rút tiền trong ngày.", "The daily withdrawal limit would be exceeded."],
     invalid_amount: ["Số tiền không hợp lệ.", "The amount is not valid."],
     unknown_account: ["Tài khoản không tồn tại.", "The account is not known."],
+    account_not_of_client_bank: ["Tài khoản không thuộc ngân hàng này.", "The account does not belong to this bank."],
+    bank_reply_invalid: ["Trả lời của ngân hàng không khớp yêu cầu. Chưa giữ tiền; vui lòng thử lại.",
+      "The bank's answer did not match the request. Nothing was held; please try again."],
     locked_out: ["Nhập sai quá nhiều lần. Quầy bị khóa tạm thời, vui lòng chờ rồi thử lại.",
       "Too many wrong attempts. This counter is locked for a while; wait and try again."],
     rate_limited: ["Quá nhiều yêu cầu. Vui lòng chờ một chút.", "Too many requests. Please wait a moment."],
@@ -44,7 +59,194 @@
     network: ["Không kết nối được với máy chủ. Kiểm tra mạng rồi thử lại.",
       "Cannot reach the server. Check the network and try again."],
     camera: ["Không mở được camera. Hãy nhập mã số bên dưới.", "The camera is not available. Type the numeric code below."],
+    // The citizen's app: each refusal by its real reason ({min}, {max},
+    // {unit}, {daily} are filled in with the switch's limits).
+    insufficient_funds: ["Tài khoản không đủ tiền cho số tiền này.", "There is not enough money in the account for this amount."],
+    account_blocked: ["Tài khoản đang bị khóa. Vui lòng liên hệ ngân hàng.", "The account is blocked. Please contact your bank."],
+    bank_daily_limit: ["Vượt hạn mức rút tiền trong ngày của tài khoản tại ngân hàng.", "This is over the account's daily withdrawal limit at the bank."],
+    daily_limit: ["Vượt hạn mức rút tiền mặt trong ngày: tối đa {daily} mỗi tài khoản.", "Over the daily cash-out limit: at most {daily} per account."],
+    active_code: ["Tài khoản này đang có một mã còn hiệu lực. Hãy dùng hoặc hủy mã đó trước.", "This account already has a live code. Use it or cancel it first."],
+    amount_missing: ["Hãy nhập số tiền.", "Enter an amount."],
+    amount_too_small: ["Số tiền tối thiểu là {min}.", "The smallest amount is {min}."],
+    amount_too_large: ["Số tiền tối đa mỗi lần là {max}.", "The largest amount at a time is {max}."],
+    amount_not_multiple: ["Số tiền phải là bội số của {unit}.", "The amount must be a multiple of {unit}."],
   };
+
+  // fill puts vars into a [vi, en] message's {name} places.
+  function fill(pair, vars) {
+    return pair.map((t) => t.replace(/\{(\w+)\}/g, (m, k) => (vars && k in vars ? String(vars[k]) : m)));
+  }
+
+  // STATES names a withdrawal's state, and the badge colour it is shown in.
+  const STATES = {
+    requested: ["Đang gửi ngân hàng", "Asking the bank", "info"],
+    reserved: ["Sẵn sàng rút", "Ready to collect", "info"],
+    claimed: ["Quầy đang xử lý", "At the counter", "warn"],
+    paid: ["Đã nhận tiền", "Cash paid", "ok"],
+    completed: ["Hoàn tất", "Completed", "ok"],
+    cancelled: ["Đã hủy", "Cancelled", "muted"],
+    expired: ["Hết hạn", "Expired", "muted"],
+    failed: ["Thất bại", "Failed", "bad"],
+    declined: ["Bị từ chối", "Declined", "bad"],
+  };
+
+  // ---- languages ---------------------------------------------------------
+
+  const langKey = "softatm.lang"; // localStorage key of the chosen language
+  const langs = ["vi", "en"];
+
+  function lang() {
+    let l = "";
+    try { l = localStorage.getItem(langKey) || ""; } catch (e) { /* storage off: default */ }
+    return langs.includes(l) ? l : "vi";
+  }
+
+  // pick returns the chosen language's half of a [vi, en] pair.
+  function pick(pair) { return pair[lang() === "en" ? 1 : 0]; }
+
+  // bi builds <span class=vi>vi</span><span class=en>en</span>: text that
+  // follows the language switch.
+  function bi(vi, en) {
+    const f = document.createDocumentFragment();
+    const v = document.createElement("span");
+    v.className = "vi";
+    v.textContent = vi;
+    const e = document.createElement("span");
+    e.className = "en";
+    e.textContent = en;
+    f.append(v, e);
+    return f;
+  }
+
+  const viLetter = /[À-ỹĐđ]/; // a letter only Vietnamese text has here
+  const sep = " · ";
+  // splitPair splits "Tiếng Việt · English" where the first half is
+  // Vietnamese and the second is not; null if the text is no such pair
+  // ("teller1 · LS-001" is not).
+  function splitPair(text, separator) {
+    let from = 0;
+    for (;;) {
+      const i = text.indexOf(separator || sep, from);
+      if (i < 0) return null;
+      const vi = text.slice(0, i), en = text.slice(i + (separator || sep).length);
+      if (viLetter.test(vi) && !viLetter.test(en) && en.trim() !== "") return [vi, en];
+      from = i + 1;
+    }
+  }
+
+  const pairAttrs = ["placeholder", "alt", "title", "aria-label"];
+  const noSpans = new Set(["OPTION", "TEXTAREA", "SCRIPT", "STYLE", "TITLE"]);
+
+  // localize turns the bilingual text under root into spans (see above).
+  function localize(root) {
+    if (!root || root.nodeType !== 1) return;
+    // 1. Text before an .en span is its Vietnamese half.
+    const ens = root.matches(".en, .en-light") ? [root] : [];
+    ens.push(...root.querySelectorAll(".en:not([data-bi]), .en-light:not([data-bi])"));
+    for (const en of ens) {
+      if (en.dataset.bi) continue;
+      en.dataset.bi = "1";
+      const before = [];
+      for (let n = en.previousSibling; n && n.nodeType === 3; n = n.previousSibling) before.unshift(n);
+      if (before.some((n) => n.nodeValue.trim() !== "")) {
+        const v = document.createElement("span");
+        v.className = "vi";
+        en.parentNode.insertBefore(v, en);
+        before.forEach((n) => v.append(n));
+      }
+      const first = en.firstChild;
+      if (first && first.nodeType === 3) first.nodeValue = first.nodeValue.replace(/^\s*·\s*/, "");
+    }
+    // 2. "Tiếng Việt · English" in one text node.
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    const pairs = [];
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+      const p = n.parentNode;
+      if (!p || p.closest(".vi, .en, .en-light")) continue;
+      const pair = splitPair(n.nodeValue);
+      if (pair) pairs.push([n, pair]);
+    }
+    for (const [n, [vi, en]] of pairs) {
+      const p = n.parentNode;
+      if (noSpans.has(p.nodeName)) {
+        p.dataset.vi = vi;
+        p.dataset.en = en;
+        p.dataset.biText = "1";
+        n.nodeValue = lang() === "en" ? en : vi;
+        continue;
+      }
+      p.replaceChild(bi(vi, en), n);
+    }
+    // 3. Attributes.
+    for (const el of [root, ...root.querySelectorAll("[" + pairAttrs.join("],[") + "]")]) {
+      for (const a of pairAttrs) {
+        const v = el.getAttribute(a);
+        const pair = v && splitPair(v);
+        if (!pair) continue;
+        el.dataset["vi" + a.replace("-", "")] = pair[0];
+        el.dataset["en" + a.replace("-", "")] = pair[1];
+        el.dataset.biAttrs = "1";
+        el.setAttribute(a, pick(pair));
+      }
+    }
+  }
+
+  // applyLang shows the chosen language everywhere on the page.
+  function applyLang() {
+    const l = lang();
+    document.documentElement.lang = l;
+    document.querySelectorAll("[data-bi-text]").forEach((el) => { el.textContent = el.dataset[l]; });
+    document.querySelectorAll("[data-bi-attrs]").forEach((el) => {
+      for (const a of pairAttrs) {
+        const v = el.dataset[l + a.replace("-", "")];
+        if (v !== undefined) el.setAttribute(a, v);
+      }
+    });
+    if (titlePair) document.title = pick(titlePair);
+    document.querySelectorAll(".lang-switch").forEach((b) => {
+      // The button names the other language, in that language.
+      b.textContent = l === "en" ? "Tiếng Việt" : "English";
+      b.lang = l === "en" ? "vi" : "en";
+      b.setAttribute("aria-label", l === "en" ? "Chuyển sang tiếng Việt" : "Switch to English");
+    });
+  }
+
+  function setLang(l) {
+    try { localStorage.setItem(langKey, l); } catch (e) { /* not remembered, still applied */ }
+    applyLang();
+    document.dispatchEvent(new CustomEvent("softatm:lang", { detail: l }));
+  }
+
+  let titlePair = null;
+  function startLanguages() {
+    titlePair = splitPair(document.title, " — ");
+    document.querySelectorAll("header.bar").forEach((h) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "lang-switch";
+      b.id = "lang-switch";
+      b.addEventListener("click", () => setLang(lang() === "en" ? "vi" : "en"));
+      h.append(b);
+    });
+    localize(document.body);
+    applyLang();
+    new MutationObserver((records) => {
+      for (const r of records) {
+        if (r.type === "characterData") {
+          const el = r.target.parentNode;
+          if (el && el.nodeType === 1) localize(el);
+          continue;
+        }
+        r.addedNodes.forEach((n) => {
+          if (n.nodeType === 1) localize(n);
+          else if (n.nodeType === 3 && n.parentNode) localize(n.parentNode);
+        });
+      }
+    }).observe(document.body, { childList: true, subtree: true, characterData: true });
+  }
+  document.documentElement.lang = lang();
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", startLanguages);
+  else startLanguages();
 
   // ApiError carries the stable code of a failed request, and the server's
   // message for the few facts a page reads from it (the kiosk: numeric
@@ -150,19 +352,28 @@
     return vnd.format(n) + " ₫";
   }
 
-  const timeFmt = new Intl.DateTimeFormat("vi-VN", {
+  const timeFmt = new Intl.DateTimeFormat("en-GB", {
     timeZone: "Asia/Ho_Chi_Minh", year: "numeric", month: "2-digit", day: "2-digit",
     hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
-  // when formats a timestamp in Vietnam time.
+  // when formats a timestamp in Vietnam time as "dd/mm/yyyy HH:MM:SS", the
+  // way Vietnam writes dates, whatever the language or the browser's locale.
   function when(ts) {
     if (!ts) return "—";
     const d = new Date(ts);
     if (isNaN(d) || d.getTime() <= 0) return "—";
-    return timeFmt.format(d);
+    const p = {};
+    timeFmt.formatToParts(d).forEach((x) => { p[x.type] = x.value; });
+    return p.day + "/" + p.month + "/" + p.year + " " + p.hour + ":" + p.minute + ":" + p.second;
   }
 
-  const clockFmt = new Intl.DateTimeFormat("vi-VN", {
+  // day formats a business date ("2026-11-27") as "27/11/2026".
+  function day(iso) {
+    const m = /^(\d{4})-(\d{2})-(\d{2})/.exec(iso || "");
+    return m ? m[3] + "/" + m[2] + "/" + m[1] : "—";
+  }
+
+  const clockFmt = new Intl.DateTimeFormat("en-GB", {
     timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
   // clock formats the time of day of a timestamp in Vietnam time.
@@ -194,7 +405,8 @@
   }
 
   window.SoftATM = {
-    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, clock, el, busy,
+    ApiError, message, showError, hideError, newKey, request, serverNow, money, when, day, clock, el, busy,
+    STATES, MESSAGES, lang, setLang, pick, bi, fill,
     setCSRF(t) { csrf = t || ""; },
     async login(username, password) {
       const s = await request("POST", "/v1/staff/login", { json: { username, password }, noAuthHeaders: true });

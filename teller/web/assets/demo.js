@@ -1,6 +1,11 @@
 // The demo banking app: a stand-in for a bank's mobile app, served only in
 // demo mode. Pick an account and an amount, get a QR and a numeric code, and
 // watch the withdrawal move (reserved → claimed → paid → completed).
+//
+// It checks an amount with the switch's own limits (GET /demo/api/limits,
+// the values Create checks), says them before a request, and explains each
+// refusal by its reason. An account's live code is shown again after a
+// reload, and cancelling asks first.
 "use strict";
 
 (function () {
@@ -12,60 +17,143 @@
 
   const ui = {
     error: $("error"), createView: $("create-view"), createForm: $("create-form"), account: $("account"), amount: $("amount"),
+    accountInfo: $("account-info"), limits: $("limits"),
     create: $("create"), codeView: $("code-view"), codeAmount: $("code-amount"), status: $("status"), countdown: $("countdown"),
-    qr: $("qr"), numericCode: $("numeric-code"), paidInfo: $("paid-info"), cancel: $("cancel"), newCode: $("new"),
+    qr: $("qr"), numericCode: $("numeric-code"), numericOnce: $("numeric-once"), phone4: $("phone4"), paidInfo: $("paid-info"),
+    cancel: $("cancel"), cancelConfirm: $("cancel-confirm"), cancelYes: $("cancel-yes"), cancelNo: $("cancel-no"),
+    newCode: $("new"), back: $("back"),
   };
 
-  const states = {
-    requested: ["Đang gửi ngân hàng", "Asking the bank", "info"],
-    reserved: ["Sẵn sàng rút", "Ready to collect", "info"],
-    claimed: ["Quầy đang xử lý", "At the counter", "warn"],
-    paid: ["Đã nhận tiền", "Cash paid", "ok"],
-    completed: ["Hoàn tất", "Completed", "ok"],
-    cancelled: ["Đã hủy", "Cancelled", "muted"],
-    expired: ["Hết hạn", "Expired", "muted"],
-    failed: ["Thất bại", "Failed", "bad"],
-    declined: ["Bị từ chối", "Declined", "bad"],
-  };
   const final = new Set(["completed", "cancelled", "expired", "failed", "declined"]);
+  const live = new Set(["requested", "reserved", "claimed"]);
 
+  let accounts = {};
+  let limits = null;
   let current = null;
   let pollTimer = 0;
   let tickTimer = 0;
 
   const api = (method, url, json) => S.request(method, url, { json, noAuthHeaders: true });
 
-  async function loadAccounts() {
+  // The server's refusals carry a reason beside the switch's code; request
+  // drops the body, so the demo reads it here.
+  async function create(account, amount) {
+    const resp = await fetch("/demo/api/withdrawals", {
+      method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ account, amount }), credentials: "same-origin", cache: "no-store",
+    }).catch(() => { throw new S.ApiError("network", 0); });
+    const data = await resp.json().catch(() => null);
+    if (!resp.ok) {
+      const e = (data && data.error) || {};
+      const err = new S.ApiError(e.code || "internal", resp.status, e.message);
+      err.reason = e.reason || "";
+      throw err;
+    }
+    return data;
+  }
+
+  function vars() {
+    return limits ? { min: S.money(limits.amount_min), max: S.money(limits.amount_max), unit: S.money(limits.amount_multiple),
+      daily: S.money(limits.account_daily_max) } : {};
+  }
+
+  // explain shows a refusal by its most exact reason.
+  function explain(code, reason) {
+    const key = reason && S.MESSAGES[reason] ? reason : code;
+    S.showError(ui.error, key, S.fill(S.message(key), vars()));
+  }
+
+  // parseAmount reads "500.000", "500000" or "500 000 ₫"; NaN otherwise.
+  function parseAmount(text) {
+    const digits = String(text).replace(/[.\s,₫]/g, "");
+    return /^\d{1,15}$/.test(digits) ? Number(digits) : NaN;
+  }
+
+  // check is the switch's own amount rule (switch/service.go validate), in
+  // the same order; "" when the amount passes.
+  function check(amount) {
+    if (!(amount > 0)) return "amount_missing";
+    if (!limits) return "";
+    if (amount < limits.amount_min) return "amount_too_small";
+    if (amount > limits.amount_max) return "amount_too_large";
+    if (amount % limits.amount_multiple !== 0) return "amount_not_multiple";
+    return "";
+  }
+
+  function showLimits() {
+    if (!limits) return;
+    const v = vars();
+    const vi = "Từ " + v.min + " đến " + v.max + " mỗi lần, bội số của " + v.unit +
+      (limits.account_daily_max ? "; tối đa " + v.daily + " mỗi ngày." : ".");
+    const en = "From " + v.min + " to " + v.max + " at a time, in multiples of " + v.unit +
+      (limits.account_daily_max ? "; at most " + v.daily + " a day." : ".");
+    ui.limits.replaceChildren(S.bi(vi, en));
+  }
+
+  function showAccountInfo() {
+    const a = accounts[ui.account.value];
+    if (!a) { ui.accountInfo.replaceChildren(); return; }
+    const vi = "4 số cuối điện thoại: " + a.phone_last4 + (a.daily_limit ? " · Hạn mức ngân hàng: " + S.money(a.daily_limit) + "/ngày" : "");
+    const en = "Phone's last 4 digits: " + a.phone_last4 + (a.daily_limit ? " · Bank limit: " + S.money(a.daily_limit) + "/day" : "");
+    ui.accountInfo.replaceChildren(S.bi(vi, en));
+  }
+
+  async function load() {
     try {
-      const r = await api("GET", "/demo/api/accounts");
+      const [r, l] = await Promise.all([api("GET", "/demo/api/accounts"), api("GET", "/demo/api/limits")]);
+      limits = l;
+      accounts = {};
       ui.account.replaceChildren(...(r.accounts || []).map((a) => {
+        accounts[a.number] = a;
         const o = S.el("option", a.bank + " · " + a.masked + " · " + a.holder);
         o.value = a.number;
         return o;
       }));
+      showLimits();
+      showAccountInfo();
+      await showActive();
     } catch (err) {
       S.showError(ui.error, err.code);
     }
   }
 
+  // showActive shows the account's live code, if it has one.
+  async function showActive() {
+    const number = ui.account.value;
+    if (!number) return false;
+    const r = await api("GET", "/demo/api/accounts/" + encodeURIComponent(number) + "/active");
+    const w = (r.withdrawals || [])[0];
+    if (!w || number !== ui.account.value) return false;
+    show(w);
+    return true;
+  }
+
+  ui.account.addEventListener("change", async () => {
+    S.hideError(ui.error);
+    showAccountInfo();
+    try { await showActive(); } catch (err) { S.showError(ui.error, err.code); }
+  });
+
   document.querySelectorAll("[data-amount]").forEach((b) => {
-    b.addEventListener("click", () => { ui.amount.value = b.dataset.amount; });
+    b.addEventListener("click", () => { ui.amount.value = S.money(b.dataset.amount).replace(" ₫", ""); });
   });
 
   ui.createForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     S.hideError(ui.error);
-    const amount = parseInt(ui.amount.value, 10);
-    if (!(amount > 0)) {
-      S.showError(ui.error, "invalid_amount");
+    const amount = parseAmount(ui.amount.value);
+    const bad = check(amount);
+    if (bad) {
+      explain(bad);
+      ui.amount.focus();
       return;
     }
     await S.busy(ui.create, async () => {
       try {
-        const w = await api("POST", "/demo/api/withdrawals", { account: ui.account.value, amount });
-        show(w);
+        show(await create(ui.account.value, amount));
       } catch (err) {
-        S.showError(ui.error, err.code);
+        explain(err.code, err.reason);
+        if (err.reason === "active_code") await showActive().catch(() => {});
       }
     });
   });
@@ -76,12 +164,14 @@
     ui.qr.classList.remove("faded");
     // Same-origin PNG made by the switch; the payload itself never leaves
     // the image.
-    ui.qr.src = w.qr_png;
-    ui.numericCode.textContent = w.numeric_code || "";
+    if (w.qr_png) ui.qr.src = w.qr_png;
+    ui.numericCode.textContent = w.numeric_code || "•••• •••• ••••";
+    ui.numericOnce.hidden = !!w.numeric_code;
+    const a = accounts[ui.account.value];
+    ui.phone4.textContent = a ? a.phone_last4 : "";
     ui.paidInfo.hidden = true;
-    ui.cancel.hidden = false;
+    ui.cancelConfirm.hidden = true;
     ui.cancel.disabled = false;
-    ui.newCode.hidden = true;
     ui.createView.hidden = true;
     ui.codeView.hidden = false;
     render(w);
@@ -89,22 +179,24 @@
     pollTimer = setInterval(poll, pollEveryMs);
     tickTimer = setInterval(tick, countdownTickMs);
     tick();
+    (live.has(w.state) ? ui.cancel : ui.newCode).focus();
   }
 
   function render(w) {
-    const st = states[w.state] || [w.state, w.state, "info"];
-    ui.status.textContent = st[0] + " · " + st[1];
+    const st = S.STATES[w.state] || [w.state, w.state, "info"];
+    ui.status.replaceChildren(S.bi(st[0], st[1]));
     ui.status.className = "badge " + st[2];
     ui.status.dataset.state = w.state;
     if (w.state === "paid" || w.state === "completed") {
-      ui.paidInfo.textContent = "Đã nhận tiền tại " + (w.post_office || "bưu điện") + " lúc " + S.when(w.paid_at) +
-        " · Cash paid at " + (w.post_office || "the post office") + ".";
+      ui.paidInfo.replaceChildren(S.bi("Đã nhận tiền tại " + (w.post_office || "bưu điện") + " lúc " + S.when(w.paid_at) + ".",
+        "Cash paid at " + (w.post_office || "the post office") + " at " + S.when(w.paid_at) + "."));
       ui.paidInfo.hidden = false;
     }
-    const live = w.state === "reserved" || w.state === "claimed" || w.state === "requested";
-    ui.cancel.hidden = !live;
-    ui.newCode.hidden = live;
-    if (!live) {
+    const isLive = live.has(w.state);
+    ui.cancel.hidden = !isLive;
+    ui.newCode.hidden = isLive;
+    if (!isLive) {
+      ui.cancelConfirm.hidden = true;
       ui.qr.classList.add("faded");
       ui.countdown.textContent = "";
     }
@@ -130,7 +222,7 @@
     const s = Math.ceil(left / 1000);
     const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), sec = s % 60;
     const hms = (h ? h + ":" + String(m).padStart(2, "0") : String(m)) + ":" + String(sec).padStart(2, "0");
-    ui.countdown.textContent = "Còn hiệu lực · Valid for " + hms;
+    ui.countdown.replaceChildren(S.bi("Còn hiệu lực " + hms, "Valid for " + hms));
   }
 
   function stopTimers() {
@@ -139,14 +231,26 @@
     pollTimer = tickTimer = 0;
   }
 
-  ui.cancel.addEventListener("click", async () => {
+  // Cancelling asks first: a code cancelled by a slip of the thumb at the
+  // counter means queueing again.
+  ui.cancel.addEventListener("click", () => {
+    if (!current) return;
+    ui.cancelConfirm.hidden = false;
+    ui.cancelNo.focus();
+  });
+  ui.cancelNo.addEventListener("click", () => {
+    ui.cancelConfirm.hidden = true;
+    ui.cancel.focus();
+  });
+  ui.cancelYes.addEventListener("click", async () => {
     if (!current) return;
     S.hideError(ui.error);
-    await S.busy(ui.cancel, async () => {
+    await S.busy([ui.cancelYes, ui.cancel], async () => {
       try {
         const w = await api("POST", "/demo/api/withdrawals/" + encodeURIComponent(current.id) + "/cancel");
         current = Object.assign({}, current, w);
         render(current);
+        ui.newCode.focus();
       } catch (err) {
         S.showError(ui.error, err.code);
         poll();
@@ -154,13 +258,16 @@
     });
   });
 
-  ui.newCode.addEventListener("click", () => {
+  function toCreate() {
     stopTimers();
     current = null;
     S.hideError(ui.error);
     ui.codeView.hidden = true;
     ui.createView.hidden = false;
-  });
+    ui.amount.focus();
+  }
+  ui.newCode.addEventListener("click", toCreate);
+  ui.back.addEventListener("click", toCreate);
 
-  loadAccounts();
+  load();
 })();

@@ -99,6 +99,8 @@
       } catch (err) {
         if (err.code === "unauthorized") {
           S.showError(ui.error, err.code, ["Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."]);
+          ui.password.select();
+          ui.password.focus();
         } else {
           fail(err);
         }
@@ -214,6 +216,8 @@
       if (session) {
         ui.scanAgain.hidden = false;
         setStatus("refused", "Mã bị từ chối: xem thông báo ở trên.", "Code refused: see the message above.");
+        // The next action: type the code again, or scan again.
+        if (body.numeric) { ui.numeric.focus(); ui.numeric.select(); } else ui.scanAgain.focus();
       }
     } finally {
       scanBusy = false;
@@ -237,12 +241,17 @@
     ui.phone.value = "";
     showTries(NaN);
     startScanner();
+    // The camera reads on its own; the one thing to type, for a citizen
+    // without the QR on screen, is the numeric code.
+    ui.numeric.focus();
   }
 
   function showPayout(d) {
     current = { scan: d, confirmKey: S.newKey(), releaseKey: S.newKey() };
     ui.amount.textContent = S.money(d.amount);
-    ui.holder.textContent = d.holder_name_masked || "—";
+    // The full name (as the bank holds it) is what the ID card is checked
+    // against; older codes have only the masked one.
+    ui.holder.textContent = d.holder_name || d.holder_name_masked || "—";
     ui.bank.textContent = d.bank_name ? d.bank_name + " (" + d.bank + ")" : (d.bank || "—");
     ui.account.textContent = d.account_masked || "—";
     ui.idChecked.checked = false;
@@ -339,20 +348,54 @@
 
   // ---- receipt -----------------------------------------------------------
 
+  // kinds names how the cash went, on a receipt.
+  const kinds = { cash_out: ["Rút tiền mặt", "Cash out"] };
+
+  // showReceipt shows a payout's receipt: just made (after Confirm), or a
+  // reprint from "My day".
   function showReceipt(rc) {
     stopCountdown();
+    stopScanner();
     current = null;
-    $("receipt-amount").textContent = S.money(rc.amount);
-    $("receipt-id").textContent = rc.withdrawal_id;
-    $("receipt-time").textContent = S.when(rc.paid_at);
-    $("receipt-po").textContent = rc.post_office || "";
-    $("receipt-kiosk").textContent = rc.kiosk || "";
-    $("receipt-teller").textContent = rc.teller || "";
-    $("receipt-day").textContent = rc.business_date || "";
+    const set = (id, text) => { $(id).textContent = text || "—"; };
+    set("receipt-amount", S.money(rc.amount));
+    set("receipt-words", rc.amount_words);
+    set("receipt-no", rc.receipt_no);
+    set("receipt-time", S.when(rc.paid_at));
+    const kind = kinds[rc.kind] || [rc.kind || "—", rc.kind || "—"];
+    $("receipt-kind").replaceChildren(S.bi(kind[0], kind[1]));
+    set("receipt-bank", rc.bank_name ? rc.bank_name + " (" + rc.bank + ")" : rc.bank);
+    set("receipt-account", rc.account_masked);
+    set("receipt-holder", rc.holder_name_masked);
+    set("receipt-po", rc.post_office);
+    set("receipt-po-name", rc.post_office_name || rc.post_office);
+    $("receipt-po-address").textContent = rc.post_office_address || "";
+    set("receipt-kiosk", rc.kiosk);
+    set("receipt-teller", rc.teller);
+    set("receipt-day", S.day(rc.business_date));
+    set("receipt-code", rc.verification_code);
+    set("receipt-id", rc.withdrawal_id);
+    $("receipt-reprint").hidden = !rc.reprint;
+    ui.receipt.dataset.withdrawal = rc.withdrawal_id || "";
     ui.payoutView.hidden = true;
     ui.scanView.hidden = true;
     ui.receipt.hidden = false;
+    ui.next.focus();
     loadTill();
+  }
+
+  // reprint shows a payout of today again, from "My day". Not while a
+  // payout is on screen: that one must be finished or cancelled first.
+  async function reprint(id, button) {
+    if (current) return;
+    S.hideError(ui.error);
+    await S.busy(button, async () => {
+      try {
+        showReceipt(await S.request("GET", "/v1/teller/receipts/" + encodeURIComponent(id)));
+      } catch (err) {
+        fail(err);
+      }
+    });
   }
 
   ui.print.addEventListener("click", () => window.print());
@@ -367,17 +410,23 @@
       ui.tillCount.textContent = String(t.count || 0);
       ui.tillPaidOut.textContent = S.money(t.paid_out || 0);
       ui.tillCash.textContent = S.money(t.cash || 0);
-      const rows = (t.payouts || []).slice().reverse().map((p) => {
+      const rows = (t.payouts || []).map((p) => {
         const tr = document.createElement("tr");
-        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", S.money(p.amount), "num"));
-        tr.title = p.withdrawal_id;
+        const b = S.el("button", "In lại · Reprint", "secondary small reprint");
+        b.type = "button";
+        b.dataset.withdrawal = p.withdrawal_id;
+        b.addEventListener("click", () => reprint(p.withdrawal_id, b));
+        const td = document.createElement("td");
+        td.append(b);
+        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", S.money(p.amount), "num"), td);
+        tr.dataset.withdrawal = p.withdrawal_id;
         return tr;
       });
       if (!rows.length) {
         const tr = document.createElement("tr");
         tr.className = "empty";
         const td = S.el("td", "Chưa có · None yet");
-        td.colSpan = 2;
+        td.colSpan = 3;
         tr.append(td);
         rows.push(tr);
       }
