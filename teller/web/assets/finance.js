@@ -156,7 +156,7 @@
     try {
       const r = await S.request("GET", "/v1/finance/days");
       days = r.days || [];
-      if (setToday || !ui.day.value) ui.day.value = r.today;
+      if (setToday || !ui.day.value) setDay(r.today);
       await loadSettlement();
     } catch (err) {
       fail(err);
@@ -242,7 +242,11 @@
     tr.dataset.closing = String(p?.till_closing || 0);
     tr.dataset.replenished = String(p?.replenished || 0);
     tr.dataset.collected = String(p?.collected || 0);
-    const osText = os < 0 ? "Thiếu · Short " + S.money(-os) : os > 0 ? "Thừa · Over " + S.money(os) : S.money(0);
+    // The words and the amount apart: the language switch shows one half
+    // of "Thiếu · Short", and the amount belongs to both.
+    const osCell = S.el("td", "", "num over-short" + (os < 0 ? " st-bad-text" : os > 0 ? " st-warn-text" : ""));
+    if (os !== 0) osCell.append(os < 0 ? S.bi("Thiếu", "Short") : S.bi("Thừa", "Over"), " ");
+    osCell.append(S.money(Math.abs(os)));
     const counted = p?.counted;
     const countedText = counted === null || counted === undefined ? "Chưa đếm · Not counted" : S.money(counted);
     tr.append(S.el("td", label), S.el("td", p?.count || 0, "num"),
@@ -250,13 +254,34 @@
       S.el("td", S.money(p?.replenished || 0), "num"),
       S.el("td", S.money(p?.collected || 0), "num"),
       S.el("td", S.money(p?.cash_out || 0), "num"),
-      S.el("td", osText, "num over-short" + (os < 0 ? " st-bad-text" : os > 0 ? " st-warn-text" : "")),
+      osCell,
       S.el("td", S.money(p?.till_closing || 0), "num"),
       S.el("td", countedText, "num counted"));
     return tr;
   }
 
   ui.day.addEventListener("change", () => { clear(); loadSettlement(); });
+
+  // The day is typed as dd/mm/yyyy (#day-shown) and kept as an ISO date
+  // (#day). setDay is the one way to change it from the page's code.
+  const dayShown = $("day-shown");
+  function setDay(iso) {
+    ui.day.value = iso;
+    dayShown.value = S.day(iso) === "—" ? "" : S.day(iso);
+  }
+  dayShown.addEventListener("change", () => {
+    const m = /^\s*(\d{1,2})\/(\d{1,2})\/(\d{4})\s*$/.exec(dayShown.value);
+    const iso = m ? m[3] + "-" + m[2].padStart(2, "0") + "-" + m[1].padStart(2, "0") : "";
+    if (!iso || isNaN(new Date(iso + "T00:00:00Z"))) {
+      dayShown.setCustomValidity("dd/mm/yyyy");
+      dayShown.setAttribute("aria-invalid", "true");
+      return;
+    }
+    dayShown.setCustomValidity("");
+    dayShown.removeAttribute("aria-invalid");
+    setDay(iso);
+    ui.day.dispatchEvent(new Event("change"));
+  });
 
   // ---- tills and bank payments -------------------------------------------
 
@@ -377,7 +402,13 @@
 
   // ---- reconciliation ----------------------------------------------------
 
-  ui.reconFile.addEventListener("change", () => { uploadKey = ""; });
+  ui.reconFile.addEventListener("change", () => {
+    uploadKey = "";
+    const f = ui.reconFile.files && ui.reconFile.files[0];
+    const name = $("recon-file-name");
+    name.textContent = f ? f.name : "";
+    if (!f) name.append("Chưa chọn tệp ", S.el("span", "· No file chosen", "en"));
+  });
   ui.reconBank.addEventListener("change", () => { uploadKey = ""; });
 
   ui.reconForm.addEventListener("submit", async (ev) => {
