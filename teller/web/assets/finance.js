@@ -545,7 +545,9 @@
   function dayLabel(date) {
     const d = dateOnly(date);
     const wd = new Date(d + "T00:00:00Z").getUTCDay();
-    return weekdayVi[wd] + " · " + weekdayEn[wd] + " " + d.slice(8, 10) + "/" + d.slice(5, 7);
+    // The date in both halves: the language switch shows one of them.
+    const dm = d.slice(8, 10) + "/" + d.slice(5, 7);
+    return weekdayVi[wd] + " " + dm + " · " + weekdayEn[wd] + " " + dm;
   }
 
   let forecastLoads = 0; // as reconLoads
