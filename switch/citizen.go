@@ -3,8 +3,6 @@ package atmswitch
 import (
 	"context"
 	"errors"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // What a bank's app needs to explain the switch to a citizen: the reason
@@ -34,25 +32,8 @@ func (s *Service) Live(ctx context.Context, bank, account string) ([]Withdrawal,
 }
 
 func (p *pgStore) Live(ctx context.Context, bank, account string) ([]Withdrawal, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals
+	return p.list(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals
 		WHERE bank_code = $1 AND account_number = $2 AND state IN ($3, $4, $5)
 		ORDER BY created_at DESC LIMIT $6`,
 		bank, account, string(StateRequested), string(StateReserved), string(StateClaimed), liveMax)
-	if err != nil {
-		return nil, err
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Withdrawal, error) {
-		var w Withdrawal
-		err := row.Scan(scanTargets(&w)...)
-		return w, err
-	})
-	if err != nil {
-		return nil, err
-	}
-	for i := range out {
-		if out[i], err = p.opened(out[i], nil); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }

@@ -230,10 +230,15 @@ func ReadBankRanges(ctx context.Context, pool *pgxpool.Pool) (map[string][]strin
 // ActiveByAccount reads through the (bank_code, account_number,
 // created_at) index; an account has few rows a day.
 func (p *pgStore) ActiveByAccount(ctx context.Context, bank, account string, now time.Time, n int) ([]Withdrawal, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals
+	return p.list(ctx, `SELECT `+withdrawalColumns+` FROM withdrawals
 		WHERE bank_code = $1 AND account_number = $2 AND state IN `+stateList(ActiveStates)+`
 		  AND (state = $3 OR expires_at > $4)
 		ORDER BY created_at DESC LIMIT $5`, bank, account, string(StateClaimed), now, n)
+}
+
+// list reads the withdrawals a query of withdrawalColumns returns, opened.
+func (p *pgStore) list(ctx context.Context, sql string, args ...any) ([]Withdrawal, error) {
+	rows, err := p.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}

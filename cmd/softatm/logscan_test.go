@@ -91,8 +91,8 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 			t.Errorf("no log line with all of %q", want)
 		}
 	}
-	// ... and counted, on the switch's /metrics.
-	_, metrics := s.call(t, nil, "GET", "/metrics", nil, nil, nil)
+	// ... and counted, on the switch's /metrics (the admin listener).
+	_, metrics := get(t, s.AdminURL+"/metrics")
 	for _, want := range []string{
 		`softatm_auth_failures_total{kind="login",reason="bad_password"} 1`,
 		`softatm_auth_failures_total{kind="login",reason="unknown_user"} 1`,
