@@ -50,33 +50,51 @@ func ParseRanges(s string) []string {
 	return out
 }
 
-// bankRanges caches the banks' ranges (prefix → bank).
-type bankRanges struct {
-	mu       sync.Mutex
-	at       time.Time
-	byPrefix map[string]string
+// refreshed is what the switch reads of the banks table (their ranges,
+// their limits), served until it is bankRangesRefresh old.
+type refreshed[T any] struct {
+	mu sync.Mutex
+	at time.Time
+	v  T
+	ok bool
+}
+
+// get returns the value, loading it again when it is older than every.
+func (r *refreshed[T]) get(now time.Time, every time.Duration, load func() (T, error)) (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.ok || now.Sub(r.at) >= every {
+		v, err := load()
+		if err != nil {
+			var zero T
+			return zero, err
+		}
+		r.v, r.at, r.ok = v, now, true
+	}
+	return r.v, nil
 }
 
 // bankOf returns the bank that owns an account: the one whose longest
 // prefix holds it, "" when none does.
 func (s *Service) bankOf(ctx context.Context, account string) (string, error) {
-	s.ranges.mu.Lock()
-	defer s.ranges.mu.Unlock()
-	if now := s.now(); s.ranges.byPrefix == nil || now.Sub(s.ranges.at) >= bankRangesRefresh {
+	byPrefix, err := s.ranges.get(s.now(), bankRangesRefresh, func() (map[string]string, error) {
 		all, err := s.store.BankRanges(ctx)
 		if err != nil {
-			return "", fmt.Errorf("reading the banks' account ranges: %w", err)
+			return nil, fmt.Errorf("reading the banks' account ranges: %w", err)
 		}
-		byPrefix := map[string]string{}
+		byPrefix := map[string]string{} // prefix → bank
 		for bank, prefixes := range all {
 			for _, p := range prefixes {
 				byPrefix[p] = bank
 			}
 		}
-		s.ranges.byPrefix, s.ranges.at = byPrefix, now
+		return byPrefix, nil
+	})
+	if err != nil {
+		return "", err
 	}
 	for n := min(len(account), 19); n > 0; n-- {
-		if bank, ok := s.ranges.byPrefix[account[:n]]; ok {
+		if bank, ok := byPrefix[account[:n]]; ok {
 			return bank, nil
 		}
 	}

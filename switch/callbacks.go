@@ -311,24 +311,7 @@ func NewCallbacks(cfg CallbackConfig, pool *pgxpool.Pool, l *ledger.Ledger, serv
 
 // Run delivers callbacks until ctx ends.
 func (c *Callbacks) Run(ctx context.Context) {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := c.Drain(ctx)
-		if err != nil && ctx.Err() == nil {
-			c.log.Warn("callback pass failed", "err", err)
-		}
-		next := c.cfg.Poll
-		if n == c.cfg.Batch {
-			next = 0
-		}
-		t.Reset(next)
-	}
+	drainLoop(ctx, nil, c.cfg.Poll, c.cfg.Batch, c.Drain, func(err error) { c.log.Warn("callback pass failed", "err", err) })
 }
 
 // Drain leases the due callbacks and delivers each once; it returns how

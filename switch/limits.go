@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"github.com/softatm/softatm/iso"
-	"sync"
 	"time"
 
 	"github.com/softatm/softatm"
@@ -123,29 +122,23 @@ func CheckBankLimits(l BankLimits, noteUnit int64) error {
 	return nil
 }
 
-// bankLimitsCache holds the banks' own limits, read again every
-// bankRangesRefresh: an edit by `softatm admin bank` is in force on every
-// running instance within it, as a range edit is.
-type bankLimitsCache struct {
-	mu     sync.Mutex
-	at     time.Time
-	byBank map[string]BankLimits
-}
-
 // limitsOf returns the limits a create by bank's client is held to: the
 // bank's own where it has them, the configuration's elsewhere.
 func (s *Service) limitsOf(ctx context.Context, bank string) (Limits, error) {
-	s.limits.mu.Lock()
-	if now := s.now(); s.limits.byBank == nil || now.Sub(s.limits.at) >= bankRangesRefresh {
+	// The banks' own limits are read again every bankRangesRefresh: an
+	// edit by `softatm admin bank` is in force on every running instance
+	// within it, as a range edit is.
+	byBank, err := s.limits.get(s.now(), bankRangesRefresh, func() (map[string]BankLimits, error) {
 		all, err := s.store.BankLimits(ctx)
 		if err != nil {
-			s.limits.mu.Unlock()
-			return Limits{}, fmt.Errorf("reading the banks' limits: %w", err)
+			return nil, fmt.Errorf("reading the banks' limits: %w", err)
 		}
-		s.limits.byBank, s.limits.at = all, now
+		return all, nil
+	})
+	if err != nil {
+		return Limits{}, err
 	}
-	own := s.limits.byBank[bank]
-	s.limits.mu.Unlock()
+	own := byBank[bank]
 	l := Limits{Currency: s.cfg.Currency, AmountMin: s.cfg.AmountMin, AmountMax: s.cfg.AmountMax,
 		AmountMultiple: s.cfg.NoteUnit, AccountDailyMax: s.cfg.AccountDailyMax}
 	for _, o := range []struct {

@@ -85,6 +85,14 @@ func (o *Outbox) Kick() {
 
 // Run sends messages until ctx ends.
 func (o *Outbox) Run(ctx context.Context) {
+	drainLoop(ctx, o.kick, o.cfg.Poll, o.cfg.Batch, o.Drain, func(err error) { o.log.Warn("outbox pass failed", "err", err) })
+}
+
+// drainLoop runs drain until ctx ends: at once, then every poll, or when
+// kicked (kick may be nil), and again at once after a full batch (more may
+// be waiting). The outbox and the callback worker share it.
+func drainLoop(ctx context.Context, kick <-chan struct{}, poll time.Duration, batch int,
+	drain func(context.Context) (int, error), failed func(error)) {
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -92,15 +100,15 @@ func (o *Outbox) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-o.kick:
+		case <-kick:
 		}
-		n, err := o.Drain(ctx)
+		n, err := drain(ctx)
 		if err != nil && ctx.Err() == nil {
-			o.log.Warn("outbox pass failed", "err", err)
+			failed(err)
 		}
-		next := o.cfg.Poll
-		if n == o.cfg.Batch {
-			next = 0 // more may be waiting
+		next := poll
+		if n == batch {
+			next = 0
 		}
 		t.Reset(next)
 	}

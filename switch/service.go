@@ -36,8 +36,8 @@ type Service struct {
 	cfg    Config
 	store  Store
 	ledger *ledger.Ledger
-	ranges bankRanges
-	limits bankLimitsCache
+	ranges refreshed[map[string]string]     // prefix → bank
+	limits refreshed[map[string]BankLimits] // bank → its own limits
 	bank   Bank
 	codes  Codes
 	gate   Gate
