@@ -2,6 +2,7 @@ package atmswitch
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -23,21 +24,38 @@ const (
 	holdVoided               // one hold, voided (cancelled, expired)
 )
 
-// holdByState is the hold each state implies: the hold is booked with the
-// move to reserved, posted with the move to paid, voided with the move to
-// cancelled or expired (see DESIGN.md, "every hold ends in exactly one of:
-// captured or released").
-var holdByState = map[State]holdOf{
-	StateRequested: holdNone,
-	StateDeclined:  holdNone,
-	StateFailed:    holdNone,
-	StateReserved:  holdOpen,
-	StateClaimed:   holdOpen,
-	StatePaid:      holdPosted,
-	StateCompleted: holdPosted,
-	StateCancelled: holdVoided,
-	StateExpired:   holdVoided,
-}
+// holdByState is the hold each state implies, read off the lifecycle
+// table (lifecycle.go) rather than written again: a request has none; a
+// transition that posts the hold opens it, a payout posts it, a void voids
+// it, and any other transition leaves it as its from-state had it (see
+// DESIGN.md, "every hold ends in exactly one of: captured or released").
+// Two paths that disagree about a state's hold are a broken table.
+var holdByState = func() map[State]holdOf {
+	m := map[State]holdOf{StateRequested: holdNone}
+	for changed := true; changed; {
+		changed = false
+		for _, t := range transitions {
+			h, ok := m[t.From]
+			if !ok {
+				continue
+			}
+			switch t.Posts {
+			case PostHold:
+				h = holdOpen
+			case PostPayout:
+				h = holdPosted
+			case PostVoid:
+				h = holdVoided
+			}
+			if cur, seen := m[t.To]; !seen {
+				m[t.To], changed = h, true
+			} else if cur != h {
+				panic(fmt.Sprintf("atmswitch: state %s is reached with two holds (%d, %d)", t.To, cur, h))
+			}
+		}
+	}
+	return m
+}()
 
 // statesHolding returns the states whose hold is h, as text for SQL.
 func statesHolding(h holdOf) []string {

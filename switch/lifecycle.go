@@ -3,7 +3,6 @@ package atmswitch
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,8 +15,8 @@ import (
 // The withdrawal lifecycle as data: every state change of the switch is a
 // row of the transitions table below, applied by one function (moveStmt)
 // that turns it into one conditional UPDATE. No other code writes a
-// withdrawal's state; other packages ask (IsPaid, Unpaid, ...), they do not
-// write state names into their own SQL.
+// withdrawal's state; other packages ask (PaidStates, LiveStates, ...), they
+// do not write state names into their own SQL.
 
 // Event is what happens to a withdrawal.
 type Event string
@@ -118,9 +117,6 @@ var PaidStates = []State{StatePaid, StateCompleted}
 // LiveStates are the states whose amount counts against an account's
 // rolling daily limit: asked for, held, or paid.
 var LiveStates = []State{StateRequested, StateReserved, StateClaimed, StatePaid, StateCompleted}
-
-// IsPaid says the cash of a withdrawal in state s was handed over.
-func IsPaid(s State) bool { return slices.Contains(PaidStates, s) }
 
 // rowsOf returns the table's rows for an event.
 func rowsOf(ev Event) []Transition {

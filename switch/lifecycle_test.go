@@ -288,3 +288,23 @@ func insertWalkRow(t *testing.T, pool *pgxpool.Pool, l *ledger.Ledger, id uuid.U
 		}
 	}
 }
+
+// TestHoldByStateFromTheTable: the hold each state implies, as the design
+// gives it, is what check.go reads off the lifecycle table.
+func TestHoldByStateFromTheTable(t *testing.T) {
+	t.Parallel()
+	want := map[State]holdOf{
+		StateRequested: holdNone, StateDeclined: holdNone, StateFailed: holdNone,
+		StateReserved: holdOpen, StateClaimed: holdOpen,
+		StatePaid: holdPosted, StateCompleted: holdPosted,
+		StateCancelled: holdVoided, StateExpired: holdVoided,
+	}
+	if len(holdByState) != len(States) {
+		t.Errorf("holds for %d states, want every one of %d", len(holdByState), len(States))
+	}
+	for s, h := range want {
+		if got, ok := holdByState[s]; !ok || got != h {
+			t.Errorf("state %s: hold %d (known %v), want %d", s, got, ok, h)
+		}
+	}
+}
