@@ -202,9 +202,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 		// from its withdrawal instead.
 		if softatm.ErrorCode(err) == softatm.ELimit && r.Key != "" {
 			if is, again, rerr := s.resume(ctx, bank, r); rerr != nil || !again {
-				if rerr == nil || softatm.ErrorCode(rerr) != softatm.ENotFound {
-					return is, rerr
-				}
+				return is, rerr
 			}
 		}
 		return Issued{}, err

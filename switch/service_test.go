@@ -1059,3 +1059,28 @@ func TestPayoutRefusesAnUnapprovedAmount(t *testing.T) {
 		t.Fatalf("state %s, want still claimed", s)
 	}
 }
+
+// TestRetriedCreateAtTheDailyLimit: the first attempt's own hold fills the
+// account's daily maximum; its retry is answered from its withdrawal, not
+// refused for the limit it itself used up.
+func TestRetriedCreateAtTheDailyLimit(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.AccountDailyMax = 100_000 })
+	ctx := context.Background()
+	req := atmswitch.CreateRequest{Account: acctRich, Amount: 100_000, PhoneLast4: phoneRich, Key: "mb-app/k3"}
+	first, err := e.svc.Create(ctx, "MB", req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := e.svc.Create(ctx, "MB", req)
+	if err != nil || again.Withdrawal.ID != first.Withdrawal.ID {
+		t.Fatalf("retry at the limit: %s, %v; want %s", again.Withdrawal.ID, err, first.Withdrawal.ID)
+	}
+	other := req
+	other.Key = "mb-app/k4"
+	_, err = e.svc.Create(ctx, "MB", other)
+	wantCode(t, err, softatm.ELimit)
+	if n := e.sim.Received("0100"); n != 1 {
+		t.Fatalf("%d 0100s, want 1", n)
+	}
+}
