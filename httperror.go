@@ -73,9 +73,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"code", code, "err", err)
 	}
-	if o, ok := r.Context().Value(outcomeKey{}).(*Outcome); ok {
-		o.code = code
-	}
+	SetOutcome(r, code)
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, message
 	WriteJSON(w, status, b)
@@ -101,6 +99,15 @@ func (o *Outcome) Label() string {
 }
 
 type outcomeKey struct{}
+
+// SetOutcome records code as r's metric outcome, for an error answer not
+// written by WriteError: a stored error replayed by the idempotency layer
+// (whose body WriteError wrote the first time).
+func SetOutcome(r *http.Request, code string) {
+	if o, ok := r.Context().Value(outcomeKey{}).(*Outcome); ok {
+		o.code = code
+	}
+}
 
 // WithOutcome returns ctx carrying a new Outcome, and that Outcome.
 func WithOutcome(ctx context.Context) (context.Context, *Outcome) {
