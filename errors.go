@@ -49,6 +49,7 @@ const (
 	EDayClosed        = "day_closed"                 // the business day is closed
 	EUnavailable      = "unavailable"                // a dependency (Redis, database) is down
 	EInternal         = "internal"                   // a bug or an unexpected failure
+	EMethod           = "method_not_allowed"         // the path exists, not with this method (405, Allow lists those it has)
 )
 
 // Error is a domain error with a stable code and a message safe to show to

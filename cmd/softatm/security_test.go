@@ -51,6 +51,10 @@ func TestMetricsNotOnPublicListener(t *testing.T) {
 			t.Errorf("%s%s: %d, want %d (%.80s)", tc.base, tc.path, status, tc.status, body)
 		}
 	}
+	// The public listener's 404 is in the API's one error shape.
+	if _, body := get(t, s.URL+"/metrics"); !strings.Contains(body, `"code":"not_found"`) {
+		t.Errorf("public 404 body %q is not the JSON error", body)
+	}
 }
 
 // TestPublicURLSecureCookieAndHSTS: behind a TLS proxy (-public-url

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/recon"
@@ -467,7 +468,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 		atmswitch.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", m.ready)
-	return mux
+	return softatm.WithJSONMuxErrors(mux)
 }
 
 // withTransportSecurity, when clients reach the switch over HTTPS (a TLS
