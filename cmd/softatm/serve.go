@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,6 +44,11 @@ type ServeConfig struct {
 	// behind a TLS proxy. With https the session cookie is Secure and every
 	// answer carries Strict-Transport-Security.
 	PublicURL string
+	// TrustedProxies lists the reverse proxies (the TLS terminator), as
+	// comma-separated CIDRs or addresses, whose X-Forwarded-For names the
+	// client; empty: the TCP peer is the client. Behind a proxy not listed
+	// here every login shares the proxy's address and its delays.
+	TrustedProxies string
 	// KeyFile holds the key-encryption key of the signing keys' private
 	// seeds (64 hex digits); KEK is that key itself (SOFTATM_KEK), used when
 	// KeyFile is empty. Neither: seeds are kept in clear, with a warning.
@@ -140,6 +147,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", envOr("SOFTATM_LISTEN", "127.0.0.1:8080"), "HTTP address (SOFTATM_LISTEN)")
 	fs.StringVar(&c.AdminListen, "admin-listen", envOr("SOFTATM_ADMIN_LISTEN", defaultAdminListen), "address of /metrics and /debug/pprof/, never on -listen; empty: none (SOFTATM_ADMIN_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SOFTATM_PUBLIC_URL"), "the URL clients use; https:// (TLS at a proxy) makes the session cookie Secure and sends HSTS (SOFTATM_PUBLIC_URL)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", os.Getenv("SOFTATM_TRUSTED_PROXIES"), "comma-separated CIDRs or addresses of the reverse proxies whose X-Forwarded-For is believed (SOFTATM_TRUSTED_PROXIES)")
 	fs.StringVar(&c.KeyFile, "key-file", os.Getenv("SOFTATM_KEY_FILE"), "file holding the key-encryption key that seals the signing keys' private seeds (SOFTATM_KEY_FILE; or the key itself in SOFTATM_KEK)")
 	c.KEK = os.Getenv("SOFTATM_KEK")
 	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
@@ -207,8 +215,31 @@ func (c *ServeConfig) check() error {
 			return errors.New("every -*-timeout must be positive")
 		}
 	}
+	if _, err := c.proxies(); err != nil {
+		return err
+	}
 	_, err := c.https()
 	return err
+}
+
+// proxies parses -trusted-proxies: a bare address is a one-address prefix.
+func (c *ServeConfig) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.TrustedProxies, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("-trusted-proxies: %q is neither a CIDR nor an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // https reports whether clients reach the switch over HTTPS (-public-url).
@@ -327,7 +358,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Kick: m.Outbox.Kick, Clock: clock,
 	})
-	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log))
+	proxies, _ := c.proxies() // checked above
+	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log),
+		auth.WithTrustedProxies(proxies...))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
 	https, _ := c.https() // checked above
 	if m.Addr, err = m.serve(c.Listen, withTransportSecurity(m.routes(metrics, idems), https)); err != nil {
