@@ -439,11 +439,13 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))
 
-	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool)), Now: m.clock}
+	reconLines := atmswitch.NewReconLines(m.Pool)
+	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, reconLines), Day: reconLines, Now: m.clock}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
 	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))
 	route("GET /v1/finance/days/{date}/settlement", asFinance(http.HandlerFunc(fin.Settlement)))
+	route("GET /v1/finance/days/{date}/close", asFinance(http.HandlerFunc(fin.Closing)))
 	route("POST /v1/finance/days/{date}/close", finIdem(fin.Close))
 	route("POST /v1/finance/recon/{bank}/{date}", finIdem(fin.Import))
 	route("GET /v1/finance/recon/{bank}/{date}", asFinance(http.HandlerFunc(fin.Report)))
