@@ -38,6 +38,8 @@ type Service struct {
 	ledger *ledger.Ledger
 	ranges refreshed[map[string]string]     // prefix → bank
 	limits refreshed[map[string]BankLimits] // bank → its own limits
+	// cutoffs: bank → its business-day cut-off (cutoff.go).
+	cutoffs refreshed[map[string]ledger.Cutoff]
 	bank   Bank
 	codes  Codes
 	gate   Gate
