@@ -165,6 +165,7 @@ type Sim struct {
 	now func() time.Time
 	log *slog.Logger
 	tls *tls.Config // nil: plain TCP
+	bank bankConfig // bank.go
 
 	mu          sync.Mutex
 	accounts    map[string]*account
@@ -361,7 +362,7 @@ func (s *Sim) handle(c *conn, m *iso.Message) bool {
 		tell(lie, reply)
 	}
 	if reply.MTI != iso.MTINetworkResponse {
-		reply.SettlementDate = s.now().In(iso.LocalZone).Format("0102")
+		reply.SettlementDate = s.BusinessDate(s.now()).Format("0102") // the bank's cut-off decides (bank.go)
 	}
 
 	delay := time.Duration(fault.DelayMs) * time.Millisecond
