@@ -141,13 +141,21 @@ func (f *Finance) Close(w http.ResponseWriter, r *http.Request) {
 		"reason": strings.TrimSpace(req.Reason)})
 }
 
-// Import handles POST /v1/finance/recon/{bank}/{date}: the body is the
-// bank's settlement file (CSV), raw or as the "file" field of a form.
+// Import handles POST /v1/finance/recon/{bank}/{date}, and POST
+// /v1/finance/recon for a file that names its bank and date: the body is
+// the bank's settlement file (CSV), raw or as the "file" field of a form.
+// A file of another bank or date than the path's is refused
+// (settlement_file_other_bank, settlement_file_other_date); the same file
+// again is settlement_file_imported, saying when; a bad file is
+// settlement_file_invalid, listing every bad line.
 func (f *Finance) Import(w http.ResponseWriter, r *http.Request) {
-	d, err := f.date(r)
-	if err != nil {
-		f.fail(w, r, err)
-		return
+	var d time.Time
+	if r.PathValue("date") != "" {
+		var err error
+		if d, err = f.date(r); err != nil {
+			f.fail(w, r, err)
+			return
+		}
 	}
 	name := r.URL.Query().Get("name")
 	var body io.Reader = http.MaxBytesReader(w, r.Body, settlementFileMax)

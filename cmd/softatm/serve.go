@@ -448,6 +448,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("GET /v1/finance/days/{date}/close", asFinance(http.HandlerFunc(fin.Closing)))
 	route("POST /v1/finance/days/{date}/close", finIdem(fin.Close))
 	route("POST /v1/finance/recon/{bank}/{date}", finIdem(fin.Import))
+	route("POST /v1/finance/recon", finIdem(fin.Import))
 	route("GET /v1/finance/recon/{bank}/{date}", asFinance(http.HandlerFunc(fin.Report)))
 	route("POST /v1/finance/recon/items/{id}/resolve", finIdem(fin.ResolveItem))
 	route("GET /v1/finance/exceptions", asFinance(http.HandlerFunc(fin.Exceptions)))
