@@ -252,7 +252,10 @@ type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
 
-	clock     func() time.Time // time.Now, or the fault tests' offset clock
+	clock     func() time.Time // time.Now, or the fault tests' offset clock, or Clock
+	// Clock, if set, is the clock of everything the switch runs (tests
+	// that walk business days); nil: time.Now or SOFTATM_CLOCK_OFFSET's.
+	Clock func() time.Time
 	Addr      net.Addr         // the HTTP address, once Run has started
 	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
@@ -289,6 +292,9 @@ func (m *Main) Run(ctx context.Context) error {
 	clock, err := clockFromEnv()
 	if err != nil {
 		return err
+	}
+	if m.Clock != nil {
+		clock = m.Clock
 	}
 	m.clock = clock
 	if err := m.openPool(ctx); err != nil {

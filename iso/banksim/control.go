@@ -205,13 +205,13 @@ func (s *Sim) WriteBankSettlementFile(w io.Writer, bank string, day time.Time) e
 	}
 	var lines []Hold
 	for _, h := range s.Holds() {
-		if h.State == HoldCaptured && bankOf[h.Account] == bank && s.BusinessDate(h.ResolvedAt).Equal(date) {
+		if h.State == HoldCaptured && bankOf[h.Account] == bank && s.BusinessDateOf(bank, h.ResolvedAt).Equal(date) {
 			lines = append(lines, h)
 		}
 	}
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].ResolvedAt.Before(lines[j].ResolvedAt) })
 	cw := csv.NewWriter(w)
-	for _, rec := range [][]string{SettlementFileHeader, {bank, date.Format(time.DateOnly), s.Cutoff()}, SettlementHeader} {
+	for _, rec := range [][]string{SettlementFileHeader, {bank, date.Format(time.DateOnly), s.CutoffOf(bank)}, SettlementHeader} {
 		if err := cw.Write(rec); err != nil {
 			return err
 		}

@@ -362,7 +362,7 @@ func (s *Sim) handle(c *conn, m *iso.Message) bool {
 		tell(lie, reply)
 	}
 	if reply.MTI != iso.MTINetworkResponse {
-		reply.SettlementDate = s.BusinessDate(s.now()).Format("0102") // the bank's cut-off decides (bank.go)
+		reply.SettlementDate = s.settlementDate(m.Account) // the bank's cut-off decides (bank.go)
 	}
 
 	delay := time.Duration(fault.DelayMs) * time.Millisecond
