@@ -404,6 +404,7 @@
   });
   ui.closeDayCancel.addEventListener("click", () => { ui.closeConfirm.hidden = true; });
   ui.closeDayConfirm.addEventListener("click", async () => {
+    clear();
     const date = ui.day.value;
     let closed = false;
     await S.busy([ui.closeDayConfirm, ui.closeDayCancel, ui.closeDay], async () => {
