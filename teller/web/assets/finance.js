@@ -32,7 +32,7 @@
   // Status of a reconciliation item → colour class.
   const statusClass = {
     matched: "ok", missing_at_bank: "bad", missing_at_switch: "bad",
-    amount_mismatch: "warn", field_mismatch: "warn", duplicate: "warn",
+    amount_differs: "warn", field_mismatch: "warn", duplicate: "warn", date_differs: "warn", awaiting_bank_file: "info",
   };
 
   // words: the vocabulary from /v1/finance/words — every exception kind,
@@ -64,7 +64,7 @@
   }
 
   function drawLegend() {
-    const order = ["matched", "missing_at_bank", "missing_at_switch", "amount_mismatch", "field_mismatch", "duplicate",
+    const order = ["matched", "missing_at_bank", "missing_at_switch", "amount_differs", "field_mismatch", "duplicate",
       "awaiting_bank_file", "date_differs"];
     ui.reconLegend.replaceChildren(...order.filter((c) => words.recon && words.recon[c]).map((c) => {
       const item = S.el("span", null, "legend-item");
@@ -197,8 +197,9 @@
     ui.dayClosedInfo.textContent = closed && info ? S.when(info?.closed_at) + " · " + (info?.closed_by || "") : "";
     // A day closed with items still open shows why, and what was open.
     const reason = closed && info ? (info?.close_reason || "") : "";
-    ui.dayCloseReason.textContent = reason
-      ? "Lý do · Reason: " + reason + " (" + (info?.open_at_close || []).join("; ") + ")" : "";
+    const openThen = (info?.open_at_close || []).join("; ");
+    ui.dayCloseReason.replaceChildren(...(reason ? [S.bi("Lý do khóa sổ: " + reason + " (còn mở: " + openThen + ")",
+      "Closed because: " + reason + " (open then: " + openThen + ")")] : []));
     // A closed day cannot be closed again: the button goes away.
     ui.closeDay.hidden = closed;
 
@@ -393,8 +394,9 @@
     }
     ui.closeConfirmDay.textContent = date;
     const cuts = Object.entries(c?.cutoffs || {}).map(([b, t]) => b + " " + t).join(", ");
-    ui.closeCutoff.textContent = "Giờ chốt · Cut-off: " + (cuts || "23:59:59") +
-      " · Khóa sổ được từ · Can close from " + S.when(c?.closable_at);
+    const from = S.when(c?.closable_at);
+    ui.closeCutoff.replaceChildren(S.bi("Giờ chốt: " + (cuts || "23:59:59") + ". Khóa sổ được từ " + from + ".",
+      "Cut-off: " + (cuts || "23:59:59") + ". The day can close from " + from + "."));
     const open = c?.open || [];
     ui.closeOpen.replaceChildren(...open.map((o) => S.el("li", o)));
     ui.closeOpenBox.hidden = !open.length;
