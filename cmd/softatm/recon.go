@@ -24,7 +24,7 @@ var settleNS = uuid.MustParse("0b6f3e57-3c1e-4a5e-9a43-7d8f0f2b6a21")
 // import and report of a bank's settlement file.
 func runRecon(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("recon: settlement -date D [-csv] | import -bank B -date D FILE | report -bank B -date D | settle -bank B -date D -amount N | close -date D [-reason R]")
+		return errors.New("recon: settlement -date D [-csv] | import [-bank B -date D] FILE | report -bank B -date D | settle -bank B -date D -amount N | close -date D [-reason R]")
 	}
 	fs := flag.NewFlagSet("recon "+args[0], flag.ContinueOnError)
 	url := fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
@@ -85,14 +85,20 @@ func runRecon(ctx context.Context, args []string) error {
 		}
 		return out.Encode(c)
 	case "import":
-		if fs.NArg() != 1 || *bank == "" {
-			return errors.New("recon import -bank B -date D FILE")
+		if fs.NArg() != 1 {
+			return errors.New("recon import [-bank B -date D] FILE")
 		}
 		content, err := os.ReadFile(fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		res, err := store.Import(ctx, *bank, date, filepath.Base(fs.Arg(0)), content)
+		// The file names its bank and day; -bank and -date, when given,
+		// must agree with it (a file of the older layout needs both).
+		var asked time.Time
+		if *dateS != "" {
+			asked = date
+		}
+		res, err := store.Import(ctx, *bank, asked, filepath.Base(fs.Arg(0)), content)
 		if err != nil {
 			return err
 		}
