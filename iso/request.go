@@ -77,7 +77,7 @@ func SettlementDay(mmdd string, near time.Time) (time.Time, bool) {
 	for _, year := range []int{y - 1, y, y + 1} {
 		d, err := time.Parse("20060102", fmt.Sprintf("%04d%s", year, mmdd))
 		if err != nil {
-			return time.Time{}, false // 0230, 1301 and the like
+			continue // 0229 of a year without it; 0230, 1301 of none
 		}
 		if diff := d.Sub(time.Date(near.Year(), near.Month(), near.Day(), 0, 0, 0, 0, time.UTC)); diff.Abs() <= settlementDayWindow {
 			return d, true

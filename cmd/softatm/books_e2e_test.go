@@ -280,6 +280,12 @@ func TestEndToEndBusinessDays(t *testing.T) {
 		if p[i].date != want {
 			t.Errorf("payout %d: business date %s, want %s", i, p[i].date, want)
 		}
+		// The bank's own date, from field 15 of its 0230, agrees.
+		var bankDate *time.Time
+		if err := s.Pool.QueryRow(ctx, `SELECT bank_business_date FROM withdrawals WHERE id = $1`, p[i].id).Scan(&bankDate); err != nil ||
+			bankDate == nil || bankDate.Format(time.DateOnly) != want {
+			t.Errorf("payout %d: the bank's business date %v (%v), want %s", i, bankDate, err, want)
+		}
 	}
 	clk.set(at(0, 18, 0, 0))
 	if _, code, _ := fin.closeDay(t, day(0), "MB is done"); code != "day_not_over" {
