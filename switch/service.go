@@ -38,17 +38,17 @@ type Service struct {
 	ledger *ledger.Ledger
 	ranges refreshed[map[string]string]     // prefix → bank
 	limits refreshed[map[string]BankLimits] // bank → its own limits
-	// cutoffs: bank → its business-day cut-off (cutoff.go).
-	cutoffs refreshed[map[string]ledger.Cutoff]
-	bank    Bank
-	codes   Codes
-	gate    Gate
-	now     func() time.Time
-	log     *slog.Logger
-	m       *Metrics
-	kick    func() // wakes the outbox worker; may be nil
+	bank   Bank
+	codes  Codes
+	gate   Gate
+	now    func() time.Time
+	log    *slog.Logger
+	m      *Metrics
+	kick   func() // wakes the outbox worker; may be nil
 	// numeric draws numeric codes (code.NewNumeric; tests force a collision).
 	numeric func() (string, error)
+	// cutoffs: bank → its business-day cut-off (cutoff.go).
+	cutoffs refreshed[map[string]ledger.Cutoff]
 }
 
 // Deps are the Service's collaborators.

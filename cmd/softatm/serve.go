@@ -251,13 +251,13 @@ func clockFromEnv() (func() time.Time, error) {
 type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
-
-	clock func() time.Time // time.Now, or the fault tests' offset clock, or Clock
 	// Clock, if set, is the clock of everything the switch runs (tests
 	// that walk business days); nil: time.Now or SOFTATM_CLOCK_OFFSET's.
-	Clock     func() time.Time
-	Addr      net.Addr // the HTTP address, once Run has started
-	AdminAddr net.Addr // the admin address (metrics, pprof); nil without one
+	Clock func() time.Time
+
+	clock     func() time.Time // time.Now, or the fault tests' offset clock, or Clock
+	Addr      net.Addr         // the HTTP address, once Run has started
+	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
 	Redis     *redis.Client
 	Bank      *iso.Client

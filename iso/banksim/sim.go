@@ -162,10 +162,11 @@ const handshakeTimeout = 10 * time.Second
 
 // Sim is the issuer simulator. It is safe for concurrent use.
 type Sim struct {
-	now  func() time.Time
-	log  *slog.Logger
-	tls  *tls.Config // nil: plain TCP
-	bank bankConfig  // bank.go
+	now func() time.Time
+	log *slog.Logger
+	tls *tls.Config // nil: plain TCP
+
+	bank bankConfig // the bank it plays, its cut-off (bank.go)
 
 	mu          sync.Mutex
 	accounts    map[string]*account
