@@ -39,6 +39,12 @@ var httpStatus = map[string]int{
 	EDayClosed:        http.StatusConflict,
 	EUnavailable:      http.StatusServiceUnavailable,
 	EInternal:         http.StatusInternalServerError,
+	EDayNotOver:       http.StatusConflict,
+	EDayOpenItems:     http.StatusConflict,
+	EFileOtherBank:    http.StatusUnprocessableEntity,
+	EFileOtherDate:    http.StatusUnprocessableEntity,
+	EFileImported:     http.StatusConflict,
+	EFileInvalid:      http.StatusUnprocessableEntity,
 	EMethod:           http.StatusMethodNotAllowed,
 }
 

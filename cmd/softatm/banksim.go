@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -71,8 +72,24 @@ func runBanksim(ctx context.Context, args []string) error {
 			http.Error(w, "date must be YYYY-MM-DD", http.StatusBadRequest)
 			return
 		}
+		// One file per bank (?bank=MB; default: the simulator's one bank).
+		bank := r.URL.Query().Get("bank")
+		var buf bytes.Buffer
+		if bank == "" {
+			err = sim.WriteSettlementFile(&buf, day)
+		} else {
+			err = sim.WriteBankSettlementFile(&buf, bank, day)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if bank == "" {
+			bank = sim.Bank()
+		}
 		w.Header().Set("Content-Type", "text/csv")
-		_ = sim.WriteSettlementFile(w, day)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+banksim.SettlementFileName(bank, day)+`"`)
+		_, _ = w.Write(buf.Bytes())
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()

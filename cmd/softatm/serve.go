@@ -283,8 +283,11 @@ func clockFromEnv() (func() time.Time, error) {
 type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
+	// Clock, if set, is the clock of everything the switch runs (tests
+	// that walk business days); nil: time.Now or SOFTATM_CLOCK_OFFSET's.
+	Clock func() time.Time
 
-	clock     func() time.Time // time.Now, or the fault tests' offset clock
+	clock     func() time.Time // time.Now, or the fault tests' offset clock, or Clock
 	Addr      net.Addr         // the HTTP address, once Run has started
 	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
@@ -321,6 +324,9 @@ func (m *Main) Run(ctx context.Context) error {
 	clock, err := clockFromEnv()
 	if err != nil {
 		return err
+	}
+	if m.Clock != nil {
+		clock = m.Clock
 	}
 	m.clock = clock
 	if err := m.openPool(ctx); err != nil {
@@ -473,13 +479,16 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))
 
-	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool)), Now: m.clock}
+	reconLines := atmswitch.NewReconLines(m.Pool)
+	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, reconLines), Day: reconLines, Now: m.clock}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
 	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))
 	route("GET /v1/finance/days/{date}/settlement", asFinance(http.HandlerFunc(fin.Settlement)))
+	route("GET /v1/finance/days/{date}/close", asFinance(http.HandlerFunc(fin.Closing)))
 	route("POST /v1/finance/days/{date}/close", finIdem(fin.Close))
 	route("POST /v1/finance/recon/{bank}/{date}", finIdem(fin.Import))
+	route("POST /v1/finance/recon", finIdem(fin.Import))
 	route("GET /v1/finance/recon/{bank}/{date}", asFinance(http.HandlerFunc(fin.Report)))
 	route("POST /v1/finance/recon/items/{id}/resolve", finIdem(fin.ResolveItem))
 	route("GET /v1/finance/exceptions", asFinance(http.HandlerFunc(fin.Exceptions)))

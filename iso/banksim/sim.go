@@ -166,6 +166,8 @@ type Sim struct {
 	log *slog.Logger
 	tls *tls.Config // nil: plain TCP
 
+	bank bankConfig // the bank it plays, its cut-off (bank.go)
+
 	mu          sync.Mutex
 	accounts    map[string]*account
 	holds       map[string]*Hold // by approval code
@@ -361,7 +363,7 @@ func (s *Sim) handle(c *conn, m *iso.Message) bool {
 		tell(lie, reply)
 	}
 	if reply.MTI != iso.MTINetworkResponse {
-		reply.SettlementDate = s.now().In(iso.LocalZone).Format("0102")
+		reply.SettlementDate = s.settlementDate(m.Account) // the bank's cut-off decides (bank.go)
 	}
 
 	delay := time.Duration(fault.DelayMs) * time.Millisecond
