@@ -46,6 +46,10 @@ type AdviceRequest struct {
 	CardAcceptor  string
 	AcceptorName  string
 	Original      Original // field 90
+	// ProcessingCode is field 3 of the message reversed; empty: a cash
+	// withdrawal's. A deposit's reversal carries ProcessingDeposit (and
+	// Original.MTI 0200), so the bank knows which way the money went.
+	ProcessingCode string
 }
 
 // AdviceResponse is the part of a 0230/0430 the switch needs.
@@ -151,6 +155,12 @@ func (r AdviceRequest) Message(baseMTI, acquirerID string) (*Message, error) {
 	c := common{r.STAN, r.RRN, r.TransmittedAt, r.Account, r.Amount, r.Currency, r.TerminalID, r.CardAcceptor, r.AcceptorName}
 	if err := c.fill(m, acquirerID); err != nil {
 		return nil, fmt.Errorf("%s: %w", mti, err)
+	}
+	if r.ProcessingCode != "" {
+		if len(r.ProcessingCode) != 6 || !isDigits(r.ProcessingCode) {
+			return nil, fmt.Errorf("%s: processing code %q: want 6 digits", mti, r.ProcessingCode)
+		}
+		m.ProcessingCode = r.ProcessingCode
 	}
 	if r.ApprovalCode != "" {
 		code, err := padText(r.ApprovalCode, 6)
