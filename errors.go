@@ -49,6 +49,10 @@ const (
 	EDayClosed        = "day_closed"                 // the business day is closed
 	EUnavailable      = "unavailable"                // a dependency (Redis, database) is down
 	EInternal         = "internal"                   // a bug or an unexpected failure
+	// deposits (cash in)
+	ETillFull        = "till_cash_cap"      // the deposit would put the till over its cash cap (insured amount): refused before counting
+	EIDNumberNeeded  = "id_number_required" // a large-cash deposit: the teller must type the citizen's ID number
+	EDepositNotTaken = "deposit_not_taken"  // the bank did not credit the deposit: hand the cash back (declined, no answer, or answered too late: reversed)
 )
 
 // Error is a domain error with a stable code and a message safe to show to

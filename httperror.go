@@ -39,6 +39,9 @@ var httpStatus = map[string]int{
 	EDayClosed:        http.StatusConflict,
 	EUnavailable:      http.StatusServiceUnavailable,
 	EInternal:         http.StatusInternalServerError,
+	ETillFull:         http.StatusConflict,
+	EIDNumberNeeded:   http.StatusUnprocessableEntity,
+	EDepositNotTaken:  http.StatusPaymentRequired,
 }
 
 // HTTPStatus maps an error to its HTTP status.

@@ -102,6 +102,8 @@ type Withdrawal struct {
 	PaidBy       string
 	PaidKiosk    string
 	PostOffice   string
+	// PaidAt and BusinessDate are, for a deposit, when and on which
+	// business day the bank credited it (columns credited_at, credit_date).
 	PaidAt       time.Time
 	BusinessDate time.Time
 

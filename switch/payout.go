@@ -36,6 +36,11 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	if err != nil {
 		return Withdrawal{}, err
 	}
+	if w.Kind == KindDeposit {
+		// One scan serves both directions: a deposit code is claimed for
+		// cash in (deposit.go).
+		return s.claimDeposit(ctx, t, w)
+	}
 	claimable := func(w Withdrawal) bool {
 		return w.State == StateReserved || (w.State == StateClaimed && (w.ClaimedBy == t.holder() || now.After(w.ClaimUntil)))
 	}

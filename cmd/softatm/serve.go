@@ -425,6 +425,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("GET /v1/limits", bankAuth(http.HandlerFunc(bankAPI.Limits)))
 	route("POST /v1/withdrawals/{id}/cancel", bankIdem(bankAPI.Cancel))
 	route("GET /v1/withdrawals/{id}/qr.png", bankAuth(http.HandlerFunc(bankAPI.QRPNG)))
+	route("POST /v1/deposits", bankIdem(bankAPI.CreateDeposit))
 
 	tapi := &teller.API{Service: m.Service, Auth: m.Auth, Pool: m.Pool, Log: m.Log}
 	asTeller := m.Auth.RequireStaff(auth.RoleTeller)
@@ -438,6 +439,11 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))
+	route("POST /v1/teller/deposits/lookup", tellerIdem(tapi.AsTeller(tapi.LookupAccount)))
+	route("POST /v1/teller/deposits/walkin", tellerIdem(tapi.AsTeller(tapi.WalkIn)))
+	route("POST /v1/teller/deposits/confirm", tellerIdem(tapi.AsTeller(tapi.ConfirmDeposit)))
+	route("POST /v1/teller/deposits/release", tellerIdem(tapi.AsTeller(tapi.ReleaseDeposit)))
+	route("GET /v1/teller/deposits/{id}/receipt", asTeller(tapi.AsTeller(tapi.DepositReceipt)))
 
 	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool)), Now: m.clock}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
@@ -457,6 +463,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/teller/till/count", tellerIdem(tapi.AsTeller(fin.TellerCount)))
 	route("GET /v1/finance/forecast", asFinance(http.HandlerFunc(fin.Forecast)))
 	route("GET /v1/finance/words", asFinance(http.HandlerFunc(fin.WordsHandler)))
+	route("GET /v1/finance/large-cash", asFinance(http.HandlerFunc(fin.LargeCash)))
 
 	teller.MountPages(mux, m.Config.Demo)
 	if m.Config.Demo {
