@@ -47,7 +47,7 @@ type Config struct {
 	DepositMin             int64         // smallest deposit
 	DepositMax             int64         // largest single deposit
 	DepositAccountDailyMax int64         // credited to one account in any 24 hours; 0: none
-	DepositCodeTTL         time.Duration // how long a deposit code can be brought to a counter
+	DepositCodeTTL         time.Duration // how long a deposit code can be brought to a counter; at most CodeTTL (the keyring refuses longer-lived codes: key retirement counts on it)
 	WalkInTTL              time.Duration // how long a walk-in deposit the teller started stays open (released, not confirmed)
 	CreditTimeout          time.Duration // deadline for the 0210
 	CreditingMax           time.Duration // a 'crediting' deposit older than this is failed and reversed by the sweeper
@@ -81,7 +81,7 @@ func DefaultConfig() Config {
 		DepositMin:             50_000,
 		DepositMax:             500_000_000,
 		DepositAccountDailyMax: 1_000_000_000,
-		DepositCodeTTL:         24 * time.Hour,
+		DepositCodeTTL:         6 * time.Hour,
 		WalkInTTL:              15 * time.Minute,
 		CreditTimeout:          10 * time.Second,
 		CreditingMax:           30 * time.Second,
