@@ -107,3 +107,43 @@ func TestBrowserKioskCashIn(t *testing.T) {
 
 // eval is eval[bool] as a method, for the tests that read many flags.
 func (b *browser) eval(expr string) bool { return eval[bool](b, expr) }
+
+// TestBrowserDemoDepositCode: the demo app makes a deposit code (QR and
+// numeric); a teller takes the cash for it by its numeric code; the app
+// follows it to credited.
+func TestBrowserDemoDepositCode(t *testing.T) {
+	t.Parallel()
+	sys := startSystem(t)
+	b := newBrowser(t)
+	b.do("open the demo app",
+		chromedp.Navigate(sys.URL+"/demo/app"),
+		chromedp.WaitVisible(chromedp.ID("create-deposit")),
+	)
+	b.waitFor("the accounts load", `document.querySelectorAll("#account option").length > 0`)
+	b.do("ask for a deposit code",
+		chromedp.SetValue(chromedp.ID("account"), "9704000000000011"),
+		chromedp.Click(chromedp.CSS(`[data-amount="2000000"]`)),
+		chromedp.Click(chromedp.ID("create-deposit")),
+	)
+	b.waitFor("the code shows", shown("code-view"))
+	b.waitFor("the QR image loads", `(function(){const i=document.getElementById("qr"); return i.complete && i.naturalWidth > 100})()`)
+	b.waitFor("status deposit_issued", `document.getElementById("status").dataset.state === "deposit_issued"`)
+	numeric := strings.ReplaceAll(b.text("numeric-code"), " ", "")
+	if len(numeric) != 12 {
+		t.Fatalf("numeric code %q", numeric)
+	}
+	b.shot("demo-deposit-code")
+
+	teller := apiLogin(t, sys, "teller1", "teller1-demo")
+	var scan struct {
+		Kind string `json:"kind"`
+		ID   string `json:"withdrawal_id"`
+	}
+	teller.post(t, "/v1/teller/scan", map[string]string{"numeric": numeric, "phone_last4": "5611"}, &scan)
+	if scan.Kind != "deposit" {
+		t.Fatalf("the numeric code scanned as %q", scan.Kind)
+	}
+	teller.post(t, "/v1/teller/deposits/confirm", map[string]any{"deposit_id": scan.ID, "cash_counted": true}, nil)
+	b.waitFor("status credited", `document.getElementById("status").dataset.state === "credited"`)
+	b.shot("demo-deposit-credited")
+}
