@@ -103,6 +103,12 @@ func TestBrowserKioskCashIn(t *testing.T) {
 	if state != "credit_declined" {
 		t.Errorf("the declined walk-in is %q", state)
 	}
+	// Finance sees the day's cash in per bank and per post office.
+	f := newBrowser(t)
+	f.login(sys.URL, "/finance", "finance", "finance-demo")
+	f.waitFor("MB's cash in", `(function(){const c=document.querySelector('#banks tr[data-bank="MB"] td.cash-in'); return !!c && c.textContent === "500.000 ₫"})()`)
+	f.waitFor("LS-001's cash in", `(function(){const c=document.querySelector('tr[data-post-office="LS-001"] td.cash-in'); return !!c && c.textContent === "500.000 ₫"})()`)
+	f.shot("finance-cash-in")
 }
 
 // eval is eval[bool] as a method, for the tests that read many flags.
