@@ -419,6 +419,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	}
 	s.m.transition(StateDepCrediting)
 
+	crashPoint(CrashDepositBeforeSend)
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CreditTimeout)
 	resp, err := db.Credit(cctx, iso.CreditRequest{STAN: sent.STAN, RRN: sent.RRN, TransmittedAt: sent.TransmittedAt,
 		Account: sent.Account, Amount: sent.Amount, Currency: sent.Currency, TerminalID: sent.TerminalID,
@@ -456,7 +457,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 		return DepositReceipt{}, s.notTaken(ctx, id, "the bank's answer did not match the deposit; hand the cash back",
 			fmt.Errorf("deposit %s: credited %d, asked %d", id, resp.Amount, sent.Amount))
 	}
-	crashPoint(CrashAfterAuthorize)
+	crashPoint(CrashDepositAfter0210)
 	res, err := s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvApprove, At: s.now(),
 		Set: []Col{{"approval_code", resp.ApprovalCode}, {"approved_amount", resp.Amount}, {"response_code", iso.RCApproved},
 			{"credited_at", s.now()}, {"credit_date", ledger.BusinessDateArg}},
