@@ -2,6 +2,7 @@ package atmswitch_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -494,4 +495,39 @@ func TestDepositSweepAndRelease(t *testing.T) {
 	_, err = e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
 	wantCode(t, err, softatm.ECodeCancelled)
 	e.checkLedger(t)
+}
+
+// TestDepositCallbacks: a deposit's bank client is called back for each of
+// its state changes, typed "deposit.<state>", never "withdrawal.…".
+func TestDepositCallbacks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	rcv := newReceiver(t, callbackSecret, 0, false)
+	addClient(t, e.pool, "mb-app", "MB")
+	if err := atmswitch.SetCallback(ctx, e.pool, e.cfg.Secret, "mb-app", rcv.URL+"/softatm", callbackSecret); err != nil {
+		t.Fatal(err)
+	}
+	is, err := e.svc.CreateDeposit(ctx, "MB", atmswitch.DepositRequest{Account: acctRich, Amount: 300_000,
+		HolderName: "Nguyen Van An", PhoneLast4: phoneRich, Client: "mb-app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.svc.ConfirmDeposit(ctx, teller1, w.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.drainCallbacks(t, e.callbackWorker(t, 10, 2*time.Second))
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	var types []string
+	for _, ev := range rcv.accepted {
+		types = append(types, ev.Type)
+	}
+	if want := []string{"deposit.at_counter", "deposit.crediting", "deposit.credited"}; fmt.Sprint(types) != fmt.Sprint(want) {
+		t.Fatalf("callbacks %v, want %v", types, want)
+	}
 }
