@@ -179,4 +179,22 @@ func TestEndToEndDeposits(t *testing.T) {
 	if err := check(t.Context(), s.Pool); err != nil {
 		t.Fatal(err)
 	}
+
+	// The operator sets LS-003's cash cap (it holds 1,000,000): a deposit
+	// that would go over it is refused before the cash is counted.
+	if err := runAdmin(t.Context(), []string{"post-office", "-database", s.Main.Config.DatabaseURL, "-code", "LS-003",
+		"-name", "Buu dien Van Quan", "-cash-cap", "1200000"}); err != nil {
+		t.Fatal(err)
+	}
+	teller3 := s.login(t, "teller3", "teller3-demo")
+	status, _ = s.call(t, teller3.c, "POST", "/v1/teller/deposits/walkin", teller3.headers(""),
+		map[string]any{"account": agrAcct, "amount": 300_000}, &e)
+	if status != http.StatusConflict || e.Error.Code != "till_cash_cap" {
+		t.Fatalf("a deposit over the cash cap: %d %+v", status, e)
+	}
+	status, raw = s.call(t, teller3.c, "POST", "/v1/teller/deposits/walkin", teller3.headers(""),
+		map[string]any{"account": agrAcct, "amount": 200_000}, &scan)
+	if status != 200 {
+		t.Fatalf("a deposit up to the cash cap: %d %s", status, raw)
+	}
 }
