@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -175,6 +176,56 @@ func TestEndToEndDeposits(t *testing.T) {
 	status, _ = s.call(t, teller1.c, "GET", "/v1/finance/large-cash?from=2000-01-01", nil, nil, nil)
 	if status != http.StatusForbidden {
 		t.Fatalf("a teller read the large-cash report: %d", status)
+	}
+
+	// A withdrawal at the same counter: the day's settlement nets MB's
+	// deposits against its withdrawals and shows both gross figures.
+	wd := s.createWithdrawal(t, mbAcct, 400_000)
+	status, raw = s.call(t, teller1.c, "POST", "/v1/teller/scan", teller1.headers(""), map[string]string{"qr": wd.QRPayload}, nil)
+	if status != 200 {
+		t.Fatalf("scan withdrawal: %d %s", status, raw)
+	}
+	status, raw = s.call(t, teller1.c, "POST", "/v1/teller/confirm", teller1.headers(""),
+		map[string]any{"withdrawal_id": wd.ID, "id_checked": true}, nil)
+	if status != 200 {
+		t.Fatalf("confirm withdrawal: %d %s", status, raw)
+	}
+	day, err := s.Main.Ledger.BusinessDate(t.Context(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var settled struct {
+		Banks []struct {
+			Bank                       string
+			Gross, Fees, Deposits, Net int64
+			DepositCount               int64 `json:"deposit_count"`
+		} `json:"banks"`
+		PostOffices []struct {
+			PostOffice string `json:"post_office"`
+			CashOut    int64  `json:"cash_out"`
+			CashIn     int64  `json:"cash_in"`
+		} `json:"post_offices"`
+	}
+	status, raw = s.call(t, fin.c, "GET", "/v1/finance/days/"+day.Format(time.DateOnly)+"/settlement", nil, nil, &settled)
+	if status != 200 {
+		t.Fatalf("settlement: %d %s", status, raw)
+	}
+	nets := map[string]string{}
+	for _, b := range settled.Banks {
+		nets[b.Bank] = fmt.Sprintf("gross %d fees %d deposits %d (%d) net %d", b.Gross, b.Fees, b.Deposits, b.DepositCount, b.Net)
+	}
+	for bank, want := range map[string]string{
+		"MB":  "gross 400000 fees 0 deposits 500000 (1) net -100000",
+		"AGR": "gross 0 fees 0 deposits 6000000 (1) net -6000000",
+	} {
+		if nets[bank] != want {
+			t.Errorf("settlement of %s: %s, want %s", bank, nets[bank], want)
+		}
+	}
+	for _, p := range settled.PostOffices {
+		if p.PostOffice == "LS-001" && (p.CashIn != 500_000 || p.CashOut != 400_000) {
+			t.Errorf("LS-001: cash in %d, out %d", p.CashIn, p.CashOut)
+		}
 	}
 	if err := check(t.Context(), s.Pool); err != nil {
 		t.Fatal(err)
