@@ -138,6 +138,14 @@ func TestDepositWithAppCode(t *testing.T) {
 	if got := e.tillCashOf(t, "LS-001"); got != till+1_000_000 {
 		t.Fatalf("till %d, want %d", got, till+1_000_000)
 	}
+	day, err := e.svc.Till(ctx, teller1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if day.DepositCount != 2 || day.CashIn != 1_000_000 || len(day.Deposits) != 2 || day.Deposits[0].WithdrawalID != w2.ID ||
+		day.Count != 0 || day.Cash != till+1_000_000 {
+		t.Fatalf("the teller's day: %+v", day)
+	}
 	e.checkLedger(t)
 }
 

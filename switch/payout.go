@@ -444,6 +444,11 @@ type TillDay struct {
 	Cash       int64     `json:"cash"`
 	Currency   string    `json:"currency"`
 	Payouts    []Receipt `json:"payouts"`
+	// Cash in: the deposits the post office took in today (deposit.go);
+	// each Receipt's WithdrawalID is the deposit's id.
+	DepositCount int64     `json:"deposit_count"`
+	CashIn       int64     `json:"cash_in"`
+	Deposits     []Receipt `json:"deposits"`
 }
 
 // payoutsShownMax bounds the payouts listed on the till page.
@@ -462,5 +467,9 @@ func (s *Service) Till(ctx context.Context, t Teller) (TillDay, error) {
 	out := TillDay{PostOffice: t.PostOffice, Currency: s.cfg.Currency,
 		Cash: a.DebitsPosted - a.CreditsPosted - a.CreditsPending}
 	out.Payouts, out.Count, out.PaidOut, err = s.store.Payouts(ctx, t.PostOffice, day, payoutsShownMax)
+	if err != nil {
+		return out, err
+	}
+	out.Deposits, out.DepositCount, out.CashIn, err = s.store.CreditedAt(ctx, t.PostOffice, day, payoutsShownMax)
 	return out, err
 }

@@ -69,6 +69,19 @@ func TestBrowserKioskCashIn(t *testing.T) {
 		t.Fatalf("after confirm the deposit is %q", got)
 	}
 	b.shot("kiosk-cash-in-receipt")
+	// My day counts it, and reprints it.
+	b.waitFor("My day counts the deposit", `document.getElementById("till-deposit-count").textContent === "1"`)
+	if got := b.text("till-cash-in"); got != "500.000 ₫" {
+		t.Errorf("My day's cash in %q", got)
+	}
+	b.do("next customer", chromedp.Click(chromedp.ID("next")))
+	reprint := `#till-payouts button.reprint[data-deposit="` + dep.ID.String() + `"]`
+	b.waitFor("the deposit's reprint button", `!!document.querySelector('`+reprint+`')`)
+	b.do("reprint the deposit", chromedp.Click(chromedp.CSS(reprint)))
+	b.waitFor("the reprinted cash-in receipt", shown("receipt")+` && document.getElementById("receipt").dataset.kind === "cash_in"`)
+	if !b.eval(shown("receipt-reprint")) {
+		t.Error("a deposit's reprint is not marked as one")
+	}
 
 	// A walk-in at LS-002, no camera: the teller types the account.
 	sys.Sim.SetFault("9704050000000015", banksim.Fault{})

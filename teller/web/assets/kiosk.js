@@ -540,14 +540,17 @@
     loadTill();
   }
 
-  // reprint shows a payout of today again, from "My day". Not while a
-  // payout is on screen: that one must be finished or cancelled first.
-  async function reprint(id, button) {
+  // reprint shows a payout (or a deposit) of today again, from "My day".
+  // Not while one is on screen: that one must be finished or cancelled
+  // first.
+  async function reprint(id, button, deposit) {
     if (current) return;
     S.hideError(ui.error);
     await S.busy(button, async () => {
       try {
-        showReceipt(await S.request("GET", "/v1/teller/receipts/" + encodeURIComponent(id)));
+        const path = deposit ? "/v1/teller/deposits/" + encodeURIComponent(id) + "/receipt"
+          : "/v1/teller/receipts/" + encodeURIComponent(id);
+        showReceipt(await S.request("GET", path));
       } catch (err) {
         fail(err);
       }
@@ -566,16 +569,25 @@
       ui.tillCount.textContent = String(t.count || 0);
       ui.tillPaidOut.textContent = S.money(t.paid_out || 0);
       ui.tillCash.textContent = S.money(t.cash || 0);
-      const rows = (t.payouts || []).map((p) => {
+      $("till-deposit-count").textContent = String(t.deposit_count || 0);
+      $("till-cash-in").textContent = S.money(t.cash_in || 0);
+      // Payouts and deposits in one list, newest first; a deposit's amount
+      // is marked "+" (cash into the till).
+      const items = (t.payouts || []).map((p) => ({ p, deposit: false }))
+        .concat((t.deposits || []).map((p) => ({ p, deposit: true })))
+        .sort((a, b) => Date.parse(b.p.paid_at) - Date.parse(a.p.paid_at));
+      const rows = items.map(({ p, deposit }) => {
         const tr = document.createElement("tr");
         const b = S.el("button", "In lại · Reprint", "secondary small reprint");
         b.type = "button";
-        b.dataset.withdrawal = p.withdrawal_id;
-        b.addEventListener("click", () => reprint(p.withdrawal_id, b));
+        if (deposit) b.dataset.deposit = p.withdrawal_id;
+        else b.dataset.withdrawal = p.withdrawal_id;
+        b.addEventListener("click", () => reprint(p.withdrawal_id, b, deposit));
         const td = document.createElement("td");
         td.append(b);
-        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", S.money(p.amount), "num"), td);
-        tr.dataset.withdrawal = p.withdrawal_id;
+        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", (deposit ? "+" : "") + S.money(p.amount), "num" + (deposit ? " cash-in" : "")), td);
+        if (deposit) tr.dataset.deposit = p.withdrawal_id;
+        else tr.dataset.withdrawal = p.withdrawal_id;
         return tr;
       });
       if (!rows.length) {
