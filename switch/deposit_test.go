@@ -539,3 +539,41 @@ func TestDepositCallbacks(t *testing.T) {
 		t.Fatalf("callbacks %v, want %v", types, want)
 	}
 }
+
+// TestDepositConfirmedOnce: many confirms of one deposit at once (a double
+// tap with fresh keys, a retry while the first waits for the bank): one
+// 0200 leaves, one receipt, one transfer; the others are told the deposit
+// is with the bank or already credited.
+func TestDepositConfirmedOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	is := e.depositCode(t, "MB", acctRich, 400_000)
+	w, err := e.svc.Scan(ctx, teller1, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
+	const tries = 8
+	errs := make(chan error, tries)
+	for range tries {
+		go func() {
+			_, err := e.svc.ConfirmDeposit(ctx, teller1, w.ID, "")
+			errs <- err
+		}()
+	}
+	ok := 0
+	for range tries {
+		err := <-errs
+		switch c := softatm.ErrorCode(err); {
+		case err == nil:
+			ok++
+		case c != softatm.EConflict && c != softatm.ECodeUsed:
+			t.Errorf("a concurrent confirm: %v", err)
+		}
+	}
+	if ok != 1 || e.sim.Received(iso.MTIFinancialRequest) != 1 || e.transfersOf(t, w.ID) != 1 {
+		t.Fatalf("%d receipts, %d 0200s, %d transfers", ok, e.sim.Received(iso.MTIFinancialRequest), e.transfersOf(t, w.ID))
+	}
+	e.checkLedger(t)
+}
