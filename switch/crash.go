@@ -18,8 +18,9 @@ const (
 	CrashBeforeReversal = "outbox_before_reversal" // 0420 about to leave
 	CrashAfterAuthorize = "create_after_0110"      // hold approved at the bank, not recorded
 	// Deposits (deposit.go).
-	CrashDepositBeforeSend = "deposit_before_0200" // crediting recorded, the 0200 not sent
-	CrashDepositAfter0210  = "deposit_after_0210"  // the bank credited the account, not recorded
+	CrashDepositBeforeSend  = "deposit_before_0200"  // crediting recorded, the 0200 not sent
+	CrashDepositAfter0210   = "deposit_after_0210"   // the bank credited the account, not recorded
+	CrashDepositAfterCommit = "deposit_after_commit" // credited and recorded, the receipt not answered
 )
 
 var crashAt = os.Getenv("SOFTATM_CRASH_AT")

@@ -483,6 +483,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 		s.m.transition(StateDepCredited)
 		_ = res
 	}
+	crashPoint(CrashDepositAfterCommit)
 	rc, err := s.CreditedReceipt(ctx, t, id)
 	if err != nil {
 		// Credited: the receipt can be reprinted; say so rather than fail.

@@ -245,6 +245,29 @@ func TestScenario9Deposits(t *testing.T) {
 			}
 		}
 
+		// kill -9 once the credit is recorded, before the receipt is
+		// answered: a retry says it is credited (the receipt is reprinted
+		// from My day), never credits again.
+		c = e.createDeposit(p)
+		p.kill()
+		p.start([]string{"SOFTATM_CRASH_AT=" + atmswitch.CrashDepositAfterCommit})
+		e.takeDeposit(p, tl, c)
+		if r := tl.confirmDeposit(p, c.ID, ""); r.err == nil {
+			e.violation("%s: confirm answered %v", atmswitch.CrashDepositAfterCommit, r)
+		}
+		if !p.waitExit(crashWait) {
+			e.violation("%s: the process never reached its crash point", atmswitch.CrashDepositAfterCommit)
+		}
+		e.fault("kill -9 at " + atmswitch.CrashDepositAfterCommit)
+		p.start(nil)
+		if r := tl.confirmDeposit(p, c.ID, ""); r.status != http.StatusConflict || r.code() != "code_already_used" {
+			e.violation("%s: confirm after the restart: %v", atmswitch.CrashDepositAfterCommit, r)
+		}
+		if st, posts := e.row(c.ID); st != "credited" {
+			e.violation("%s: deposit ended %s with %d postings", atmswitch.CrashDepositAfterCommit, st, posts)
+		}
+		credited++
+
 		// kill -9 as a deposit's reversal is about to leave.
 		c = e.createDeposit(p)
 		e.takeDeposit(p, tl, c)
