@@ -56,6 +56,10 @@ const (
 	EFileImported     = "settlement_file_imported"   // this very file was imported before (same checksum)
 	EFileInvalid      = "settlement_file_invalid"    // the settlement file has bad lines (each is listed)
 	EMethod           = "method_not_allowed"         // the path exists, not with this method (405, Allow lists those it has)
+	// deposits (cash in)
+	ETillFull        = "till_cash_cap"      // the deposit would put the till over its cash cap (insured amount): refused before counting
+	EIDNumberNeeded  = "id_number_required" // a large-cash deposit: the teller must type the citizen's ID number
+	EDepositNotTaken = "deposit_not_taken"  // the bank did not credit the deposit: hand the cash back (declined, no answer, or answered too late: reversed)
 )
 
 // Error is a domain error with a stable code and a message safe to show to

@@ -46,6 +46,9 @@ var httpStatus = map[string]int{
 	EFileImported:     http.StatusConflict,
 	EFileInvalid:      http.StatusUnprocessableEntity,
 	EMethod:           http.StatusMethodNotAllowed,
+	ETillFull:         http.StatusConflict,
+	EIDNumberNeeded:   http.StatusUnprocessableEntity,
+	EDepositNotTaken:  http.StatusPaymentRequired,
 }
 
 // WithJSONMuxErrors answers what mux itself refuses (no route: 404; a

@@ -44,10 +44,13 @@ type Message struct {
 	TerminalID           string `iso8583:"41"`
 	CardAcceptor         string `iso8583:"42"`
 	AcceptorName         string `iso8583:"43"`
-	Currency             string `iso8583:"49"`
-	NetworkCode          string `iso8583:"70"`
-	OriginalData         string `iso8583:"90"`
-	Account              string `iso8583:"102"`
+	// AdditionalData is field 48 (LLL ans..999): in the 0110 answering an
+	// account verification (deposit.go), the account holder's name.
+	AdditionalData string `iso8583:"48"`
+	Currency       string `iso8583:"49"`
+	NetworkCode    string `iso8583:"70"`
+	OriginalData   string `iso8583:"90"`
+	Account        string `iso8583:"102"`
 }
 
 // AccountID returns the account identification: field 102, or field 2 when
@@ -65,6 +68,8 @@ func ResponseMTI(mti string) string {
 	switch mti {
 	case MTIAuthRequest:
 		return MTIAuthResponse
+	case MTIFinancialRequest:
+		return MTIFinancialResponse
 	case MTIAdvice, MTIAdviceRepeat:
 		return MTIAdviceResponse
 	case MTIReversal, MTIReversalRepeat:

@@ -37,7 +37,7 @@ func testAdvice() AdviceRequest {
 var field1987 = map[int]struct{ fixed, llvar int }{
 	2: {llvar: 2}, 3: {fixed: 6}, 4: {fixed: 12}, 7: {fixed: 10}, 11: {fixed: 6},
 	12: {fixed: 6}, 13: {fixed: 4}, 15: {fixed: 4}, 32: {llvar: 2}, 37: {fixed: 12},
-	38: {fixed: 6}, 39: {fixed: 2}, 41: {fixed: 8}, 42: {fixed: 15}, 43: {fixed: 40},
+	38: {fixed: 6}, 39: {fixed: 2}, 41: {fixed: 8}, 42: {fixed: 15}, 43: {fixed: 40}, 48: {llvar: 3},
 	49: {fixed: 3}, 70: {fixed: 3}, 90: {fixed: 42}, 102: {llvar: 2},
 }
 
@@ -316,11 +316,33 @@ func sampleMessages(t testing.TB) []*Message {
 	signOff := networkMessage(NetworkSignOff, "000003", testTime, DefaultAcquirerID)
 	signOnReply := *signOn
 	signOnReply.MTI, signOnReply.ResponseCode = MTINetworkResponse, RCApproved
+	// Deposits (deposit.go), appended so that the captured files above
+	// keep their names: a 0200 and its 0210, its 0420, and an account
+	// verification with the holder's name in field 48.
+	credit, err := CreditRequest(testAuth()).Message(DefaultAcquirerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	depAdv := testAdvice()
+	depAdv.ApprovalCode, depAdv.ProcessingCode, depAdv.Original.MTI = "", ProcessingDeposit, MTIFinancialRequest
+	depReversal, err := depAdv.Message(MTIReversal, DefaultAcquirerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := testAuth()
+	verify, err := VerifyRequest{STAN: a.STAN, RRN: a.RRN, TransmittedAt: a.TransmittedAt, Account: a.Account, Currency: a.Currency,
+		TerminalID: a.TerminalID, CardAcceptor: a.CardAcceptor, AcceptorName: a.AcceptorName}.Message(DefaultAcquirerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verified := reply(verify, RCApproved, "")
+	verified.AdditionalData = "NGUYEN VAN AN"
 	return []*Message{
 		auth, reply(auth, RCApproved, "A1B2C3"), reply(auth, RCInsufficientFunds, ""),
 		advice, adviceRepeat, reply(advice, RCApproved, "A1B2C3"),
 		reversal, reversalRepeat, reply(reversal, RCApproved, ""),
 		signOn, echo, signOff, &signOnReply,
+		credit, reply(credit, RCApproved, "D1E2F3"), depReversal, verify, verified,
 	}
 }
 

@@ -50,6 +50,10 @@ type AdviceRequest struct {
 	// the transaction in (field 15, MMDD): the day it expects to find it
 	// in the issuer's settlement file.
 	SettlementDate time.Time
+	// ProcessingCode is field 3 of the message reversed; empty: a cash
+	// withdrawal's. A deposit's reversal carries ProcessingDeposit (and
+	// Original.MTI 0200), so the bank knows which way the money went.
+	ProcessingCode string
 }
 
 // AdviceResponse is the part of a 0230/0430 the switch needs.
@@ -184,6 +188,12 @@ func (r AdviceRequest) Message(baseMTI, acquirerID string) (*Message, error) {
 	c := common{r.STAN, r.RRN, r.TransmittedAt, r.Account, r.Amount, r.Currency, r.TerminalID, r.CardAcceptor, r.AcceptorName}
 	if err := c.fill(m, acquirerID); err != nil {
 		return nil, fmt.Errorf("%s: %w", mti, err)
+	}
+	if r.ProcessingCode != "" {
+		if len(r.ProcessingCode) != 6 || !isDigits(r.ProcessingCode) {
+			return nil, fmt.Errorf("%s: processing code %q: want 6 digits", mti, r.ProcessingCode)
+		}
+		m.ProcessingCode = r.ProcessingCode
 	}
 	if r.ApprovalCode != "" {
 		code, err := padText(r.ApprovalCode, 6)

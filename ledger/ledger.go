@@ -569,3 +569,17 @@ func PayoutTransfers(withdrawalID uuid.UUID, bank, postOffice string, amount, fe
 	}
 	return ts
 }
+
+// PayableCode is the account of what the switch owes bank: the cash its
+// customers deposited at post offices, until the day's settlement nets it
+// against the bank's receivable.
+func PayableCode(bank string) string { return "bank:" + bank + ":payable" }
+
+// DepositTransfer is the one transfer of a credited deposit: the cash came
+// into the post office's till (debit) and is owed to the bank (credit its
+// payable). Its id is derived from the deposit's, so a deposit is posted at
+// most once however often its approval is retried.
+func DepositTransfer(depositID uuid.UUID, bank, postOffice string, amount int64, currency string) Transfer {
+	return Transfer{ID: TransferID(depositID, "deposit"), Debit: TillCode(postOffice), Credit: PayableCode(bank),
+		Amount: amount, Currency: currency, Kind: KindSingle, WithdrawalID: depositID}
+}

@@ -23,16 +23,22 @@ type BankTotal struct {
 	Count       int64  `json:"count"`       // withdrawals paid on the day: holds posted into the day
 	Gross       int64  `json:"gross"`       // the amounts posted: cash handed out on the bank's behalf
 	Fees        int64  `json:"fees"`        // fee transfers booked against the bank on the day
-	Net         int64  `json:"net"`         // what the bank owes: Gross + Fees (fees are charged to the bank)
+	Net         int64  `json:"net"`         // what the bank owes: Gross + Fees − Deposits (below zero: the switch owes the bank)
 	Settled     int64  `json:"settled"`     // what SettleBank has recorded as paid for the day
 	Outstanding int64  `json:"outstanding"` // Net − Settled: still owed (below zero: paid too much)
 	Currency    string `json:"currency"`
+	// DepositCount and Deposits are the bank's deposits credited on the
+	// day: cash taken in at post offices that the switch owes the bank
+	// (DepositTransfer), netted against Gross in Net. Both gross figures
+	// stay on the report.
+	DepositCount int64 `json:"deposit_count"`
+	Deposits     int64 `json:"deposits"`
 }
 
 // PostOfficeTotal is one post office's cash for one business day. The
 // figures come from the same transfers, so they always add up:
 //
-//	TillOpening + Replenished − Collected − CashOut + OverShort + Other = TillClosing
+//	TillOpening + Replenished − Collected − CashOut + CashIn + OverShort + Other = TillClosing
 //
 // and, when the teller counted the till, Counted = the balance the count was
 // compared with + OverShort of that count (the count's difference).
@@ -50,6 +56,10 @@ type PostOfficeTotal struct {
 	Counted   *int64 `json:"counted"`
 	CountedBy string `json:"counted_by,omitempty"`
 	Currency  string `json:"currency"`
+	// DepositCount and CashIn are the deposits taken into the till on the
+	// day (DepositTransfer: the till debited, a bank's payable credited).
+	DepositCount int64 `json:"deposit_count"`
+	CashIn       int64 `json:"cash_in"`
 }
 
 // Report is the settlement report of one business day. BankTotals and
@@ -122,6 +132,8 @@ func totals(banks []BankTotal, pos []PostOfficeTotal) ([]BankTotal, []PostOffice
 		t.Net += b.Net
 		t.Settled += b.Settled
 		t.Outstanding += b.Outstanding
+		t.DepositCount += b.DepositCount
+		t.Deposits += b.Deposits
 	}
 	pt := []PostOfficeTotal{}
 	for _, p := range pos {
@@ -138,6 +150,8 @@ func totals(banks []BankTotal, pos []PostOfficeTotal) ([]BankTotal, []PostOffice
 		t.CashOut += p.CashOut
 		t.OverShort += p.OverShort
 		t.Other += p.Other
+		t.DepositCount += p.DepositCount
+		t.CashIn += p.CashIn
 		t.TillClosing += p.TillClosing
 		if p.Counted != nil {
 			c := *p.Counted
@@ -212,6 +226,32 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("fee totals: %w", err)
 	}
+	// A credited deposit is one transfer from a till into the bank's
+	// payable (DepositTransfer).
+	rows, err = tx.Query(ctx, `SELECT c.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
+		JOIN accounts d ON d.id = t.debit_account_id
+		JOIN accounts c ON c.id = t.credit_account_id
+		WHERE t.business_date = $1 AND t.kind = $2 AND c.code LIKE 'bank:%:payable' AND d.code LIKE 'po:%:till'
+		GROUP BY c.code, t.currency`, d, KindSingle)
+	if err != nil {
+		return nil, fmt.Errorf("deposit totals: %w", err)
+	}
+	for rows.Next() {
+		var code, cur string
+		var n, sum int64
+		if err := rows.Scan(&code, &cur, &n, &sum); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("deposit totals: %w", err)
+		}
+		if bank, ok := bankOfPayable(code); ok {
+			t := get(bank, cur)
+			t.DepositCount, t.Deposits = t.DepositCount+n, t.Deposits+sum
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("deposit totals: %w", err)
+	}
 	rows, err = tx.Query(ctx, `SELECT bank, currency, sum(amount)::BIGINT FROM bank_settlements
 		WHERE business_date = $1 GROUP BY bank, currency`, d)
 	if err != nil {
@@ -232,7 +272,7 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 	}
 	out := make([]BankTotal, 0, len(m))
 	for _, t := range m {
-		t.Net = t.Gross + t.Fees
+		t.Net = t.Gross + t.Fees - t.Deposits
 		t.Outstanding = t.Net - t.Settled
 		out = append(out, *t)
 	}
@@ -243,6 +283,15 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 		return out[i].Currency < out[j].Currency
 	})
 	return out, nil
+}
+
+// bankOfPayable returns the bank of a PayableCode.
+func bankOfPayable(code string) (string, bool) {
+	s, ok := strings.CutPrefix(code, "bank:")
+	if !ok {
+		return "", false
+	}
+	return strings.CutSuffix(s, ":payable")
 }
 
 func bankOfReceivable(code string) (string, bool) {
@@ -306,6 +355,8 @@ func postOfficeTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]PostOffice
 			t.Collected += sum
 		case other == AccountInFlight && !into && kind == KindSingle:
 			t.Count, t.CashOut = t.Count+n, t.CashOut+sum
+		case into && kind == KindSingle && strings.HasPrefix(other, "bank:") && strings.HasSuffix(other, ":payable"):
+			t.DepositCount, t.CashIn = t.DepositCount+n, t.CashIn+sum
 		case other == OverShortCode(po) && into:
 			t.OverShort += sum
 		case other == OverShortCode(po):
@@ -375,13 +426,17 @@ func postOfficeTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]PostOffice
 // (till_opening + replenished − collected − cash_out + over_short + other =
 // till_closing; counted empty when the till was not counted). A
 // "bank_total" and a "post_office_total" row per currency follow their
-// rows with the sums. Columns that do not apply to a row's kind are empty.
+// rows with the sums. The last two columns are cash in: a bank row's
+// deposits credited for it (its net is gross + fees − cash_in), a post
+// office row's deposits taken into its till (its till adds cash_in).
+// Columns that do not apply to a row's kind are empty.
 // Amounts are integer units of the currency (dong for VND), the currency
 // its ISO 4217 letters. These are the page's numbers: both come from
 // Settlement.
 var CSVHeader = []string{"kind", "business_date", "closed", "bank", "post_office", "count",
 	"gross", "fees", "net", "settled", "outstanding",
-	"till_opening", "replenished", "collected", "cash_out", "over_short", "other", "till_closing", "counted", "currency"}
+	"till_opening", "replenished", "collected", "cash_out", "over_short", "other", "till_closing", "counted", "currency",
+	"deposit_count", "cash_in"}
 
 // WriteCSV writes the report as CSV (see CSVHeader).
 func (r Report) WriteCSV(w io.Writer) error {
@@ -395,7 +450,7 @@ func (r Report) WriteCSV(w io.Writer) error {
 	bank := func(kind string, b BankTotal) []string {
 		return []string{kind, date, closed, b.Bank, "", n(b.Count),
 			n(b.Gross), n(b.Fees), n(b.Net), n(b.Settled), n(b.Outstanding),
-			"", "", "", "", "", "", "", "", b.Currency}
+			"", "", "", "", "", "", "", "", b.Currency, n(b.DepositCount), n(b.Deposits)}
 	}
 	po := func(kind string, p PostOfficeTotal) []string {
 		counted := ""
@@ -405,7 +460,7 @@ func (r Report) WriteCSV(w io.Writer) error {
 		return []string{kind, date, closed, "", p.PostOffice, n(p.Count),
 			"", "", "", "", "",
 			n(p.TillOpening), n(p.Replenished), n(p.Collected), n(p.CashOut), n(p.OverShort), n(p.Other),
-			n(p.TillClosing), counted, p.Currency}
+			n(p.TillClosing), counted, p.Currency, n(p.DepositCount), n(p.CashIn)}
 	}
 	var recs [][]string
 	for _, b := range r.Banks {

@@ -112,13 +112,13 @@ func TestSettlement(t *testing.T) {
 	if err := rep.WriteCSV(&buf); err != nil {
 		t.Fatal(err)
 	}
-	wantCSV := `kind,business_date,closed,bank,post_office,count,gross,fees,net,settled,outstanding,till_opening,replenished,collected,cash_out,over_short,other,till_closing,counted,currency
-bank,2025-06-02,true,MB,,2,1500000,6000,1506000,1506000,0,,,,,,,,,VND
-bank,2025-06-02,true,VCB,,1,2000000,0,2000000,0,2000000,,,,,,,,,VND
-bank_total,2025-06-02,true,,,3,3500000,6000,3506000,1506000,2000000,,,,,,,,,VND
-post_office,2025-06-02,true,,LS-001,2,,,,,,10000000,0,0,1500000,0,0,8500000,,VND
-post_office,2025-06-02,true,,LS-002,1,,,,,,10000000,0,0,2000000,0,0,8000000,,VND
-post_office_total,2025-06-02,true,,,3,,,,,,20000000,0,0,3500000,0,0,16500000,,VND
+	wantCSV := `kind,business_date,closed,bank,post_office,count,gross,fees,net,settled,outstanding,till_opening,replenished,collected,cash_out,over_short,other,till_closing,counted,currency,deposit_count,cash_in
+bank,2025-06-02,true,MB,,2,1500000,6000,1506000,1506000,0,,,,,,,,,VND,0,0
+bank,2025-06-02,true,VCB,,1,2000000,0,2000000,0,2000000,,,,,,,,,VND,0,0
+bank_total,2025-06-02,true,,,3,3500000,6000,3506000,1506000,2000000,,,,,,,,,VND,0,0
+post_office,2025-06-02,true,,LS-001,2,,,,,,10000000,0,0,1500000,0,0,8500000,,VND,0,0
+post_office,2025-06-02,true,,LS-002,1,,,,,,10000000,0,0,2000000,0,0,8000000,,VND,0,0
+post_office_total,2025-06-02,true,,,3,,,,,,20000000,0,0,3500000,0,0,16500000,,VND,0,0
 `
 	if got := buf.String(); got != wantCSV {
 		t.Fatalf("CSV:\n%s\nwant:\n%s", got, wantCSV)

@@ -62,6 +62,9 @@ const (
 
 // Withdrawal is one cash-out, as the database records it.
 type Withdrawal struct {
+	// Kind is the record's lifecycle: a withdrawal's, or a deposit's (the
+	// same record serves both; see lifecycle.go). Empty: a withdrawal.
+	Kind             Kind
 	ID               uuid.UUID
 	Bank             string
 	Account          string // full account number: never log it, see iso.Mask
@@ -99,6 +102,8 @@ type Withdrawal struct {
 	PaidBy       string
 	PaidKiosk    string
 	PostOffice   string
+	// PaidAt and BusinessDate are, for a deposit, when and on which
+	// business day the bank credited it (columns credited_at, credit_date).
 	PaidAt       time.Time
 	BusinessDate time.Time
 

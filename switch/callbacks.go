@@ -119,7 +119,7 @@ func DefaultCallbackConfig() CallbackConfig {
 // CallbackEvent is the body of a callback.
 type CallbackEvent struct {
 	ID         uuid.UUID          `json:"id"`    // the event id: dedupe on it
-	Type       string             `json:"type"`  // "withdrawal.<state>", or "withdrawal.reversed"
+	Type       string             `json:"type"`  // "withdrawal.<state>", or "withdrawal.reversed"; "deposit.<state>" and "deposit.reversed" for a deposit
 	Event      Event              `json:"event"` // the lifecycle event (approve, claim, release, lapse, pay, complete, cancel, expire, decline, fail) or "reversed"
 	Seq        int                `json:"seq"`   // 1, 2, ... per withdrawal, in the order of its changes
 	OccurredAt time.Time          `json:"occurred_at"`

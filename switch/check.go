@@ -35,6 +35,9 @@ var holdByState = func() map[State]holdOf {
 	for changed := true; changed; {
 		changed = false
 		for _, t := range transitions {
+			if t.Kind.orWithdrawal() != KindWithdrawal {
+				continue // a deposit holds nothing (deposits_credited_once)
+			}
 			h, ok := m[t.From]
 			if !ok {
 				continue
@@ -64,6 +67,15 @@ func statesHolding(h holdOf) []string {
 		if hs == h {
 			out = append(out, string(s))
 		}
+	}
+	return out
+}
+
+// stateTexts renders states for an SQL array argument.
+func stateTexts(ss []State) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = string(s)
 	}
 	return out
 }
@@ -135,6 +147,7 @@ func invariants() []ledger.Invariant {
 		                ', ' || COALESCE(h.resolved, 'open'), '')
 		FROM withdrawals w LEFT JOIN hold h ON h.withdrawal_id = w.id
 		WHERE CASE
+			WHEN w.kind = $11 THEN h.n IS NOT NULL -- a deposit holds nothing
 			WHEN w.state = ANY($2) THEN h.n IS NOT NULL
 			WHEN w.state = ANY($3) OR w.state = ANY($4) OR w.state = ANY($5) THEN
 				h.n IS NULL OR h.n <> 1 OR h.amount <> w.amount OR h.currency <> w.currency
@@ -147,7 +160,36 @@ func invariants() []ledger.Invariant {
 		ORDER BY w.id`,
 			Args: []any{ledger.KindPending, statesHolding(holdNone), statesHolding(holdOpen), statesHolding(holdPosted),
 				statesHolding(holdVoided), ledger.ReceivableCode(bankPlaceholder), bankPlaceholder, ledger.AccountInFlight,
-				ledger.KindPostPending, ledger.KindVoidPending}},
+				ledger.KindPostPending, ledger.KindVoidPending, string(KindDeposit)}},
+
+		// A deposit is credited at most once, and only when the bank
+		// approved it: a credited deposit has exactly one transfer, from
+		// the till of the post office that took the cash into its bank's
+		// payable, for its amount, which is the amount the bank approved;
+		// a deposit in any other state has no transfer at all.
+		{Name: "deposits_credited_once", Query: `
+		WITH t AS (
+			SELECT t.withdrawal_id, count(*) AS n, sum(t.amount) AS amount, min(t.kind) AS kind,
+			       min(d.code) AS debit, min(c.code) AS credit
+			FROM transfers t
+			JOIN accounts d ON d.id = t.debit_account_id
+			JOIN accounts c ON c.id = t.credit_account_id
+			WHERE t.withdrawal_id IS NOT NULL
+			GROUP BY t.withdrawal_id
+		)
+		SELECT 'deposit ' || w.id::TEXT || ' (' || w.state || ') of ' || w.amount::TEXT || ', approved ' ||
+		       w.approved_amount::TEXT || ', has ' || COALESCE(t.n, 0)::TEXT || ' transfers' ||
+		       COALESCE(' for ' || t.amount::TEXT || ' from ' || t.debit || ' to ' || t.credit, '')
+		FROM withdrawals w LEFT JOIN t ON t.withdrawal_id = w.id
+		WHERE w.kind = $1 AND CASE
+			WHEN w.state = ANY($2) THEN t.n IS NULL OR t.n <> 1 OR t.kind <> $3 OR t.amount <> w.amount
+				OR w.approved_amount <> w.amount
+				OR t.debit <> replace($4, $5, w.post_office) OR t.credit <> replace($6, $7, w.bank_code)
+			ELSE t.n IS NOT NULL
+		END
+		ORDER BY w.id`,
+			Args: []any{string(KindDeposit), stateTexts(CreditedStates), ledger.KindSingle,
+				ledger.TillCode(postOfficePlaceholder), postOfficePlaceholder, ledger.PayableCode(bankPlaceholder), bankPlaceholder}},
 
 		// The bank approved what was paid: every paid withdrawal's approved
 		// amount (field 4 of its 0110) equals its amount, which the check

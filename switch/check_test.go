@@ -27,6 +27,7 @@ type checkRow struct {
 	paid     bool // the payout transfers were booked
 	void     bool // the hold was voided
 	fee      int64
+	deposit  bool // a deposit; credited: its transfer was booked
 }
 
 // checkRows are one withdrawal in each kind of state; the cases refer to
@@ -41,6 +42,10 @@ var checkRows = []checkRow{
 	{bank: "AGR", po: "LS-001", amount: 310_000, state: atmswitch.StateCompleted, hold: true, paid: true, fee: 2_000},
 	{bank: "MB", amount: 400_000, state: atmswitch.StateCancelled, hold: true, void: true},
 	{bank: "AGR", amount: 410_000, state: atmswitch.StateExpired, hold: true, void: true},
+	{bank: "MB", po: "LS-001", amount: 500_000, state: atmswitch.StateDepCredited, deposit: true},
+	{bank: "AGR", po: "LS-003", amount: 510_000, state: atmswitch.StateDepCrediting, deposit: true},
+	{bank: "MB", po: "LS-001", amount: 520_000, state: atmswitch.StateDepFailed, deposit: true},
+	{bank: "AGR", amount: 530_000, state: atmswitch.StateDepIssued, deposit: true},
 }
 
 // mustCheckData returns a database holding checkRows, with the switch's
@@ -55,9 +60,10 @@ func mustCheckData(t *testing.T) *pgxpool.Pool {
 	for i, r := range checkRows {
 		r.id = uuid.New()
 		_, err := pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, amount, currency, state,
-			terminal_id, stan, rrn, transmitted_at, post_office, approved_amount)
-			VALUES ($1, $2, '0123456789', $3, $4, $5, 'KLS00101', $6, $6, now(), $7, CASE WHEN $8 THEN $3::BIGINT ELSE 0 END)`,
-			r.id, r.bank, r.amount, currencyVN, string(r.state), fmt.Sprintf("%06d", i+1), r.po, r.hold)
+			terminal_id, stan, rrn, transmitted_at, post_office, approved_amount, kind)
+			VALUES ($1, $2, '0123456789', $3, $4, $5, 'KLS00101', $6, $6, now(), $7, CASE WHEN $8 THEN $3::BIGINT ELSE 0 END, $9)`,
+			r.id, r.bank, r.amount, currencyVN, string(r.state), fmt.Sprintf("%06d", i+1), r.po,
+			r.hold || r.state == atmswitch.StateDepCredited, map[bool]string{false: "withdrawal", true: "deposit"}[r.deposit])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,6 +73,9 @@ func mustCheckData(t *testing.T) *pgxpool.Pool {
 		}
 		if r.paid {
 			units = append(units, ledger.Unit{Transfers: ledger.PayoutTransfers(r.id, r.bank, r.po, r.amount, r.fee, currencyVN)})
+		}
+		if r.deposit && r.state == atmswitch.StateDepCredited {
+			units = append(units, ledger.Unit{Transfers: []ledger.Transfer{ledger.DepositTransfer(r.id, r.bank, r.po, r.amount, currencyVN)}})
 		}
 		if r.void {
 			units = append(units, ledger.Unit{Transfers: []ledger.Transfer{ledger.VoidTransfer(r.id, currencyVN)}})
@@ -100,6 +109,7 @@ func TestCheckFindsDisagreement(t *testing.T) {
 		holdsCheck    = "holds_follow_state"
 		namesCheck    = "transfers_name_known_withdrawals"
 		approvedCheck = "paid_amount_approved"
+		depositCheck  = "deposits_credited_once"
 	)
 	for _, c := range []struct {
 		name   string
@@ -135,6 +145,19 @@ func TestCheckFindsDisagreement(t *testing.T) {
 		{"a transfer naming a withdrawal the switch does not have", `UPDATE transfers SET withdrawal_id = gen_random_uuid()
 			WHERE kind = 'void_pending' AND id = (SELECT min(id::TEXT)::UUID FROM transfers WHERE kind = 'void_pending')`,
 			[]string{namesCheck}},
+		{"a deposit credited, then recorded failed (the cash kept and the credit reversed)",
+			`UPDATE withdrawals SET state = 'credit_failed' WHERE state = 'credited'`, []string{depositCheck}},
+		{"a deposit recorded credited that the ledger never posted",
+			`UPDATE withdrawals SET state = 'credited', approved_amount = amount WHERE state = 'crediting'`, []string{depositCheck}},
+		{"a deposit credited for more than the bank approved",
+			`UPDATE withdrawals SET approved_amount = approved_amount - 10000 WHERE state = 'credited'`, []string{depositCheck}},
+		{"a deposit credited for another amount than the till took",
+			`UPDATE withdrawals SET amount = amount + 10000, approved_amount = approved_amount + 10000 WHERE state = 'credited'`,
+			[]string{depositCheck}},
+		{"a deposit taken at another post office than the till debited",
+			`UPDATE withdrawals SET post_office = 'LS-003' WHERE state = 'credited'`, []string{depositCheck}},
+		{"a deposit credited to another bank than the payable credited",
+			`UPDATE withdrawals SET bank_code = 'AGR' WHERE state = 'credited'`, []string{depositCheck}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()

@@ -42,6 +42,19 @@ type Config struct {
 	// Secret keys the hashes of numeric codes and phone digits. It must be
 	// the same on every instance and must never change while codes live.
 	Secret []byte
+
+	// Deposits (cash in), deposit.go.
+	DepositMin             int64         // smallest deposit
+	DepositMax             int64         // largest single deposit
+	DepositAccountDailyMax int64         // credited to one account in any 24 hours; 0: none
+	DepositCodeTTL         time.Duration // how long a deposit code can be brought to a counter; at most CodeTTL (the keyring refuses longer-lived codes: key retirement counts on it)
+	WalkInTTL              time.Duration // how long a walk-in deposit the teller started stays open (released, not confirmed)
+	CreditTimeout          time.Duration // deadline for the 0210
+	CreditingMax           time.Duration // a 'crediting' deposit older than this is failed and reversed by the sweeper
+	// LargeCashThreshold: a customer's (account's) deposits of one
+	// business day at or above it need the ID number the teller types,
+	// and are reported (Vietnam's AML rules: 400,000,000 VND a day).
+	LargeCashThreshold int64
 }
 
 // DefaultConfig returns the defaults.
@@ -64,5 +77,14 @@ func DefaultConfig() Config {
 
 		NumericPostOfficeFailMax: 20,
 		NumericCodeFailMax:       3,
+
+		DepositMin:             50_000,
+		DepositMax:             500_000_000,
+		DepositAccountDailyMax: 1_000_000_000,
+		DepositCodeTTL:         6 * time.Hour,
+		WalkInTTL:              15 * time.Minute,
+		CreditTimeout:          10 * time.Second,
+		CreditingMax:           30 * time.Second,
+		LargeCashThreshold:     400_000_000,
 	}
 }

@@ -17,6 +17,10 @@ const (
 	CrashAfterSend      = "outbox_after_send"      // 0220/0420 answered, answer not recorded
 	CrashBeforeReversal = "outbox_before_reversal" // 0420 about to leave
 	CrashAfterAuthorize = "create_after_0110"      // hold approved at the bank, not recorded
+	// Deposits (deposit.go).
+	CrashDepositBeforeSend  = "deposit_before_0200"  // crediting recorded, the 0200 not sent
+	CrashDepositAfter0210   = "deposit_after_0210"   // the bank credited the account, not recorded
+	CrashDepositAfterCommit = "deposit_after_commit" // credited and recorded, the receipt not answered
 )
 
 var crashAt = os.Getenv("SOFTATM_CRASH_AT")

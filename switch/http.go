@@ -82,6 +82,9 @@ func (m *Metrics) Instrument(route string, h http.Handler) http.Handler {
 
 // WithdrawalView is a withdrawal as a bank's app sees it.
 type WithdrawalView struct {
+	// Kind is "deposit" for a deposit code (cash in); absent for a
+	// withdrawal, as before deposits.
+	Kind        Kind       `json:"kind,omitempty"`
 	ID          uuid.UUID  `json:"id"`
 	State       State      `json:"state"`
 	Bank        string     `json:"bank"`
@@ -108,6 +111,9 @@ func View(w Withdrawal) WithdrawalView {
 	v := WithdrawalView{ID: w.ID, State: w.State, Bank: w.Bank, Account: iso.Mask(w.Account), Amount: w.Amount,
 		Currency: w.Currency, PostOffice: w.PostOffice, CreatedAt: w.CreatedAt}
 	v.NumericBlocked = w.NumericBlocked
+	if w.Kind == KindDeposit {
+		v.Kind = KindDeposit
+	}
 	if !w.ExpiresAt.IsZero() && w.ExpiresAt.Unix() > 0 {
 		t := w.ExpiresAt
 		v.ExpiresAt = &t
@@ -116,7 +122,7 @@ func View(w Withdrawal) WithdrawalView {
 		t := w.PaidAt
 		v.PaidAt = &t
 	}
-	if w.State == StateReserved || w.State == StateClaimed {
+	if w.State == StateReserved || w.State == StateClaimed || w.State == StateDepIssued || w.State == StateDepCounter {
 		v.QRPayload = w.QRPayload
 		v.QRPNG = "/v1/withdrawals/" + w.ID.String() + "/qr.png"
 	}
@@ -278,7 +284,11 @@ func (a *BankAPI) QRPNG(w http.ResponseWriter, r *http.Request) {
 
 // WriteQR serves wd's code as a PNG while it can still be redeemed.
 func WriteQR(w http.ResponseWriter, r *http.Request, log *slog.Logger, wd Withdrawal) {
-	if wd.State != StateReserved && wd.State != StateClaimed {
+	if wd.Kind == KindDeposit && (wd.State != StateDepIssued && wd.State != StateDepCounter || wd.QRPayload == "") {
+		softatm.WriteError(w, r, log, depositStateError(wd, time.Now(), ""))
+		return
+	}
+	if wd.Kind != KindDeposit && wd.State != StateReserved && wd.State != StateClaimed {
 		softatm.WriteError(w, r, log, stateError(wd, time.Now(), ""))
 		return
 	}

@@ -33,7 +33,31 @@ const (
 	EvCancel   Event = "cancel"   // the citizen cancelled
 	EvExpire   Event = "expire"   // the code's lifetime ran out (sweeper)
 	EvComplete Event = "complete" // the bank acknowledged the 0220
+	// EvSend: a deposit's teller confirmed the counted cash; the 0200 is
+	// about to leave (deposit.go).
+	EvSend Event = "send"
 )
+
+// Kind says which lifecycle a row of the table, a move and a record
+// follow. Both live in the one table below and in the one SQL table
+// (withdrawals, column kind, migration 00036): a deposit is a second
+// lifecycle, not a copy of the first. A row, move or record whose Kind is
+// empty is a withdrawal's, so the withdrawal rows read as they always did.
+type Kind string
+
+// The kinds.
+const (
+	KindWithdrawal Kind = "withdrawal"
+	KindDeposit    Kind = "deposit"
+)
+
+// orWithdrawal is k, or KindWithdrawal when k is empty.
+func (k Kind) orWithdrawal() Kind {
+	if k == "" {
+		return KindWithdrawal
+	}
+	return k
+}
 
 // Cond is a condition a transition needs besides its from-state. Each has
 // an SQL form (the store's WHERE) and a Go form (the in-memory fake and the
@@ -78,10 +102,14 @@ const (
 	PostHold   Posting = "hold"   // pending: bank receivable -> in flight
 	PostPayout Posting = "payout" // post the pending, move the cash out of the till, the fee
 	PostVoid   Posting = "void"   // void the pending
+	// PostDeposit: the cash came into the till (debit) and the switch owes
+	// it to the deposit's bank (credit its payable), ledger.DepositTransfer.
+	PostDeposit Posting = "deposit"
 )
 
 // Transition is a row of the lifecycle table.
 type Transition struct {
+	Kind   Kind // empty: KindWithdrawal
 	From   State
 	On     Event
 	To     State
@@ -105,11 +133,52 @@ var transitions = []Transition{
 	{From: StateReserved, On: EvCancel, To: StateCancelled, Posts: PostVoid, Queues: MsgReversal},
 	{From: StateReserved, On: EvExpire, To: StateExpired, Posts: PostVoid, Queues: MsgReversal},
 	{From: StatePaid, On: EvComplete, To: StateCompleted},
+
+	// The deposit (cash-in) lifecycle, see deposit.go. A code is issued
+	// (the bank's app, or a walk-in the teller started); a teller claims
+	// it at the counter and counts the cash; on confirm the row is
+	// committed in crediting before the 0200 leaves, so a crash while it
+	// waits is found by the sweeper and reversed. Only the bank's approval
+	// posts (till debited, bank's payable credited); a late approval finds
+	// the row failed, posts nothing, and the queued 0420 reverses it.
+	{Kind: KindDeposit, From: StateDepIssued, On: EvClaim, To: StateDepCounter, When: []Cond{CondFresh}},
+	{Kind: KindDeposit, From: StateDepCounter, On: EvClaim, To: StateDepCounter, When: []Cond{CondFresh, CondHolderOrLapsed}},
+	{Kind: KindDeposit, From: StateDepCounter, On: EvRelease, To: StateDepIssued, When: []Cond{CondHolder}},
+	{Kind: KindDeposit, From: StateDepCounter, On: EvLapse, To: StateDepIssued, When: []Cond{CondLapsedBefore}},
+	{Kind: KindDeposit, From: StateDepCounter, On: EvSend, To: StateDepCrediting, When: []Cond{CondHolder, CondClaimLive}},
+	{Kind: KindDeposit, From: StateDepCrediting, On: EvApprove, To: StateDepCredited, Posts: PostDeposit},
+	{Kind: KindDeposit, From: StateDepCrediting, On: EvDecline, To: StateDepDeclined},
+	{Kind: KindDeposit, From: StateDepCrediting, On: EvFail, To: StateDepFailed, Queues: MsgReversal},
+	{Kind: KindDeposit, From: StateDepIssued, On: EvCancel, To: StateDepCancelled},
+	{Kind: KindDeposit, From: StateDepIssued, On: EvExpire, To: StateDepExpired},
 }
 
 // States lists every state.
 var States = []State{StateRequested, StateReserved, StateDeclined, StateFailed, StateClaimed,
 	StatePaid, StateCompleted, StateCancelled, StateExpired}
+
+// The deposit lifecycle's states. Their names differ from every
+// withdrawal state's, so a query that lists withdrawal states (AccountUsed,
+// the invariants, the reports) never counts a deposit; the database's CHECK
+// holds each kind to its own states (migration 00036).
+const (
+	StateDepIssued    State = "deposit_issued"    // a deposit code issued (app) or started (walk-in); no cash yet
+	StateDepCounter   State = "at_counter"        // a teller holds it and counts the cash
+	StateDepCrediting State = "crediting"         // the teller confirmed; 0200 sent or about to be
+	StateDepCredited  State = "credited"          // the bank approved: till debited, bank's payable credited
+	StateDepDeclined  State = "credit_declined"   // the bank said no: the cash is handed back, nothing posted
+	StateDepFailed    State = "credit_failed"     // no usable 0210: the cash is handed back, 0420 queued
+	StateDepCancelled State = "deposit_cancelled" // the citizen cancelled the code
+	StateDepExpired   State = "deposit_expired"   // the code's lifetime ran out unused
+)
+
+// DepositStates lists every deposit state.
+var DepositStates = []State{StateDepIssued, StateDepCounter, StateDepCrediting, StateDepCredited,
+	StateDepDeclined, StateDepFailed, StateDepCancelled, StateDepExpired}
+
+// CreditedStates are the states of a deposit the bank credited: the cash
+// stays in the till.
+var CreditedStates = []State{StateDepCredited}
 
 // PaidStates are the states of a withdrawal whose cash was handed over.
 var PaidStates = []State{StatePaid, StateCompleted}
@@ -118,22 +187,28 @@ var PaidStates = []State{StatePaid, StateCompleted}
 // rolling daily limit: asked for, held, or paid.
 var LiveStates = []State{StateRequested, StateReserved, StateClaimed, StatePaid, StateCompleted}
 
-// rowsOf returns the table's rows for an event.
-func rowsOf(ev Event) []Transition {
+// rowsOf returns the withdrawal lifecycle's rows for an event.
+func rowsOf(ev Event) []Transition { return rowsOfKind(KindWithdrawal, ev) }
+
+// rowsOfKind returns a lifecycle's rows for an event.
+func rowsOfKind(k Kind, ev Event) []Transition {
 	var out []Transition
 	for _, t := range transitions {
-		if t.On == ev {
+		if t.On == ev && t.Kind.orWithdrawal() == k.orWithdrawal() {
 			out = append(out, t)
 		}
 	}
 	return out
 }
 
-// target returns the state, posting and message of an event.
-func target(ev Event) Transition {
-	rows := rowsOf(ev)
+// target returns the state, posting and message of a withdrawal's event.
+func target(ev Event) Transition { return targetOf(KindWithdrawal, ev) }
+
+// targetOf returns the state, posting and message of a lifecycle's event.
+func targetOf(k Kind, ev Event) Transition {
+	rows := rowsOfKind(k, ev)
 	if len(rows) == 0 {
-		panic(fmt.Sprintf("atmswitch: no transition for event %q", ev))
+		panic(fmt.Sprintf("atmswitch: no %s transition for event %q", k.orWithdrawal(), ev))
 	}
 	return rows[0]
 }
@@ -146,6 +221,7 @@ type Col struct {
 
 // Move is one state change asked of the store.
 type Move struct {
+	Kind   Kind // the lifecycle; empty: KindWithdrawal
 	ID     uuid.UUID
 	Event  Event
 	At     time.Time // the event's time: updated_at, and "now" of the conditions
@@ -204,7 +280,10 @@ func (c Cond) sql(m Move, arg func(any) string) string {
 // allowed says whether m may move w, by the table: the row for w's state
 // and m's event, and its conditions. It is the Go form of moveStmt's WHERE.
 func allowed(w Withdrawal, m Move) (Transition, bool) {
-	for _, t := range rowsOf(m.Event) {
+	if w.Kind.orWithdrawal() != m.Kind.orWithdrawal() {
+		return Transition{}, false
+	}
+	for _, t := range rowsOfKind(m.Kind, m.Event) {
 		if t.From != w.State {
 			continue
 		}
@@ -233,8 +312,8 @@ func (a *sqlArgs) add(v any) string {
 // move's columns, WHERE the withdrawal is in one of the event's from-states
 // with that row's conditions.
 func moveUpdate(m Move, a *sqlArgs, id string) string {
-	rows := rowsOf(m.Event)
-	set := []string{"state = " + a.add(string(target(m.Event).To)), "updated_at = " + a.add(m.At)}
+	rows := rowsOfKind(m.Kind, m.Event)
+	set := []string{"state = " + a.add(string(targetOf(m.Kind, m.Event).To)), "updated_at = " + a.add(m.At)}
 	for _, c := range m.Set {
 		set = append(set, c.Name+" = "+a.add(c.Value))
 	}
@@ -246,8 +325,10 @@ func moveUpdate(m Move, a *sqlArgs, id string) string {
 		}
 		where = append(where, "("+strings.Join(conds, " AND ")+")")
 	}
-	return fmt.Sprintf("UPDATE withdrawals SET %s WHERE id = %s AND (%s)",
-		strings.Join(set, ", "), id, strings.Join(where, " OR "))
+	// The kind is matched too: a deposit's id moved by a withdrawal's
+	// event (or the reverse) changes nothing, even where state names meet.
+	return fmt.Sprintf("UPDATE withdrawals SET %s WHERE id = %s AND kind = %s AND (%s)",
+		strings.Join(set, ", "), id, a.add(string(m.Kind.orWithdrawal())), strings.Join(where, " OR "))
 }
 
 // moveStmt turns a move into its one conditional statement (moveUpdate),
@@ -266,7 +347,7 @@ func moveStmt(m Move) *ledger.Stmt {
 	}
 	with := fmt.Sprintf("WITH moved AS (%s RETURNING %s), %s\n", update, returning,
 		notifyCTE(&a, "notified", m.Event, m.At, "moved", ""))
-	switch q := target(m.Event).Queues; {
+	switch q := targetOf(m.Kind, m.Event).Queues; {
 	case q != MsgNone:
 		if m.Into != nil {
 			panic("atmswitch: a move that queues a message cannot return its row")
@@ -288,13 +369,15 @@ func moveStmt(m Move) *ledger.Stmt {
 
 // postings returns the transfers a move's transition posts.
 func postings(m Move) []ledger.Transfer {
-	switch target(m.Event).Posts {
+	switch targetOf(m.Kind, m.Event).Posts {
 	case PostHold:
 		return []ledger.Transfer{ledger.HoldTransfer(m.ID, m.Bank, m.Amount, m.Currency)}
 	case PostPayout:
 		return ledger.PayoutTransfers(m.ID, m.Bank, m.PostOffice, m.Amount, m.Fee, m.Currency)
 	case PostVoid:
 		return []ledger.Transfer{ledger.VoidTransfer(m.ID, m.Currency)}
+	case PostDeposit:
+		return []ledger.Transfer{ledger.DepositTransfer(m.ID, m.Bank, m.PostOffice, m.Amount, m.Currency)}
 	}
 	return nil
 }
@@ -312,7 +395,7 @@ func stateList(ss []State) string {
 // apply runs a move through the store; a move that posts transfers is timed
 // per posting (softatm_ledger_commit_seconds{unit}).
 func (s *Service) apply(ctx context.Context, m Move) (ledger.Result, error) {
-	posts := target(m.Event).Posts
+	posts := targetOf(m.Kind, m.Event).Posts
 	if posts == PostNone {
 		return s.store.Apply(ctx, m)
 	}

@@ -110,54 +110,83 @@ func violate(w *Withdrawal, c Cond) {
 }
 
 // walkCase is one (state, event) pair, with the row's conditions satisfied
-// or one of them violated.
+// or one of them violated; kind is the lifecycle of the move (the record's
+// is w.Kind).
 type walkCase struct {
 	name  string
 	w     Withdrawal
+	kind  Kind
 	ev    Event
 	allow bool
 	to    State
 	queue Message
 }
 
-// walkCases is the whole table walked: for every state and every event, a
-// withdrawal that meets the conditions of the event's row from that state
-// (it must move), or, where there is no such row, the conditions of every
-// row of the event (it must still be refused); and for each condition of
-// each row, the same withdrawal with that one condition broken (refused).
+// kindEvents are the events each lifecycle has rows for: a move of an
+// event its lifecycle lacks is a programming error (targetOf panics).
+var kindEvents = map[Kind][]Event{
+	KindWithdrawal: {EvApprove, EvDecline, EvFail, EvClaim, EvRelease, EvLapse, EvPay, EvCancel, EvExpire, EvComplete},
+	KindDeposit:    {EvApprove, EvDecline, EvFail, EvClaim, EvRelease, EvLapse, EvSend, EvCancel, EvExpire},
+}
+
+// kindStates are each lifecycle's states.
+var kindStates = map[Kind][]State{KindWithdrawal: States, KindDeposit: DepositStates}
+
+// walkCases is the whole table walked, for both lifecycles: for every
+// state and every event, a record that meets the conditions of the event's
+// row from that state (it must move), or, where there is no such row, the
+// conditions of every row of the event (it must still be refused); for each
+// condition of each row, the same record with that one condition broken
+// (refused); and every record moved by the other lifecycle's events, with
+// every condition met (refused: the kind is part of the WHERE).
 func walkCases() []walkCase {
-	events := []Event{EvApprove, EvDecline, EvFail, EvClaim, EvRelease, EvLapse, EvPay, EvCancel, EvExpire, EvComplete}
-	base := func(s State) Withdrawal {
-		return Withdrawal{State: s, Bank: "MB", Amount: 100_000, Currency: "704", ClaimedBy: "",
-			ExpiresAt: walkAt.Add(time.Hour), ClaimUntil: walkAt.Add(time.Minute)}
-	}
 	var out []walkCase
-	for _, s := range States {
-		for _, ev := range events {
-			row, ok := Transition{}, false
-			for _, r := range rowsOf(ev) {
-				if r.From == s {
-					row, ok = r, true
+	for _, kind := range []Kind{KindWithdrawal, KindDeposit} {
+		base := func(s State) Withdrawal {
+			return Withdrawal{Kind: kind, State: s, Bank: "MB", Amount: 100_000, Currency: "704", ClaimedBy: "",
+				ExpiresAt: walkAt.Add(time.Hour), ClaimUntil: walkAt.Add(time.Minute)}
+		}
+		for _, s := range kindStates[kind] {
+			for _, ev := range kindEvents[kind] {
+				row, ok := Transition{}, false
+				for _, r := range rowsOfKind(kind, ev) {
+					if r.From == s {
+						row, ok = r, true
+					}
+				}
+				w := base(s)
+				if !ok {
+					for _, r := range rowsOfKind(kind, ev) {
+						for _, c := range r.When {
+							satisfy(&w, c)
+						}
+					}
+					out = append(out, walkCase{name: fmt.Sprintf("%s/%s/%s/no_row", kind, s, ev), w: w, kind: kind, ev: ev})
+					continue
+				}
+				for _, c := range row.When {
+					satisfy(&w, c)
+				}
+				out = append(out, walkCase{name: fmt.Sprintf("%s/%s/%s", kind, s, ev), w: w, kind: kind, ev: ev,
+					allow: true, to: row.To, queue: row.Queues})
+				for _, c := range row.When {
+					bad := w
+					violate(&bad, c)
+					out = append(out, walkCase{name: fmt.Sprintf("%s/%s/%s/without_cond_%d", kind, s, ev, c), w: bad, kind: kind, ev: ev})
 				}
 			}
-			w := base(s)
-			if !ok {
-				for _, r := range rowsOf(ev) {
+			other := KindDeposit
+			if kind == KindDeposit {
+				other = KindWithdrawal
+			}
+			for _, ev := range kindEvents[other] {
+				w := base(s)
+				for _, r := range rowsOfKind(other, ev) {
 					for _, c := range r.When {
 						satisfy(&w, c)
 					}
 				}
-				out = append(out, walkCase{name: fmt.Sprintf("%s/%s/no_row", s, ev), w: w, ev: ev})
-				continue
-			}
-			for _, c := range row.When {
-				satisfy(&w, c)
-			}
-			out = append(out, walkCase{name: fmt.Sprintf("%s/%s", s, ev), w: w, ev: ev, allow: true, to: row.To, queue: row.Queues})
-			for _, c := range row.When {
-				bad := w
-				violate(&bad, c)
-				out = append(out, walkCase{name: fmt.Sprintf("%s/%s/without_cond_%d", s, ev, c), w: bad, ev: ev})
+				out = append(out, walkCase{name: fmt.Sprintf("%s/%s/%s_of_%s", kind, s, ev, other), w: w, kind: other, ev: ev})
 			}
 		}
 	}
@@ -165,7 +194,7 @@ func walkCases() []walkCase {
 }
 
 func walkMove(c walkCase, id uuid.UUID) Move {
-	return Move{ID: id, Event: c.ev, At: walkAt, Before: walkBefore, Holder: walkHolder,
+	return Move{Kind: c.kind, ID: id, Event: c.ev, At: walkAt, Before: walkBefore, Holder: walkHolder,
 		Bank: "MB", PostOffice: "LS-001", Amount: 100_000, Currency: "704"}
 }
 
@@ -173,12 +202,18 @@ func TestTransitionTable(t *testing.T) {
 	t.Parallel()
 	t.Run("rows of an event agree", func(t *testing.T) {
 		for _, tr := range transitions {
-			first := target(tr.On)
+			first := targetOf(tr.Kind, tr.On)
 			if tr.To != first.To || tr.Posts != first.Posts || tr.Queues != first.Queues {
 				t.Errorf("event %s: rows disagree: %+v vs %+v", tr.On, tr, first)
 			}
-			if !slices.Contains(States, tr.From) || !slices.Contains(States, tr.To) {
-				t.Errorf("row %+v names a state not in States", tr)
+			states := kindStates[tr.Kind.orWithdrawal()]
+			if !slices.Contains(states, tr.From) || !slices.Contains(states, tr.To) {
+				t.Errorf("row %+v names a state not in its kind's states", tr)
+			}
+		}
+		for _, s := range DepositStates {
+			if slices.Contains(States, s) {
+				t.Errorf("state %s is both a withdrawal's and a deposit's", s)
 			}
 		}
 	})
@@ -245,7 +280,8 @@ func walkDB(t *testing.T) (*pgxpool.Pool, *ledger.Ledger) {
 			t.Fatal(err)
 		}
 	}
-	for _, a := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement, ledger.ReceivableCode("MB")} {
+	for _, a := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement, ledger.ReceivableCode("MB"),
+		ledger.PayableCode("MB")} {
 		if err := l.EnsureAccount(ctx, a, "704", 0); err != nil {
 			t.Fatal(err)
 		}
@@ -266,14 +302,17 @@ func insertWalkRow(t *testing.T, pool *pgxpool.Pool, l *ledger.Ledger, id uuid.U
 	t.Helper()
 	ctx := context.Background()
 	_, err := pool.Exec(ctx, `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked, amount, currency,
-			state, terminal_id, stan, rrn, transmitted_at, expires_at, claimed_by, claim_until, created_at, updated_at)
-		VALUES ($1, 'MB', '9704000000000011', 'N', $2, '704', $3, 'SATM0001', '000001', $4, $5, $6, $7, $8, $5, $5)`,
-		id, w.Amount, string(w.State), id.String()[:12], walkAt.Add(-time.Hour), w.ExpiresAt, w.ClaimedBy, w.ClaimUntil)
+			state, terminal_id, stan, rrn, transmitted_at, expires_at, claimed_by, claim_until, created_at, updated_at, kind, post_office)
+		VALUES ($1, 'MB', '9704000000000011', 'N', $2, '704', $3, 'SATM0001', '000001', $4, $5, $6, $7, $8, $5, $5, $9, 'LS-001')`,
+		id, w.Amount, string(w.State), id.String()[:12], walkAt.Add(-time.Hour), w.ExpiresAt, w.ClaimedBy, w.ClaimUntil,
+		string(w.Kind.orWithdrawal()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var transfers []ledger.Transfer
 	switch w.State {
+	case StateDepCredited:
+		transfers = []ledger.Transfer{ledger.DepositTransfer(id, "MB", "LS-001", w.Amount, "704")}
 	case StateReserved, StateClaimed:
 		transfers = []ledger.Transfer{ledger.HoldTransfer(id, "MB", w.Amount, "704")}
 	case StatePaid, StateCompleted:

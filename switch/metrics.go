@@ -146,7 +146,7 @@ func (m *Metrics) transition(s State) { m.transitions.WithLabelValues(string(s))
 var (
 	knownMTIs = map[string]bool{
 		iso.MTIAuthRequest: true, iso.MTIAdvice: true, iso.MTIAdviceRepeat: true, iso.MTIReversal: true,
-		iso.MTIReversalRepeat: true, iso.MTINetworkRequest: true,
+		iso.MTIReversalRepeat: true, iso.MTINetworkRequest: true, iso.MTIFinancialRequest: true,
 	}
 	knownRCs = map[string]bool{
 		iso.RCApproved: true, iso.RCDoNotHonour: true, iso.RCInvalidTransaction: true, iso.RCInvalidAmount: true,

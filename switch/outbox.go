@@ -157,6 +157,11 @@ func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
 			req.SettlementDate = w.BusinessDate
 		}
 	}
+	if w.Kind == KindDeposit {
+		// A deposit's reversal names its 0200 and says which way the money
+		// went (iso/deposit.go).
+		req.ProcessingCode, req.Original.MTI = iso.ProcessingDeposit, iso.MTIFinancialRequest
+	}
 	sctx, cancel := context.WithTimeout(ctx, o.cfg.SendTimeout)
 	var resp iso.AdviceResponse
 	if m.kind == "advice" {

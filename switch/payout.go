@@ -36,6 +36,11 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	if err != nil {
 		return Withdrawal{}, err
 	}
+	if w.Kind == KindDeposit {
+		// One scan serves both directions: a deposit code is claimed for
+		// cash in (deposit.go).
+		return s.claimDeposit(ctx, t, w)
+	}
 	claimable := func(w Withdrawal) bool {
 		return w.State == StateReserved || (w.State == StateClaimed && (w.ClaimedBy == t.holder() || now.After(w.ClaimUntil)))
 	}
@@ -445,6 +450,11 @@ type TillDay struct {
 	Cash       int64     `json:"cash"`
 	Currency   string    `json:"currency"`
 	Payouts    []Receipt `json:"payouts"`
+	// Cash in: the deposits the post office took in today (deposit.go);
+	// each Receipt's WithdrawalID is the deposit's id.
+	DepositCount int64     `json:"deposit_count"`
+	CashIn       int64     `json:"cash_in"`
+	Deposits     []Receipt `json:"deposits"`
 }
 
 // payoutsShownMax bounds the payouts listed on the till page.
@@ -463,5 +473,9 @@ func (s *Service) Till(ctx context.Context, t Teller) (TillDay, error) {
 	out := TillDay{PostOffice: t.PostOffice, Currency: s.cfg.Currency,
 		Cash: a.DebitsPosted - a.CreditsPosted - a.CreditsPending}
 	out.Payouts, out.Count, out.PaidOut, err = s.store.Payouts(ctx, t.PostOffice, day, payoutsShownMax)
+	if err != nil {
+		return out, err
+	}
+	out.Deposits, out.DepositCount, out.CashIn, err = s.store.CreditedAt(ctx, t.PostOffice, day, payoutsShownMax)
 	return out, err
 }

@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -49,6 +50,8 @@ type Service struct {
 	numeric func() (string, error)
 	// cutoffs: bank → its business-day cut-off (cutoff.go).
 	cutoffs refreshed[map[string]ledger.Cutoff]
+	// payables remembers the banks whose payable account exists (deposit.go).
+	payables sync.Map
 }
 
 // Deps are the Service's collaborators.
@@ -79,6 +82,7 @@ func NewService(cfg Config, d Deps) *Service {
 	if d.Store == nil {
 		st := newPGStore(d.Pool, d.Ledger, seal.New(cfg.Secret, "qr payload"))
 		st.names = seal.New(cfg.Secret, "holder name")
+		st.ids = seal.New(cfg.Secret, "id number")
 		d.Store = st
 	}
 	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
@@ -481,8 +485,15 @@ func (s *Service) BankName(ctx context.Context, code string) string {
 // A code a teller has claimed cannot be cancelled: the cash may be on the
 // counter.
 func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error) {
-	if _, err := s.Get(ctx, bank, id); err != nil {
+	w, err := s.Get(ctx, bank, id)
+	if err != nil {
 		return Withdrawal{}, err
+	}
+	if w.Kind == KindDeposit {
+		if err := s.cancelDeposit(ctx, id); err != nil {
+			return Withdrawal{}, err
+		}
+		return s.store.Get(ctx, id)
 	}
 	if err := s.endHold(ctx, id, EvCancel); err != nil {
 		return Withdrawal{}, err

@@ -149,7 +149,7 @@ func seed(t *testing.T, pool *pgxpool.Pool, l *ledger.Ledger) {
 		}
 	}
 	for _, a := range []string{ledger.AccountInFlight, ledger.AccountFees, ledger.AccountSettlement,
-		ledger.ReceivableCode("MB"), ledger.ReceivableCode("AGR")} {
+		ledger.ReceivableCode("MB"), ledger.ReceivableCode("AGR"), ledger.PayableCode("MB"), ledger.PayableCode("AGR")} {
 		if err := l.EnsureAccount(ctx, a, currencyVN, 0); err != nil {
 			t.Fatal(err)
 		}

@@ -122,6 +122,9 @@ type Store interface {
 	CallbackRetry(ctx context.Context, id uuid.UUID, state string, attempts, status int, next time.Time, cause string) error
 	// CallbacksPending counts the callbacks waiting.
 	CallbacksPending(ctx context.Context) (int64, error)
+
+	// The deposit lifecycle's reads and its insert (store_deposit_pg.go).
+	DepositStore
 }
 
 var (

@@ -28,7 +28,7 @@ func (p *pgStore) LeaseCallbacks(ctx context.Context, owner string, now, until t
 					ORDER BY c.next_attempt_at LIMIT $4)
 				RETURNING id, withdrawal_id, client_id, seq, event, state, occurred_at, attempts)
 			SELECT l.id, l.withdrawal_id, l.client_id, l.seq, l.event, l.state, l.occurred_at, l.attempts,
-				b.callback_url, b.callback_secret, w.bank_code, w.account_number, w.amount, w.currency
+				b.callback_url, b.callback_secret, w.bank_code, w.account_number, w.amount, w.currency, w.kind
 			FROM leased l JOIN bank_clients b ON b.id = l.client_id JOIN withdrawals w ON w.id = l.withdrawal_id`,
 			owner, until, now, n)
 		if err != nil {
@@ -38,14 +38,20 @@ func (p *pgStore) LeaseCallbacks(ctx context.Context, owner string, now, until t
 			var (
 				cb      callback
 				account string
+				kind    string
 			)
 			e, w := &cb.event, &cb.event.Withdrawal
 			err := row.Scan(&e.ID, &w.ID, &cb.client, &e.Seq, (*string)(&e.Event), (*string)(&w.State), &e.OccurredAt, &cb.attempts,
-				&cb.url, &cb.secret, &w.Bank, &account, &w.Amount, &w.Currency)
+				&cb.url, &cb.secret, &w.Bank, &account, &w.Amount, &w.Currency, &kind)
 			w.Account = iso.Mask(account)
-			e.Type = "withdrawal." + string(w.State)
+			// A deposit's events say so: "deposit.credited", "deposit.reversed".
+			prefix := "withdrawal."
+			if Kind(kind) == KindDeposit {
+				prefix = "deposit."
+			}
+			e.Type = prefix + string(w.State)
 			if e.Event == EventReversed {
-				e.Type = "withdrawal." + string(EventReversed)
+				e.Type = prefix + string(EventReversed)
 			}
 			return cb, err
 		})

@@ -36,6 +36,9 @@ type pgStore struct {
 	// names seals the holder's full name; nil: names are not opened, and a
 	// move that would write one is refused rather than stored in clear.
 	names *seal.Box
+	// ids seals the ID number typed for a large-cash deposit; nil: a move
+	// that would write one is refused (errNoIDBox).
+	ids *seal.Box
 }
 
 func newPGStore(pool *pgxpool.Pool, l *ledger.Ledger, box *seal.Box) *pgStore {
@@ -50,6 +53,9 @@ type sealedName string
 
 // errNoNameBox: a store without its names box was asked to write a name.
 var errNoNameBox = errors.New("store: no key to seal the holder's name with")
+
+// errNoIDBox: a store without its ids box was asked to write an ID number.
+var errNoIDBox = errors.New("store: no key to seal the ID number with")
 
 // opened opens the sealed payload of a withdrawal just read.
 func (p *pgStore) opened(w Withdrawal, err error) (Withdrawal, error) {
@@ -74,8 +80,8 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 	terminal_id, stan, rrn, transmitted_at, approval_code, approved_amount, response_code,
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
-	paid_by, paid_kiosk, post_office, COALESCE(paid_at, 'epoch'), COALESCE(business_date, 'epoch'),
-	created_at, updated_at, numeric_blocked, holder_name_sealed`
+	paid_by, paid_kiosk, post_office, COALESCE(paid_at, credited_at, 'epoch'), COALESCE(business_date, credit_date, 'epoch'),
+	created_at, updated_at, numeric_blocked, holder_name_sealed, kind`
 
 // scanTargets are the destinations of withdrawalColumns, then extra.
 func scanTargets(w *Withdrawal, extra ...any) []any {
@@ -84,7 +90,7 @@ func scanTargets(w *Withdrawal, extra ...any) []any {
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked, &w.HolderName}, extra...)
+		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked, &w.HolderName, (*string)(&w.Kind)}, extra...)
 }
 
 func notFound(err error) error {
@@ -148,6 +154,13 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 			if p.box != nil {
 				c.Value = p.box.SealText(string(v), m.ID.String())
 			}
+			m.Set[i] = c
+		}
+		if v, ok := c.Value.(sealedID); ok {
+			if p.ids == nil {
+				return ledger.Result{}, errNoIDBox
+			}
+			c.Value = p.ids.SealText(string(v), m.ID.String())
 			m.Set[i] = c
 		}
 		if v, ok := c.Value.(sealedName); ok {

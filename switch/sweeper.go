@@ -46,7 +46,8 @@ func (s *Service) Sweep(ctx context.Context) (moved int, err error) {
 			moved++
 		}
 	}
-	return moved, nil
+	n, err := s.sweepDeposits(ctx, now, before)
+	return moved + n, err
 }
 
 // lapse frees a claim whose lease ended before before.

@@ -57,6 +57,7 @@ func (d *Demo) Mount(mux *http.ServeMux) {
 	mux.HandleFunc("GET /demo/api/limits", d.limits)
 	mux.HandleFunc("GET /demo/api/accounts/{number}/active", d.active)
 	mux.HandleFunc("POST /demo/api/withdrawals", d.create)
+	mux.HandleFunc("POST /demo/api/deposits", d.createDeposit)
 	mux.HandleFunc("GET /demo/api/withdrawals/{id}", d.get)
 	mux.HandleFunc("POST /demo/api/withdrawals/{id}/cancel", d.cancel)
 	mux.HandleFunc("GET /demo/api/withdrawals/{id}/qr.png", d.qr)
@@ -239,4 +240,34 @@ func (d *Demo) qr(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	atmswitch.WriteQR(w, r, d.Log, wd)
+}
+
+// createDeposit answers POST /demo/api/deposits: a deposit code for a demo
+// account, as its bank's app would ask for it (POST /v1/deposits).
+func (d *Demo) createDeposit(w http.ResponseWriter, r *http.Request) {
+	var req demoCreate
+	if err := atmswitch.DecodeJSON(r, &req); err != nil {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	byNumber, _, err := d.accounts()
+	if err != nil {
+		softatm.WriteError(w, r, d.Log, err)
+		return
+	}
+	a, ok := byNumber[req.Account]
+	if !ok {
+		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
+		return
+	}
+	issued, err := d.Service.CreateDeposit(r.Context(), a.Bank, atmswitch.DepositRequest{Account: a.Number, Amount: req.Amount,
+		Currency: "VND", HolderName: a.Holder, PhoneLast4: a.Phone[len(a.Phone)-4:]})
+	if err != nil {
+		d.refuse(w, r, err, a)
+		return
+	}
+	v := atmswitch.View(issued.Withdrawal)
+	v.NumericCode = code.FormatNumeric(issued.Numeric)
+	v.QRPNG = "/demo/api/withdrawals/" + v.ID.String() + "/qr.png"
+	atmswitch.WriteJSON(w, http.StatusCreated, v)
 }

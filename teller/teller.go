@@ -114,6 +114,12 @@ func (a *API) Me(w http.ResponseWriter, r *http.Request) {
 }
 
 type scanView struct {
+	// Kind is "deposit" for cash in (the teller counts cash and takes it);
+	// absent for a withdrawal (the teller pays cash out).
+	Kind atmswitch.Kind `json:"kind,omitempty"`
+	// IDRequired: a deposit at the large-cash threshold; the teller must
+	// type the citizen's ID number to confirm it.
+	IDRequired       bool      `json:"id_required,omitempty"`
 	WithdrawalID     uuid.UUID `json:"withdrawal_id"`
 	Amount           int64     `json:"amount"`
 	Currency         string    `json:"currency"`
@@ -144,6 +150,12 @@ func (a *API) Scan(w http.ResponseWriter, r *http.Request, t atmswitch.Teller) {
 	v := scanView{WithdrawalID: wd.ID, Amount: wd.Amount, Currency: wd.Currency, HolderNameMasked: wd.HolderNameMasked,
 		HolderName: wd.HolderName, AccountMasked: atmswitch.View(wd).Account, Bank: wd.Bank, ExpiresAt: wd.ExpiresAt, ClaimUntil: wd.ClaimUntil}
 	v.BankName = a.Service.BankName(r.Context(), wd.Bank)
+	if wd.Kind == atmswitch.KindDeposit {
+		if v, err = a.depositView(r, wd, v); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+	}
 	atmswitch.WriteJSON(w, http.StatusOK, v)
 }
 

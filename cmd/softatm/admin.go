@@ -268,6 +268,7 @@ func runAdmin(ctx context.Context, args []string) error {
 	cutoff := fs.String("cutoff", "", "bank: business-day cut-off HH:MM[:SS], Asia/Ho_Chi_Minh (a payout later than it is the next day's; default 23:59:59; empty: unchanged)")
 	location := fs.String("location", "", "post office: location")
 	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
+	cashCap := fs.Int64("cash-cap", -1, "post office: the till's cash cap (its insured amount), in dong: a deposit that would go over it is refused before the cash is counted (0: none; -1: unchanged)")
 	id := fs.String("id", "", "client or kiosk id")
 	bank := fs.String("bank", "", "client: bank code")
 	secret := fs.String("secret", "", "client: secret")
@@ -311,6 +312,9 @@ func runAdmin(ctx context.Context, args []string) error {
 		}
 	case "post-office":
 		err = a.postOffice(ctx, *codeF, *name, *location, *cash, *currency)
+		if err == nil && *cashCap >= 0 {
+			_, err = pool.Exec(ctx, `UPDATE post_offices SET cash_cap = $2 WHERE code = $1`, *codeF, *cashCap)
+		}
 	case "kiosk":
 		err = a.kiosk(ctx, *id, *po)
 	case "user":

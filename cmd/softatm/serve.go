@@ -169,6 +169,9 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Switch.AccountDailyMax, "account-daily-max", c.Switch.AccountDailyMax, "most one account may withdraw in 24 hours, in dong (0: no limit of our own; the bank's still applies)")
 	fs.DurationVar(&c.Switch.ClockSkew, "clock-skew", c.Switch.ClockSkew, "clock difference allowed between instances and kiosks: codes and claims are honoured this long past their end")
 	fs.DurationVar(&c.Switch.RequestedMax, "requested-max", c.Switch.RequestedMax, "a request without a usable 0110 after this long is failed and reversed by the sweeper")
+	fs.DurationVar(&c.Switch.CreditTimeout, "credit-timeout", c.Switch.CreditTimeout, "deadline for the bank's 0210 to a deposit (at most -auth-timeout, the link's own deadline)")
+	fs.DurationVar(&c.Switch.CreditingMax, "crediting-max", c.Switch.CreditingMax, "a deposit without a usable 0210 after this long is failed and reversed by the sweeper")
+	fs.Int64Var(&c.Switch.LargeCashThreshold, "large-cash-threshold", c.Switch.LargeCashThreshold, "an account's deposits of a business day at or above this (minor units) need the depositor's ID number; 0: never")
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
@@ -465,6 +468,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("GET /v1/limits", bankAuth(http.HandlerFunc(bankAPI.Limits)))
 	route("POST /v1/withdrawals/{id}/cancel", bankIdem(bankAPI.Cancel))
 	route("GET /v1/withdrawals/{id}/qr.png", bankAuth(http.HandlerFunc(bankAPI.QRPNG)))
+	route("POST /v1/deposits", bankIdem(bankAPI.CreateDeposit))
 
 	tapi := &teller.API{Service: m.Service, Auth: m.Auth, Pool: m.Pool, Log: m.Log}
 	asTeller := m.Auth.RequireStaff(auth.RoleTeller)
@@ -478,6 +482,11 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))
+	route("POST /v1/teller/deposits/lookup", tellerIdem(tapi.AsTeller(tapi.LookupAccount)))
+	route("POST /v1/teller/deposits/walkin", tellerIdem(tapi.AsTeller(tapi.WalkIn)))
+	route("POST /v1/teller/deposits/confirm", tellerIdem(tapi.AsTeller(tapi.ConfirmDeposit)))
+	route("POST /v1/teller/deposits/release", tellerIdem(tapi.AsTeller(tapi.ReleaseDeposit)))
+	route("GET /v1/teller/deposits/{id}/receipt", asTeller(tapi.AsTeller(tapi.DepositReceipt)))
 
 	reconLines := atmswitch.NewReconLines(m.Pool)
 	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, reconLines), Day: reconLines, Now: m.clock}
@@ -500,6 +509,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/teller/till/count", tellerIdem(tapi.AsTeller(fin.TellerCount)))
 	route("GET /v1/finance/forecast", asFinance(http.HandlerFunc(fin.Forecast)))
 	route("GET /v1/finance/words", asFinance(http.HandlerFunc(fin.WordsHandler)))
+	route("GET /v1/finance/large-cash", asFinance(http.HandlerFunc(fin.LargeCash)))
 
 	teller.MountPages(mux, m.Config.Demo)
 	if m.Config.Demo {

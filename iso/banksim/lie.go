@@ -25,7 +25,7 @@ const (
 func lies(f Fault, mti string, byMTI bool) string {
 	switch f.Kind {
 	case FaultReplyAmount, FaultReplyRRN, FaultReplyAccount, FaultReplyCurrency, FaultReplyProc:
-		if byMTI || mti == iso.MTIAuthRequest {
+		if byMTI || mti == iso.MTIAuthRequest || mti == iso.MTIFinancialRequest {
 			return f.Kind
 		}
 	}

@@ -46,7 +46,12 @@ func (s *Sim) process(m *iso.Message, lie string) *iso.Message {
 		s.log.Debug("network message", "code", m.NetworkCode, "stan", m.STAN)
 		return replyTo(m, rc)
 	case iso.MTIAuthRequest:
+		if m.ProcessingCode == iso.ProcessingAccountVerify {
+			return s.verify(m)
+		}
 		return s.authorize(m, lie)
+	case iso.MTIFinancialRequest:
+		return s.credit(m, lie)
 	case iso.MTIAdvice, iso.MTIAdviceRepeat:
 		return s.capture(m)
 	case iso.MTIReversal, iso.MTIReversalRepeat:
@@ -196,6 +201,9 @@ func (s *Sim) capture(m *iso.Message) *iso.Message {
 // release reverses the hold a reversal names. A reversal of a hold never
 // made, or already released, answers 00 and changes nothing.
 func (s *Sim) release(m *iso.Message) *iso.Message {
+	if m.ProcessingCode == iso.ProcessingDeposit {
+		return s.reverseCredit(m)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(m.AccountID()))

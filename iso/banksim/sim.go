@@ -174,6 +174,7 @@ type Sim struct {
 	holdOrder   []*Hold
 	byRRN       map[string]*Hold
 	byOrigSTAN  map[string]*Hold // STAN|terminal of the 0100
+	credits     []*Credit        // deposits credited by a 0200, in order (deposit.go)
 	seen        map[string]struct{}
 	seenOrder   []string
 	acctFaults  map[string]Fault // "" = every financial request

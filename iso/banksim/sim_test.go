@@ -187,7 +187,7 @@ func TestFormatAndInvalidTransaction(t *testing.T) {
 
 	// An MTI we do not serve gets no reply; a malformed frame is counted;
 	// the connection stays usable.
-	p.send(&iso.Message{MTI: "0200", STAN: "999999"})
+	p.send(&iso.Message{MTI: "0600", STAN: "999999"}) // 0200 is served since deposits
 	if err := iso.WriteFrame(p.c, []byte("0800ZZ")); err != nil {
 		t.Fatal(err)
 	}
@@ -199,8 +199,8 @@ func TestFormatAndInvalidTransaction(t *testing.T) {
 	if r := p.roundTrip(echo); r.ResponseCode != iso.RCInvalidTransaction {
 		t.Fatalf("unknown network code %+v", r)
 	}
-	if s.Received("0200") != 1 || s.Received("malformed") != 1 {
-		t.Fatalf("received 0200 %d, malformed %d", s.Received("0200"), s.Received("malformed"))
+	if s.Received("0600") != 1 || s.Received("malformed") != 1 {
+		t.Fatalf("received 0600 %d, malformed %d", s.Received("0600"), s.Received("malformed"))
 	}
 }
 

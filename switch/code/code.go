@@ -22,7 +22,17 @@
 //	37+k    b     issuing bank code, ASCII [A-Z0-9]
 //	37+k+b  64    Ed25519 signature over bytes [0, 37+k+b)
 //
-// The payload is 39..53 bytes, the whole code 103..117 bytes, 165..188
+// # QR payload, version 2 (deposit codes)
+//
+// The same layout with one byte more after the bank code, the kind: 2 for a
+// deposit (cash in). A withdrawal code stays version 1 (so every code issued
+// before stays valid and keeps its text); a version 2 code of kind 1 or of
+// any other kind is refused, so one payload still has exactly one text.
+//
+//	37+k+b  1     kind, 2 (deposit)
+//	38+k+b  64    Ed25519 signature over bytes [0, 38+k+b)
+//
+// The payload is 39..54 bytes, the whole code 103..118 bytes, 165..189
 // base32 characters. Decoding is strict: every field must be in range, no
 // byte may trail the signature and the base32 text must be canonical (no
 // padding, no lower case, no line breaks, zero trailing bits), so that one
@@ -67,15 +77,28 @@ import (
 	"github.com/softatm/softatm"
 )
 
-// Version is the only payload layout this package reads and writes.
-const Version byte = 1
+// Version is the payload layout of withdrawal codes; VersionKind, of
+// codes that carry their kind (deposit codes).
+const (
+	Version     byte = 1
+	VersionKind byte = 2
+)
+
+// Kind is what a code is for: paying cash out, or taking cash in.
+type Kind byte
+
+// The kinds. A zero Kind is a withdrawal's.
+const (
+	KindWithdrawal Kind = 1
+	KindDeposit    Kind = 2
+)
 
 const (
 	maxIDLen      = 8  // key id and bank code
 	sigLen        = 64 // ed25519.SignatureSize
 	fixedLen      = 1 + 1 + 16 + 8 + 2 + 8 + 1
 	minPayloadLen = fixedLen + 1 + 1
-	maxPayloadLen = fixedLen + maxIDLen + maxIDLen
+	maxPayloadLen = fixedLen + maxIDLen + maxIDLen + 1 // + the kind byte of version 2
 
 	// MinTextLen and MaxTextLen bound the length of a code's text (base32
 	// without padding: 5 bits a character); anything outside is refused
@@ -98,6 +121,20 @@ type Payload struct {
 	Currency     string    // ISO 4217 numeric, three digits, "704"
 	Expiry       time.Time // second precision, UTC on decode
 	Bank         string    // issuing bank code, 1..8 characters [A-Z0-9]
+	// Kind is KindDeposit for a deposit code (version 2); zero or
+	// KindWithdrawal for a withdrawal code (version 1). Decode sets it.
+	Kind Kind
+}
+
+// IsDeposit says whether p is a deposit code's.
+func (p Payload) IsDeposit() bool { return p.Kind == KindDeposit }
+
+// versionOf is the layout a payload of kind k is written in.
+func versionOf(k Kind) byte {
+	if k == KindDeposit {
+		return VersionKind
+	}
+	return Version
 }
 
 // invalid is the one public answer for a code that does not decode or
@@ -139,8 +176,11 @@ func currencyNumber(s string) (uint16, bool) {
 // marshal returns the signed bytes of p. It checks every field, so that
 // Sign never produces a code that Decode would refuse.
 func marshal(p Payload) ([]byte, error) {
-	if p.Version != Version {
-		return nil, fmt.Errorf("version %d, want %d", p.Version, Version)
+	if p.Kind != 0 && p.Kind != KindWithdrawal && p.Kind != KindDeposit {
+		return nil, fmt.Errorf("kind %d: want withdrawal or deposit", p.Kind)
+	}
+	if want := versionOf(p.Kind); p.Version != want {
+		return nil, fmt.Errorf("version %d, want %d", p.Version, want)
 	}
 	if !validID(p.KeyID) {
 		return nil, fmt.Errorf("key id %q: want 1..8 characters A-Z 0-9", p.KeyID)
@@ -171,6 +211,9 @@ func marshal(p Payload) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, uint64(exp))
 	b = append(b, byte(len(p.Bank)))
 	b = append(b, p.Bank...)
+	if p.Version == VersionKind {
+		b = append(b, byte(p.Kind))
+	}
 	return b, nil
 }
 
@@ -207,7 +250,7 @@ func Decode(s string) (Payload, []byte, []byte, error) {
 	r := reader{b: raw}
 	var p Payload
 	p.Version = r.byte()
-	if r.bad || p.Version != Version {
+	if r.bad || (p.Version != Version && p.Version != VersionKind) {
 		return Payload{}, nil, nil, invalid("version %d", p.Version)
 	}
 	p.KeyID = r.id()
@@ -216,6 +259,13 @@ func Decode(s string) (Payload, []byte, []byte, error) {
 	cur := r.uint16()
 	exp := int64(r.uint64())
 	p.Bank = r.id()
+	if p.Version == VersionKind {
+		// Only a deposit is written in version 2: a withdrawal there would
+		// be a second text for a version 1 payload.
+		if p.Kind = Kind(r.byte()); p.Kind != KindDeposit && !r.bad {
+			return Payload{}, nil, nil, invalid("kind %d in version %d", p.Kind, p.Version)
+		}
+	}
 	if r.bad {
 		return Payload{}, nil, nil, invalid("truncated or bad field at %d", r.off)
 	}

@@ -586,3 +586,51 @@ func TestConcurrentSignVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestDepositCodeKind: a deposit code says so in its signed bytes
+// (version 2, kind 2); a withdrawal code stays version 1 with its text;
+// a version 2 code of another kind, or a changed kind byte, is refused.
+func TestDepositCodeKind(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := NewMemKeyStore()
+	if _, err := Rotate(ctx, store, "K1", t0); err != nil {
+		t.Fatal(err)
+	}
+	kr := NewKeyring(store, WithClock(newClock(t0).now))
+	p := samplePayload(t0.Add(time.Hour))
+	w, err := kr.Sign(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Kind = KindDeposit
+	d, err := kr.Sign(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := kr.Verify(ctx, w)
+	if err != nil || gw.IsDeposit() || gw.Version != Version {
+		t.Fatalf("withdrawal code: %+v, %v", gw, err)
+	}
+	gd, err := kr.Verify(ctx, d)
+	if err != nil || !gd.IsDeposit() || gd.Version != VersionKind || gd.WithdrawalID != p.WithdrawalID {
+		t.Fatalf("deposit code: %+v, %v", gd, err)
+	}
+	// The kind byte is signed: flip it and the code is refused.
+	_, signed, sig, err := Decode(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []byte{0, 1, 3, 255} {
+		bad := append([]byte{}, signed...)
+		bad[len(bad)-1] = k
+		if _, err := kr.Verify(ctx, encode(bad, sig)); softatm.ErrorCode(err) != softatm.ECodeInvalid {
+			t.Errorf("kind byte %d: %v, want %s", k, err, softatm.ECodeInvalid)
+		}
+	}
+	// A withdrawal written as version 2 is refused by Sign.
+	p.Kind, p.Version = KindWithdrawal, VersionKind
+	if _, err := marshal(p); err == nil {
+		t.Error("a withdrawal marshalled in version 2")
+	}
+}

@@ -24,6 +24,19 @@ func seedCode(tb testing.TB) string {
 	return encode(b, ed25519.Sign(priv, b))
 }
 
+// seedDepositCode is seedCode's deposit twin (version 2, kind byte).
+func seedDepositCode(tb testing.TB) string {
+	tb.Helper()
+	priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	p := samplePayload(time.Unix(1_800_000_000, 0))
+	p.Version, p.KeyID, p.Kind = VersionKind, "DEV1", KindDeposit
+	b, err := marshal(p)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return encode(b, ed25519.Sign(priv, b))
+}
+
 // FuzzDecode: Decode never panics, refuses with ECodeInvalid only, and
 // anything it accepts is canonical: encoding the decoded payload gives back
 // the same signed bytes and the same text.
@@ -34,6 +47,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add(strings.ToLower(s))
 	f.Add("")
 	f.Add(strings.Repeat("A", MaxTextLen))
+	d := seedDepositCode(f)
+	f.Add(d)
+	f.Add(d[:len(d)-1])
 	f.Fuzz(func(t *testing.T, s string) {
 		p, signed, sig, err := Decode(s)
 		if err != nil {
@@ -100,6 +116,9 @@ func FuzzDecodeRaw(f *testing.F) {
 	f.Add(raw[:len(raw)-1])
 	f.Add(append(append([]byte{}, raw...), 0))
 	f.Add([]byte{1, 0})
+	if rawDeposit, err := enc.DecodeString(seedDepositCode(f)); err == nil {
+		f.Add(rawDeposit)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s := enc.EncodeToString(b)
 		p, signed, sig, err := Decode(s)

@@ -192,7 +192,7 @@ func (k *Keyring) Sign(ctx context.Context, p Payload) (string, error) {
 		return "", softatm.Errorf(softatm.EInternal, "no active signing key")
 	}
 	now := k.now()
-	p.Version, p.KeyID = Version, s.active.ID
+	p.Version, p.KeyID = versionOf(p.Kind), s.active.ID
 	p.Expiry = p.Expiry.Truncate(time.Second)
 	if !p.Expiry.After(now) {
 		return "", softatm.Errorf(softatm.EInvalid, "the code would already be expired")

@@ -27,7 +27,8 @@ func TestPNGRoundTrip(t *testing.T) {
 	}
 	kr := NewKeyring(store, WithClock(clk.now))
 	p := samplePayload(t0.Add(time.Hour))
-	p.Bank = "ABCDEFGH" // longest code
+	p.Bank = "ABCDEFGH" // longest code: a deposit code (version 2, one byte more)
+	p.Kind = KindDeposit
 	s, err := kr.Sign(ctx, p)
 	if err != nil {
 		t.Fatal(err)

@@ -15,6 +15,11 @@
 //   - Redis is only a fast gate (5); a cut during COMMIT is read back (6);
 //   - a redemption at expiry is paid or refused, never both, with ±5 min of
 //     skew between instances (7).
+//   - a deposit is credited at most once, at the bank exactly when in the
+//     ledger: under the bank's faults the cash is handed back and what the
+//     bank credited is reversed, across `kill -9` before the 0200, after
+//     the 0210, after the commit and before a deposit's 0420, and with
+//     Redis flushed (9).
 //
 // After every scenario the suite settles the system (cancels what is still
 // redeemable, lets the sweeper and the outbox finish), runs `softatm admin

@@ -25,7 +25,7 @@ const (
 )
 
 // The operations timed, in report order.
-var ops = []string{"create", "scan", "confirm", "get", "completed"}
+var ops = []string{"create", "scan", "confirm", "get", "completed", "deposit_create", "deposit_scan", "deposit_confirm", "credited"}
 
 type loadResult struct {
 	window     time.Duration
@@ -275,7 +275,11 @@ func runLoad(ctx context.Context, w *world, o opts) (loadResult, error) {
 						return
 					}
 				}
-				c.flow(ctx, win)
+				if o.depositShare > 0 && c.rng.Float64() < o.depositShare {
+					c.depositFlow(ctx, win)
+				} else {
+					c.flow(ctx, win)
+				}
 			}
 		}()
 	}

@@ -62,6 +62,10 @@ type opts struct {
 	commitsPerWd int
 	skipRaw      bool
 	label        string
+
+	// depositShare is the share of flows that are deposits (cash in):
+	// -mixed sets 0.3 (70% withdrawals, 30% deposits).
+	depositShare float64
 }
 
 func status(format string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", a...) }
@@ -94,7 +98,16 @@ func main() {
 	flag.IntVar(&o.commitsPerWd, "commits-per-withdrawal", 11, "write commits one withdrawal needs, for the raw limit")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
+	flag.Float64Var(&o.depositShare, "deposit-share", 0, "share of flows that are deposits (cash in: code, scan, confirm until credited), 0 to 1")
+	mixed := flag.Bool("mixed", false, "a mixed load: 70% withdrawals, 30% deposits (-deposit-share 0.3)")
 	flag.Parse()
+	if *mixed {
+		o.depositShare = 0.3
+	}
+	if o.depositShare < 0 || o.depositShare > 1 {
+		fmt.Fprintln(os.Stderr, "-deposit-share must be between 0 and 1")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

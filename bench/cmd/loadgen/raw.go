@@ -237,7 +237,7 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 		o.clients, o.duration, o.warmup, rateText(o.rate), mode, batch, o.dbConns)
 	p("")
 	rate := float64(res.completed) / res.window.Seconds()
-	p("completed withdrawals: %d in %s = **%.1f/s**", res.completed, res.window, rate)
+	p("completed withdrawals (and credited deposits, in a mixed run): %d in %s = **%.1f/s**", res.completed, res.window, rate)
 	if res.missed > 0 {
 		p("fixed-rate starts missed (every client busy): %d", res.missed)
 	}
@@ -258,6 +258,12 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 			name = "GET /v1/withdrawals/{id} (polling)"
 		case "completed":
 			name = "create → completed"
+		case "deposit_create", "deposit_scan", "deposit_confirm", "credited":
+			if len(l) == 0 {
+				continue // no deposits in this run (-deposit-share 0)
+			}
+			name = map[string]string{"deposit_create": "POST /v1/deposits", "deposit_scan": "POST /v1/teller/scan (deposit)",
+				"deposit_confirm": "POST /v1/teller/deposits/confirm", "credited": "deposit code → credited"}[op]
 		}
 		var mx time.Duration
 		if len(l) > 0 {

@@ -79,6 +79,13 @@
     amount_too_small: ["Số tiền tối thiểu là {min}.", "The smallest amount is {min}."],
     amount_too_large: ["Số tiền tối đa mỗi lần là {max}.", "The largest amount at a time is {max}."],
     amount_not_multiple: ["Số tiền phải là bội số của {unit}.", "The amount must be a multiple of {unit}."],
+    // Cash in (deposits).
+    till_cash_cap: ["Quầy đã gần đạt mức tiền mặt tối đa được bảo hiểm. KHÔNG nhận tiền; mời khách đến quầy khác hoặc chờ thu tiền.",
+      "The till would go over its insured cash cap. Do NOT take the cash; send the citizen to another counter or wait for a collection."],
+    id_number_required: ["Giao dịch tiền mặt lớn: hãy nhập số CCCD/CMND của người nộp (12 hoặc 9 số).",
+      "Large cash deposit: type the depositor's ID number (12 or 9 digits)."],
+    deposit_not_taken: ["Ngân hàng không ghi có khoản nạp này. HÃY TRẢ LẠI TIỀN CHO KHÁCH. Không in biên nhận.",
+      "The bank did not credit this deposit. HAND THE CASH BACK to the citizen. No receipt."],
   };
 
   // fill puts vars into a [vi, en] message's {name} places.
@@ -97,6 +104,15 @@
     expired: ["Hết hạn", "Expired", "muted"],
     failed: ["Thất bại", "Failed", "bad"],
     declined: ["Bị từ chối", "Declined", "bad"],
+    // Cash in (deposits).
+    deposit_issued: ["Chờ nộp tiền tại quầy", "Ready to deposit", "info"],
+    at_counter: ["Quầy đang nhận tiền", "At the counter", "warn"],
+    crediting: ["Đang ghi có", "Being credited", "warn"],
+    credited: ["Đã nạp tiền", "Cash deposited", "ok"],
+    credit_declined: ["Bị từ chối", "Declined", "bad"],
+    credit_failed: ["Thất bại", "Failed", "bad"],
+    deposit_cancelled: ["Đã hủy", "Cancelled", "muted"],
+    deposit_expired: ["Hết hạn", "Expired", "muted"],
   };
 
   // ---- languages ---------------------------------------------------------

@@ -25,7 +25,7 @@
   };
 
   const final = new Set(["completed", "cancelled", "expired", "failed", "declined"]);
-  const live = new Set(["requested", "reserved", "claimed"]);
+  const live = new Set(["requested", "reserved", "claimed", "deposit_issued", "at_counter", "crediting"]);
 
   let accounts = {};
   let limits = null;
@@ -37,8 +37,8 @@
 
   // The server's refusals carry a reason beside the switch's code; request
   // drops the body, so the demo reads it here.
-  async function create(account, amount) {
-    const resp = await fetch("/demo/api/withdrawals", {
+  async function create(account, amount, path) {
+    const resp = await fetch(path || "/demo/api/withdrawals", {
       method: "POST", headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify({ account, amount }), credentials: "same-origin", cache: "no-store",
     }).catch(() => { throw new S.ApiError("network", 0); });
@@ -138,6 +138,27 @@
     b.addEventListener("click", () => { ui.amount.value = S.money(b.dataset.amount).replace(" ₫", ""); });
   });
 
+  // A deposit code: the same form, the other button. The cash is brought
+  // to the post office and credited when the teller confirms it; the
+  // withdrawal limits do not apply (the switch checks the deposit's).
+  const depositButton = document.getElementById("create-deposit");
+  depositButton.addEventListener("click", async () => {
+    S.hideError(ui.error);
+    const amount = parseAmount(ui.amount.value);
+    if (!(amount > 0)) {
+      explain("amount_missing");
+      ui.amount.focus();
+      return;
+    }
+    await S.busy(depositButton, async () => {
+      try {
+        show(await create(ui.account.value, amount, "/demo/api/deposits"));
+      } catch (err) {
+        explain(err.code, err.reason);
+      }
+    });
+  });
+
   ui.createForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     S.hideError(ui.error);
@@ -187,6 +208,11 @@
     ui.status.replaceChildren(S.bi(st[0], st[1]));
     ui.status.className = "badge " + st[2];
     ui.status.dataset.state = w.state;
+    if (w.state === "credited") {
+      ui.paidInfo.replaceChildren(S.bi("Đã nạp tiền tại " + (w.post_office || "bưu điện") + " lúc " + S.when(w.paid_at) + ".",
+        "Cash deposited at " + (w.post_office || "the post office") + " at " + S.when(w.paid_at) + "."));
+      ui.paidInfo.hidden = false;
+    }
     if (w.state === "paid" || w.state === "completed") {
       ui.paidInfo.replaceChildren(S.bi("Đã nhận tiền tại " + (w.post_office || "bưu điện") + " lúc " + S.when(w.paid_at) + ".",
         "Cash paid at " + (w.post_office || "the post office") + " at " + S.when(w.paid_at) + "."));

@@ -204,12 +204,12 @@
     ui.closeDay.hidden = closed;
 
     const banks = rep?.banks || [];
-    if (!banks.length) emptyRow(ui.banks, 7);
+    if (!banks.length) emptyRow(ui.banks, 8);
     else ui.banks.replaceChildren(...banks.map((b) => bankRow(b, b?.bank)));
     ui.banksFoot.replaceChildren(...(rep?.bank_totals || []).map((b) => bankRow(b, "Tổng · Total")));
 
     const pos = rep?.post_offices || [];
-    if (!pos.length) emptyRow(ui.postOffices, 9);
+    if (!pos.length) emptyRow(ui.postOffices, 10);
     else ui.postOffices.replaceChildren(...pos.map((p) => poRow(p, p?.post_office)));
     ui.postOfficesFoot.replaceChildren(...(rep?.post_office_totals || []).map((p) => poRow(p, "Tổng · Total")));
     const poCodes = pos.map((p) => p?.post_office).filter(Boolean);
@@ -235,7 +235,9 @@
     tr.append(S.el("td", label), S.el("td", b?.count || 0, "num"),
       S.el("td", S.money(b?.gross || 0), "num"), S.el("td", S.money(b?.fees || 0), "num"),
       S.el("td", S.money(b?.net || 0), "num"), S.el("td", S.money(b?.settled || 0), "num"),
-      S.el("td", S.money(out), "num outstanding " + (out === 0 ? "st-ok-text" : "st-warn-text")));
+      S.el("td", S.money(out), "num outstanding " + (out === 0 ? "st-ok-text" : "st-warn-text")),
+      // Cash in: the bank's deposits taken at post offices, netted in Net.
+      S.el("td", S.money(b?.deposits || 0), "num cash-in"));
     return tr;
   }
 
@@ -263,7 +265,9 @@
       S.el("td", S.money(p?.cash_out || 0), "num"),
       osCell,
       S.el("td", S.money(p?.till_closing || 0), "num"),
-      S.el("td", countedText, "num counted"));
+      S.el("td", countedText, "num counted"),
+      // Cash in: deposits taken into the till (its closing includes them).
+      S.el("td", S.money(p?.cash_in || 0), "num cash-in"));
     return tr;
   }
 

@@ -9,6 +9,12 @@
 //     when the withdrawal is shown and reused on every retry, so a double
 //     tap or a retry after a lost answer gets the first answer and never
 //     pays twice.
+//   - Cash in (a deposit code, or a walk-in by account number): the teller
+//     confirms only after the citizen confirmed the name and the cash was
+//     counted; the receipt comes only when the bank credited the deposit.
+//     Any refusal of the confirm that means the bank did not credit it
+//     (deposit_not_taken) puts up "hand the cash back" and ends the
+//     deposit on this screen.
 "use strict";
 
 (function () {
@@ -32,6 +38,13 @@
     receipt: $("receipt"), print: $("print"), next: $("next"),
     tillPO: $("till-po"), tillCount: $("till-count"), tillPaidOut: $("till-paid-out"), tillCash: $("till-cash"),
     tillPayouts: $("till-payouts"), tillRefresh: $("till-refresh"),
+    modeOut: $("mode-out"), modeIn: $("mode-in"), walkin: $("walkin"), walkinForm: $("walkin-form"),
+    walkinAccount: $("walkin-account"), walkinAmount: $("walkin-amount"), walkinSubmit: $("walkin-submit"),
+    depositView: $("deposit-view"), depositAmount: $("deposit-amount"), depositHolder: $("deposit-holder"),
+    depositBank: $("deposit-bank"), depositAccount: $("deposit-account"), depositCountdown: $("deposit-countdown"),
+    depositIDRow: $("deposit-id-row"), depositIDNumber: $("deposit-id-number"), cashCounted: $("cash-counted"),
+    depositConfirm: $("deposit-confirm"), depositRelease: $("deposit-release"), depositHandback: $("deposit-handback"),
+    depositNext: $("deposit-next"),
   };
 
   let session = null;
@@ -42,6 +55,16 @@
   // the two actions the teller can take on it.
   let current = null;
   let countdownTimer = 0;
+  // mode is which way the cash goes: "out" (withdrawals) or "in" (deposits).
+  let mode = "out";
+
+  function setMode(m) {
+    mode = m;
+    ui.modeOut.setAttribute("aria-pressed", String(m === "out"));
+    ui.modeIn.setAttribute("aria-pressed", String(m === "in"));
+    ui.walkin.hidden = m !== "in";
+    document.body.dataset.mode = m;
+  }
 
   // setStatus shows the scanner's state in words; data-state is for tests
   // and for the CSS that hides a stopped video.
@@ -234,6 +257,7 @@
   function toScan() {
     stopCountdown();
     current = null;
+    ui.depositView.hidden = true;
     ui.payoutView.hidden = true;
     ui.receipt.hidden = true;
     ui.scanView.hidden = false;
@@ -247,6 +271,7 @@
   }
 
   function showPayout(d) {
+    if (d.kind === "deposit") return showDeposit(d);
     current = { scan: d, confirmKey: S.newKey(), releaseKey: S.newKey() };
     ui.amount.textContent = S.money(d.amount);
     // The full name (as the bank holds it) is what the ID card is checked
@@ -273,13 +298,15 @@
   function startCountdown(d) {
     stopCountdown();
     const deadline = deadlineOf(d);
+    const box = current && current.deposit ? ui.depositCountdown : ui.countdown;
+    const button = current && current.deposit ? ui.depositConfirm : ui.confirm;
     const tick = () => {
-      if (isNaN(deadline)) { ui.countdown.textContent = "—"; return; }
+      if (isNaN(deadline)) { box.textContent = "—"; return; }
       const left = deadline - S.serverNow();
       if (left <= 0) {
-        ui.countdown.textContent = "0:00";
-        ui.countdown.classList.add("low");
-        ui.confirm.disabled = true;
+        box.textContent = "0:00";
+        box.classList.add("low");
+        button.disabled = true;
         stopCountdown();
         S.showError(ui.error, "code_expired", ["Hết thời gian cho mã này. Hãy hủy và quét lại.",
           "Time is up for this code. Cancel and scan it again."]);
@@ -287,10 +314,10 @@
         return;
       }
       const s = Math.ceil(left / 1000);
-      ui.countdown.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
-      ui.countdown.classList.toggle("low", left < countdownLowMs);
+      box.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+      box.classList.toggle("low", left < countdownLowMs);
     };
-    ui.countdown.classList.remove("low");
+    box.classList.remove("low");
     tick();
     countdownTimer = setInterval(tick, countdownTickMs);
   }
@@ -346,10 +373,133 @@
     if (session) toScan();
   });
 
+  // ---- cash in -----------------------------------------------------------
+
+  ui.modeOut.addEventListener("click", () => { if (!current) { S.hideError(ui.error); setMode("out"); toScan(); } });
+  ui.modeIn.addEventListener("click", () => {
+    if (current) return;
+    S.hideError(ui.error);
+    setMode("in");
+    toScan();
+    ui.walkinAccount.focus();
+  });
+
+  ui.walkinForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const account = ui.walkinAccount.value.replace(/\s/g, "");
+    const amount = Number(ui.walkinAmount.value.replace(/[.,\s]/g, ""));
+    if (!/^\d{6,28}$/.test(account) || !(amount > 0)) {
+      S.showError(ui.error, "invalid_request", ["Nhập số tài khoản (6–28 số) và số tiền nộp.",
+        "Type the account number (6–28 digits) and the amount."]);
+      return;
+    }
+    S.hideError(ui.error);
+    stopScanner();
+    try {
+      const d = await S.busy([ui.walkinSubmit], () => S.request("POST", "/v1/teller/deposits/walkin",
+        { json: { account: account, amount: amount }, key: S.newKey() }));
+      showDeposit(d);
+    } catch (err) {
+      fail(err);
+      ui.walkinAccount.focus();
+    }
+  });
+
+  // showDeposit shows a deposit claimed by this counter: the name the bank
+  // holds (for the citizen to confirm), the amount to count.
+  function showDeposit(d) {
+    setMode("in");
+    current = { scan: d, deposit: true, confirmKey: S.newKey(), releaseKey: S.newKey() };
+    ui.depositAmount.textContent = S.money(d.amount);
+    ui.depositHolder.textContent = d.holder_name || d.holder_name_masked || "—";
+    ui.depositBank.textContent = d.bank_name ? d.bank_name + " (" + d.bank + ")" : (d.bank || "—");
+    ui.depositAccount.textContent = d.account_masked || "—";
+    ui.depositIDRow.hidden = !d.id_required;
+    ui.depositIDNumber.value = "";
+    ui.cashCounted.checked = false;
+    ui.depositConfirm.disabled = true;
+    ui.depositConfirm.hidden = false;
+    ui.depositRelease.disabled = false;
+    ui.depositRelease.hidden = false;
+    ui.depositHandback.hidden = true;
+    ui.depositNext.hidden = true;
+    ui.scanView.hidden = true;
+    ui.payoutView.hidden = true;
+    ui.receipt.hidden = true;
+    ui.depositView.hidden = false;
+    startCountdown(d);
+    ui.cashCounted.focus();
+  }
+
+  ui.cashCounted.addEventListener("change", () => {
+    ui.depositConfirm.disabled = !(ui.cashCounted.checked && current && current.deposit && !current.timedOut);
+  });
+
+  // handBack ends a deposit the bank did not credit: the cash goes back.
+  function handBack() {
+    stopCountdown();
+    ui.depositConfirm.hidden = true;
+    ui.depositRelease.hidden = true;
+    ui.depositHandback.hidden = false;
+    ui.depositNext.hidden = false;
+    current = null;
+    ui.depositNext.focus();
+  }
+
+  ui.depositConfirm.addEventListener("click", async () => {
+    if (!current || !current.deposit || !ui.cashCounted.checked) return;
+    S.hideError(ui.error);
+    const c = current;
+    let done = false;
+    let code = "";
+    await S.busy([ui.depositConfirm, ui.depositRelease, ui.cashCounted], async () => {
+      try {
+        const rc = await S.request("POST", "/v1/teller/deposits/confirm", {
+          json: { deposit_id: c.scan.withdrawal_id, cash_counted: true, id_number: ui.depositIDNumber.value.trim() },
+          key: c.confirmKey,
+        });
+        done = true;
+        showReceipt(rc);
+      } catch (err) {
+        code = err && err.code;
+        fail(err);
+      }
+    });
+    if (done) return;
+    if (code === "deposit_not_taken") return handBack();
+    if (code === "id_number_required") {
+      // Nothing was sent: type the ID number, confirm again (a new key:
+      // the refused request is answered, a new body is a new request).
+      c.confirmKey = S.newKey();
+      ui.depositIDRow.hidden = false;
+      ui.depositIDNumber.focus();
+    }
+    const retry = current === c && !c.timedOut && (retryable.has(code || "") || code === "id_number_required");
+    ui.depositConfirm.disabled = !(retry && ui.cashCounted.checked);
+  });
+
+  ui.depositRelease.addEventListener("click", async () => {
+    if (!current) return toScan();
+    S.hideError(ui.error);
+    const c = current;
+    await S.busy([ui.depositRelease, ui.depositConfirm], async () => {
+      try {
+        await S.request("POST", "/v1/teller/deposits/release", { json: { deposit_id: c.scan.withdrawal_id }, key: c.releaseKey });
+      } catch (err) {
+        fail(err);
+      }
+    });
+    if (session) toScan();
+  });
+
+  ui.depositNext.addEventListener("click", () => { S.hideError(ui.error); toScan(); });
+
   // ---- receipt -----------------------------------------------------------
 
-  // kinds names how the cash went, on a receipt.
-  const kinds = { cash_out: ["Rút tiền mặt", "Cash out"] };
+  // kinds names how the cash went, on a receipt; titles and signs follow it.
+  const kinds = { cash_out: ["Rút tiền mặt", "Cash out"], cash_in: ["Nạp tiền mặt vào tài khoản", "Cash in (deposit)"] };
+  const titles = { cash_out: ["Biên nhận chi tiền", "Cash-out receipt"], cash_in: ["Biên nhận nạp tiền", "Cash-in receipt"] };
+  const signs = { cash_out: ["Người nhận ký:", "Citizen's signature:"], cash_in: ["Người nộp ký:", "Depositor's signature:"] };
 
   // showReceipt shows a payout's receipt: just made (after Confirm), or a
   // reprint from "My day".
@@ -364,6 +514,11 @@
     set("receipt-time", S.when(rc.paid_at));
     const kind = kinds[rc.kind] || [rc.kind || "—", rc.kind || "—"];
     $("receipt-kind").replaceChildren(S.bi(kind[0], kind[1]));
+    const title = titles[rc.kind] || titles.cash_out;
+    $("receipt-title").replaceChildren(document.createTextNode(title[0] + " "), S.el("span", "· " + title[1], "en"));
+    const sign = signs[rc.kind] || signs.cash_out;
+    $("receipt-sign").replaceChildren(S.el("span", sign[0], "vi"), S.el("span", sign[1], "en"), document.createTextNode(" ______________"));
+    ui.receipt.dataset.kind = rc.kind || "";
     set("receipt-bank", rc.bank_name ? rc.bank_name + " (" + rc.bank + ")" : rc.bank);
     set("receipt-account", rc.account_masked);
     set("receipt-holder", rc.holder_name_masked);
@@ -378,20 +533,24 @@
     $("receipt-reprint").hidden = !rc.reprint;
     ui.receipt.dataset.withdrawal = rc.withdrawal_id || "";
     ui.payoutView.hidden = true;
+    ui.depositView.hidden = true;
     ui.scanView.hidden = true;
     ui.receipt.hidden = false;
     ui.next.focus();
     loadTill();
   }
 
-  // reprint shows a payout of today again, from "My day". Not while a
-  // payout is on screen: that one must be finished or cancelled first.
-  async function reprint(id, button) {
+  // reprint shows a payout (or a deposit) of today again, from "My day".
+  // Not while one is on screen: that one must be finished or cancelled
+  // first.
+  async function reprint(id, button, deposit) {
     if (current) return;
     S.hideError(ui.error);
     await S.busy(button, async () => {
       try {
-        showReceipt(await S.request("GET", "/v1/teller/receipts/" + encodeURIComponent(id)));
+        const path = deposit ? "/v1/teller/deposits/" + encodeURIComponent(id) + "/receipt"
+          : "/v1/teller/receipts/" + encodeURIComponent(id);
+        showReceipt(await S.request("GET", path));
       } catch (err) {
         fail(err);
       }
@@ -410,16 +569,25 @@
       ui.tillCount.textContent = String(t.count || 0);
       ui.tillPaidOut.textContent = S.money(t.paid_out || 0);
       ui.tillCash.textContent = S.money(t.cash || 0);
-      const rows = (t.payouts || []).map((p) => {
+      $("till-deposit-count").textContent = String(t.deposit_count || 0);
+      $("till-cash-in").textContent = S.money(t.cash_in || 0);
+      // Payouts and deposits in one list, newest first; a deposit's amount
+      // is marked "+" (cash into the till).
+      const items = (t.payouts || []).map((p) => ({ p, deposit: false }))
+        .concat((t.deposits || []).map((p) => ({ p, deposit: true })))
+        .sort((a, b) => Date.parse(b.p.paid_at) - Date.parse(a.p.paid_at));
+      const rows = items.map(({ p, deposit }) => {
         const tr = document.createElement("tr");
         const b = S.el("button", "In lại · Reprint", "secondary small reprint");
         b.type = "button";
-        b.dataset.withdrawal = p.withdrawal_id;
-        b.addEventListener("click", () => reprint(p.withdrawal_id, b));
+        if (deposit) b.dataset.deposit = p.withdrawal_id;
+        else b.dataset.withdrawal = p.withdrawal_id;
+        b.addEventListener("click", () => reprint(p.withdrawal_id, b, deposit));
         const td = document.createElement("td");
         td.append(b);
-        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", S.money(p.amount), "num"), td);
-        tr.dataset.withdrawal = p.withdrawal_id;
+        tr.append(S.el("td", S.clock(p.paid_at)), S.el("td", (deposit ? "+" : "") + S.money(p.amount), "num" + (deposit ? " cash-in" : "")), td);
+        if (deposit) tr.dataset.deposit = p.withdrawal_id;
+        else tr.dataset.withdrawal = p.withdrawal_id;
         return tr;
       });
       if (!rows.length) {
