@@ -49,6 +49,9 @@ const (
 	EDayClosed        = "day_closed"                 // the business day is closed
 	EUnavailable      = "unavailable"                // a dependency (Redis, database) is down
 	EInternal         = "internal"                   // a bug or an unexpected failure
+	// No PostgreSQL primary is reachable (a failover is under way): nothing
+	// was refused, try again after the Retry-After the answer carries.
+	EDatabaseUnavailable = "database_unavailable"
 )
 
 // Error is a domain error with a stable code and a message safe to show to

@@ -5,40 +5,42 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 )
 
 // httpStatus is the one table from error code to HTTP status. The metric
 // label of an error is its code. A code missing here is a bug: WriteError
 // answers it as EInternal.
 var httpStatus = map[string]int{
-	EInvalid:          http.StatusBadRequest,
-	EInvalidAmount:    http.StatusUnprocessableEntity,
-	EInvalidName:      http.StatusUnprocessableEntity,
-	EUnknownAccount:   http.StatusUnprocessableEntity,
-	EUnauthorized:     http.StatusUnauthorized,
-	EForbidden:        http.StatusForbidden,
-	EAccountNotOfBank: http.StatusForbidden,
-	ENotFound:         http.StatusNotFound,
-	EConflict:         http.StatusConflict,
-	EIdemReused:       http.StatusUnprocessableEntity,
-	EInProgress:       http.StatusConflict,
-	ETooLarge:         http.StatusRequestEntityTooLarge,
-	ECodeInvalid:      http.StatusUnprocessableEntity,
-	ECodeExpired:      http.StatusGone,
-	ECodeUsed:         http.StatusConflict,
-	ECodeClaimed:      http.StatusConflict,
-	ECodeCancelled:    http.StatusGone,
-	ENumericBlocked:   http.StatusLocked,
-	ETillShort:        http.StatusConflict,
-	ELimit:            http.StatusUnprocessableEntity,
-	EDeclined:         http.StatusPaymentRequired,
-	EBankUnavailable:  http.StatusServiceUnavailable,
-	EBankReplyInvalid: http.StatusBadGateway,
-	ELocked:           http.StatusTooManyRequests,
-	ERateLimited:      http.StatusTooManyRequests,
-	EDayClosed:        http.StatusConflict,
-	EUnavailable:      http.StatusServiceUnavailable,
-	EInternal:         http.StatusInternalServerError,
+	EInvalid:             http.StatusBadRequest,
+	EInvalidAmount:       http.StatusUnprocessableEntity,
+	EInvalidName:         http.StatusUnprocessableEntity,
+	EUnknownAccount:      http.StatusUnprocessableEntity,
+	EUnauthorized:        http.StatusUnauthorized,
+	EForbidden:           http.StatusForbidden,
+	EAccountNotOfBank:    http.StatusForbidden,
+	ENotFound:            http.StatusNotFound,
+	EConflict:            http.StatusConflict,
+	EIdemReused:          http.StatusUnprocessableEntity,
+	EInProgress:          http.StatusConflict,
+	ETooLarge:            http.StatusRequestEntityTooLarge,
+	ECodeInvalid:         http.StatusUnprocessableEntity,
+	ECodeExpired:         http.StatusGone,
+	ECodeUsed:            http.StatusConflict,
+	ECodeClaimed:         http.StatusConflict,
+	ECodeCancelled:       http.StatusGone,
+	ENumericBlocked:      http.StatusLocked,
+	ETillShort:           http.StatusConflict,
+	ELimit:               http.StatusUnprocessableEntity,
+	EDeclined:            http.StatusPaymentRequired,
+	EBankUnavailable:     http.StatusServiceUnavailable,
+	EBankReplyInvalid:    http.StatusBadGateway,
+	ELocked:              http.StatusTooManyRequests,
+	ERateLimited:         http.StatusTooManyRequests,
+	EDayClosed:           http.StatusConflict,
+	EUnavailable:         http.StatusServiceUnavailable,
+	EInternal:            http.StatusInternalServerError,
+	EDatabaseUnavailable: http.StatusServiceUnavailable,
 }
 
 // HTTPStatus maps an error to its HTTP status.
@@ -64,6 +66,11 @@ const internalMessage = "internal error"
 // with attributes (log.With).
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := ErrorCode(err)
+	if (code == EInternal || code == EUnavailable) && DatabaseUnavailable(err) {
+		// The database's primary is gone (failover): the request may be
+		// retried as it is, and must not read as the switch's bug.
+		code, err = EDatabaseUnavailable, Wrap(EDatabaseUnavailable, databaseUnavailableMessage, err)
+	}
 	status, known := httpStatus[code]
 	message := ErrorMessage(err)
 	if !known || code == EInternal {
@@ -75,6 +82,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	if o, ok := r.Context().Value(outcomeKey{}).(*Outcome); ok {
 		o.code = code
+	}
+	if secs, ok := retryAfterS[code]; ok {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, message
