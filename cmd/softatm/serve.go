@@ -11,6 +11,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	softatm "github.com/softatm/softatm"
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/recon"
@@ -48,17 +50,23 @@ type ServeConfig struct {
 	KEK         string
 	DatabaseURL string
 	RedisURL    string
-	RedisPrefix string
-	BankAddr    string
-	BankTLS     BankTLS // TLS of the bank link; zero: plain TCP
-	Secret      string
-	TerminalID  string
-	Demo        bool
-	Switch      atmswitch.Config
-	Outbox      atmswitch.OutboxConfig
-	Timeouts    Timeouts
-	Callbacks   atmswitch.CallbackConfig
-	SweepEvery  time.Duration
+	// RedisSentinels, when set, are the Sentinels' host:port addresses:
+	// Redis is then reached as the primary they name (RedisMaster), and
+	// followed across a failover. RedisURL then only gives the database
+	// number and password, if any.
+	RedisSentinels []string
+	RedisMaster    string
+	RedisPrefix    string
+	BankAddr       string
+	BankTLS        BankTLS // TLS of the bank link; zero: plain TCP
+	Secret         string
+	TerminalID     string
+	Demo           bool
+	Switch         atmswitch.Config
+	Outbox         atmswitch.OutboxConfig
+	Timeouts       Timeouts
+	Callbacks      atmswitch.CallbackConfig
+	SweepEvery     time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
 	PurgeEvery time.Duration
@@ -141,8 +149,14 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SOFTATM_PUBLIC_URL"), "the URL clients use; https:// (TLS at a proxy) makes the session cookie Secure and sends HSTS (SOFTATM_PUBLIC_URL)")
 	fs.StringVar(&c.KeyFile, "key-file", os.Getenv("SOFTATM_KEY_FILE"), "file holding the key-encryption key that seals the signing keys' private seeds (SOFTATM_KEY_FILE; or the key itself in SOFTATM_KEK)")
 	c.KEK = os.Getenv("SOFTATM_KEK")
-	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL; several hosts with target_session_attrs=read-write follow a failover, e.g. postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write (DATABASE_URL)")
 	fs.StringVar(&c.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (REDIS_URL)")
+	fs.Func("redis-sentinels", "comma-separated host:port of Redis Sentinels; Redis is then the primary they name (SOFTATM_REDIS_SENTINELS)", func(v string) error {
+		c.RedisSentinels = splitList(v)
+		return nil
+	})
+	c.RedisSentinels = splitList(os.Getenv("SOFTATM_REDIS_SENTINELS"))
+	fs.StringVar(&c.RedisMaster, "redis-master", envOr("SOFTATM_REDIS_MASTER", "softatm"), "the name the Sentinels know the Redis primary by (SOFTATM_REDIS_MASTER)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
 	fs.StringVar(&c.BankAddr, "bank", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address of the partner bank (SOFTATM_BANK_ADDR)")
 	c.BankTLS.flags(fs)
@@ -298,8 +312,8 @@ func (m *Main) Run(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := atmswitch.NewMetrics(reg)
 	var gate atmswitch.Gate
-	if c.RedisURL != "" {
-		if m.Redis, err = openRedis(c.RedisURL, c.Timeouts); err != nil {
+	if c.RedisURL != "" || len(c.RedisSentinels) > 0 {
+		if m.Redis, err = openRedis(c.RedisURL, c.RedisSentinels, c.RedisMaster, c.Timeouts); err != nil {
 			return err
 		}
 		gate = replay.New(m.Redis, c.RedisPrefix)
@@ -357,11 +371,25 @@ func (m *Main) openPool(ctx context.Context) error {
 	return nil
 }
 
-// openRedis makes the Redis client of the replay gate.
-func openRedis(redisURL string, t Timeouts) (*redis.Client, error) {
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+// openRedis makes the Redis client of the replay gate: of the server at
+// redisURL, or, with sentinels, of the primary they name, followed across a
+// failover (go-redis asks the Sentinels again when its connections fail).
+// Redis' replication is asynchronous, so a failover may lose recent gate
+// keys: the database stays the record (DESIGN.md), Redis only the gate.
+func openRedis(redisURL string, sentinels []string, master string, t Timeouts) (*redis.Client, error) {
+	opt := &redis.Options{}
+	if redisURL != "" {
+		var err error
+		if opt, err = redis.ParseURL(redisURL); err != nil {
+			return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+		}
+	}
+	if len(sentinels) > 0 {
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: master, SentinelAddrs: sentinels, DB: opt.DB, Username: opt.Username, Password: opt.Password,
+			DialTimeout: t.RedisDial, ReadTimeout: t.RedisRead, WriteTimeout: t.RedisWrite,
+			MaxRetries: 1, DisableIdentity: true,
+		}), nil
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t.RedisDial, t.RedisRead, t.RedisWrite
 	opt.MaxRetries = 1
@@ -566,6 +594,10 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	if err := m.Pool.Ping(ctx); err != nil {
 		status["database"], code = "down", http.StatusServiceUnavailable
+		if softatm.DatabaseUnavailable(err) {
+			// Callers get database_unavailable with a Retry-After meanwhile.
+			status["database"] = "no primary"
+		}
 	}
 	if m.Redis == nil {
 		status["redis"] = "not configured"
@@ -607,6 +639,17 @@ func (m *Main) Close() error {
 		m.Pool.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func runServe(ctx context.Context, args []string) error {
