@@ -1,7 +1,9 @@
 package faults
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/fixtures"
@@ -146,7 +149,10 @@ func (e *env) firstPayout(alive func() []*proc, tl *teller, killed time.Time) (t
 	for time.Now().Before(deadline) {
 		ps := alive()
 		p := ps[e.rnd.IntN(len(ps))]
-		c, r := e.create(p, "", e.createBody(e.amount()))
+		c, r, retryAfter := e.createRetryAfter(p)
+		if r.err == nil && r.status == http.StatusServiceUnavailable && retryAfter == "" {
+			e.violation("create answered %v without Retry-After", r)
+		}
 		if r.err != nil || r.status != http.StatusCreated {
 			note("create", r)
 			time.Sleep(100 * time.Millisecond)
@@ -172,6 +178,32 @@ func (e *env) firstPayout(alive func() []*proc, tl *teller, killed time.Time) (t
 	}
 	e.violation("no withdrawal paid %s after the kill (answers %v)", haRecoverMax, answers)
 	return haRecoverMax, answers
+}
+
+// createRetryAfter is e.create through p with a fresh key, also returning
+// the answer's Retry-After header.
+func (e *env) createRetryAfter(p *proc) (created, reply, string) {
+	b, _ := json.Marshal(e.createBody(e.amount()))
+	req, err := http.NewRequest("POST", p.url+"/v1/withdrawals", bytes.NewReader(b))
+	if err != nil {
+		return created{}, reply{err: err}, ""
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range e.bankHeaders("MB", uuid.NewString()) {
+		req.Header.Set(k, v)
+	}
+	resp, err := plainClient.Do(req)
+	if err != nil {
+		return created{}, reply{err: err}, ""
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	r := reply{status: resp.StatusCode, body: raw, err: err}
+	var c created
+	if r.err == nil && r.status == http.StatusCreated {
+		_ = json.Unmarshal(raw, &c)
+	}
+	return c, r, resp.Header.Get("Retry-After")
 }
 
 // newHAEnv is newEnv on the cluster c: the database is c's (through its
