@@ -77,6 +77,9 @@ type ServeConfig struct {
 	// waits for more units once one is waiting. See ledger.WithBatch.
 	LedgerBatch     int
 	LedgerBatchWait time.Duration
+	// LedgerCommitLock makes the committers of all instances on one
+	// database take turns (ledger.WithCommitLock) instead of colliding.
+	LedgerCommitLock bool
 }
 
 // Timeouts are serve's own deadlines (the switch's are in
@@ -176,6 +179,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Switch.RequestedMax, "requested-max", c.Switch.RequestedMax, "a request without a usable 0110 after this long is failed and reversed by the sweeper")
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
+	fs.BoolVar(&c.LedgerCommitLock, "ledger-commit-lock", os.Getenv("SOFTATM_LEDGER_COMMIT_LOCK") != "0", "committers of every instance on the database take turns, so that two instances' batches do not collide (SOFTATM_LEDGER_COMMIT_LOCK=0: off)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
 	t := &c.Timeouts
 	for _, d := range []struct {
@@ -327,8 +331,14 @@ func (m *Main) Run(ctx context.Context) error {
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 		}))...)
-	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
-	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
+	lock := func(name string) ledger.Option {
+		if !c.LedgerCommitLock {
+			name = ""
+		}
+		return ledger.WithCommitLock(name)
+	}
+	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock), lock("ledger"))
+	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock), lock("idempotency"))
 	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
 	keyring, err := m.openKeyring(ctx, clock)
 	if err != nil {
