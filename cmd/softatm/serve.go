@@ -80,6 +80,9 @@ type ServeConfig struct {
 	// LedgerCommitLock makes the committers of all instances on one
 	// database take turns (ledger.WithCommitLock) instead of colliding.
 	LedgerCommitLock bool
+	// LogFormat is "text" (key=value lines) or "json" (one object per
+	// line, for a log collector).
+	LogFormat string
 }
 
 // Timeouts are serve's own deadlines (the switch's are in
@@ -180,6 +183,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
 	fs.BoolVar(&c.LedgerCommitLock, "ledger-commit-lock", os.Getenv("SOFTATM_LEDGER_COMMIT_LOCK") != "0", "committers of every instance on the database take turns, so that two instances' batches do not collide (SOFTATM_LEDGER_COMMIT_LOCK=0: off)")
+	fs.StringVar(&c.LogFormat, "log-format", envOr("SOFTATM_LOG_FORMAT", "text"), "text or json: one JSON object per log line, every line about a withdrawal with its id in \"withdrawal\" (SOFTATM_LOG_FORMAT)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
 	t := &c.Timeouts
 	for _, d := range []struct {
@@ -224,8 +228,19 @@ func (c *ServeConfig) check() error {
 			return errors.New("every -*-timeout must be positive")
 		}
 	}
+	if c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("-log-format %q: want text or json", c.LogFormat)
+	}
 	_, err := c.https()
 	return err
+}
+
+// newLogger writes to stderr in format ("json" or text).
+func newLogger(format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }
 
 // https reports whether clients reach the switch over HTTPS (-public-url).
@@ -297,11 +312,11 @@ type Main struct {
 // listeners are up. Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
-	if m.Log == nil {
-		m.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 	if err := c.check(); err != nil {
 		return err
+	}
+	if m.Log == nil {
+		m.Log = newLogger(c.LogFormat)
 	}
 	c.Switch.Secret = []byte(c.Secret)
 	clock, err := clockFromEnv()
