@@ -69,7 +69,7 @@ func TestHACollector(t *testing.T) {
 			c.Collect(tmp)
 			close(tmp)
 			for m := range tmp {
-				if regexp.MustCompile(`"`+name+`"`).MatchString(m.Desc().String()) {
+				if regexp.MustCompile(`"` + name + `"`).MatchString(m.Desc().String()) {
 					ch <- m
 				}
 			}
