@@ -31,7 +31,11 @@ package ledger
 //
 // Waiting is bounded (commitLockWaitMax): past it the committer runs its
 // batch without the lock, slower at worst, never stuck behind an instance
-// that hangs while holding it. A committer with units still queued keeps
+// that hangs while holding it, and does not ask again for
+// commitLockBackoff. A lock session idle longer than commitLockIdleMax is
+// ended by the server itself (idle_in_transaction_session_timeout), so a
+// holder that hangs, or is cut off without its connection closing, frees
+// the lock within that. A committer with units still queued keeps
 // the lock for its next batch, at most commitLockStreakMax batches in a
 // row, so that one lock round trip serves several batches under load and
 // the other instance still gets its turn.
@@ -56,6 +60,15 @@ const (
 	// units waiting may run under one lock before letting the other
 	// instance's committer have a turn.
 	commitLockStreakMax = 4
+	// commitLockBackoff is how long a committer whose wait ran out (or
+	// whose lock failed) runs its batches without asking again, so that a
+	// holder that hangs costs it one wait, not one per batch.
+	commitLockBackoff = 5 * time.Second
+	// commitLockIdleMax ends, on the server, a lock session left idle that
+	// long (idle_in_transaction_session_timeout): a holder that hangs or
+	// is cut off without its connection closing frees the lock then. A
+	// batch runs far shorter; one that does not merely loses the lock.
+	commitLockIdleMax = "5s"
 )
 
 // WithCommitLock makes the committer take the database-wide commit lock
@@ -71,6 +84,9 @@ type commitLock struct {
 	tx      pgx.Tx // the lock transaction while the lock is held; nil otherwise
 	streak  int    // batches run under the current hold
 	ensured bool   // the lock's row exists
+	// skipUntil: after a wait ran out or failed, batches until then run
+	// without asking (commitLockBackoff).
+	skipUntil time.Time
 
 	// For LockStats.
 	taken, waitedOut, failed atomic.Int64
@@ -100,6 +116,9 @@ func (l *Ledger) holdCommitLock() {
 		return
 	}
 	start := time.Now()
+	if start.Before(l.lock.skipUntil) {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), commitLockWaitMax)
 	defer cancel()
 	tx, err := l.takeCommitLock(ctx)
@@ -110,8 +129,10 @@ func (l *Ledger) holdCommitLock() {
 		l.lock.taken.Add(1)
 	case ctx.Err() != nil:
 		l.lock.waitedOut.Add(1)
+		l.lock.skipUntil = time.Now().Add(commitLockBackoff)
 	default:
 		l.lock.failed.Add(1)
+		l.lock.skipUntil = time.Now().Add(commitLockBackoff)
 	}
 }
 
@@ -131,7 +152,11 @@ func (l *Ledger) takeCommitLock(ctx context.Context) (pgx.Tx, error) {
 		return nil, err
 	}
 	var name string
-	if err := tx.QueryRow(ctx, `SELECT name FROM committer_locks WHERE name = $1 FOR UPDATE`, l.opt.commitLock).Scan(&name); err != nil {
+	_, err = tx.Exec(ctx, `SET LOCAL idle_in_transaction_session_timeout = '`+commitLockIdleMax+`'`)
+	if err == nil {
+		err = tx.QueryRow(ctx, `SELECT name FROM committer_locks WHERE name = $1 FOR UPDATE`, l.opt.commitLock).Scan(&name)
+	}
+	if err != nil {
 		rctx, cancel := context.WithTimeout(context.Background(), commitLockReleaseTimeout)
 		_ = tx.Rollback(rctx)
 		cancel()
