@@ -37,7 +37,7 @@ const (
 	haWorkers = 6
 )
 
-// Scenario 9: lose a server, lose nothing. The switch runs as two
+// Scenario HA: lose a server, lose nothing. The switch runs as two
 // instances on a pg_auto_failover cluster (a monitor, a primary and a
 // synchronous standby, found through a multi-host URL) and on Redis with
 // a replica and three Sentinels, all built from nothing. While withdrawals
@@ -48,7 +48,7 @@ const (
 // from the kill to the first withdrawal created and paid after it is
 // printed. While no primary is reachable, callers are told to try again
 // (503) and never refused.
-func TestScenario9HA(t *testing.T) {
+func TestScenarioHA(t *testing.T) {
 	c := hacluster.MustStart(t, hacluster.Options{})
 	e := newHAEnv(t, c)
 	sentinelArgs := []string{"-redis", "", "-redis-sentinels", strings.Join(c.SentinelAddrs(), ","),
