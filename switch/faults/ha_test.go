@@ -71,6 +71,8 @@ func TestScenarioHA(t *testing.T) {
 	for _, k := range []struct {
 		what string
 		kill func() (rejoin func())
+		// notReady: /readyz must report the database not up meanwhile.
+		notReady bool
 	}{
 		{"kill -9 of the PostgreSQL primary", func() func() {
 			n, err := c.Primary(ctx)
@@ -83,7 +85,7 @@ func TestScenarioHA(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}},
+		}, true},
 		{"kill -9 of the Redis primary", func() func() {
 			r, err := c.KillRedisPrimary(ctx)
 			if err != nil {
@@ -97,11 +99,11 @@ func TestScenarioHA(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		}},
+		}, false},
 		{"kill -9 of one of two switch instances", func() func() {
 			p2.kill()
 			return func() {}
-		}},
+		}, false},
 	} {
 		stop := make(chan struct{})
 		wait := e.load(alive, tellers, haWorkers, stop)
@@ -109,6 +111,9 @@ func TestScenarioHA(t *testing.T) {
 		e.fault(k.what)
 		killed := time.Now()
 		rejoin := k.kill()
+		if k.notReady {
+			e.readyzSaysDatabaseDown(p1)
+		}
 		took, answers := e.firstPayout(alive, probe, killed)
 		t.Logf("%s: first withdrawal created and paid %s after the kill; answers meanwhile: %v",
 			k.what, took.Round(time.Millisecond), answers)
@@ -178,6 +183,34 @@ func (e *env) firstPayout(alive func() []*proc, tl *teller, killed time.Time) (t
 	}
 	e.violation("no withdrawal paid %s after the kill (answers %v)", haRecoverMax, answers)
 	return haRecoverMax, answers
+}
+
+// haReadyzWaitMax bounds the wait for /readyz to notice a lost primary.
+const haReadyzWaitMax = 5 * time.Second
+
+// readyzSaysDatabaseDown polls p's /readyz until it answers 503 with the
+// database not up ("no primary", or "down" when the ping ran out of time).
+func (e *env) readyzSaysDatabaseDown(p *proc) {
+	e.t.Helper()
+	deadline := time.Now().Add(haReadyzWaitMax)
+	c := &http.Client{Timeout: 3 * time.Second}
+	for {
+		resp, err := c.Get(p.url + "/readyz")
+		if err == nil {
+			var st map[string]string
+			_ = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusServiceUnavailable && st["database"] != "up" {
+				e.t.Logf("/readyz during the failover: %d %v", resp.StatusCode, st)
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.violation("/readyz still says the database is up %s after its primary was killed", haReadyzWaitMax)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // createRetryAfter is e.create through p with a fresh key, also returning
