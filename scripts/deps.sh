@@ -27,6 +27,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   (service postgresql stop || true) >/dev/null 2>&1
   (service redis-sentinel stop || true) >/dev/null 2>&1
   (service prometheus stop || true) >/dev/null 2>&1
+  (service prometheus-node-exporter stop || true) >/dev/null 2>&1
 else
   echo "missing:$missing"
   echo "install them with: sudo apt-get install -y$missing"
