@@ -4,7 +4,7 @@ BIN       := .var/bin/softatm
 FUZZTIME  ?= 10s
 DURATION  ?= 10m
 
-.PHONY: run test build lint bench fuzz soak screenshots deps clean mutate mutate-check mutate-go
+.PHONY: run run-ha test build lint bench fuzz soak screenshots deps clean mutate mutate-check mutate-go
 
 build:
 	$(GO) build -o $(BIN) ./cmd/softatm
@@ -14,6 +14,14 @@ build:
 # switch, and prints where to look. Ctrl-C stops all of it.
 run: deps build
 	$(BIN) demo
+
+# The highly available topology on this machine, from nothing: a
+# pg_auto_failover monitor and two PostgreSQL nodes with synchronous
+# replication, Redis with a replica and three Sentinels, the bank simulator
+# and two switch instances. Prints every address and which node is primary;
+# Ctrl-C stops all of it. See README, "Running it highly available".
+run-ha: deps build
+	$(BIN) demo-ha
 
 # The whole suite. Tests start private PostgreSQL / Redis / Chromium sessions
 # themselves when DATABASE_URL / REDIS_URL are not set.

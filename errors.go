@@ -60,6 +60,9 @@ const (
 	ETillFull        = "till_cash_cap"      // the deposit would put the till over its cash cap (insured amount): refused before counting
 	EIDNumberNeeded  = "id_number_required" // a large-cash deposit: the teller must type the citizen's ID number
 	EDepositNotTaken = "deposit_not_taken"  // the bank did not credit the deposit: hand the cash back (declined, no answer, or answered too late: reversed)
+	// No PostgreSQL primary is reachable (a failover is under way): nothing
+	// was refused, try again after the Retry-After the answer carries.
+	EDatabaseUnavailable = "database_unavailable"
 )
 
 // Error is a domain error with a stable code and a message safe to show to

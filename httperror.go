@@ -5,50 +5,52 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 )
 
 // httpStatus is the one table from error code to HTTP status. The metric
 // label of an error is its code. A code missing here is a bug: WriteError
 // answers it as EInternal.
 var httpStatus = map[string]int{
-	EInvalid:          http.StatusBadRequest,
-	EInvalidAmount:    http.StatusUnprocessableEntity,
-	EInvalidName:      http.StatusUnprocessableEntity,
-	EUnknownAccount:   http.StatusUnprocessableEntity,
-	EUnauthorized:     http.StatusUnauthorized,
-	EForbidden:        http.StatusForbidden,
-	EAccountNotOfBank: http.StatusForbidden,
-	ENotFound:         http.StatusNotFound,
-	EConflict:         http.StatusConflict,
-	EIdemReused:       http.StatusUnprocessableEntity,
-	EInProgress:       http.StatusConflict,
-	ETooLarge:         http.StatusRequestEntityTooLarge,
-	ECodeInvalid:      http.StatusUnprocessableEntity,
-	ECodeExpired:      http.StatusGone,
-	ECodeUsed:         http.StatusConflict,
-	ECodeClaimed:      http.StatusConflict,
-	ECodeCancelled:    http.StatusGone,
-	ENumericBlocked:   http.StatusLocked,
-	ETillShort:        http.StatusConflict,
-	ELimit:            http.StatusUnprocessableEntity,
-	EDeclined:         http.StatusPaymentRequired,
-	EBankUnavailable:  http.StatusServiceUnavailable,
-	EBankReplyInvalid: http.StatusBadGateway,
-	ELocked:           http.StatusTooManyRequests,
-	ERateLimited:      http.StatusTooManyRequests,
-	EDayClosed:        http.StatusConflict,
-	EUnavailable:      http.StatusServiceUnavailable,
-	EInternal:         http.StatusInternalServerError,
-	EDayNotOver:       http.StatusConflict,
-	EDayOpenItems:     http.StatusConflict,
-	EFileOtherBank:    http.StatusUnprocessableEntity,
-	EFileOtherDate:    http.StatusUnprocessableEntity,
-	EFileImported:     http.StatusConflict,
-	EFileInvalid:      http.StatusUnprocessableEntity,
-	EMethod:           http.StatusMethodNotAllowed,
-	ETillFull:         http.StatusConflict,
-	EIDNumberNeeded:   http.StatusUnprocessableEntity,
-	EDepositNotTaken:  http.StatusPaymentRequired,
+	EInvalid:             http.StatusBadRequest,
+	EInvalidAmount:       http.StatusUnprocessableEntity,
+	EInvalidName:         http.StatusUnprocessableEntity,
+	EUnknownAccount:      http.StatusUnprocessableEntity,
+	EUnauthorized:        http.StatusUnauthorized,
+	EForbidden:           http.StatusForbidden,
+	EAccountNotOfBank:    http.StatusForbidden,
+	ENotFound:            http.StatusNotFound,
+	EConflict:            http.StatusConflict,
+	EIdemReused:          http.StatusUnprocessableEntity,
+	EInProgress:          http.StatusConflict,
+	ETooLarge:            http.StatusRequestEntityTooLarge,
+	ECodeInvalid:         http.StatusUnprocessableEntity,
+	ECodeExpired:         http.StatusGone,
+	ECodeUsed:            http.StatusConflict,
+	ECodeClaimed:         http.StatusConflict,
+	ECodeCancelled:       http.StatusGone,
+	ENumericBlocked:      http.StatusLocked,
+	ETillShort:           http.StatusConflict,
+	ELimit:               http.StatusUnprocessableEntity,
+	EDeclined:            http.StatusPaymentRequired,
+	EBankUnavailable:     http.StatusServiceUnavailable,
+	EBankReplyInvalid:    http.StatusBadGateway,
+	ELocked:              http.StatusTooManyRequests,
+	ERateLimited:         http.StatusTooManyRequests,
+	EDayClosed:           http.StatusConflict,
+	EUnavailable:         http.StatusServiceUnavailable,
+	EInternal:            http.StatusInternalServerError,
+	EDayNotOver:          http.StatusConflict,
+	EDayOpenItems:        http.StatusConflict,
+	EFileOtherBank:       http.StatusUnprocessableEntity,
+	EFileOtherDate:       http.StatusUnprocessableEntity,
+	EFileImported:        http.StatusConflict,
+	EFileInvalid:         http.StatusUnprocessableEntity,
+	EMethod:              http.StatusMethodNotAllowed,
+	ETillFull:            http.StatusConflict,
+	EIDNumberNeeded:      http.StatusUnprocessableEntity,
+	EDepositNotTaken:     http.StatusPaymentRequired,
+	EDatabaseUnavailable: http.StatusServiceUnavailable,
 }
 
 // WithJSONMuxErrors answers what mux itself refuses (no route: 404; a
@@ -119,6 +121,11 @@ const internalMessage = "internal error"
 // with attributes (log.With).
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := ErrorCode(err)
+	if (code == EInternal || code == EUnavailable) && DatabaseUnavailable(err) {
+		// The database's primary is gone (failover): the request may be
+		// retried as it is, and must not read as the switch's bug.
+		code, err = EDatabaseUnavailable, Wrap(EDatabaseUnavailable, databaseUnavailableMessage, err)
+	}
 	status, known := httpStatus[code]
 	message := ErrorMessage(err)
 	if !known || code == EInternal {
@@ -129,6 +136,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			"code", code, "err", err)
 	}
 	SetOutcome(r, code)
+	if secs, ok := retryAfterS[code]; ok {
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, message
 	WriteJSON(w, status, b)

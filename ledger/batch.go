@@ -37,8 +37,12 @@ func (l *Ledger) committer() {
 	defer close(l.done)
 	// The queue is closed by Close; what was queued before is still run.
 	for first := range l.queue {
-		l.runBatch(context.Background(), l.gather(first))
+		batch := l.gather(first)
+		l.holdCommitLock() // lease.go: one committer at a time per database
+		l.runBatch(context.Background(), batch)
+		l.passCommitLock(false)
 	}
+	l.passCommitLock(true)
 }
 
 // gather takes up to batchUnits units, waiting at most batchWait for more.

@@ -248,6 +248,7 @@ type options struct {
 	maxRetries int
 	batchUnits int
 	batchWait  time.Duration
+	commitLock string // WithCommitLock (lease.go)
 }
 
 // Option configures a Ledger.
@@ -293,6 +294,9 @@ type Ledger struct {
 
 	// For Stats.
 	batches, units, busyNanos atomic.Int64
+
+	// lock is the committer's hold on the commit lock (lease.go).
+	lock commitLock
 }
 
 // Stats are the committer's counters since New, for metrics: units per

@@ -71,7 +71,7 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 		switch {
 		case err != nil:
 			s.m.redisFallback.Inc()
-			s.log.Warn("replay guard unavailable; claiming in the database only", "err", err)
+			s.log.Warn("replay guard unavailable; claiming in the database only", "withdrawal", id, "err", err)
 		case !ok:
 			return Withdrawal{}, softatm.Errorf(softatm.ECodeClaimed, "another counter is paying this code")
 		default:

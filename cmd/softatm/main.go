@@ -34,6 +34,7 @@ var commands = map[string]func(ctx context.Context, args []string) error{
 	"admin":   runAdmin,
 	"recon":   runRecon,
 	"demo":    runDemo,
+	"demo-ha": runDemoHA,
 }
 
 func usage() {
@@ -47,6 +48,7 @@ commands:
   admin     bank | client | post-office | kiosk | user | load-demo | check
   recon     settlement | import | report
   demo      start everything on private servers and print where to look
+  demo-ha   the same on a pg_auto_failover cluster, Redis Sentinel and two switches (make run-ha)
 
 Run 'softatm <command> -h' for a command's flags.`)
 }

@@ -53,6 +53,8 @@ func instrument(reg *prometheus.Registry, metrics *atmswitch.Metrics, pool *pgxp
 	metrics.Committer("ledger", l)
 	metrics.Committer("idempotency", keys)
 	reg.MustRegister(atmswitch.NewStateCollector(pool))
+	reg.MustRegister(newHACollector(pool)) // hametrics.go
+	registerLockMetrics(reg, map[string]*ledger.Ledger{"ledger": l, "idempotency": keys})
 	if rc != nil {
 		rc.AddHook(redisHook{metrics})
 	}

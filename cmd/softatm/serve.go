@@ -56,17 +56,23 @@ type ServeConfig struct {
 	KEK         string
 	DatabaseURL string
 	RedisURL    string
-	RedisPrefix string
-	BankAddr    string
-	BankTLS     BankTLS // TLS of the bank link; zero: plain TCP
-	Secret      string
-	TerminalID  string
-	Demo        bool
-	Switch      atmswitch.Config
-	Outbox      atmswitch.OutboxConfig
-	Timeouts    Timeouts
-	Callbacks   atmswitch.CallbackConfig
-	SweepEvery  time.Duration
+	// RedisSentinels, when set, are the Sentinels' host:port addresses:
+	// Redis is then reached as the primary they name (RedisMaster), and
+	// followed across a failover. RedisURL then only gives the database
+	// number and password, if any.
+	RedisSentinels []string
+	RedisMaster    string
+	RedisPrefix    string
+	BankAddr       string
+	BankTLS        BankTLS // TLS of the bank link; zero: plain TCP
+	Secret         string
+	TerminalID     string
+	Demo           bool
+	Switch         atmswitch.Config
+	Outbox         atmswitch.OutboxConfig
+	Timeouts       Timeouts
+	Callbacks      atmswitch.CallbackConfig
+	SweepEvery     time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
 	PurgeEvery time.Duration
@@ -77,6 +83,12 @@ type ServeConfig struct {
 	// waits for more units once one is waiting. See ledger.WithBatch.
 	LedgerBatch     int
 	LedgerBatchWait time.Duration
+	// LedgerCommitLock makes the committers of all instances on one
+	// database take turns (ledger.WithCommitLock) instead of colliding.
+	LedgerCommitLock bool
+	// LogFormat is "text" (key=value lines) or "json" (one object per
+	// line, for a log collector).
+	LogFormat string
 }
 
 // Timeouts are serve's own deadlines (the switch's are in
@@ -150,8 +162,14 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", os.Getenv("SOFTATM_TRUSTED_PROXIES"), "comma-separated CIDRs or addresses of the reverse proxies whose X-Forwarded-For is believed (SOFTATM_TRUSTED_PROXIES)")
 	fs.StringVar(&c.KeyFile, "key-file", os.Getenv("SOFTATM_KEY_FILE"), "file holding the key-encryption key that seals the signing keys' private seeds (SOFTATM_KEY_FILE; or the key itself in SOFTATM_KEK)")
 	c.KEK = os.Getenv("SOFTATM_KEK")
-	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
+	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL; several hosts with target_session_attrs=read-write follow a failover, e.g. postgres://u@h1:5432,h2:5432/db?target_session_attrs=read-write (DATABASE_URL)")
 	fs.StringVar(&c.RedisURL, "redis", os.Getenv("REDIS_URL"), "Redis URL (REDIS_URL)")
+	fs.Func("redis-sentinels", "comma-separated host:port of Redis Sentinels; Redis is then the primary they name (SOFTATM_REDIS_SENTINELS)", func(v string) error {
+		c.RedisSentinels = splitList(v)
+		return nil
+	})
+	c.RedisSentinels = splitList(os.Getenv("SOFTATM_REDIS_SENTINELS"))
+	fs.StringVar(&c.RedisMaster, "redis-master", envOr("SOFTATM_REDIS_MASTER", "softatm"), "the name the Sentinels know the Redis primary by (SOFTATM_REDIS_MASTER)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
 	fs.StringVar(&c.BankAddr, "bank", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address of the partner bank (SOFTATM_BANK_ADDR)")
 	c.BankTLS.flags(fs)
@@ -174,6 +192,8 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Switch.LargeCashThreshold, "large-cash-threshold", c.Switch.LargeCashThreshold, "an account's deposits of a business day at or above this (minor units) need the depositor's ID number; 0: never")
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
+	fs.BoolVar(&c.LedgerCommitLock, "ledger-commit-lock", os.Getenv("SOFTATM_LEDGER_COMMIT_LOCK") != "0", "committers of every instance on the database take turns, so that two instances' batches do not collide (SOFTATM_LEDGER_COMMIT_LOCK=0: off)")
+	fs.StringVar(&c.LogFormat, "log-format", envOr("SOFTATM_LOG_FORMAT", "text"), "text or json: one JSON object per log line, every line about a withdrawal with its id in \"withdrawal\" (SOFTATM_LOG_FORMAT)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
 	t := &c.Timeouts
 	for _, d := range []struct {
@@ -221,6 +241,9 @@ func (c *ServeConfig) check() error {
 	if _, err := c.proxies(); err != nil {
 		return err
 	}
+	if c.LogFormat != "" && c.LogFormat != "text" && c.LogFormat != "json" {
+		return fmt.Errorf("-log-format %q: want text or json", c.LogFormat)
+	}
 	_, err := c.https()
 	return err
 }
@@ -243,6 +266,14 @@ func (c *ServeConfig) proxies() ([]netip.Prefix, error) {
 		out = append(out, p.Masked())
 	}
 	return out, nil
+}
+
+// newLogger writes to stderr in format ("json" or text).
+func newLogger(format string) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, nil))
 }
 
 // https reports whether clients reach the switch over HTTPS (-public-url).
@@ -317,11 +348,11 @@ type Main struct {
 // listeners are up. Close stops everything.
 func (m *Main) Run(ctx context.Context) error {
 	c := m.Config
-	if m.Log == nil {
-		m.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 	if err := c.check(); err != nil {
 		return err
+	}
+	if m.Log == nil {
+		m.Log = newLogger(c.LogFormat)
 	}
 	c.Switch.Secret = []byte(c.Secret)
 	clock, err := clockFromEnv()
@@ -339,8 +370,8 @@ func (m *Main) Run(ctx context.Context) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := atmswitch.NewMetrics(reg)
 	var gate atmswitch.Gate
-	if c.RedisURL != "" {
-		if m.Redis, err = openRedis(c.RedisURL, c.Timeouts); err != nil {
+	if c.RedisURL != "" || len(c.RedisSentinels) > 0 {
+		if m.Redis, err = openRedis(c.RedisURL, c.RedisSentinels, c.RedisMaster, c.Timeouts); err != nil {
 			return err
 		}
 		gate = replay.New(m.Redis, c.RedisPrefix)
@@ -354,8 +385,14 @@ func (m *Main) Run(ctx context.Context) error {
 		iso.WithLateReply(func(mti, stan, rrn string) {
 			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 		}))...)
-	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
-	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
+	lock := func(name string) ledger.Option {
+		if !c.LedgerCommitLock {
+			name = ""
+		}
+		return ledger.WithCommitLock(name)
+	}
+	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock), lock("ledger"))
+	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock), lock("idempotency"))
 	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
 	keyring, err := m.openKeyring(ctx, clock)
 	if err != nil {
@@ -400,11 +437,25 @@ func (m *Main) openPool(ctx context.Context) error {
 	return nil
 }
 
-// openRedis makes the Redis client of the replay gate.
-func openRedis(redisURL string, t Timeouts) (*redis.Client, error) {
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+// openRedis makes the Redis client of the replay gate: of the server at
+// redisURL, or, with sentinels, of the primary they name, followed across a
+// failover (go-redis asks the Sentinels again when its connections fail).
+// Redis' replication is asynchronous, so a failover may lose recent gate
+// keys: the database stays the record (DESIGN.md), Redis only the gate.
+func openRedis(redisURL string, sentinels []string, master string, t Timeouts) (*redis.Client, error) {
+	opt := &redis.Options{}
+	if redisURL != "" {
+		var err error
+		if opt, err = redis.ParseURL(redisURL); err != nil {
+			return nil, fmt.Errorf("parsing REDIS_URL: %w", err)
+		}
+	}
+	if len(sentinels) > 0 {
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: master, SentinelAddrs: sentinels, DB: opt.DB, Username: opt.Username, Password: opt.Password,
+			DialTimeout: t.RedisDial, ReadTimeout: t.RedisRead, WriteTimeout: t.RedisWrite,
+			MaxRetries: 1, DisableIdentity: true,
+		}), nil
 	}
 	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = t.RedisDial, t.RedisRead, t.RedisWrite
 	opt.MaxRetries = 1
@@ -619,6 +670,10 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	code := http.StatusOK
 	if err := m.Pool.Ping(ctx); err != nil {
 		status["database"], code = "down", http.StatusServiceUnavailable
+		if softatm.DatabaseUnavailable(err) {
+			// Callers get database_unavailable with a Retry-After meanwhile.
+			status["database"] = "no primary"
+		}
 	}
 	if m.Redis == nil {
 		status["redis"] = "not configured"
@@ -660,6 +715,17 @@ func (m *Main) Close() error {
 		m.Pool.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// splitList splits a comma-separated list, dropping empty items.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func runServe(ctx context.Context, args []string) error {
