@@ -90,9 +90,14 @@ func (e *excludeUnit) Error() string { return fmt.Sprintf("unit %d: %v", e.i, e.
 func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 	start := time.Now()
 	defer func() {
+		busy := int64(time.Since(start))
 		l.batches.Add(1)
 		l.units.Add(int64(len(reqs)))
-		l.busyNanos.Add(int64(time.Since(start)))
+		l.busyNanos.Add(busy)
+		b := &l.bySize[sizeBucket(len(reqs))]
+		b.batches.Add(1)
+		b.units.Add(int64(len(reqs)))
+		b.busyNanos.Add(busy)
 	}()
 	single := len(reqs) == 1 && l.queue == nil
 	if !single {

@@ -55,6 +55,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -284,6 +285,40 @@ type Ledger struct {
 
 	// For Stats.
 	batches, units, busyNanos atomic.Int64
+	// The same, per batch-size bucket (SizeBuckets), so that the time per
+	// unit can be compared between small and large batches.
+	bySize [len(SizeBuckets)]struct{ batches, units, busyNanos atomic.Int64 }
+}
+
+// SizeBuckets are the batch sizes the committer's counters are split by:
+// bucket i holds batches of at most SizeBuckets[i] units (and more than
+// SizeBuckets[i-1]); the last, math.MaxInt, the rest.
+var SizeBuckets = [...]int{1, 4, 8, 16, 32, 64, math.MaxInt}
+
+// SizeBucketName names bucket i for a metric label: "1", "2-4", ..., "65+".
+func SizeBucketName(i int) string {
+	lo := 1
+	if i > 0 {
+		lo = SizeBuckets[i-1] + 1
+	}
+	switch hi := SizeBuckets[i]; {
+	case hi == math.MaxInt:
+		return fmt.Sprintf("%d+", lo)
+	case hi == lo:
+		return fmt.Sprint(lo)
+	default:
+		return fmt.Sprintf("%d-%d", lo, hi)
+	}
+}
+
+// sizeBucket returns the bucket of a batch of n units.
+func sizeBucket(n int) int {
+	for i, hi := range SizeBuckets {
+		if n <= hi {
+			return i
+		}
+	}
+	return len(SizeBuckets) - 1
 }
 
 // Stats are the committer's counters since New, for metrics: units per
@@ -293,11 +328,25 @@ type Stats struct {
 	Batches int64         // batch transactions committed or failed (a re-run is not a new batch)
 	Units   int64         // units those batches carried
 	Busy    time.Duration // time spent running batches, re-runs included
+	// BySize splits the three by batch size (SizeBuckets): Busy/Units of a
+	// bucket is the committer's time per unit at that size.
+	BySize [len(SizeBuckets)]SizeStats
+}
+
+// SizeStats are a batch-size bucket's share of Stats.
+type SizeStats struct {
+	Batches, Units int64
+	Busy           time.Duration
 }
 
 // Stats returns the committer's counters.
 func (l *Ledger) Stats() Stats {
-	return Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load())}
+	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load())}
+	for i := range l.bySize {
+		b := &l.bySize[i]
+		st.BySize[i] = SizeStats{Batches: b.batches.Load(), Units: b.units.Load(), Busy: time.Duration(b.busyNanos.Load())}
+	}
+	return st
 }
 
 // goodSQLMax bounds the SQL texts remembered as good; past it, new texts

@@ -58,10 +58,13 @@ type opts struct {
 	ledgerBatchWait time.Duration
 	admin           string
 
-	rawDuration  time.Duration
-	commitsPerWd int
-	skipRaw      bool
-	label        string
+	rawDuration time.Duration
+	skipRaw     bool
+	label       string
+
+	curve         bool
+	curveDuration time.Duration
+	curveClients  int
 }
 
 func status(format string, a ...any) { fmt.Fprintf(os.Stderr, "==> "+format+"\n", a...) }
@@ -88,10 +91,9 @@ func main() {
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
 	flag.StringVar(&o.admin, "admin", "", "the switch's admin listener (metrics, /debug/pprof/), where the committer figures are scraped: passed to softatm serve -admin-listen (default: a free loopback port); with -url, where the running switch serves it (default 127.0.0.1:9090)")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
-	// 11 = create (idempotency begin + finish, the request row, the
-	// approval with its hold) 4 + scan (idempotency 2, the claim) 3 +
-	// confirm (idempotency 2, the payout) 3 + the outbox's record of the 0230 1.
-	flag.IntVar(&o.commitsPerWd, "commits-per-withdrawal", 11, "write commits one withdrawal needs, for the raw limit")
+	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
+	flag.DurationVar(&o.curveDuration, "curve-duration", 10*time.Second, "how long each -curve level is measured")
+	flag.IntVar(&o.curveClients, "curve-clients", 128, "clients of the -curve levels: enough that a start seldom finds them all busy (open loop)")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
 	flag.Parse()
@@ -111,6 +113,9 @@ const statsFlush = 1500 * time.Millisecond
 func run(ctx context.Context, o opts) error {
 	if o.clients < 1 || o.duration <= 0 {
 		return errors.New("-clients and -duration must be positive")
+	}
+	if o.curve && o.rate > 0 {
+		return errors.New("-curve starts from a closed-loop run: no -rate")
 	}
 	var w *world
 	if o.url == "" {
@@ -133,6 +138,25 @@ func run(ctx context.Context, o opts) error {
 			status("raw limit before the load: not measured: %v", err)
 		}
 	}
+	res, err := measureLoad(ctx, w, o)
+	if err != nil {
+		return err
+	}
+
+	var raw rawResult
+	if !o.skipRaw {
+		raw = measureRaw(ctx, w, o, rawBefore)
+	}
+	report(os.Stdout, w, o, res, raw)
+	if o.curve {
+		return runCurve(ctx, os.Stdout, w, o, float64(res.completed)/res.window.Seconds())
+	}
+	return nil
+}
+
+// measureLoad runs one load and collects, over it, the switch's metrics,
+// the CPU time of every process and PostgreSQL's transaction counts.
+func measureLoad(ctx context.Context, w *world, o opts) (loadResult, error) {
 	var before dbCounters
 	if w.DBURL != "" {
 		before, _ = readCounters(ctx, w.DBURL)
@@ -141,16 +165,23 @@ func run(ctx context.Context, o opts) error {
 	if err != nil {
 		status("no committer figures: %v", err)
 	}
+	procs := findProcs(ctx, w)
+	cpuBefore := procs.sample()
 	loadStart := time.Now()
 	status("load: %d clients, %s warm-up, %s measured, rate %s, hot=%v", o.clients, o.warmup, o.duration, rateText(o.rate), o.hot)
 	res, err := runLoad(ctx, w, o)
 	if err != nil {
-		return err
+		return res, err
 	}
+	res.elapsed = time.Since(loadStart)
+	res.cpu = procs.use(cpuBefore, procs.sample())
 	if mAfter, err := scrape(ctx, w.AdminURL); err != nil {
 		status("no committer figures: %v", err)
 	} else if mBefore != nil {
-		res.committer = committerFigures(mBefore, mAfter, time.Since(loadStart), o.ledgerBatch == 1)
+		res.metrics = map[string]float64{}
+		for k, v := range mAfter {
+			res.metrics[k] = v - mBefore[k]
+		}
 	}
 	if w.DBURL != "" {
 		time.Sleep(statsFlush) // let the last rollbacks reach pg_stat_database
@@ -160,13 +191,7 @@ func run(ctx context.Context, o opts) error {
 			res.rollbacksPerWithdrawal = float64(after.rollbacks-before.rollbacks) / float64(res.startedAll)
 		}
 	}
-
-	var raw rawResult
-	if !o.skipRaw {
-		raw = measureRaw(ctx, w, o, res.commitsPerWithdrawal, rawBefore)
-	}
-	report(os.Stdout, w, o, res, raw)
-	return nil
+	return res, nil
 }
 
 func rateText(r float64) string {

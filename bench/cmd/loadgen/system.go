@@ -48,6 +48,8 @@ type world struct {
 	Tellers  []benchTeller
 	Sim      *banksim.Sim
 	rawURL   string // the raw-commit database, once made
+	// SwitchPID is the switch's process (0: not ours), for its CPU time.
+	SwitchPID int
 
 	stop []func()
 }
@@ -103,7 +105,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	}
 	w.stop = append(w.stop, rs.Stop)
 	w.Redis = rs.URL
-	status("migrating and loading bench data (%d post offices, %d banks, %d tellers)", o.postOffices, o.banks, o.clients)
+	status("migrating and loading bench data (%d post offices, %d banks)", o.postOffices, o.banks)
 	if _, err := switchschema.Migrate(ctx, w.DBURL); err != nil {
 		return nil, err
 	}
@@ -167,6 +169,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	w.SwitchPID = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	w.stop = append(w.stop, func() {
@@ -245,7 +248,11 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 			return err
 		}
 	}
-	for i := range o.clients {
+	tellers := o.clients
+	if o.curve {
+		tellers = max(tellers, o.curveClients)
+	}
+	for i := range tellers {
 		po := fmt.Sprintf("BP-%03d", i%nPOs+1)
 		kiosk := fmt.Sprintf("KB%06d", i+1)
 		if _, err := pool.Exec(ctx, `INSERT INTO kiosks (id, post_office) VALUES ($1, $2)`, kiosk, po); err != nil {
