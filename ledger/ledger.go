@@ -180,6 +180,12 @@ type Stmt struct {
 	// (pgx.ErrNoRows) means the statement changed nothing. Any other error
 	// from Row refuses the unit.
 	Row func(pgx.Row) error
+	// Rows, instead of Row, reads every row a RETURNING statement returns
+	// (an outbox lease, say); the statement's row count is what it
+	// changed. It may run again when the batch is re-run, so it must
+	// replace, not append to, what it fills. Any error from Rows refuses
+	// the unit.
+	Rows func(pgx.Rows) error
 	// MustChange refuses the unit with ErrUnchanged, its transfers not
 	// booked, when the statement changes no row.
 	MustChange bool
@@ -285,6 +291,7 @@ type Ledger struct {
 
 	// For Stats.
 	batches, units, busyNanos atomic.Int64
+	roundTrips                atomic.Int64
 	// The same, per batch-size bucket (SizeBuckets), so that the time per
 	// unit can be compared between small and large batches.
 	bySize [len(SizeBuckets)]struct{ batches, units, busyNanos atomic.Int64 }
@@ -328,6 +335,10 @@ type Stats struct {
 	Batches int64         // batch transactions committed or failed (a re-run is not a new batch)
 	Units   int64         // units those batches carried
 	Busy    time.Duration // time spent running batches, re-runs included
+	// RoundTrips counts the batches' round trips to the database (BEGIN
+	// and COMMIT included, re-runs too): with batching on, what a batch
+	// costs besides the work itself.
+	RoundTrips int64
 	// BySize splits the three by batch size (SizeBuckets): Busy/Units of a
 	// bucket is the committer's time per unit at that size.
 	BySize [len(SizeBuckets)]SizeStats
@@ -341,7 +352,7 @@ type SizeStats struct {
 
 // Stats returns the committer's counters.
 func (l *Ledger) Stats() Stats {
-	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load())}
+	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load()), RoundTrips: l.roundTrips.Load()}
 	for i := range l.bySize {
 		b := &l.bySize[i]
 		st.BySize[i] = SizeStats{Batches: b.batches.Load(), Units: b.units.Load(), Busy: time.Duration(b.busyNanos.Load())}
@@ -482,6 +493,9 @@ func (l *Ledger) Exec(ctx context.Context, st *Stmt) (int64, error) {
 func validateUnit(u Unit) error {
 	if u.Stmt != nil && u.Apply != nil {
 		return softatm.Errorf(softatm.EInvalid, "a unit has an Apply or a Stmt, not both")
+	}
+	if u.Stmt != nil && u.Stmt.Row != nil && u.Stmt.Rows != nil {
+		return softatm.Errorf(softatm.EInvalid, "a statement is read by Row or by Rows, not both")
 	}
 	if len(u.Transfers) > maxTransfersPerUnit {
 		return softatm.Errorf(softatm.EInvalid, "a unit holds at most %d transfers", maxTransfersPerUnit)

@@ -188,6 +188,9 @@ func (m *Metrics) Committer(name string, l *ledger.Ledger) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_committer_busy_seconds_total", Help: "Time a ledger committer spent running batches.", ConstLabels: labels,
 		}, func() float64 { return l.Stats().Busy.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_round_trips_total", Help: "Round trips to the database of a ledger committer's batches (BEGIN and COMMIT included).", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().RoundTrips) }),
 	)
 	// The same by batch size (label size, ledger.SizeBuckets): busy seconds
 	// over units of one size is the committer's time per unit at that size.
