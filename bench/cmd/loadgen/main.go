@@ -62,6 +62,8 @@ type opts struct {
 	skipRaw     bool
 	label       string
 
+	pgDelay time.Duration
+
 	curve         bool
 	curveDuration time.Duration
 	curveClients  int
@@ -91,6 +93,7 @@ func main() {
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
 	flag.StringVar(&o.admin, "admin", "", "the switch's admin listener (metrics, /debug/pprof/), where the committer figures are scraped: passed to softatm serve -admin-listen (default: a free loopback port); with -url, where the running switch serves it (default 127.0.0.1:9090)")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
+	flag.DurationVar(&o.pgDelay, "pg-delay", 0, "put PostgreSQL behind the fault proxy (fixtures/faultproxy) with this one-way delay per chunk, for the switch and the raw commits: a database on another machine or zone")
 	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
 	flag.DurationVar(&o.curveDuration, "curve-duration", 10*time.Second, "how long each -curve level is measured")
 	flag.IntVar(&o.curveClients, "curve-clients", 128, "clients of the -curve levels: enough that a start seldom finds them all busy (open loop)")

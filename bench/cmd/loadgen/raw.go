@@ -53,6 +53,9 @@ func rawTarget(ctx context.Context, w *world, o opts) (string, error) {
 		}
 		w.rawURL = u
 	}
+	if w.viaProxy != nil {
+		return w.viaProxy(w.rawURL), nil // through the same delay as the switch
+	}
 	return w.rawURL, nil
 }
 
@@ -227,6 +230,9 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 	}
 	p("load: %d clients, %s measured after %s warm-up, rate %s, %s, ledger batch %s, %d switch DB connections",
 		o.clients, o.duration, o.warmup, rateText(o.rate), mode, batch, o.dbConns)
+	if o.pgDelay > 0 {
+		p("PostgreSQL behind the fault proxy: %s one-way delay per chunk, for the switch and the raw commits", o.pgDelay)
+	}
 	p("")
 	rate := float64(res.completed) / res.window.Seconds()
 	p("completed withdrawals: %d in %s = **%.1f/s**", res.completed, res.window, rate)
@@ -327,8 +333,8 @@ func committerReport(p func(string, ...any), res loadResult) {
 	if batches <= 0 {
 		return
 	}
-	p("ledger committer (whole load, from /metrics): %.0f batches, %.1f units per batch, busy %.0f%% of the time, %.0f transaction re-runs",
-		batches, m["softatm_ledger_batch_units_total"+l]/batches,
+	p("ledger committer (whole load, from /metrics): %.0f batches, %.1f units per batch, %.2f round trips per batch, busy %.0f%% of the time, %.0f transaction re-runs",
+		batches, m["softatm_ledger_batch_units_total"+l]/batches, m["softatm_ledger_round_trips_total"+l]/batches,
 		100*m["softatm_ledger_committer_busy_seconds_total"+l]/res.elapsed.Seconds(), m["softatm_ledger_retries_total"])
 	p("")
 	p("| batch size (units) | batches | units | ms per batch | ms per unit |")
