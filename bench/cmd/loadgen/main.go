@@ -11,11 +11,14 @@
 // the switch and not the fixtures. With -url it drives a running system
 // instead, as the demo fixtures' MB app and tellers.
 //
-// In the same run it measures the machine's raw limits: the same number of
-// PostgreSQL write commits per withdrawal done by a minimal program with no
-// switch logic (an INSERT plus an UPDATE per commit from N goroutines,
-// against the same durable server), and a Redis round trip. The report
-// gives softatm's throughput as a ratio of that limit.
+// In the same run it measures the machine's raw limits: PostgreSQL write
+// commits done by a minimal program with no switch logic (an INSERT plus an
+// UPDATE per commit from N goroutines, against the same durable server),
+// and a Redis round trip. The report gives withdrawals per raw commit, the
+// CPU each process spent per withdrawal, the committer's time per unit by
+// batch size, its round trips per batch, and the durable commits waited
+// for per withdrawal; -curve adds p50/p99 at fixed fractions of the
+// saturated rate, -pg-delay puts a network delay before PostgreSQL.
 //
 //	go run ./bench/cmd/loadgen -duration 20s -clients 32
 //	go run ./bench/cmd/loadgen -hot -rate 100          # fixed rate, one PO, one bank
