@@ -94,9 +94,14 @@ func (e *excludeUnit) Error() string { return fmt.Sprintf("unit %d: %v", e.i, e.
 func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 	start := time.Now()
 	defer func() {
+		busy := int64(time.Since(start))
 		l.batches.Add(1)
 		l.units.Add(int64(len(reqs)))
-		l.busyNanos.Add(int64(time.Since(start)))
+		l.busyNanos.Add(busy)
+		b := &l.bySize[sizeBucket(len(reqs))]
+		b.batches.Add(1)
+		b.units.Add(int64(len(reqs)))
+		b.busyNanos.Add(busy)
 	}()
 	single := len(reqs) == 1 && l.queue == nil
 	if !single {
@@ -116,7 +121,9 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 		results := make([]Result, len(live))
 		errs := make([]error, len(live))
 		err := RunTx(ctx, l.pool, l.opt.maxRetries, func(tx pgx.Tx) error {
-			b := newBatch(l, tx)
+			ct := &countTx{Tx: tx, n: 2} // BEGIN before fn, COMMIT (or ROLLBACK) after it
+			defer func() { l.roundTrips.Add(ct.n) }()
+			b := newBatch(l, ct)
 			units := make([]*Unit, len(live))
 			for i, r := range live {
 				units[i] = &r.unit
@@ -163,6 +170,50 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 		}
 		return
 	}
+}
+
+// countTx counts the round trips a batch attempt makes to the database
+// (softatm_ledger_round_trips_total): the committer is serial, so every
+// round trip of a batch delays every unit queued behind it. A pipelined
+// pgx.Batch is one.
+type countTx struct {
+	pgx.Tx
+	n int64
+}
+
+func (t *countTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	t.n++
+	return t.Tx.Exec(ctx, sql, args...)
+}
+
+func (t *countTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	t.n++
+	return t.Tx.Query(ctx, sql, args...)
+}
+
+func (t *countTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	t.n++
+	return t.Tx.QueryRow(ctx, sql, args...)
+}
+
+func (t *countTx) SendBatch(ctx context.Context, pb *pgx.Batch) pgx.BatchResults {
+	t.n++
+	return t.Tx.SendBatch(ctx, pb)
+}
+
+func (t *countTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
+	t.n++
+	return t.Tx.CopyFrom(ctx, table, cols, src)
+}
+
+func (t *countTx) Prepare(ctx context.Context, name, sql string) (*pgconn.StatementDescription, error) {
+	t.n++
+	return t.Tx.Prepare(ctx, name, sql)
+}
+
+func (t *countTx) Begin(ctx context.Context) (pgx.Tx, error) {
+	t.n++
+	return t.Tx.Begin(ctx)
 }
 
 // delta is a change of an account's four balance columns.
@@ -656,11 +707,29 @@ func (b *batch) unit(ctx context.Context, i int, u Unit, savepoint bool) (res Re
 
 // execStmt runs st on tx and returns how many rows it changed.
 func execStmt(ctx context.Context, tx pgx.Tx, st *Stmt, args []any) (int64, error) {
-	if st.Row == nil {
-		tag, err := tx.Exec(ctx, st.SQL, args...)
-		return tag.RowsAffected(), err
+	switch {
+	case st.Rows != nil:
+		rows, err := tx.Query(ctx, st.SQL, args...)
+		if err != nil {
+			return 0, err
+		}
+		return readRows(st, rows)
+	case st.Row != nil:
+		return rowChanged(st.Row(tx.QueryRow(ctx, st.SQL, args...)))
 	}
-	return rowChanged(st.Row(tx.QueryRow(ctx, st.SQL, args...)))
+	tag, err := tx.Exec(ctx, st.SQL, args...)
+	return tag.RowsAffected(), err
+}
+
+// readRows hands a Rows statement's rows to st.Rows and returns how many
+// rows the statement changed.
+func readRows(st *Stmt, rows pgx.Rows) (int64, error) {
+	err := st.Rows(rows)
+	rows.Close()
+	if rerr := rows.Err(); err == nil {
+		err = rerr
+	}
+	return rows.CommandTag().RowsAffected(), err
 }
 
 // rowChanged turns what a Stmt's Row returned into rows changed.
@@ -999,12 +1068,18 @@ func (b *batch) pipedResults(br pgx.BatchResults) error {
 	for k := range b.piped {
 		p := &b.piped[k]
 		var err error
-		if p.st.Row == nil {
+		switch {
+		case p.st.Rows != nil:
+			var rows pgx.Rows
+			if rows, err = br.Query(); err == nil {
+				p.changed, err = readRows(p.st, rows)
+			}
+		case p.st.Row != nil:
+			p.changed, err = rowChanged(p.st.Row(br.QueryRow()))
+		default:
 			var tag pgconn.CommandTag
 			tag, err = br.Exec()
 			p.changed = tag.RowsAffected()
-		} else {
-			p.changed, err = rowChanged(p.st.Row(br.QueryRow()))
 		}
 		var pre pgx.ErrPreprocessingBatch
 		switch {

@@ -55,6 +55,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,12 @@ type Stmt struct {
 	// (pgx.ErrNoRows) means the statement changed nothing. Any other error
 	// from Row refuses the unit.
 	Row func(pgx.Row) error
+	// Rows, instead of Row, reads every row a RETURNING statement returns
+	// (an outbox lease, say); the statement's row count is what it
+	// changed. It may run again when the batch is re-run, so it must
+	// replace, not append to, what it fills. Any error from Rows refuses
+	// the unit.
+	Rows func(pgx.Rows) error
 	// MustChange refuses the unit with ErrUnchanged, its transfers not
 	// booked, when the statement changes no row.
 	MustChange bool
@@ -295,8 +302,44 @@ type Ledger struct {
 	// For Stats.
 	batches, units, busyNanos atomic.Int64
 
+	roundTrips atomic.Int64
+	// The same, per batch-size bucket (SizeBuckets), so that the time per
+	// unit can be compared between small and large batches.
+	bySize [len(SizeBuckets)]struct{ batches, units, busyNanos atomic.Int64 }
+
 	// lock is the committer's hold on the commit lock (lease.go).
 	lock commitLock
+}
+
+// SizeBuckets are the batch sizes the committer's counters are split by:
+// bucket i holds batches of at most SizeBuckets[i] units (and more than
+// SizeBuckets[i-1]); the last, math.MaxInt, the rest.
+var SizeBuckets = [...]int{1, 4, 8, 16, 32, 64, math.MaxInt}
+
+// SizeBucketName names bucket i for a metric label: "1", "2-4", ..., "65+".
+func SizeBucketName(i int) string {
+	lo := 1
+	if i > 0 {
+		lo = SizeBuckets[i-1] + 1
+	}
+	switch hi := SizeBuckets[i]; {
+	case hi == math.MaxInt:
+		return fmt.Sprintf("%d+", lo)
+	case hi == lo:
+		return fmt.Sprint(lo)
+	default:
+		return fmt.Sprintf("%d-%d", lo, hi)
+	}
+}
+
+// sizeBucket returns the bucket of a batch of n units.
+func sizeBucket(n int) int {
+	for i, hi := range SizeBuckets {
+		if n <= hi {
+			return i
+		}
+	}
+	return len(SizeBuckets) - 1
 }
 
 // Stats are the committer's counters since New, for metrics: units per
@@ -306,11 +349,29 @@ type Stats struct {
 	Batches int64         // batch transactions committed or failed (a re-run is not a new batch)
 	Units   int64         // units those batches carried
 	Busy    time.Duration // time spent running batches, re-runs included
+	// RoundTrips counts the batches' round trips to the database (BEGIN
+	// and COMMIT included, re-runs too): with batching on, what a batch
+	// costs besides the work itself.
+	RoundTrips int64
+	// BySize splits the three by batch size (SizeBuckets): Busy/Units of a
+	// bucket is the committer's time per unit at that size.
+	BySize [len(SizeBuckets)]SizeStats
+}
+
+// SizeStats are a batch-size bucket's share of Stats.
+type SizeStats struct {
+	Batches, Units int64
+	Busy           time.Duration
 }
 
 // Stats returns the committer's counters.
 func (l *Ledger) Stats() Stats {
-	return Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load())}
+	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load()), RoundTrips: l.roundTrips.Load()}
+	for i := range l.bySize {
+		b := &l.bySize[i]
+		st.BySize[i] = SizeStats{Batches: b.batches.Load(), Units: b.units.Load(), Busy: time.Duration(b.busyNanos.Load())}
+	}
+	return st
 }
 
 // goodSQLMax bounds the SQL texts remembered as good; past it, new texts
@@ -449,6 +510,9 @@ func validateUnit(u Unit) error {
 	}
 	if u.Cutoff != nil && !u.Cutoff.valid() {
 		return softatm.Errorf(softatm.EInvalid, "cut-off %s is not a time of day", u.Cutoff)
+	}
+	if u.Stmt != nil && u.Stmt.Row != nil && u.Stmt.Rows != nil {
+		return softatm.Errorf(softatm.EInvalid, "a statement is read by Row or by Rows, not both")
 	}
 	if len(u.Transfers) > maxTransfersPerUnit {
 		return softatm.Errorf(softatm.EInvalid, "a unit holds at most %d transfers", maxTransfersPerUnit)

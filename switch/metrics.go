@@ -188,7 +188,26 @@ func (m *Metrics) Committer(name string, l *ledger.Ledger) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_committer_busy_seconds_total", Help: "Time a ledger committer spent running batches.", ConstLabels: labels,
 		}, func() float64 { return l.Stats().Busy.Seconds() }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_round_trips_total", Help: "Round trips to the database of a ledger committer's batches (BEGIN and COMMIT included).", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().RoundTrips) }),
 	)
+	// The same by batch size (label size, ledger.SizeBuckets): busy seconds
+	// over units of one size is the committer's time per unit at that size.
+	for i := range ledger.SizeBuckets {
+		labels := prometheus.Labels{"committer": name, "size": ledger.SizeBucketName(i)}
+		m.Registry.MustRegister(
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "softatm_ledger_batches_by_size_total", Help: "Batch transactions of a ledger committer, by batch size (units).", ConstLabels: labels,
+			}, func() float64 { return float64(l.Stats().BySize[i].Batches) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "softatm_ledger_batch_units_by_size_total", Help: "Units carried by a ledger committer's batches, by batch size.", ConstLabels: labels,
+			}, func() float64 { return float64(l.Stats().BySize[i].Units) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "softatm_ledger_committer_busy_seconds_by_size_total", Help: "Time a ledger committer spent running batches, by batch size.", ConstLabels: labels,
+			}, func() float64 { return l.Stats().BySize[i].Busy.Seconds() }),
+		)
+	}
 }
 
 // LinkUp exports up() (the bank link is signed on) as softatm_iso_link_up.

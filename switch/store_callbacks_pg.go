@@ -16,8 +16,8 @@ import (
 
 func (p *pgStore) LeaseCallbacks(ctx context.Context, owner string, now, until time.Time, n int) ([]callback, error) {
 	var out []callback
-	err := p.ledger.Run(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `WITH leased AS (
+	// A statement unit read by Rows, as the outbox's lease (store_pg.go).
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `WITH leased AS (
 				UPDATE callbacks SET lease_owner = $1, lease_until = $2
 				WHERE id IN (
 					SELECT c.id FROM callbacks c
@@ -30,33 +30,32 @@ func (p *pgStore) LeaseCallbacks(ctx context.Context, owner string, now, until t
 			SELECT l.id, l.withdrawal_id, l.client_id, l.seq, l.event, l.state, l.occurred_at, l.attempts,
 				b.callback_url, b.callback_secret, w.bank_code, w.account_number, w.amount, w.currency, w.kind
 			FROM leased l JOIN bank_clients b ON b.id = l.client_id JOIN withdrawals w ON w.id = l.withdrawal_id`,
-			owner, until, now, n)
-		if err != nil {
+		Args: []any{owner, until, now, n},
+		Rows: func(rows pgx.Rows) error {
+			var err error
+			out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callback, error) {
+				var (
+					cb      callback
+					account string
+					kind    string
+				)
+				e, w := &cb.event, &cb.event.Withdrawal
+				err := row.Scan(&e.ID, &w.ID, &cb.client, &e.Seq, (*string)(&e.Event), (*string)(&w.State), &e.OccurredAt, &cb.attempts,
+					&cb.url, &cb.secret, &w.Bank, &account, &w.Amount, &w.Currency, &kind)
+				w.Account = iso.Mask(account)
+				// A deposit's events say so: "deposit.credited", "deposit.reversed".
+				prefix := "withdrawal."
+				if Kind(kind) == KindDeposit {
+					prefix = "deposit."
+				}
+				e.Type = prefix + string(w.State)
+				if e.Event == EventReversed {
+					e.Type = prefix + string(EventReversed)
+				}
+				return cb, err
+			})
 			return err
-		}
-		out, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (callback, error) {
-			var (
-				cb      callback
-				account string
-				kind    string
-			)
-			e, w := &cb.event, &cb.event.Withdrawal
-			err := row.Scan(&e.ID, &w.ID, &cb.client, &e.Seq, (*string)(&e.Event), (*string)(&w.State), &e.OccurredAt, &cb.attempts,
-				&cb.url, &cb.secret, &w.Bank, &account, &w.Amount, &w.Currency, &kind)
-			w.Account = iso.Mask(account)
-			// A deposit's events say so: "deposit.credited", "deposit.reversed".
-			prefix := "withdrawal."
-			if Kind(kind) == KindDeposit {
-				prefix = "deposit."
-			}
-			e.Type = prefix + string(w.State)
-			if e.Event == EventReversed {
-				e.Type = prefix + string(EventReversed)
-			}
-			return cb, err
-		})
-		return err
-	})
+		}})
 	return out, err
 }
 

@@ -375,8 +375,9 @@ func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) 
 
 func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error) {
 	var msgs []outboxMsg
-	err := p.ledger.Run(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `UPDATE outbox SET lease_owner = $1, lease_until = $2
+	// A statement unit, read by Rows: the lease rides in the batch's one
+	// pipelined round trip instead of a savepoint and round trips of its own.
+	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `UPDATE outbox SET lease_owner = $1, lease_until = $2
 			WHERE id IN (
 				SELECT o.id FROM outbox o
 				WHERE o.state = 'pending' AND o.next_attempt_at <= $3
@@ -384,17 +385,16 @@ func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time,
 				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.withdrawal_id = o.withdrawal_id
 				                  AND p.seq < o.seq AND p.state = 'pending')
 				ORDER BY o.next_attempt_at LIMIT $4)
-			RETURNING id, withdrawal_id, kind, attempts`, owner, until, now, n)
-		if err != nil {
+			RETURNING id, withdrawal_id, kind, attempts`, Args: []any{owner, until, now, n},
+		Rows: func(rows pgx.Rows) error {
+			var err error
+			msgs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxMsg, error) {
+				var m outboxMsg
+				err := row.Scan(&m.id, &m.withdrawalID, &m.kind, &m.attempts)
+				return m, err
+			})
 			return err
-		}
-		msgs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxMsg, error) {
-			var m outboxMsg
-			err := row.Scan(&m.id, &m.withdrawalID, &m.kind, &m.attempts)
-			return m, err
-		})
-		return err
-	})
+		}})
 	return msgs, err
 }
 

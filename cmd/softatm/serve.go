@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -428,6 +429,7 @@ func (m *Main) openPool(ctx context.Context) error {
 		return fmt.Errorf("parsing DATABASE_URL: %w", err)
 	}
 	pcfg.MaxConns = m.Config.PoolMax
+	pcfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error { ledger.RegisterTypes(c.TypeMap()); return nil }
 	if m.Pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
 		return fmt.Errorf("opening database: %w", err)
 	}

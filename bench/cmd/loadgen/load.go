@@ -38,7 +38,10 @@ type loadResult struct {
 
 	commitsPerWithdrawal   float64
 	rollbacksPerWithdrawal float64 // mostly serialization conflicts re-run by the switch
-	committer              string  // the ledger committer's figures over the run, "" if not scraped
+
+	elapsed time.Duration      // the whole load: warm-up, window and drain
+	cpu     []cpuUse           // CPU time per process over elapsed
+	metrics map[string]float64 // the switch's /metrics over elapsed (after - before); nil if not scraped
 }
 
 type client struct {

@@ -11,11 +11,14 @@
 // the switch and not the fixtures. With -url it drives a running system
 // instead, as the demo fixtures' MB app and tellers.
 //
-// In the same run it measures the machine's raw limits: the same number of
-// PostgreSQL write commits per withdrawal done by a minimal program with no
-// switch logic (an INSERT plus an UPDATE per commit from N goroutines,
-// against the same durable server), and a Redis round trip. The report
-// gives softatm's throughput as a ratio of that limit.
+// In the same run it measures the machine's raw limits: PostgreSQL write
+// commits done by a minimal program with no switch logic (an INSERT plus an
+// UPDATE per commit from N goroutines, against the same durable server),
+// and a Redis round trip. The report gives withdrawals per raw commit, the
+// CPU each process spent per withdrawal, the committer's time per unit by
+// batch size, its round trips per batch, and the durable commits waited
+// for per withdrawal; -curve adds p50/p99 at fixed fractions of the
+// saturated rate, -pg-delay puts a network delay before PostgreSQL.
 //
 //	go run ./bench/cmd/loadgen -duration 20s -clients 32
 //	go run ./bench/cmd/loadgen -hot -rate 100          # fixed rate, one PO, one bank
@@ -58,10 +61,15 @@ type opts struct {
 	ledgerBatchWait time.Duration
 	admin           string
 
-	rawDuration  time.Duration
-	commitsPerWd int
-	skipRaw      bool
-	label        string
+	rawDuration time.Duration
+	skipRaw     bool
+	label       string
+
+	pgDelay time.Duration
+
+	curve         bool
+	curveDuration time.Duration
+	curveClients  int
 
 	// depositShare is the share of flows that are deposits (cash in):
 	// -mixed sets 0.3 (70% withdrawals, 30% deposits).
@@ -92,10 +100,10 @@ func main() {
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
 	flag.StringVar(&o.admin, "admin", "", "the switch's admin listener (metrics, /debug/pprof/), where the committer figures are scraped: passed to softatm serve -admin-listen (default: a free loopback port); with -url, where the running switch serves it (default 127.0.0.1:9090)")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
-	// 11 = create (idempotency begin + finish, the request row, the
-	// approval with its hold) 4 + scan (idempotency 2, the claim) 3 +
-	// confirm (idempotency 2, the payout) 3 + the outbox's record of the 0230 1.
-	flag.IntVar(&o.commitsPerWd, "commits-per-withdrawal", 11, "write commits one withdrawal needs, for the raw limit")
+	flag.DurationVar(&o.pgDelay, "pg-delay", 0, "put PostgreSQL behind the fault proxy (fixtures/faultproxy) with this one-way delay per chunk, for the switch and the raw commits: a database on another machine or zone")
+	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
+	flag.DurationVar(&o.curveDuration, "curve-duration", 10*time.Second, "how long each -curve level is measured")
+	flag.IntVar(&o.curveClients, "curve-clients", 128, "clients of the -curve levels: enough that a start seldom finds them all busy (open loop)")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
 	flag.Float64Var(&o.depositShare, "deposit-share", 0, "share of flows that are deposits (cash in: code, scan, confirm until credited), 0 to 1")
@@ -125,6 +133,9 @@ func run(ctx context.Context, o opts) error {
 	if o.clients < 1 || o.duration <= 0 {
 		return errors.New("-clients and -duration must be positive")
 	}
+	if o.curve && o.rate > 0 {
+		return errors.New("-curve starts from a closed-loop run: no -rate")
+	}
 	var w *world
 	if o.url == "" {
 		var err error
@@ -146,6 +157,25 @@ func run(ctx context.Context, o opts) error {
 			status("raw limit before the load: not measured: %v", err)
 		}
 	}
+	res, err := measureLoad(ctx, w, o)
+	if err != nil {
+		return err
+	}
+
+	var raw rawResult
+	if !o.skipRaw {
+		raw = measureRaw(ctx, w, o, rawBefore)
+	}
+	report(os.Stdout, w, o, res, raw)
+	if o.curve {
+		return runCurve(ctx, os.Stdout, w, o, float64(res.completed)/res.window.Seconds())
+	}
+	return nil
+}
+
+// measureLoad runs one load and collects, over it, the switch's metrics,
+// the CPU time of every process and PostgreSQL's transaction counts.
+func measureLoad(ctx context.Context, w *world, o opts) (loadResult, error) {
 	var before dbCounters
 	if w.DBURL != "" {
 		before, _ = readCounters(ctx, w.DBURL)
@@ -154,16 +184,23 @@ func run(ctx context.Context, o opts) error {
 	if err != nil {
 		status("no committer figures: %v", err)
 	}
+	procs := findProcs(ctx, w)
+	cpuBefore := procs.sample()
 	loadStart := time.Now()
 	status("load: %d clients, %s warm-up, %s measured, rate %s, hot=%v", o.clients, o.warmup, o.duration, rateText(o.rate), o.hot)
 	res, err := runLoad(ctx, w, o)
 	if err != nil {
-		return err
+		return res, err
 	}
+	res.elapsed = time.Since(loadStart)
+	res.cpu = procs.use(cpuBefore, procs.sample())
 	if mAfter, err := scrape(ctx, w.AdminURL); err != nil {
 		status("no committer figures: %v", err)
 	} else if mBefore != nil {
-		res.committer = committerFigures(mBefore, mAfter, time.Since(loadStart), o.ledgerBatch == 1)
+		res.metrics = map[string]float64{}
+		for k, v := range mAfter {
+			res.metrics[k] = v - mBefore[k]
+		}
 	}
 	if w.DBURL != "" {
 		time.Sleep(statsFlush) // let the last rollbacks reach pg_stat_database
@@ -173,13 +210,7 @@ func run(ctx context.Context, o opts) error {
 			res.rollbacksPerWithdrawal = float64(after.rollbacks-before.rollbacks) / float64(res.startedAll)
 		}
 	}
-
-	var raw rawResult
-	if !o.skipRaw {
-		raw = measureRaw(ctx, w, o, res.commitsPerWithdrawal, rawBefore)
-	}
-	report(os.Stdout, w, o, res, raw)
-	return nil
+	return res, nil
 }
 
 func rateText(r float64) string {

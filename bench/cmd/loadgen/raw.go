@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,18 +24,16 @@ import (
 const redisPings = 2000
 
 type rawResult struct {
-	conns         int
-	spreadPerSec  float64 // commits/s, each goroutine updating its own row, after the load
-	spreadBefore  float64 // the same, before the load (0: not measured)
-	spreadP50     time.Duration
-	hotPerSec     float64 // commits/s, every goroutine updating one row
-	hotAborts     int64
-	redisP50      time.Duration
-	redisP99      time.Duration
-	commitsPerWd  float64 // write commits per withdrawal used for the limit
-	limitPerSec   float64 // spreadPerSec / commitsPerWd
-	err, redisErr error
-	measuredPerWd float64 // write transactions per withdrawal seen in the run, re-runs included
+	conns        int
+	spreadPerSec float64 // commits/s, each goroutine updating its own row, after the load
+	spreadBefore float64 // the same, before the load (0: not measured)
+	spreadP50    time.Duration
+	hotPerSec    float64 // commits/s, every goroutine updating one row
+	hotAborts    int64
+	redisP50     time.Duration
+	redisP99     time.Duration
+	err          error
+	redisErr     error
 }
 
 // rawTarget returns the database the minimal commit program runs in: on
@@ -54,6 +52,9 @@ func rawTarget(ctx context.Context, w *world, o opts) (string, error) {
 			return "", err
 		}
 		w.rawURL = u
+	}
+	if w.viaProxy != nil {
+		return w.viaProxy(w.rawURL), nil // through the same delay as the switch
 	}
 	return w.rawURL, nil
 }
@@ -76,13 +77,10 @@ func measureRawBefore(ctx context.Context, w *world, o opts) (perSec float64, er
 
 // measureRaw runs the minimal commit program and the Redis round trip
 // against the servers of w. before is the rate measureRawBefore found (0:
-// not measured); the limit uses the higher of the two rates, which makes
-// softatm's ratio the lower one.
-func measureRaw(ctx context.Context, w *world, o opts, commitsPerWd, before float64) rawResult {
-	// The limit uses the commits a withdrawal needs when nothing conflicts
-	// (-commits-per-withdrawal, counted from the code); the measured
-	// figure also counts re-run transactions, which would flatter the ratio.
-	r := rawResult{conns: o.dbConns, commitsPerWd: float64(o.commitsPerWd), measuredPerWd: commitsPerWd, spreadBefore: before}
+// not measured); the report divides by the higher of the two rates, which
+// makes softatm's ratio the lower one.
+func measureRaw(ctx context.Context, w *world, o opts, before float64) rawResult {
+	r := rawResult{conns: o.dbConns, spreadBefore: before}
 	if w.Redis != "" {
 		r.redisP50, r.redisP99, r.redisErr = redisRoundTrip(ctx, w.Redis)
 	}
@@ -100,9 +98,6 @@ func measureRaw(ctx context.Context, w *world, o opts, commitsPerWd, before floa
 	r.hotPerSec, _, r.hotAborts, err = rawCommits(ctx, url, rawTable, o.dbConns, o.rawDuration, true)
 	if err != nil {
 		r.err = err
-	}
-	if r.commitsPerWd > 0 {
-		r.limitPerSec = max(r.spreadPerSec, r.spreadBefore) / r.commitsPerWd
 	}
 	return r
 }
@@ -235,6 +230,9 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 	}
 	p("load: %d clients, %s measured after %s warm-up, rate %s, %s, ledger batch %s, %d switch DB connections",
 		o.clients, o.duration, o.warmup, rateText(o.rate), mode, batch, o.dbConns)
+	if o.pgDelay > 0 {
+		p("PostgreSQL behind the fault proxy: %s one-way delay per chunk, for the switch and the raw commits", o.pgDelay)
+	}
 	p("")
 	rate := float64(res.completed) / res.window.Seconds()
 	p("completed withdrawals (and credited deposits, in a mixed run): %d in %s = **%.1f/s**", res.completed, res.window, rate)
@@ -281,25 +279,21 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 		}
 	}
 	p("")
-	if res.committer != "" {
-		p("ledger committer (whole run, from /metrics): %s", res.committer)
-	}
-	p("transactions rolled back per withdrawal created: %.2f (serialization conflicts re-run, refusals)", res.rollbacksPerWithdrawal)
+	committerReport(p, res)
+	cpuReport(p, res)
+	p("transactions rolled back per withdrawal created: %.2f (serialization conflicts re-run, refusals); %.2f PostgreSQL xids per withdrawal created (write transactions, re-runs and subtransactions included)",
+		res.rollbacksPerWithdrawal, res.commitsPerWithdrawal)
 	if o.skipRaw {
 		return
 	}
-	p("write commits per withdrawal: %.0f counted from the code (each a durable commit a caller waits for); %.2f transactions per withdrawal measured in this run (PostgreSQL xids per withdrawal created: the committers' shared batches, re-runs and subtransactions included)",
-		raw.commitsPerWd, raw.measuredPerWd)
 	if raw.err != nil {
-		p("raw commit limit: not measured: %v", raw.err)
+		p("raw commits: not measured: %v", raw.err)
 	} else {
 		p("raw commits (INSERT+UPDATE, SERIALIZABLE, %d connections, own rows): %.0f/s before the load, %.0f/s after (p50 %s ms)",
 			raw.conns, raw.spreadBefore, raw.spreadPerSec, ms(raw.spreadP50))
 		p("raw commits, all on one hot row: %.0f/s (%d serialization aborts)", raw.hotPerSec, raw.hotAborts)
-		p("raw limit: %.0f commits/s (the higher of the two) ÷ %.2f commits per withdrawal = %.1f withdrawals/s",
-			max(raw.spreadPerSec, raw.spreadBefore), raw.commitsPerWd, raw.limitPerSec)
-		if raw.limitPerSec > 0 && !math.IsInf(raw.limitPerSec, 0) {
-			p("**softatm reaches %.0f%% of the raw limit** (%.1f of %.1f withdrawals/s)", 100*rate/raw.limitPerSec, rate, raw.limitPerSec)
+		if rc := max(raw.spreadPerSec, raw.spreadBefore); rc > 0 {
+			p("**withdrawals per raw commit: %.3f** (%.1f withdrawals/s ÷ %.0f raw commits/s, the higher of the two, same run)", rate/rc, rate, rc)
 		}
 	}
 	if raw.redisErr != nil {
@@ -308,4 +302,68 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 		p("Redis round trip (PING, sequential): p50 %s ms, p99 %s ms", ms(raw.redisP50), ms(raw.redisP99))
 	}
 	p("")
+}
+
+// cpuReport prints the CPU each process used over the whole load per
+// withdrawal completed over the whole load.
+func cpuReport(p func(string, ...any), res loadResult) {
+	if len(res.cpu) == 0 || res.flowsAll == 0 {
+		return
+	}
+	p("")
+	p("CPU per completed withdrawal (/proc/<pid>/stat over the whole load, %s, %d withdrawals completed in it):", res.elapsed.Round(time.Millisecond), res.flowsAll)
+	p("")
+	p("| process | CPU s | ms per withdrawal | share of one core |")
+	p("| --- | ---: | ---: | ---: |")
+	var server float64
+	for _, c := range res.cpu {
+		p("| %s | %.2f | %.2f | %.0f%% |", c.name, c.seconds, 1000*c.seconds/float64(res.flowsAll), 100*c.seconds/res.elapsed.Seconds())
+		if c.server {
+			server += c.seconds
+		}
+	}
+	p("| **server (switch + PostgreSQL + Redis)** | %.2f | **%.2f** | %.0f%% |", server, 1000*server/float64(res.flowsAll), 100*server/res.elapsed.Seconds())
+	p("")
+}
+
+// committerReport prints the committers' figures from the switch's
+// metrics: units per batch, utilisation, the time per unit by batch size,
+// and the units (durable commits a caller waits for) per withdrawal.
+func committerReport(p func(string, ...any), res loadResult) {
+	m := res.metrics
+	if m == nil {
+		return
+	}
+	const l = `{committer="ledger"}`
+	batches := m["softatm_ledger_batches_total"+l]
+	if batches <= 0 {
+		return
+	}
+	p("ledger committer (whole load, from /metrics): %.0f batches, %.1f units per batch, %.2f round trips per batch, busy %.0f%% of the time, %.0f transaction re-runs",
+		batches, m["softatm_ledger_batch_units_total"+l]/batches, m["softatm_ledger_round_trips_total"+l]/batches,
+		100*m["softatm_ledger_committer_busy_seconds_total"+l]/res.elapsed.Seconds(), m["softatm_ledger_retries_total"])
+	p("")
+	p("| batch size (units) | batches | units | ms per batch | ms per unit |")
+	p("| --- | ---: | ---: | ---: | ---: |")
+	for _, size := range []string{"1", "2-4", "5-8", "9-16", "17-32", "33-64", "65+"} {
+		lab := `{committer="ledger",size="` + size + `"}`
+		b, u, busy := m["softatm_ledger_batches_by_size_total"+lab], m["softatm_ledger_batch_units_by_size_total"+lab], m["softatm_ledger_committer_busy_seconds_by_size_total"+lab]
+		if b > 0 {
+			p("| %s | %.0f | %.0f | %.2f | %.3f |", size, b, u, 1000*busy/b, 1000*busy/u)
+		}
+	}
+	p("")
+	if res.startedAll > 0 {
+		var units, commits float64
+		var parts []string
+		for _, c := range []string{"ledger", "idempotency"} {
+			lab := `{committer="` + c + `"}`
+			u := m["softatm_ledger_batch_units_total"+lab]
+			units += u
+			commits += m["softatm_ledger_batches_total"+lab]
+			parts = append(parts, fmt.Sprintf("%s %.2f", c, u/float64(res.startedAll)))
+		}
+		p("**durable commits waited for per withdrawal: %.2f** (committer units per withdrawal created: %s; the outbox's and sweeper's writes included); %.2f batch commits (fsyncs) per withdrawal",
+			units/float64(res.startedAll), strings.Join(parts, ", "), commits/float64(res.startedAll))
+	}
 }

@@ -41,22 +41,3 @@ func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	}
 	return m, sc.Err()
 }
-
-// committerFigures summarises the ledger committer's counters over a run.
-// With batching off each caller runs its own transaction, so busy time
-// overlaps and is not a utilisation.
-func committerFigures(before, after map[string]float64, elapsed time.Duration, batchingOff bool) string {
-	const l = `{committer="ledger"}`
-	d := func(name string) float64 { return after[name] - before[name] }
-	batches := d("softatm_ledger_batches_total" + l)
-	if batches <= 0 {
-		return ""
-	}
-	busy := fmt.Sprintf("busy %.0f%% of the time", 100*d("softatm_ledger_committer_busy_seconds_total"+l)/elapsed.Seconds())
-	units := d("softatm_ledger_batch_units_total"+l) / batches
-	if batchingOff {
-		busy = "no batching (each caller runs its own transaction)"
-	}
-	return fmt.Sprintf("%.0f batches, %.1f units per batch, %s, %.0f transaction re-runs",
-		batches, units, busy, d("softatm_ledger_retries_total"))
-}

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/fixtures/faultproxy"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
@@ -48,6 +51,11 @@ type world struct {
 	Tellers  []benchTeller
 	Sim      *banksim.Sim
 	rawURL   string // the raw-commit database, once made
+	// viaProxy rewrites a URL of our PostgreSQL to go through the delaying
+	// fault proxy (-pg-delay); nil: direct.
+	viaProxy func(string) string
+	// SwitchPID is the switch's process (0: not ours), for its CPU time.
+	SwitchPID int
 
 	stop []func()
 }
@@ -93,6 +101,21 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 		return nil, err
 	}
 	w.PGAdmin = pg.URL
+	if o.pgDelay > 0 {
+		u, err := url.Parse(pg.URL)
+		if err != nil {
+			return nil, err
+		}
+		px, err := faultproxy.New(u.Host)
+		if err != nil {
+			return nil, err
+		}
+		w.stop = append(w.stop, func() { _ = px.Close() })
+		px.SetDelay(o.pgDelay)
+		status("PostgreSQL behind the fault proxy at %s, %s one-way delay per chunk", px.Addr(), o.pgDelay)
+		direct := u.Host
+		w.viaProxy = func(s string) string { return strings.Replace(s, "@"+direct+"/", "@"+px.Addr()+"/", 1) }
+	}
 	if w.DBURL, err = localsrv.CreateDatabase(ctx, pg.URL, "softatm"); err != nil {
 		return nil, err
 	}
@@ -103,7 +126,7 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	}
 	w.stop = append(w.stop, rs.Stop)
 	w.Redis = rs.URL
-	status("migrating and loading bench data (%d post offices, %d banks, %d tellers)", o.postOffices, o.banks, o.clients)
+	status("migrating and loading bench data (%d post offices, %d banks)", o.postOffices, o.banks)
 	if _, err := switchschema.Migrate(ctx, w.DBURL); err != nil {
 		return nil, err
 	}
@@ -160,13 +183,18 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	}
 	args = append(args, "-admin-listen", admin)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+w.DBURL, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+benchSwitchSecret)
+	switchDB := w.DBURL
+	if w.viaProxy != nil {
+		switchDB = w.viaProxy(w.DBURL)
+	}
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+switchDB, "REDIS_URL="+w.Redis, "SOFTATM_SECRET="+benchSwitchSecret)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	status("starting %s %v (log: %s)", bin, args, logPath)
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
+	w.SwitchPID = cmd.Process.Pid
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	w.stop = append(w.stop, func() {
@@ -245,7 +273,11 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 			return err
 		}
 	}
-	for i := range o.clients {
+	tellers := o.clients
+	if o.curve {
+		tellers = max(tellers, o.curveClients)
+	}
+	for i := range tellers {
 		po := fmt.Sprintf("BP-%03d", i%nPOs+1)
 		kiosk := fmt.Sprintf("KB%06d", i+1)
 		if _, err := pool.Exec(ctx, `INSERT INTO kiosks (id, post_office) VALUES ($1, $2)`, kiosk, po); err != nil {
