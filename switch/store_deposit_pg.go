@@ -168,23 +168,5 @@ func (p *pgStore) LargeCash(ctx context.Context, from, to time.Time) ([]LargeCas
 }
 
 func (p *pgStore) CreditedAt(ctx context.Context, po string, day time.Time, n int) ([]Receipt, int64, int64, error) {
-	rows, err := p.pool.Query(ctx, `SELECT w.id, w.amount, w.currency, w.credited_at, w.paid_kiosk, COALESCE(u.username, '')
-		FROM withdrawals w LEFT JOIN users u ON u.id::text = w.paid_by
-		WHERE w.post_office = $1 AND w.credit_date = $2 AND w.credited_at IS NOT NULL
-		ORDER BY w.credited_at DESC LIMIT $3`, po, day, n)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Receipt, error) {
-		r := Receipt{PostOffice: po, BusinessDate: day.Format("2006-01-02")}
-		err := row.Scan(&r.WithdrawalID, &r.Amount, &r.Currency, &r.PaidAt, &r.Kiosk, &r.Teller)
-		return r, err
-	})
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	var count, sum int64
-	err = p.reads.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM withdrawals
-		WHERE post_office = $1 AND credit_date = $2 AND credited_at IS NOT NULL`, po, day).Scan(&count, &sum)
-	return out, count, sum, err
+	return p.cashMoved(ctx, "credited_at", "credit_date", po, day, n)
 }

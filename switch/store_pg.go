@@ -352,10 +352,19 @@ func (p *pgStore) WithFee(ctx context.Context, id uuid.UUID) (Withdrawal, int64,
 }
 
 func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) ([]Receipt, int64, int64, error) {
-	rows, err := p.pool.Query(ctx, `SELECT w.id, w.amount, w.currency, w.paid_at, w.paid_kiosk, COALESCE(u.username, '')
+	return p.cashMoved(ctx, "paid_at", "business_date", po, day, n)
+}
+
+// cashMoved lists up to n rows of a post office whose cash moved (at the
+// time column at, on the business date column date) on day, newest first,
+// with their count and sum: payouts (paid_at, business_date) and deposits
+// (credited_at, credit_date) alike. The column names are the callers'
+// constants, never input.
+func (p *pgStore) cashMoved(ctx context.Context, at, date, po string, day time.Time, n int) ([]Receipt, int64, int64, error) {
+	rows, err := p.pool.Query(ctx, `SELECT w.id, w.amount, w.currency, w.`+at+`, w.paid_kiosk, COALESCE(u.username, '')
 		FROM withdrawals w LEFT JOIN users u ON u.id::text = w.paid_by
-		WHERE w.post_office = $1 AND w.business_date = $2 AND w.paid_at IS NOT NULL
-		ORDER BY w.paid_at DESC LIMIT $3`, po, day, n)
+		WHERE w.post_office = $1 AND w.`+date+` = $2 AND w.`+at+` IS NOT NULL
+		ORDER BY w.`+at+` DESC LIMIT $3`, po, day, n)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -368,8 +377,8 @@ func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) 
 		return nil, 0, 0, err
 	}
 	var count, sum int64
-	err = p.pool.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM withdrawals
-		WHERE post_office = $1 AND business_date = $2 AND paid_at IS NOT NULL`, po, day).Scan(&count, &sum)
+	err = p.reads.QueryRow(ctx, `SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM withdrawals
+		WHERE post_office = $1 AND `+date+` = $2 AND `+at+` IS NOT NULL`, po, day).Scan(&count, &sum)
 	return out, count, sum, err
 }
 
