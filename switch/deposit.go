@@ -471,9 +471,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if err != nil {
 		// The outcome may be unknown (the connection dropped during
 		// COMMIT). Read it back: a credit recorded is a receipt.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := s.store.Get(rctx, id)
-		cancel()
+		cur, rerr := s.readBack(ctx, id)
 		if rerr == nil && cur.State == StateDepCredited {
 			s.log.Warn("recording the credit reported an error but it is recorded", "deposit", id, "err", err)
 		} else {

@@ -327,6 +327,16 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 // readBackTimeout bounds the read that settles an unknown commit outcome.
 const readBackTimeout = 5 * time.Second
 
+// readBack reads withdrawal (or deposit) id after a move reported an
+// error whose outcome may be unknown (the connection dropped during
+// COMMIT, or the caller gave up while its batch committed): what is
+// recorded is what happened. It runs even if ctx is done.
+func (s *Service) readBack(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
+	defer cancel()
+	return s.store.Get(rctx, id)
+}
+
 // Receipt is what the teller prints after paying.
 type Receipt struct {
 	WithdrawalID uuid.UUID `json:"withdrawal_id"`
@@ -384,9 +394,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		// The outcome may be unknown (the connection dropped during COMMIT,
 		// or the caller gave up while its batch committed). Read it back
 		// rather than guess: if this teller's payout is recorded, it happened.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := s.store.Get(rctx, id)
-		cancel()
+		cur, rerr := s.readBack(ctx, id)
 		if rerr != nil || (cur.State != StatePaid && cur.State != StateCompleted) || cur.PaidBy != t.UserID || cur.PaidKiosk != t.Kiosk {
 			return Receipt{}, err
 		}

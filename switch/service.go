@@ -437,9 +437,7 @@ func (s *Service) reserve(ctx context.Context, id uuid.UUID, bank string, r Crea
 	if err != nil {
 		// The outcome may be unknown (the connection dropped during
 		// COMMIT). Read it back: a code recorded is a code issued.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), readBackTimeout)
-		cur, rerr := s.store.Get(rctx, id)
-		cancel()
+		cur, rerr := s.readBack(ctx, id)
 		if rerr == nil && cur.State == StateReserved && cur.QRPayload == qr {
 			s.log.Warn("recording the approval reported an error but it is recorded; issuing the code", "withdrawal", id, "err", err)
 			s.m.transition(StateReserved)
