@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/softatm/softatm/fixtures/hacluster"
@@ -21,8 +20,6 @@ import (
 
 // Settings of `softatm demo-ha`.
 const (
-	// demoHAStopTimeout is how long a child gets to stop before SIGKILL.
-	demoHAStopTimeout = 10 * time.Second
 	// demoHAReadyTimeout bounds the wait for each switch's /healthz.
 	demoHAReadyTimeout = 60 * time.Second
 )
@@ -77,22 +74,22 @@ func runDemoHA(ctx context.Context, args []string) error {
 	port := func() string { p, _ := localsrv.FreePort(); return "127.0.0.1:" + strconv.Itoa(p) }
 	bankAddr, controlAddr := port(), port()
 	status("starting bank simulator on %s", bankAddr)
-	sim, err := startSelf(env, "banksim", "-listen", bankAddr, "-control", controlAddr)
+	sim, err := child(env, "banksim", "-listen", bankAddr, "-control", controlAddr)
 	if err != nil {
 		return err
 	}
-	defer stopSelf(sim)
-	var switches []*selfChild
+	defer stopChild(sim)
+	var switches []*childProc
 	var lines []string
 	for i, terminal := range []string{"SATMHA01", "SATMHA02"} {
 		listen, admin := port(), port()
 		status("starting switch %d (%s) on %s", i+1, terminal, listen)
-		sw, err := startSelf(env, "serve", "-listen", listen, "-admin-listen", admin, "-bank", bankAddr,
+		sw, err := child(env, "serve", "-listen", listen, "-admin-listen", admin, "-bank", bankAddr,
 			"-terminal", terminal, "-demo")
 		if err != nil {
 			return err
 		}
-		defer stopSelf(sw)
+		defer stopChild(sw)
 		switches = append(switches, sw)
 		if err := localsrv.WaitHTTP(ctx, "http://"+listen+"/healthz", demoHAReadyTimeout, nil); err != nil {
 			return fmt.Errorf("switch %d did not come up: %w", i+1, err)
@@ -165,38 +162,3 @@ func runSelf(ctx context.Context, env []string, args ...string) error {
 	return nil
 }
 
-// selfChild is this binary running in the background; done closes when
-// it exits.
-type selfChild struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-// startSelf starts this binary with args in the background; it dies with us.
-func startSelf(env []string, args ...string) (*selfChild, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, args...)
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &selfChild{cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(c.done) }()
-	return c, nil
-}
-
-// stopSelf asks a child started by startSelf to stop, then kills it.
-func stopSelf(c *selfChild) {
-	_ = c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(demoHAStopTimeout):
-		_ = c.cmd.Process.Kill()
-		<-c.done
-	}
-}
