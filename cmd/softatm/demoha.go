@@ -161,4 +161,3 @@ func runSelf(ctx context.Context, env []string, args ...string) error {
 	}
 	return nil
 }
-
