@@ -43,7 +43,7 @@ var importRules = []importRule{
 	{pkgs: []string{"fixtures"}, doc: "fixtures/fixtures.go", onlyDirect: []string{}},
 	{pkgs: []string{"fixtures/faultproxy"}, doc: "fixtures/faultproxy/proxy.go", onlyDirect: []string{}},
 	{pkgs: []string{"fixtures/localsrv"}, doc: "fixtures/localsrv/localsrv.go", onlyDirect: []string{}},
-	{pkgs: []string{"fixtures/hacluster"}, doc: "fixtures/hacluster/hacluster.go", onlyDirect: []string{}},
+	{pkgs: []string{"fixtures/hacluster"}, doc: "fixtures/hacluster/hacluster.go", onlyDirect: []string{"fixtures/localsrv"}},
 	{pkgs: []string{"iso"}, doc: "iso/spec.go", onlyDirect: []string{}},
 	{pkgs: []string{"iso/banksim"}, doc: "iso/banksim/sim.go", onlyDirect: []string{"iso"}},
 	{pkgs: []string{"ledger"}, doc: "ledger/ledger.go", onlyDirect: []string{""},
