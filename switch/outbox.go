@@ -62,6 +62,9 @@ type Outbox struct {
 	m     *Metrics
 	now   func() time.Time
 	kick  chan struct{}
+	// banks, when set (Links does, one worker per link), names the banks
+	// whose messages this worker sends; nil: every bank's.
+	banks func() []string
 }
 
 // NewOutbox returns a worker; call Run.
@@ -117,8 +120,20 @@ func drainLoop(ctx context.Context, kick <-chan struct{}, poll time.Duration, ba
 // Drain leases the due messages and sends them once each; it returns how
 // many it leased.
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
+	// A link that would not send (down, or its circuit open) leases
+	// nothing: its messages wait in the queue, their attempts untouched,
+	// and no pass of this worker waits on a bank that is not there.
+	if r, ok := o.bank.(interface{ Ready() bool }); ok && o.banks != nil && !r.Ready() {
+		return 0, nil
+	}
+	var banks []string // nil: every bank's messages
+	if o.banks != nil {
+		if banks = o.banks(); len(banks) == 0 {
+			return 0, nil
+		}
+	}
 	now := o.now()
-	msgs, err := o.store.Lease(ctx, o.cfg.Owner, now, now.Add(o.cfg.Lease), o.cfg.Batch)
+	msgs, err := o.store.Lease(ctx, o.cfg.Owner, now, now.Add(o.cfg.Lease), o.cfg.Batch, banks)
 	if err != nil {
 		return 0, fmt.Errorf("leasing outbox: %w", err)
 	}

@@ -80,8 +80,9 @@ type Store interface {
 	// newest first, with their count and sum.
 	Payouts(ctx context.Context, postOffice string, day time.Time, n int) ([]Receipt, int64, int64, error)
 
-	// Lease leases up to n due outbox messages to owner until until.
-	Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error)
+	// Lease leases up to n due outbox messages to owner until until: of
+	// the withdrawals of banks only, when banks is not nil.
+	Lease(ctx context.Context, owner string, now, until time.Time, n int, banks []string) ([]outboxMsg, error)
 	// ForMessage returns the withdrawal a message is about and the name
 	// of the post office that paid it.
 	ForMessage(ctx context.Context, withdrawalID uuid.UUID) (Withdrawal, string, error)

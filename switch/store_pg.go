@@ -356,7 +356,7 @@ func (p *pgStore) Payouts(ctx context.Context, po string, day time.Time, n int) 
 	return out, count, sum, err
 }
 
-func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error) {
+func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time, n int, banks []string) ([]outboxMsg, error) {
 	var msgs []outboxMsg
 	err := p.ledger.Run(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `UPDATE outbox SET lease_owner = $1, lease_until = $2
@@ -366,8 +366,10 @@ func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time,
 				  AND (o.lease_until IS NULL OR o.lease_until < $3)
 				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.withdrawal_id = o.withdrawal_id
 				                  AND p.seq < o.seq AND p.state = 'pending')
+				  AND ($5::TEXT[] IS NULL OR EXISTS (SELECT 1 FROM withdrawals w WHERE w.id = o.withdrawal_id
+				                  AND w.bank_code = ANY ($5::TEXT[])))
 				ORDER BY o.next_attempt_at LIMIT $4)
-			RETURNING id, withdrawal_id, kind, attempts`, owner, until, now, n)
+			RETURNING id, withdrawal_id, kind, attempts`, owner, until, now, n, banks)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -11,6 +12,7 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,16 +51,21 @@ type ServeConfig struct {
 	DatabaseURL string
 	RedisURL    string
 	RedisPrefix string
-	BankAddr    string
-	BankTLS     BankTLS // TLS of the bank link; zero: plain TCP
-	Secret      string
-	TerminalID  string
-	Demo        bool
-	Switch      atmswitch.Config
-	Outbox      atmswitch.OutboxConfig
-	Timeouts    Timeouts
-	Callbacks   atmswitch.CallbackConfig
-	SweepEvery  time.Duration
+	// BankAddr is the link of every bank with no link_addr of its own (the
+	// single-bank setup); "" gives such banks none.
+	BankAddr string
+	BankTLS  BankTLS // TLS of every bank link; zero: plain TCP
+	// LinksRefresh is how often the banks table is read again (links,
+	// ranges, state); 0: atmswitch's default, 5 s.
+	LinksRefresh time.Duration
+	Secret       string
+	TerminalID   string
+	Demo         bool
+	Switch       atmswitch.Config
+	Outbox       atmswitch.OutboxConfig
+	Timeouts     Timeouts
+	Callbacks    atmswitch.CallbackConfig
+	SweepEvery   time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
 	PurgeEvery time.Duration
@@ -257,14 +264,15 @@ type Main struct {
 	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
 	Redis     *redis.Client
-	Bank      *iso.Client
-	Ledger    *ledger.Ledger
+	// Links holds one ISO 8583 link per bank (the -bank link for the
+	// banks with no address of their own) and each link's outbox worker.
+	Links  *atmswitch.Links
+	Ledger *ledger.Ledger
 	// Keys commits the idempotency store's writes: a second committer,
 	// because those writes share no table with the ledger's and so can run
 	// beside it without conflicting.
 	Keys    *ledger.Ledger
 	Service *atmswitch.Service
-	Outbox  *atmswitch.Outbox
 	Auth    *auth.Service
 
 	// Callbacks delivers state changes to the bank apps that asked.
@@ -308,23 +316,45 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.Bank = iso.NewClient(c.BankAddr, append(bankTLS, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
-		iso.WithObserver(metrics.ObserveISO),
-		iso.WithLateReply(func(mti, stan, rrn string) {
-			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
-		}))...)
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
 	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock))
-	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
+	// One link per bank (atmswitch.Links): each bank row with a link_addr
+	// gets its own; the banks without share the -bank link. TLS is the
+	// same for all of them (-bank-tls-*).
+	dial := func(lc atmswitch.LinkConfig, observe atmswitch.ISOObserver) atmswitch.BankLink {
+		log := m.Log.With("bank", lc.Key)
+		opts := append(slices.Clone(bankTLS), iso.WithLogger(log),
+			iso.WithRequestTimeout(cmp.Or(lc.RequestTimeout, c.Switch.AuthTimeout)),
+			iso.WithObserver(observe),
+			iso.WithLateReply(func(mti, stan, rrn string) {
+				log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
+			}))
+		if lc.EchoInterval > 0 {
+			opts = append(opts, iso.WithEchoInterval(lc.EchoInterval))
+		}
+		if lc.Standby != "" {
+			opts = append(opts, iso.WithStandby(lc.Standby))
+		}
+		return iso.NewClient(lc.Addr, opts...)
+	}
+	lcfg := atmswitch.DefaultLinksConfig()
+	lcfg.Default, lcfg.Outbox = c.BankAddr, c.Outbox
+	if c.LinksRefresh > 0 {
+		lcfg.Refresh = c.LinksRefresh
+	}
+	m.Links = atmswitch.NewLinks(lcfg, dial, m.Pool, m.Ledger, m.Log, metrics, clock)
+	if err := m.Links.Refresh(ctx); err != nil {
+		return err
+	}
+	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.BankUp, m.Redis)
 	keyring, err := m.openKeyring(ctx, clock)
 	if err != nil {
 		return err
 	}
-	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Ledger, m.Bank, m.Log, metrics, clock)
 	m.Callbacks = atmswitch.NewCallbacks(c.Callbacks, m.Pool, m.Ledger, c.Switch.Secret, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
-		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
-		Kick: m.Outbox.Kick, Clock: clock,
+		Pool: m.Pool, Ledger: m.Ledger, Links: m.Links, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
+		Clock: clock,
 	})
 	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
@@ -339,6 +369,18 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.startWorkers(idems, clock)
 	return nil
+}
+
+// BankUp reports whether every bank link is connected and signed on
+// (softatm_iso_link_up; softatm_bank_link_up has each).
+func (m *Main) BankUp() bool {
+	links := m.Links.Status()
+	for _, l := range links {
+		if !l.Up {
+			return false
+		}
+	}
+	return len(links) > 0
 }
 
 // openPool opens and pings the database.
@@ -527,7 +569,7 @@ func (m *Main) startWorkers(idems *idem.Store, clock func() time.Time) {
 	go func() {
 		defer close(m.done)
 		done := make(chan struct{}, 4)
-		go func() { m.Outbox.Run(bg); done <- struct{}{} }()
+		go func() { m.Links.Run(bg); done <- struct{}{} }()
 		go func() { m.Callbacks.Run(bg); done <- struct{}{} }()
 		go func() { m.Service.RunSweeper(bg, c.SweepEvery); done <- struct{}{} }()
 		go func() { m.purge(bg, idems, c.PurgeEvery, c.KeysKeep, clock); done <- struct{}{} }()
@@ -573,7 +615,24 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 		// The switch still pays QR codes without Redis, from the database.
 		status["redis"], code = "down", http.StatusServiceUnavailable
 	}
-	if !m.Bank.Up() {
+	// Each bank link is reported; the switch is not ready only when no
+	// link is up: a bank that is down is refused by its own circuit, and
+	// the other banks' withdrawals still go through.
+	links := m.Links.Status()
+	anyUp := false
+	for _, l := range links {
+		st := "up"
+		switch {
+		case !l.Up:
+			st = "down"
+		case l.CircuitOpen:
+			st = "circuit_open"
+		default:
+			anyUp = true
+		}
+		status["bank_link:"+l.Key] = st
+	}
+	if !anyUp {
 		status["bank_link"], code = "down", http.StatusServiceUnavailable
 	}
 	atmswitch.WriteJSON(w, code, status)
@@ -592,8 +651,8 @@ func (m *Main) Close() error {
 		m.cancel()
 		<-m.done
 	}
-	if m.Bank != nil {
-		errs = append(errs, m.Bank.Close())
+	if m.Links != nil {
+		errs = append(errs, m.Links.Close())
 	}
 	for _, l := range []*ledger.Ledger{m.Ledger, m.Keys} {
 		if l != nil {
@@ -624,7 +683,7 @@ func runServe(ctx context.Context, args []string) error {
 	if m.AdminAddr != nil {
 		admin = "http://" + m.AdminAddr.String()
 	}
-	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "admin", admin, "bank", m.Config.BankAddr)
+	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "admin", admin, "default_bank_link", m.Config.BankAddr, "bank_links", len(m.Links.Status()))
 	<-ctx.Done()
 	return m.Close()
 }
