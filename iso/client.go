@@ -207,6 +207,9 @@ func (c *Client) NextSTAN() string {
 	return fmt.Sprintf("%06d", (n-1)%999999+1)
 }
 
+// Addr returns the bank's (primary) address.
+func (c *Client) Addr() string { return c.addrs[0] }
+
 // Up reports whether the client is connected and signed on.
 func (c *Client) Up() bool { return c.up.Load() }
 
