@@ -38,8 +38,8 @@ type Service struct {
 	ledger *ledger.Ledger
 	ranges refreshed[map[string]string]     // prefix → bank
 	limits refreshed[map[string]BankLimits] // bank → its own limits
-	bank   Bank   // the one link when links is nil (tests, a fake bank)
-	links  *Links // one link per bank; nil: bank carries every bank's withdrawals
+	bank   Bank                             // the one link when links is nil (tests, a fake bank)
+	links  *Links                           // one link per bank; nil: bank carries every bank's withdrawals
 	codes  Codes
 	gate   Gate
 	now    func() time.Time
