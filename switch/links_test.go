@@ -59,13 +59,14 @@ const (
 	linksBreakerCooldown = 500 * time.Millisecond
 )
 
-func newLinksEnv(t *testing.T) *linksEnv {
+// newLinksEnv starts the two banks; opts are AGR's simulator's.
+func newLinksEnv(t *testing.T, opts ...banksim.Option) *linksEnv {
 	t.Helper()
 	e := newEnv(t, func(c *atmswitch.Config) { c.AuthTimeout = 5 * time.Second })
 	le := &linksEnv{env: e, logs: &logBuffer{}}
 	le.agr = banksim.New([]banksim.Account{
 		{Number: acctAGR, Bank: "AGR", Holder: "DO VAN HAI", Balance: 50_000_000},
-	}, banksim.WithLogger(quietLog()))
+	}, append([]banksim.Option{banksim.WithLogger(quietLog()), banksim.WithBank("AGR")}, opts...)...)
 	addr, err := le.agr.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -358,4 +359,40 @@ func TestLinksUnknownBankHasNoLink(t *testing.T) {
 	if le.agr.Received(iso.MTIAuthRequest) != 0 {
 		t.Error("a bank with no link got a 0100")
 	}
+}
+
+// TestOneIdentityPerWithdrawal: AGR's bank pairs an advice or a reversal
+// with its hold by the original STAN (field 90) and terminal (41), and
+// wants the hold's RRN (37) and card acceptor (42) on it. The 0220 of a
+// paid code and the 0420 of a cancelled one both pair. On the old code the
+// 0220 carried the kiosk's terminal and the post office's code, the bank
+// answered 12, and the advice ended as an exception with the hold still
+// held.
+func TestOneIdentityPerWithdrawal(t *testing.T) {
+	t.Parallel()
+	le := newLinksEnv(t, banksim.WithStrictPairing())
+	paid := le.mustCreate(t, "AGR", acctAGR, 200_000)
+	cancelled := le.mustCreate(t, "AGR", acctAGR, 100_000)
+	le.pay(t, paid)
+	if _, err := le.svc.Cancel(context.Background(), "AGR", cancelled.Withdrawal.ID); err != nil {
+		t.Fatal(err)
+	}
+	le.links.Kick()
+	le.waitState(t, paid.Withdrawal.ID, atmswitch.StateCompleted)
+	waitUntil(t, "the 0420 answered", func() bool {
+		var pending int
+		_ = le.pool.QueryRow(context.Background(), `SELECT COUNT(*) FROM outbox WHERE state = 'pending'`).Scan(&pending)
+		return pending == 0
+	})
+	ex, err := le.svc.Exceptions(context.Background())
+	if err != nil || len(ex) != 0 {
+		t.Fatalf("exceptions %+v (%v), want none", ex, err)
+	}
+	want := map[string]string{paid.Withdrawal.RRN: banksim.HoldCaptured, cancelled.Withdrawal.RRN: banksim.HoldReleased}
+	for _, h := range le.agr.Holds() {
+		if want[h.RRN] != h.State {
+			t.Errorf("hold %s is %s, want %s", h.RRN, h.State, want[h.RRN])
+		}
+	}
+	le.checkLedger(t)
 }

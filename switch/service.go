@@ -250,7 +250,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AuthTimeout)
 	resp, err := link.Authorize(actx, iso.AuthRequest{
 		STAN: stan, RRN: rrn, TransmittedAt: now, Account: r.Account, Amount: r.Amount, Currency: r.Currency,
-		TerminalID: s.cfg.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: s.cfg.AcceptorName,
+		TerminalID: s.cfg.TerminalID, CardAcceptor: s.cfg.CardAcceptorID, AcceptorName: s.cfg.acceptorLocation(),
 	})
 	cancel()
 	if me := (*iso.MismatchError)(nil); errors.As(err, &me) {

@@ -383,13 +383,14 @@ func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time,
 	return msgs, err
 }
 
-func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, string, error) {
+func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, PaidAt, error) {
 	var w Withdrawal
-	var poName string
+	var po PaidAt
 	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
-		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), '')
-		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &poName)...)
-	return w, poName, notFound(err)
+		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), ''),
+		COALESCE((SELECT location FROM post_offices p WHERE p.code = withdrawals.post_office), '')
+		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &po.Name, &po.Location)...)
+	return w, po, notFound(err)
 }
 
 // Answered is one statement: the message ends and, for an acknowledged

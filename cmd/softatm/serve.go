@@ -155,6 +155,9 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	c.BankTLS.flags(fs)
 	fs.StringVar(&c.Secret, "secret", os.Getenv("SOFTATM_SECRET"), "secret keying numeric-code hashes; same on every instance (SOFTATM_SECRET)")
 	fs.StringVar(&c.Switch.TerminalID, "terminal", envOr("SOFTATM_TERMINAL_ID", c.Switch.TerminalID), "ISO field 41 of this instance's 0100s, 8 characters (SOFTATM_TERMINAL_ID)")
+	fs.StringVar(&c.Switch.CardAcceptorID, "card-acceptor", envOr("SOFTATM_CARD_ACCEPTOR", c.Switch.CardAcceptorID), "ISO field 42 of every message about a withdrawal, up to 15 characters (SOFTATM_CARD_ACCEPTOR)")
+	fs.StringVar(&c.Switch.AcceptorName, "acceptor-name", c.Switch.AcceptorName, "ISO field 43's name (25 characters) on 0100s and 0420s; a 0220's names the post office that paid")
+	fs.StringVar(&c.Switch.AcceptorCity, "acceptor-city", c.Switch.AcceptorCity, "ISO field 43's city (13 characters) on 0100s and 0420s")
 	fs.BoolVar(&c.Demo, "demo", os.Getenv("SOFTATM_DEMO") == "1", "serve /demo/app, the stand-in banking app (SOFTATM_DEMO=1)")
 	fs.DurationVar(&c.Switch.CodeTTL, "code-ttl", c.Switch.CodeTTL, "how long a code can be redeemed")
 	fs.DurationVar(&c.Switch.ClaimTTL, "claim-ttl", c.Switch.ClaimTTL, "how long a teller's claim lasts")
@@ -202,6 +205,9 @@ func (c *ServeConfig) check() error {
 	}
 	if len(c.Switch.TerminalID) != 8 {
 		return fmt.Errorf("terminal id %q must be 8 characters", c.Switch.TerminalID)
+	}
+	if n := len(c.Switch.CardAcceptorID); n == 0 || n > 15 {
+		return fmt.Errorf("card acceptor %q must be 1 to 15 characters", c.Switch.CardAcceptorID)
 	}
 	if c.SweepEvery <= 0 || c.PurgeEvery <= 0 || c.KeysKeep <= 0 {
 		return errors.New("-sweep-every, -purge-every and -idempotency-keep must be positive")
@@ -294,6 +300,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	c.Switch.Secret = []byte(c.Secret)
+	// One setting: the advices and reversals carry the 0100's 42 and 43.
+	c.Outbox.CardAcceptorID, c.Outbox.AcceptorName, c.Outbox.AcceptorCity = c.Switch.CardAcceptorID, c.Switch.AcceptorName, c.Switch.AcceptorCity
 	clock, err := clockFromEnv()
 	if err != nil {
 		return err

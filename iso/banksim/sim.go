@@ -124,6 +124,7 @@ type Hold struct {
 	CreatedAt                        time.Time
 	ResolvedAt                       time.Time
 	terminal                         string
+	acceptor                         string // field 42 of the 0100, spaces trimmed
 }
 
 // AccountState is an account with what is held on it and what was captured
@@ -165,6 +166,10 @@ type Sim struct {
 	now func() time.Time
 	log *slog.Logger
 	tls *tls.Config // nil: plain TCP
+	// bank names the bank played (WithBank); strict pairs advices by STAN
+	// and terminal (WithStrictPairing).
+	bank   string
+	strict bool
 
 	mu          sync.Mutex
 	accounts    map[string]*account
@@ -204,6 +209,9 @@ func New(accounts []Account, opts ...Option) *Sim {
 		o(s)
 	}
 	s.log = s.log.With("component", "banksim")
+	if s.bank != "" {
+		s.log = s.log.With("bank", s.bank)
+	}
 	for _, a := range accounts {
 		s.accounts[a.Number] = &account{Account: a}
 	}
