@@ -254,6 +254,8 @@ func runAdmin(ctx context.Context, args []string) error {
 	for _, l := range bankLimitColumns {
 		limitFlags[l.flag] = fs.String(l.flag, "", "bank: "+l.help+", in dong (\"default\": the switch's; empty: unchanged)")
 	}
+	var linkFlags bankLinkFlags
+	linkFlags.register(fs)
 	location := fs.String("location", "", "post office: location")
 	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
 	id := fs.String("id", "", "client or kiosk id")
@@ -288,6 +290,9 @@ func runAdmin(ctx context.Context, args []string) error {
 		err = a.bank(ctx, *codeF, *name, *fee, *currency, rs)
 		if err == nil {
 			err = a.bankLimits(ctx, *codeF, limitFlags)
+		}
+		if err == nil {
+			err = bankLink(ctx, pool, *codeF, linkFlags)
 		}
 	case "client":
 		err = a.client(ctx, *id, *bank, *secret)
