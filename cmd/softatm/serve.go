@@ -55,6 +55,12 @@ type ServeConfig struct {
 	// single-bank setup); "" gives such banks none.
 	BankAddr string
 	BankTLS  BankTLS // TLS of every bank link; zero: plain TCP
+	// BreakerFailures requests in a row without a reply open a bank
+	// link's circuit for BreakerCooldown (iso.WithBreaker; defaults 3 and
+	// 5 s): its creates are then refused at once with bank_unavailable.
+	// 0 takes the default; a negative BreakerFailures turns the breaker off.
+	BreakerFailures int
+	BreakerCooldown time.Duration
 	// LinksRefresh is how often the banks table is read again (links,
 	// ranges, state); 0: atmswitch's default, 5 s.
 	LinksRefresh time.Duration
@@ -153,6 +159,9 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
 	fs.StringVar(&c.BankAddr, "bank", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address of the partner bank (SOFTATM_BANK_ADDR)")
 	c.BankTLS.flags(fs)
+	fs.IntVar(&c.BreakerFailures, "bank-breaker-failures", iso.DefaultBreakerFailures, "requests in a row without a reply that open a bank link's circuit (negative: no breaker)")
+	fs.DurationVar(&c.BreakerCooldown, "bank-breaker-cooldown", iso.DefaultBreakerCooldown, "how long an open circuit refuses a bank's requests before one probe")
+	fs.DurationVar(&c.LinksRefresh, "banks-refresh", 5*time.Second, "how often the banks table (links, ranges, limits, state) is read again")
 	fs.StringVar(&c.Secret, "secret", os.Getenv("SOFTATM_SECRET"), "secret keying numeric-code hashes; same on every instance (SOFTATM_SECRET)")
 	fs.StringVar(&c.Switch.TerminalID, "terminal", envOr("SOFTATM_TERMINAL_ID", c.Switch.TerminalID), "ISO field 41 of this instance's 0100s, 8 characters (SOFTATM_TERMINAL_ID)")
 	fs.StringVar(&c.Switch.CardAcceptorID, "card-acceptor", envOr("SOFTATM_CARD_ACCEPTOR", c.Switch.CardAcceptorID), "ISO field 42 of every message about a withdrawal, up to 15 characters (SOFTATM_CARD_ACCEPTOR)")
@@ -329,11 +338,15 @@ func (m *Main) Run(ctx context.Context) error {
 	// One link per bank (atmswitch.Links): each bank row with a link_addr
 	// gets its own; the banks without share the -bank link. TLS is the
 	// same for all of them (-bank-tls-*).
+	breakerFailures := cmp.Or(c.BreakerFailures, iso.DefaultBreakerFailures)
+	if breakerFailures < 0 {
+		breakerFailures = 0 // off
+	}
 	dial := func(lc atmswitch.LinkConfig, observe atmswitch.ISOObserver) atmswitch.BankLink {
 		log := m.Log.With("bank", lc.Key)
 		opts := append(slices.Clone(bankTLS), iso.WithLogger(log),
 			iso.WithRequestTimeout(cmp.Or(lc.RequestTimeout, c.Switch.AuthTimeout)),
-			iso.WithObserver(observe),
+			iso.WithObserver(observe), iso.WithBreaker(breakerFailures, cmp.Or(c.BreakerCooldown, iso.DefaultBreakerCooldown)),
 			iso.WithLateReply(func(mti, stan, rrn string) {
 				log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
 			}))
