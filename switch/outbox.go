@@ -134,12 +134,17 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 		return 0, nil
 	}
 	var banks []string // nil: every bank's messages
+	now := o.now()
 	if o.banks != nil {
 		if banks = o.banks(); len(banks) == 0 {
 			return 0, nil
 		}
+		// One worker per link polls: most passes find nothing, and a
+		// lease is a write through the committer. Ask first.
+		if due, err := o.store.AnyDue(ctx, now, banks); err != nil || !due {
+			return 0, err
+		}
 	}
-	now := o.now()
 	msgs, err := o.store.Lease(ctx, o.cfg.Owner, now, now.Add(o.cfg.Lease), o.cfg.Batch, banks)
 	if err != nil {
 		return 0, fmt.Errorf("leasing outbox: %w", err)

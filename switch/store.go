@@ -84,6 +84,10 @@ type Store interface {
 	// Lease leases up to n due outbox messages to owner until until: of
 	// the withdrawals of banks only, when banks is not nil.
 	Lease(ctx context.Context, owner string, now, until time.Time, n int, banks []string) ([]outboxMsg, error)
+	// AnyDue reports whether a message of banks' withdrawals is due and
+	// not leased: a plain read, off the committer, so that a link's
+	// worker with nothing to send costs the committer nothing.
+	AnyDue(ctx context.Context, now time.Time, banks []string) (bool, error)
 	// ForMessage returns the withdrawal a message is about and the post
 	// office that paid it (zero when none did).
 	ForMessage(ctx context.Context, withdrawalID uuid.UUID) (Withdrawal, PaidAt, error)

@@ -383,6 +383,14 @@ func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time,
 	return msgs, err
 }
 
+func (p *pgStore) AnyDue(ctx context.Context, now time.Time, banks []string) (bool, error) {
+	var due bool
+	err := p.reads.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox o JOIN withdrawals w ON w.id = o.withdrawal_id
+		WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1)
+		  AND w.bank_code = ANY ($2::TEXT[]))`, now, banks).Scan(&due)
+	return due, err
+}
+
 func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, PaidAt, error) {
 	var w Withdrawal
 	var po PaidAt
