@@ -244,7 +244,9 @@ func p99(ds []time.Duration) time.Duration {
 // time).
 func TestOneBankBlackHoledOthersUnaffected(t *testing.T) {
 	t.Parallel()
-	mb := startManyBanks(t, 5, func(c *ServeConfig) { c.BreakerCooldown = 2 * time.Second })
+	// A cool-down longer than the dark bank's creates below take, so that
+	// none of them is the probe that waits out the request time-out.
+	mb := startManyBanks(t, 5, func(c *ServeConfig) { c.BreakerCooldown = 5 * time.Second })
 	teller := mb.login(t, "teller1", "teller1-demo")
 	healthy, dark := mb.banks[:4], mb.banks[4]
 	const rounds = 15
