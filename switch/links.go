@@ -459,9 +459,18 @@ var (
 		"1 when the bank's ISO 8583 link is connected and signed on (bank default: the shared -bank link).", []string{"bank"}, nil)
 	linkCircuitDesc = prometheus.NewDesc("softatm_bank_circuit_open",
 		"1 while the bank link's circuit breaker refuses requests (the bank left recent requests unanswered).", []string{"bank"}, nil)
+	outboxPendingDesc = prometheus.NewDesc("softatm_bank_outbox_pending",
+		"Advices and reversals waiting in the outbox, by the withdrawal's bank: a bank whose link is down keeps its own queue.", []string{"bank"}, nil)
 )
 
-func (c linksCollector) Describe(ch chan<- *prometheus.Desc) { ch <- linkUpDesc; ch <- linkCircuitDesc }
+// linksScrapeTimeout bounds the outbox count a scrape runs.
+const linksScrapeTimeout = 2 * time.Second
+
+func (c linksCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- linkUpDesc
+	ch <- linkCircuitDesc
+	ch <- outboxPendingDesc
+}
 
 func (c linksCollector) Collect(ch chan<- prometheus.Metric) {
 	b := func(v bool) float64 {
@@ -473,5 +482,30 @@ func (c linksCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range c.l.Status() {
 		ch <- prometheus.MustNewConstMetric(linkUpDesc, prometheus.GaugeValue, b(s.Up), s.Key)
 		ch <- prometheus.MustNewConstMetric(linkCircuitDesc, prometheus.GaugeValue, b(s.CircuitOpen), s.Key)
+	}
+	if c.l.pool == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), linksScrapeTimeout)
+	defer cancel()
+	// Every bank is exported, 0 when nothing waits, so that a queue that
+	// empties is seen to.
+	rows, err := c.l.pool.Query(ctx, `SELECT b.code, COUNT(o.id) FROM banks b
+		LEFT JOIN (outbox o JOIN withdrawals w ON w.id = o.withdrawal_id AND o.state = 'pending') ON w.bank_code = b.code
+		GROUP BY b.code`)
+	if err != nil {
+		c.l.log.Warn("counting the banks' outbox queues", "err", err)
+		return
+	}
+	var (
+		bank string
+		n    int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&bank, &n}, func() error {
+		ch <- prometheus.MustNewConstMetric(outboxPendingDesc, prometheus.GaugeValue, float64(n), bank)
+		return nil
+	})
+	if err != nil {
+		c.l.log.Warn("counting the banks' outbox queues", "err", err)
 	}
 }

@@ -230,6 +230,12 @@ func TestLinksDeadBankWaitsInItsQueue(t *testing.T) {
 	if attempts != 0 {
 		t.Errorf("AGR's advice was tried %d times while its link was down, want 0 (it waits)", attempts)
 	}
+	if got := bankGauge(t, le.m, "softatm_bank_outbox_pending", "AGR"); got != 1 {
+		t.Errorf("softatm_bank_outbox_pending{bank=AGR} = %v, want 1", got)
+	}
+	if got := bankGauge(t, le.m, "softatm_bank_link_up", "AGR"); got != 0 {
+		t.Errorf("softatm_bank_link_up{bank=AGR} = %v, want 0", got)
+	}
 
 	if _, err := le.agr.Listen(le.agrAt); err != nil {
 		t.Fatal(err)
@@ -395,4 +401,27 @@ func TestOneIdentityPerWithdrawal(t *testing.T) {
 		}
 	}
 	le.checkLedger(t)
+}
+
+// bankGauge reads a gauge labelled bank from the metrics' registry.
+func bankGauge(t *testing.T, m *atmswitch.Metrics, name, bank string) float64 {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			for _, l := range metric.GetLabel() {
+				if l.GetName() == "bank" && l.GetValue() == bank {
+					return metric.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("no %s{bank=%q}", name, bank)
+	return 0
 }
