@@ -49,6 +49,13 @@ const (
 	EDayClosed        = "day_closed"                 // the business day is closed
 	EUnavailable      = "unavailable"                // a dependency (Redis, database) is down
 	EInternal         = "internal"                   // a bug or an unexpected failure
+	EDayNotOver       = "day_not_over"               // a bank's cut-off for the day has not passed yet: the day cannot close
+	EDayOpenItems     = "day_has_open_items"         // the day still has open items: closing it needs a reason
+	EFileOtherBank    = "settlement_file_other_bank" // the settlement file is another bank's
+	EFileOtherDate    = "settlement_file_other_date" // the settlement file is of another business date
+	EFileImported     = "settlement_file_imported"   // this very file was imported before (same checksum)
+	EFileInvalid      = "settlement_file_invalid"    // the settlement file has bad lines (each is listed)
+	EMethod           = "method_not_allowed"         // the path exists, not with this method (405, Allow lists those it has)
 )
 
 // Error is a domain error with a stable code and a message safe to show to

@@ -154,3 +154,33 @@ func TestEveryCodeHasAStatus(t *testing.T) {
 		t.Errorf("errors.go declares %d codes, httpStatus maps %d", len(seen), len(httpStatus))
 	}
 }
+
+func TestMuxRefusalsAreJSON(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/x", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) })
+	h := WithJSONMuxErrors(mux)
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		code, allow  string
+	}{
+		{"GET", "/v1/x", http.StatusTeapot, "", ""},
+		{"POST", "/v1/x", http.StatusMethodNotAllowed, EMethod, "GET, HEAD"},
+		{"GET", "/nope", http.StatusNotFound, ENotFound, ""},
+		{"GET", "/v1/../v1/x", http.StatusTemporaryRedirect, "", ""}, // the mux cleans the path
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, nil))
+		if rec.Code != tc.status || rec.Header().Get("Allow") != tc.allow {
+			t.Errorf("%s %s: status %d Allow %q, want %d %q", tc.method, tc.path, rec.Code, rec.Header().Get("Allow"), tc.status, tc.allow)
+		}
+		if tc.code == "" {
+			continue
+		}
+		var b ErrorBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil || b.Error.Code != tc.code {
+			t.Errorf("%s %s: body %q, want code %s", tc.method, tc.path, rec.Body.String(), tc.code)
+		}
+	}
+}

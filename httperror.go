@@ -39,6 +39,58 @@ var httpStatus = map[string]int{
 	EDayClosed:        http.StatusConflict,
 	EUnavailable:      http.StatusServiceUnavailable,
 	EInternal:         http.StatusInternalServerError,
+	EDayNotOver:       http.StatusConflict,
+	EDayOpenItems:     http.StatusConflict,
+	EFileOtherBank:    http.StatusUnprocessableEntity,
+	EFileOtherDate:    http.StatusUnprocessableEntity,
+	EFileImported:     http.StatusConflict,
+	EFileInvalid:      http.StatusUnprocessableEntity,
+	EMethod:           http.StatusMethodNotAllowed,
+}
+
+// WithJSONMuxErrors answers what mux itself refuses (no route: 404; a
+// route without this method: 405, with its Allow header) in the one JSON
+// error shape, as every handler's refusals are, instead of ServeMux's plain
+// text.
+func WithJSONMuxErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		// The mux's own refusal: learn its status (and Allow) without
+		// letting it write its text.
+		probe := &statusProbe{header: http.Header{}}
+		h.ServeHTTP(probe, r)
+		switch probe.status {
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", probe.header.Get("Allow"))
+			WriteError(w, r, nil, Errorf(EMethod, "method %s is not allowed here", r.Method))
+		case http.StatusNotFound:
+			WriteError(w, r, nil, Errorf(ENotFound, "no such path"))
+		default: // a redirect (a path to clean): let the mux answer it
+			mux.ServeHTTP(w, r)
+		}
+	})
+}
+
+// statusProbe is a ResponseWriter that keeps the status and headers
+// written to it and drops the body.
+type statusProbe struct {
+	header http.Header
+	status int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) WriteHeader(status int) {
+	if p.status == 0 {
+		p.status = status
+	}
+}
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // HTTPStatus maps an error to its HTTP status.
@@ -73,9 +125,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path,
 			"code", code, "err", err)
 	}
-	if o, ok := r.Context().Value(outcomeKey{}).(*Outcome); ok {
-		o.code = code
-	}
+	SetOutcome(r, code)
 	var b ErrorBody
 	b.Error.Code, b.Error.Message = code, message
 	WriteJSON(w, status, b)
@@ -101,6 +151,15 @@ func (o *Outcome) Label() string {
 }
 
 type outcomeKey struct{}
+
+// SetOutcome records code as r's metric outcome, for an error answer not
+// written by WriteError: a stored error replayed by the idempotency layer
+// (whose body WriteError wrote the first time).
+func SetOutcome(r *http.Request, code string) {
+	if o, ok := r.Context().Value(outcomeKey{}).(*Outcome); ok {
+		o.code = code
+	}
+}
 
 // WithOutcome returns ctx carrying a new Outcome, and that Outcome.
 func WithOutcome(ctx context.Context) (context.Context, *Outcome) {

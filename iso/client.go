@@ -272,7 +272,7 @@ func (c *Client) advice(ctx context.Context, base string, r AdviceRequest) (Advi
 	if err != nil {
 		return AdviceResponse{}, err
 	}
-	return AdviceResponse{ResponseCode: reply.ResponseCode}, nil
+	return AdviceResponse{ResponseCode: reply.ResponseCode, SettlementDate: reply.SettlementDate}, nil
 }
 
 // request sends a financial message on the signed-on connection and reports

@@ -52,11 +52,44 @@ type AdviceRequest struct {
 	CardAcceptor string
 	AcceptorName string
 	Original     Original // field 90: the original 0100's MTI, STAN, time and acquirer
+	// SettlementDate, if set, is the business date the acquirer booked
+	// the transaction in (field 15, MMDD): the day it expects to find it
+	// in the issuer's settlement file.
+	SettlementDate time.Time
 }
 
 // AdviceResponse is the part of a 0230/0430 the switch needs.
 type AdviceResponse struct {
 	ResponseCode string
+	// SettlementDate is field 15 of the reply (MMDD), "" when the bank
+	// sent none: the business date the bank booked the capture in. See
+	// SettlementDay.
+	SettlementDate string
+}
+
+// settlementDayWindow is how far from the expected date SettlementDay
+// looks for the year of an MMDD (half a year either way).
+const settlementDayWindow = 183 * 24 * time.Hour
+
+// SettlementDay reads field 15 (MMDD, no year) as the date nearest to
+// near: a bank's settlement date is never months from the transaction, so
+// the year is the one that puts it within half a year of near. ok is false
+// for a malformed field.
+func SettlementDay(mmdd string, near time.Time) (time.Time, bool) {
+	if len(mmdd) != 4 || !isDigits(mmdd) {
+		return time.Time{}, false
+	}
+	y := near.Year()
+	for _, year := range []int{y - 1, y, y + 1} {
+		d, err := time.Parse("20060102", fmt.Sprintf("%04d%s", year, mmdd))
+		if err != nil {
+			continue // 0229 of a year without it; 0230, 1301 of none
+		}
+		if diff := d.Sub(time.Date(near.Year(), near.Month(), near.Day(), 0, 0, 0, 0, time.UTC)); diff.Abs() <= settlementDayWindow {
+			return d, true
+		}
+	}
+	return time.Time{}, false
 }
 
 // common holds the fields every financial message carries.
@@ -177,6 +210,9 @@ func (r AdviceRequest) Message(baseMTI, acquirerID string) (*Message, error) {
 		return nil, fmt.Errorf("%s: %w", mti, err)
 	}
 	m.OriginalData = f90
+	if !r.SettlementDate.IsZero() {
+		m.SettlementDate = r.SettlementDate.Format("0102")
+	}
 	return m, nil
 }
 

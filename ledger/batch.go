@@ -288,7 +288,7 @@ func (b *batch) preload(ctx context.Context, units []*Unit) error {
 	}
 	var cands []time.Time
 	for _, u := range units {
-		if c := b.l.cutoffDate(u.At); !u.undated && !slices.Contains(cands, c) {
+		if c := b.l.unitDate(*u); !u.undated && !slices.Contains(cands, c) {
 			cands = append(cands, c)
 		}
 	}
@@ -581,7 +581,7 @@ func (b *batch) unit(ctx context.Context, i int, u Unit, savepoint bool) (res Re
 	var date time.Time
 	var err error
 	if !u.undated {
-		if date, err = b.businessDate(ctx, u.At); err != nil {
+		if date, err = b.businessDate(ctx, b.l.unitDate(u)); err != nil {
 			return Result{}, nil, err
 		}
 	}

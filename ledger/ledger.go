@@ -133,8 +133,18 @@ type Transfer struct {
 // Unit is one unit of work: the caller's state change and its transfers,
 // committed atomically.
 type Unit struct {
-	// At is the event time; it decides the business date. Zero: the clock.
+	// At is the event time; with Cutoff it decides the business date.
+	// Zero: the clock.
 	At time.Time
+	// Cutoff is the cut-off of the bank the unit is about (a payout's,
+	// a hold's): the business date is At's date under it, as the bank
+	// dates the same event in its settlement file. Nil: the ledger's
+	// default (WithCutoff).
+	Cutoff *Cutoff
+	// Date, if set, is the business date the bank named for the event
+	// (ISO 8583 field 15): it wins over the cut-off, because the bank's
+	// file is what the day is reconciled with.
+	Date time.Time
 	// Apply, if set, runs inside the unit's savepoint before the transfers.
 	// It must only touch the database: it may run again when the batch is
 	// retried. An error rolls back only this unit and Commit returns it
@@ -218,9 +228,7 @@ func stmtArgs(st *Stmt, date time.Time) []any {
 
 // Default settings.
 const (
-	defaultCutoffHour   = 23
-	defaultCutoffMinute = 0
-	defaultCutoffZone   = "Asia/Ho_Chi_Minh"
+	defaultCutoffZone = "Asia/Ho_Chi_Minh" // the zone of every cut-off (DefaultCutoff: 23:59:59)
 	// defaultBatchUnits 1: one transaction per unit, run in the caller's
 	// goroutine.
 	defaultBatchUnits = 1
@@ -234,21 +242,22 @@ const (
 )
 
 type options struct {
-	cutoffHour, cutoffMinute int
-	loc                      *time.Location
-	clock                    func() time.Time
-	maxRetries               int
-	batchUnits               int
-	batchWait                time.Duration
+	cutoff     Cutoff
+	loc        *time.Location
+	clock      func() time.Time
+	maxRetries int
+	batchUnits int
+	batchWait  time.Duration
 }
 
 // Option configures a Ledger.
 type Option func(*options)
 
-// WithCutoff sets the business-day cut-off: an event at or after hour:minute
-// (in loc) belongs to the next day. Default 23:00 Asia/Ho_Chi_Minh.
-func WithCutoff(hour, minute int, loc *time.Location) Option {
-	return func(o *options) { o.cutoffHour, o.cutoffMinute, o.loc = hour, minute, loc }
+// WithCutoff sets the cut-off of a unit that names none (Unit.Cutoff) and
+// of BusinessDate, and the zone of every cut-off. Default DefaultCutoff
+// (23:59:59) in Asia/Ho_Chi_Minh.
+func WithCutoff(c Cutoff, loc *time.Location) Option {
+	return func(o *options) { o.cutoff, o.loc = c, loc }
 }
 
 // WithClock sets the clock (tests).
@@ -328,8 +337,8 @@ func (l *Ledger) markGoodSQL(sql string) {
 // New returns a ledger on pool. Close it to stop the batch committer.
 func New(pool *pgxpool.Pool, opts ...Option) *Ledger {
 	o := options{
-		cutoffHour: defaultCutoffHour, cutoffMinute: defaultCutoffMinute,
-		clock: time.Now, maxRetries: DefaultMaxRetries, batchUnits: defaultBatchUnits,
+		cutoff: DefaultCutoff,
+		clock:  time.Now, maxRetries: DefaultMaxRetries, batchUnits: defaultBatchUnits,
 	}
 	for _, f := range opts {
 		f(&o)
@@ -433,6 +442,9 @@ func (l *Ledger) Exec(ctx context.Context, st *Stmt) (int64, error) {
 func validateUnit(u Unit) error {
 	if u.Stmt != nil && u.Apply != nil {
 		return softatm.Errorf(softatm.EInvalid, "a unit has an Apply or a Stmt, not both")
+	}
+	if u.Cutoff != nil && !u.Cutoff.valid() {
+		return softatm.Errorf(softatm.EInvalid, "cut-off %s is not a time of day", u.Cutoff)
 	}
 	if len(u.Transfers) > maxTransfersPerUnit {
 		return softatm.Errorf(softatm.EInvalid, "a unit holds at most %d transfers", maxTransfersPerUnit)

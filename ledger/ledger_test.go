@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -424,7 +426,7 @@ func TestBatchedCommitsConcurrently(t *testing.T) {
 
 func TestBusinessDate(t *testing.T) {
 	t.Parallel()
-	now := time.Date(2025, 3, 10, 22, 0, 0, 0, ict)
+	now := time.Date(2025, 3, 11, 0, 0, 5, 0, ict) // past 10 March's last cut-off
 	l, pool := mustLedger(t, WithClock(func() time.Time { return now }))
 	ctx := context.Background()
 	d := func(y int, m time.Month, day int) time.Time { return civilDate(y, m, day) }
@@ -433,11 +435,11 @@ func TestBusinessDate(t *testing.T) {
 		want time.Time
 	}{
 		{time.Date(2025, 3, 10, 0, 0, 0, 0, ict), d(2025, 3, 10)},
-		{time.Date(2025, 3, 10, 22, 59, 59, 0, ict), d(2025, 3, 10)},
-		{time.Date(2025, 3, 10, 23, 0, 0, 0, ict), d(2025, 3, 11)},
-		{time.Date(2025, 3, 10, 16, 0, 0, 0, time.UTC), d(2025, 3, 11)}, // 23:00 ICT
-		{time.Date(2025, 3, 10, 15, 59, 0, 0, time.UTC), d(2025, 3, 10)},
-		{time.Date(2025, 12, 31, 23, 30, 0, 0, ict), d(2026, 1, 1)},
+		{time.Date(2025, 3, 10, 23, 59, 59, 999_000_000, ict), d(2025, 3, 10)}, // the cut-off's last second
+		{time.Date(2025, 3, 11, 0, 0, 0, 0, ict), d(2025, 3, 11)},
+		{time.Date(2025, 3, 10, 16, 59, 59, 0, time.UTC), d(2025, 3, 10)}, // 23:59:59 ICT
+		{time.Date(2025, 3, 10, 17, 0, 0, 0, time.UTC), d(2025, 3, 11)},
+		{time.Date(2025, 12, 31, 23, 30, 0, 0, ict), d(2025, 12, 31)},
 	} {
 		got, err := l.BusinessDate(ctx, c.at)
 		if err != nil || !got.Equal(c.want) {
@@ -450,20 +452,22 @@ func TestBusinessDate(t *testing.T) {
 	if err != nil || !res.BusinessDate.Equal(d(2025, 3, 10)) {
 		t.Fatalf("commit: %v %v", res, err)
 	}
-	if err := l.CloseDay(ctx, d(2025, 3, 10), "finance-1"); err != nil {
+	if err := l.CloseDay(ctx, DayClose{Date: d(2025, 3, 10), By: "finance-1"}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.CloseDay(ctx, d(2025, 3, 10), "finance-2"); err != nil {
+	if err := l.CloseDay(ctx, DayClose{Date: d(2025, 3, 10), By: "finance-2"}); err != nil {
 		t.Fatalf("second close: %v", err)
 	}
-	wantCode(t, l.CloseDay(ctx, d(2025, 3, 11), ""), softatm.EInvalid)
-	// A late event of a closed day lands in the next open day.
+	wantCode(t, l.CloseDay(ctx, DayClose{Date: d(2025, 3, 11)}), softatm.EInvalid)
+	// A late event of a closed day lands in the next open day: the closed
+	// day does not change.
 	res, err = l.Commit(ctx, Unit{At: time.Date(2025, 3, 10, 12, 5, 0, 0, ict),
 		Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 6)}})
 	if err != nil || !res.BusinessDate.Equal(d(2025, 3, 11)) {
 		t.Fatalf("late commit: %v %v", res, err)
 	}
-	if err := l.CloseDay(ctx, d(2025, 3, 11), "finance-1"); err != nil {
+	now = time.Date(2025, 3, 12, 0, 0, 0, 0, ict)
+	if err := l.CloseDay(ctx, DayClose{Date: d(2025, 3, 11), By: "finance-1"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := l.BusinessDate(ctx, time.Date(2025, 3, 10, 23, 30, 0, 0, ict))
@@ -474,9 +478,90 @@ func TestBusinessDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(days) != 2 || !days[0].Closed || days[0].ClosedBy != "finance-1" || !days[0].ClosedAt.Equal(now) ||
+	if len(days) != 2 || !days[0].Closed || days[0].ClosedBy != "finance-1" || !days[0].ClosedAt.Equal(time.Date(2025, 3, 11, 0, 0, 5, 0, ict)) ||
 		days[0].TransferCount != 1 || days[0].AmountSum != 5 || days[1].TransferCount != 1 {
 		t.Fatalf("days: %+v", days)
+	}
+	mustCheck(t, pool)
+}
+
+// TestBusinessDateFromTheBanksCutoff: a unit is dated by its bank's
+// cut-off, or by the date the bank named; the ledger's default is only for
+// a unit that names neither.
+func TestBusinessDateFromTheBanksCutoff(t *testing.T) {
+	t.Parallel()
+	l, _ := mustLedger(t)
+	ctx := context.Background()
+	early := Cutoff{17, 0, 0} // a bank that settles at five
+	for _, c := range []struct {
+		name string
+		u    Unit
+		want time.Time
+	}{
+		{"default, 13:22", Unit{At: time.Date(2025, 7, 1, 13, 22, 0, 0, ict)}, civilDate(2025, 7, 1)},
+		{"default, 23:59:59", Unit{At: time.Date(2025, 7, 1, 23, 59, 59, 0, ict)}, civilDate(2025, 7, 1)},
+		{"17:00 bank, 17:00:00", Unit{At: time.Date(2025, 7, 1, 17, 0, 0, 0, ict), Cutoff: &early}, civilDate(2025, 7, 1)},
+		{"17:00 bank, 17:00:01", Unit{At: time.Date(2025, 7, 1, 17, 0, 1, 0, ict), Cutoff: &early}, civilDate(2025, 7, 2)},
+		{"bank's date wins", Unit{At: time.Date(2025, 7, 1, 10, 0, 0, 0, ict), Cutoff: &early, Date: civilDate(2025, 7, 3)}, civilDate(2025, 7, 3)},
+	} {
+		c.u.Transfers = []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 1)}
+		res, err := l.Commit(ctx, c.u)
+		if err != nil || !res.BusinessDate.Equal(c.want) {
+			t.Errorf("%s: %v, %v; want %v", c.name, res.BusinessDate, err, c.want)
+		}
+	}
+	bad := Cutoff{24, 0, 0}
+	_, err := l.Commit(ctx, Unit{Cutoff: &bad, Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 1)}})
+	wantCode(t, err, softatm.EInvalid)
+}
+
+// TestCloseDayGuards: a day closes only after the last bank's cut-off
+// (the close at 13:20 that moved a 13:22 payout into the next day is
+// refused), with open items only with a reason, which is kept; and a
+// payout after the refused close stays in its day.
+func TestCloseDayGuards(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 27, 13, 20, 0, 0, ict)
+	l, pool := mustLedger(t, WithClock(func() time.Time { return now }))
+	ctx := context.Background()
+	day := civilDate(2026, 11, 27)
+	cuts := []Cutoff{{17, 0, 0}, DefaultCutoff}
+	wantCode(t, l.CloseDay(ctx, DayClose{Date: day, By: "finance", Cutoffs: cuts, Reason: "closing early"}), softatm.EDayNotOver)
+	res, err := l.Commit(ctx, Unit{At: time.Date(2026, 11, 27, 13, 22, 0, 0, ict), Cutoff: &cuts[0],
+		Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 7)}})
+	if err != nil || !res.BusinessDate.Equal(day) {
+		t.Fatalf("the 13:22 payout: %v %v; want %v", res.BusinessDate, err, day)
+	}
+	now = time.Date(2026, 11, 27, 23, 59, 59, 500_000_000, ict) // the 17:00 bank's day is over, the other's is not
+	wantCode(t, l.CloseDay(ctx, DayClose{Date: day, By: "finance", Cutoffs: cuts}), softatm.EDayNotOver)
+	now = time.Date(2026, 11, 28, 0, 0, 0, 0, ict)
+	open := []string{"bank MB: 1 unresolved reconciliation row(s)", "1 claim(s) in flight"}
+	err = l.CloseDay(ctx, DayClose{Date: day, By: "finance", Cutoffs: cuts, Open: open, Reason: "  "})
+	wantCode(t, err, softatm.EDayOpenItems)
+	if !strings.Contains(softatm.ErrorMessage(err), "1 claim(s) in flight") {
+		t.Fatalf("the refusal does not list what is open: %v", err)
+	}
+	if err := l.CloseDay(ctx, DayClose{Date: day, By: "finance", Cutoffs: cuts, Open: open, Reason: "the bank confirmed by phone"}); err != nil {
+		t.Fatal(err)
+	}
+	days, err := l.Days(ctx)
+	if err != nil || len(days) != 1 || !days[0].Closed || days[0].CloseReason != "the bank confirmed by phone" ||
+		!slices.Equal(days[0].OpenAtClose, open) || days[0].TransferCount != 1 {
+		t.Fatalf("days: %+v %v", days, err)
+	}
+	// Nothing after the close changes the day: a late posting of the day
+	// lands in the next, and the day's frozen figures still hold.
+	res, err = l.Commit(ctx, Unit{At: time.Date(2026, 11, 27, 16, 0, 0, 0, ict), Cutoff: &cuts[0],
+		Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 8)}})
+	if err != nil || !res.BusinessDate.Equal(day.AddDate(0, 0, 1)) {
+		t.Fatalf("late posting: %v %v", res.BusinessDate, err)
+	}
+	if _, err := l.Count(ctx, "LS-001", 0, "teller", uuid.New()); err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM transfers WHERE business_date = $1`, day).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("the closed day holds %d transfers, %v", n, err)
 	}
 	mustCheck(t, pool)
 }
@@ -494,7 +579,7 @@ func TestCloseDayRacesPostings(t *testing.T) {
 	for i := range n {
 		go func() {
 			if i == n/2 {
-				errs <- l.CloseDay(ctx, at, "finance")
+				errs <- l.CloseDay(ctx, DayClose{Date: at, By: "finance"})
 			}
 			_, err := l.Commit(ctx, Unit{At: at, Transfers: []Transfer{single(uuid.New(), AccountSettlement, ReceivableCode("MB"), 1)}})
 			errs <- err

@@ -86,7 +86,7 @@ func TestSettlement(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.CloseDay(ctx, day1, "finance"); err != nil {
+	if err := l.CloseDay(ctx, DayClose{Date: day1, By: "finance"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.SettleBank(ctx, day1, "MB", 1_506_000, vnd, uuid.New()); err != nil {
@@ -177,7 +177,7 @@ func TestCheckFindsCorruption(t *testing.T) {
 			}
 			book(t, l, withdrawal{id: uuid.New(), bank: "MB", po: "LS-001", amount: 400_000,
 				paidDate: civilDate(2025, 6, 2), fee: 1_000})
-			if err := l.CloseDay(ctx, civilDate(2025, 6, 2), "finance"); err != nil {
+			if err := l.CloseDay(ctx, DayClose{Date: civilDate(2025, 6, 2), By: "finance"}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := l.Count(ctx, "LS-001", 599_000, "teller", uuid.New()); err != nil { // 1.000 ₫ short

@@ -158,6 +158,9 @@ type Move struct {
 	Amount     int64
 	Fee        int64
 	Currency   string
+	// Cutoff is the bank's cut-off, which dates a posting (nil: the
+	// ledger's default).
+	Cutoff *ledger.Cutoff
 	// Into, if set, receives the moved row (only for a transition that
 	// queues no message).
 	Into *Withdrawal

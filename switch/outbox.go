@@ -185,6 +185,9 @@ func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
 	}
 	if m.kind == "advice" {
 		req.AcceptorName = iso.AcceptorLocation(po.Name, po.Town(), iso.CountryVN)
+		if w.BusinessDate.After(time.Unix(0, 0)) { // the store reads no date as the epoch
+			req.SettlementDate = w.BusinessDate
+		}
 	}
 	sctx, cancel := context.WithTimeout(ctx, o.cfg.SendTimeout)
 	var resp iso.AdviceResponse
@@ -199,6 +202,17 @@ func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
 	o.m.outboxSent.WithLabelValues(m.kind, outcome(resp.ResponseCode, err)).Inc()
 	if err != nil {
 		return o.retryLater(ctx, m, err)
+	}
+	if m.kind == "advice" && resp.SettlementDate != "" {
+		// The bank's own business date for the capture: kept beside the
+		// switch's, so that recon can tell a cut-off difference from a
+		// missing line. A malformed one is only logged: the advice was
+		// acknowledged all the same.
+		if d, ok := iso.SettlementDay(resp.SettlementDate, w.BusinessDate); ok {
+			m.bankDate = d
+		} else {
+			o.log.Warn("advice answer with a malformed settlement date", "withdrawal", m.withdrawalID, "field15", resp.SettlementDate)
+		}
 	}
 	return o.answered(ctx, m, resp.ResponseCode)
 }

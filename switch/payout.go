@@ -359,9 +359,15 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 		// invariant, not a bank's answer: pay nothing.
 		return Receipt{}, fmt.Errorf("withdrawal %s: approved %d, asked %d: refusing to pay", id, w.ApprovedAmount, w.Amount)
 	}
+	// The payout's business date is its bank's: the cut-off the bank's
+	// settlement file is cut at.
+	cut, err := s.cutoffOf(ctx, w.Bank)
+	if err != nil {
+		return Receipt{}, err
+	}
 	var current Withdrawal
 	crashPoint(CrashBeforeCommit)
-	res, err := s.apply(ctx, Move{ID: id, Event: EvPay, At: now, Holder: t.holder(),
+	res, err := s.apply(ctx, Move{ID: id, Event: EvPay, At: now, Holder: t.holder(), Cutoff: cut,
 		Set: []Col{{"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk}, {"post_office", t.PostOffice},
 			{"paid_at", now}, {"business_date", ledger.BusinessDateArg}},
 		Bank: w.Bank, PostOffice: t.PostOffice, Amount: w.ApprovedAmount, Fee: fee, Currency: w.Currency})

@@ -93,3 +93,52 @@ func (r *ReconLines) KnownBank(ctx context.Context, bank string) (bool, error) {
 	})
 	return known, err
 }
+
+// Cutoffs returns every bank's cut-off (the banks table's cutoff column).
+func (r *ReconLines) Cutoffs(ctx context.Context) (map[string]ledger.Cutoff, error) {
+	return BankCutoffs(ctx, r.pool)
+}
+
+// BankCutoffs reads every bank's cut-off.
+func BankCutoffs(ctx context.Context, pool *pgxpool.Pool) (map[string]ledger.Cutoff, error) {
+	rows, err := pool.Query(ctx, `SELECT code, cutoff::TEXT FROM banks ORDER BY code`)
+	if err != nil {
+		return nil, fmt.Errorf("reading the banks' cut-offs: %w", err)
+	}
+	out := map[string]ledger.Cutoff{}
+	for rows.Next() {
+		var code, s string
+		if err := rows.Scan(&code, &s); err != nil {
+			return nil, fmt.Errorf("reading the banks' cut-offs: %w", err)
+		}
+		c, err := ledger.ParseCutoff(s)
+		if err != nil {
+			return nil, fmt.Errorf("bank %s: %w", code, err)
+		}
+		out[code] = c
+	}
+	return out, rows.Err()
+}
+
+// OpenItems lists, in words, what the switch still has open when a day is
+// closed: outbox and callback exceptions nobody has resolved, and claims in
+// flight (a teller is paying a code right now). Neither is tied to one
+// business day, so every one is listed: a close must not hide them.
+func (r *ReconLines) OpenItems(ctx context.Context, _ time.Time) ([]string, error) {
+	var exceptions, claims int64
+	err := r.pool.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM outbox WHERE state = 'exception' AND resolved_note = '') +
+		(SELECT count(*) FROM callbacks WHERE delivery = 'exception' AND resolved_note = ''),
+		(SELECT count(*) FROM withdrawals WHERE state = $1)`, string(StateClaimed)).Scan(&exceptions, &claims)
+	if err != nil {
+		return nil, fmt.Errorf("reading open exceptions and claims: %w", err)
+	}
+	var out []string
+	if exceptions > 0 {
+		out = append(out, fmt.Sprintf("%d unresolved exception(s)", exceptions))
+	}
+	if claims > 0 {
+		out = append(out, fmt.Sprintf("%d claim(s) in flight", claims))
+	}
+	return out, nil
+}

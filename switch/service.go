@@ -48,6 +48,8 @@ type Service struct {
 	kick   func() // wakes the outbox worker; may be nil
 	// numeric draws numeric codes (code.NewNumeric; tests force a collision).
 	numeric func() (string, error)
+	// cutoffs: bank → its business-day cut-off (cutoff.go).
+	cutoffs refreshed[map[string]ledger.Cutoff]
 }
 
 // Deps are the Service's collaborators.

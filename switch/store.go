@@ -46,6 +46,8 @@ type Store interface {
 	// BankLimits returns every bank's own limits (bank code → limits; a
 	// nil field: the configured default).
 	BankLimits(ctx context.Context) (map[string]BankLimits, error)
+	// BankCutoffs returns every bank's business-day cut-off.
+	BankCutoffs(ctx context.Context) (map[string]ledger.Cutoff, error)
 	// PaidReceipt returns what a receipt prints about a withdrawal
 	// (receipt.go; ENotFound when there is none).
 	PaidReceipt(ctx context.Context, id uuid.UUID) (PaidReceipt, error)
@@ -154,6 +156,9 @@ type outboxMsg struct {
 	withdrawalID uuid.UUID
 	kind         string
 	attempts     int
+	// bankDate is the business date the bank named in its answer to an
+	// advice (field 15); zero when it named none.
+	bankDate time.Time
 }
 
 var errLate = errors.New("withdrawal left the expected state")

@@ -165,7 +165,7 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 		err error
 	)
 	if transfers := postings(m); len(transfers) > 0 {
-		res, err = p.ledger.Commit(ctx, ledger.Unit{At: m.At, Stmt: st, Transfers: transfers})
+		res, err = p.ledger.Commit(ctx, ledger.Unit{At: m.At, Cutoff: m.Cutoff, Stmt: st, Transfers: transfers})
 	} else {
 		res.Changed, err = p.ledger.Exec(ctx, st)
 	}
@@ -256,6 +256,10 @@ func (p *pgStore) list(ctx context.Context, sql string, args ...any) ([]Withdraw
 		}
 	}
 	return out, nil
+}
+
+func (p *pgStore) BankCutoffs(ctx context.Context) (map[string]ledger.Cutoff, error) {
+	return BankCutoffs(ctx, p.pool)
 }
 
 func (p *pgStore) BankLimits(ctx context.Context) (map[string]BankLimits, error) {
@@ -413,7 +417,11 @@ func (p *pgStore) Answered(ctx context.Context, m outboxMsg, state, rc string, n
 			RETURNING withdrawal_id`, a.add(state), a.add(rc), a.add(now), a.add(m.id))
 	completes := m.kind == string(MsgAdvice) && state == "done"
 	reversed := m.kind == string(MsgReversal) && state == "done"
-	complete := moveUpdate(Move{Event: EvComplete, At: now}, &a, "(SELECT withdrawal_id FROM answered)")
+	done := Move{Event: EvComplete, At: now}
+	if !m.bankDate.IsZero() {
+		done.Set = []Col{{"bank_business_date", m.bankDate}}
+	}
+	complete := moveUpdate(done, &a, "(SELECT withdrawal_id FROM answered)")
 	n, err := p.ledger.Exec(ctx, &ledger.Stmt{
 		SQL: fmt.Sprintf(`WITH answered AS (%s), moved AS (%s AND %s RETURNING id, client_id, state), %s, %s
 			SELECT 1 FROM answered`, answer, complete, a.add(completes),

@@ -23,6 +23,9 @@ type Finance struct {
 	API    *API
 	Ledger *ledger.Ledger
 	Recon  *recon.Store
+	// Day is what the switch tells about a day being closed (the banks'
+	// cut-offs, its open exceptions and claims).
+	Day recon.DayFacts
 	// Now is the clock that decides today's business day (the days list,
 	// the cash forecast); nil: time.Now.
 	Now func() time.Time
@@ -93,27 +96,66 @@ func (f *Finance) Settlement(w http.ResponseWriter, r *http.Request) {
 	atmswitch.WriteJSON(w, http.StatusOK, rep)
 }
 
-// Close handles POST /v1/finance/days/{date}/close.
+type closeRequest struct {
+	Reason string `json:"reason"`
+}
+
+// Closing handles GET /v1/finance/days/{date}/close: what closing the day
+// would meet (when it may close, and what is still open).
+func (f *Finance) Closing(w http.ResponseWriter, r *http.Request) {
+	d, err := f.date(r)
+	if err != nil {
+		f.fail(w, r, err)
+		return
+	}
+	c, _, err := f.Recon.Closing(r.Context(), f.Day, f.Ledger, d)
+	if err != nil {
+		f.fail(w, r, err)
+		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, c)
+}
+
+// Close handles POST /v1/finance/days/{date}/close {"reason"}: refused
+// before the last bank's cut-off (day_not_over), and, while anything is
+// open, without a reason (day_has_open_items, whose message lists them).
 func (f *Finance) Close(w http.ResponseWriter, r *http.Request) {
 	d, err := f.date(r)
 	if err != nil {
 		f.fail(w, r, err)
 		return
 	}
-	if err := f.Ledger.CloseDay(r.Context(), d, who(r)); err != nil {
-		f.fail(w, r, err)
-		return
+	var req closeRequest
+	if r.ContentLength != 0 {
+		if err := atmswitch.DecodeJSON(r, &req); err != nil {
+			f.fail(w, r, err)
+			return
+		}
 	}
-	atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"date": d.Format("2006-01-02"), "closed": true})
-}
-
-// Import handles POST /v1/finance/recon/{bank}/{date}: the body is the
-// bank's settlement file (CSV), raw or as the "file" field of a form.
-func (f *Finance) Import(w http.ResponseWriter, r *http.Request) {
-	d, err := f.date(r)
+	c, err := f.Recon.CloseDay(r.Context(), f.Day, f.Ledger, d, who(r), req.Reason)
 	if err != nil {
 		f.fail(w, r, err)
 		return
+	}
+	atmswitch.WriteJSON(w, http.StatusOK, map[string]any{"date": d.Format("2006-01-02"), "closed": true, "open": c.Open,
+		"reason": strings.TrimSpace(req.Reason)})
+}
+
+// Import handles POST /v1/finance/recon/{bank}/{date}, and POST
+// /v1/finance/recon for a file that names its bank and date: the body is
+// the bank's settlement file (CSV), raw or as the "file" field of a form.
+// A file of another bank or date than the path's is refused
+// (settlement_file_other_bank, settlement_file_other_date); the same file
+// again is settlement_file_imported, saying when; a bad file is
+// settlement_file_invalid, listing every bad line.
+func (f *Finance) Import(w http.ResponseWriter, r *http.Request) {
+	var d time.Time
+	if r.PathValue("date") != "" {
+		var err error
+		if d, err = f.date(r); err != nil {
+			f.fail(w, r, err)
+			return
+		}
 	}
 	name := r.URL.Query().Get("name")
 	var body io.Reader = http.MaxBytesReader(w, r.Body, settlementFileMax)

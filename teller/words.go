@@ -49,7 +49,7 @@ var vocabulary = Vocabulary{
 		"missing_at_switch": {"Hệ thống không chi giao dịch này", "Not paid by the switch",
 			"Không có tiền mặt nào được chi. Yêu cầu ngân hàng hoàn tiền cho khách hàng.",
 			"No cash was paid for it. Ask the bank to reverse it for the citizen."},
-		"amount_mismatch": {"Lệch số tiền", "Amounts differ",
+		"amount_differs": {"Lệch số tiền", "Amounts differ",
 			"Đối chiếu biên nhận tại quầy; khiếu nại ngân hàng phần chênh lệch.",
 			"Check the counter's receipt; claim the difference with the bank."},
 		"field_mismatch": {"Lệch thông tin (STAN, mã chuẩn chi)", "Details differ (STAN, approval code)",

@@ -130,6 +130,17 @@ func (a *admin) bankLimits(ctx context.Context, code string, flags map[string]*s
 	return err
 }
 
+// bankCutoff sets a bank's business-day cut-off (ledger.Cutoff). Running
+// switches date payouts by it within seconds.
+func (a *admin) bankCutoff(ctx context.Context, code, cutoff string) error {
+	c, err := ledger.ParseCutoff(cutoff)
+	if err != nil {
+		return err
+	}
+	_, err = a.pool.Exec(ctx, `UPDATE banks SET cutoff = $2::TIME WHERE code = $1`, code, c.String())
+	return err
+}
+
 func (a *admin) client(ctx context.Context, id, bank, secret string) error {
 	err := a.auth.CreateBankClient(ctx, id, bank, secret)
 	if softatm.ErrorCode(err) == softatm.EConflict {
@@ -254,6 +265,7 @@ func runAdmin(ctx context.Context, args []string) error {
 	for _, l := range bankLimitColumns {
 		limitFlags[l.flag] = fs.String(l.flag, "", "bank: "+l.help+", in dong (\"default\": the switch's; empty: unchanged)")
 	}
+	cutoff := fs.String("cutoff", "", "bank: business-day cut-off HH:MM[:SS], Asia/Ho_Chi_Minh (a payout later than it is the next day's; default 23:59:59; empty: unchanged)")
 	var linkFlags bankLinkFlags
 	linkFlags.register(fs)
 	location := fs.String("location", "", "post office: location")
@@ -290,6 +302,9 @@ func runAdmin(ctx context.Context, args []string) error {
 		err = a.bank(ctx, *codeF, *name, *fee, *currency, rs)
 		if err == nil {
 			err = a.bankLimits(ctx, *codeF, limitFlags)
+		}
+		if err == nil && *cutoff != "" {
+			err = a.bankCutoff(ctx, *codeF, *cutoff)
 		}
 		if err == nil {
 			err = bankLink(ctx, pool, *codeF, linkFlags)

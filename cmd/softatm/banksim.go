@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -99,8 +100,24 @@ func simControl(sim *banksim.Sim) http.Handler {
 			http.Error(w, "date must be YYYY-MM-DD", http.StatusBadRequest)
 			return
 		}
+		// One file per bank (?bank=MB; default: the simulator's one bank).
+		bank := r.URL.Query().Get("bank")
+		var buf bytes.Buffer
+		if bank == "" {
+			err = sim.WriteSettlementFile(&buf, day)
+		} else {
+			err = sim.WriteBankSettlementFile(&buf, bank, day)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if bank == "" {
+			bank = sim.Bank()
+		}
 		w.Header().Set("Content-Type", "text/csv")
-		_ = sim.WriteSettlementFile(w, day)
+		w.Header().Set("Content-Disposition", `attachment; filename="`+banksim.SettlementFileName(bank, day)+`"`)
+		_, _ = w.Write(buf.Bytes())
 	})
 	return mux
 }

@@ -528,7 +528,7 @@ func TestBrowserFinance(t *testing.T) {
 	// The bank's file: its real line for our payout, and one line the
 	// switch never paid.
 	var file bytes.Buffer
-	if err := sys.Sim.WriteSettlementFile(&file, time.Now()); err != nil {
+	if err := sys.Sim.WriteBankSettlementFile(&file, "MB", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(&file, "999999999999,999999,ZZ9999,250000,704,%s,withdrawal\n", time.Now().Format(time.RFC3339))
@@ -745,14 +745,20 @@ func TestBrowserFinance(t *testing.T) {
 		t.Errorf("%d resolved items in the database, want 1", resolved)
 	}
 
+	// Today's cut-off has not passed: the page says when the day can
+	// close, and the close is refused (TestBrowserFinanceBusinessDay
+	// closes a day that is over).
 	b.do("close the day", chromedp.Click(chromedp.ID("close-day")))
 	b.waitFor("the confirmation", shown("close-confirm"))
-	b.do("confirm closing", chromedp.Click(chromedp.ID("close-day-confirm")))
-	b.waitFor("the day shows closed", `document.getElementById("day-status").dataset.closed === "true"`)
-	if e := b.errorCode(); e != "" {
-		t.Fatalf("the page shows error %q", e)
+	if got := b.text("close-cutoff"); !strings.Contains(got, "23:59:59") {
+		t.Errorf("the confirmation does not say the cut-off: %q", got)
 	}
-	b.shot("finance-closed")
+	b.do("confirm closing", chromedp.Click(chromedp.ID("close-day-confirm")))
+	b.waitFor("the early close refused", `document.getElementById("error").dataset.code === "day_not_over"`)
+	if closed := eval[string](b, `document.getElementById("day-status").dataset.closed`); closed != "false" {
+		t.Errorf("the day shows closed=%q after a refused close", closed)
+	}
+	b.shot("finance-close-refused")
 }
 
 // TestBrowserDemoApp: the stand-in banking app makes a code, shows its QR

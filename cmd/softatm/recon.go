@@ -24,7 +24,7 @@ var settleNS = uuid.MustParse("0b6f3e57-3c1e-4a5e-9a43-7d8f0f2b6a21")
 // import and report of a bank's settlement file.
 func runRecon(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("recon: settlement -date D [-csv] | import -bank B -date D FILE | report -bank B -date D | settle -bank B -date D -amount N | close -date D")
+		return errors.New("recon: settlement -date D [-csv] | import [-bank B -date D] FILE | report -bank B -date D | settle -bank B -date D -amount N | close -date D [-reason R]")
 	}
 	fs := flag.NewFlagSet("recon "+args[0], flag.ContinueOnError)
 	url := fs.String("database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
@@ -33,6 +33,7 @@ func runRecon(ctx context.Context, args []string) error {
 	csv := fs.Bool("csv", false, "settlement: CSV instead of JSON")
 	amount := fs.Int64("amount", 0, "settle: what the bank paid, in dong")
 	currency := fs.String("currency", "704", "settle: ISO 4217 numeric currency")
+	reason := fs.String("reason", "", "close: why the day is closed while items are still open")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -78,16 +79,26 @@ func runRecon(ctx context.Context, args []string) error {
 		fmt.Println("ok")
 		return nil
 	case "close":
-		return l.CloseDay(ctx, date, "cli:"+os.Getenv("USER"))
+		c, err := store.CloseDay(ctx, atmswitch.NewReconLines(pool), l, date, "cli:"+os.Getenv("USER"), *reason)
+		if err != nil {
+			return err
+		}
+		return out.Encode(c)
 	case "import":
-		if fs.NArg() != 1 || *bank == "" {
-			return errors.New("recon import -bank B -date D FILE")
+		if fs.NArg() != 1 {
+			return errors.New("recon import [-bank B -date D] FILE")
 		}
 		content, err := os.ReadFile(fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		res, err := store.Import(ctx, *bank, date, filepath.Base(fs.Arg(0)), content)
+		// The file names its bank and day; -bank and -date, when given,
+		// must agree with it (a file of the older layout needs both).
+		var asked time.Time
+		if *dateS != "" {
+			asked = date
+		}
+		res, err := store.Import(ctx, *bank, asked, filepath.Base(fs.Arg(0)), content)
 		if err != nil {
 			return err
 		}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/softatm/softatm/switch/auth"
 	"github.com/softatm/softatm/switch/code"
 )
 
@@ -50,6 +51,10 @@ func TestMetricsNotOnPublicListener(t *testing.T) {
 		if status, body := get(t, tc.base+tc.path); status != tc.status {
 			t.Errorf("%s%s: %d, want %d (%.80s)", tc.base, tc.path, status, tc.status, body)
 		}
+	}
+	// The public listener's 404 is in the API's one error shape.
+	if _, body := get(t, s.URL+"/metrics"); !strings.Contains(body, `"code":"not_found"`) {
+		t.Errorf("public 404 body %q is not the JSON error", body)
 	}
 }
 
@@ -207,5 +212,43 @@ func TestSigningSeedsSealed(t *testing.T) {
 	}
 	if err := start(testKEK); !errors.Is(err, code.ErrWrongKEK) {
 		t.Fatalf("start with the old KEK after rewrap: %v, want code.ErrWrongKEK", err)
+	}
+}
+
+// TestTrustedProxies: behind a proxy named by -trusted-proxies, failed
+// logins slow the client X-Forwarded-For names, not every client of the
+// proxy; a client behind the same proxy logs in while the attacker waits.
+// Without the setting both would share the proxy's address.
+func TestTrustedProxies(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, func(c *ServeConfig) { c.TrustedProxies = "127.0.0.1" })
+	login := func(from, pass string) (int, string) {
+		t.Helper()
+		st, raw := s.call(t, nil, "POST", "/v1/staff/login", map[string]string{"X-Forwarded-For": from},
+			map[string]string{"username": "teller1", "password": pass}, nil)
+		return st, string(raw)
+	}
+	for range auth.DefaultLoginFreeFailures + 1 {
+		login("198.51.100.7", "wrong-password-42")
+	}
+	if st, raw := login("198.51.100.7", "teller1-demo"); st != http.StatusTooManyRequests {
+		t.Fatalf("the attacker's next login: %d %s, want 429", st, raw)
+	}
+	if st, raw := login("198.51.100.8", "teller1-demo"); st != http.StatusOK {
+		t.Fatalf("another client behind the proxy: %d %s, want 200", st, raw)
+	}
+}
+
+func TestTrustedProxiesRefusesGarbage(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"10.0.0.0/8, 127.0.0.1", "::1", ""} {
+		if _, err := (&ServeConfig{TrustedProxies: v}).proxies(); err != nil {
+			t.Errorf("%q refused: %v", v, err)
+		}
+	}
+	for _, v := range []string{"proxy.local", "10.0.0.0/33", "10.0.0.1,,nope"} {
+		if _, err := (&ServeConfig{TrustedProxies: v}).proxies(); err == nil || !strings.Contains(err.Error(), "-trusted-proxies") {
+			t.Errorf("%q: %v, want a -trusted-proxies error", v, err)
+		}
 	}
 }

@@ -10,9 +10,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -21,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/recon"
@@ -43,6 +46,11 @@ type ServeConfig struct {
 	// behind a TLS proxy. With https the session cookie is Secure and every
 	// answer carries Strict-Transport-Security.
 	PublicURL string
+	// TrustedProxies lists the reverse proxies (the TLS terminator), as
+	// comma-separated CIDRs or addresses, whose X-Forwarded-For names the
+	// client; empty: the TCP peer is the client. Behind a proxy not listed
+	// here every login shares the proxy's address and its delays.
+	TrustedProxies string
 	// KeyFile holds the key-encryption key of the signing keys' private
 	// seeds (64 hex digits); KEK is that key itself (SOFTATM_KEK), used when
 	// KeyFile is empty. Neither: seeds are kept in clear, with a warning.
@@ -152,6 +160,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Listen, "listen", envOr("SOFTATM_LISTEN", "127.0.0.1:8080"), "HTTP address (SOFTATM_LISTEN)")
 	fs.StringVar(&c.AdminListen, "admin-listen", envOr("SOFTATM_ADMIN_LISTEN", defaultAdminListen), "address of /metrics and /debug/pprof/, never on -listen; empty: none (SOFTATM_ADMIN_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", os.Getenv("SOFTATM_PUBLIC_URL"), "the URL clients use; https:// (TLS at a proxy) makes the session cookie Secure and sends HSTS (SOFTATM_PUBLIC_URL)")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", os.Getenv("SOFTATM_TRUSTED_PROXIES"), "comma-separated CIDRs or addresses of the reverse proxies whose X-Forwarded-For is believed (SOFTATM_TRUSTED_PROXIES)")
 	fs.StringVar(&c.KeyFile, "key-file", os.Getenv("SOFTATM_KEY_FILE"), "file holding the key-encryption key that seals the signing keys' private seeds (SOFTATM_KEY_FILE; or the key itself in SOFTATM_KEK)")
 	c.KEK = os.Getenv("SOFTATM_KEK")
 	fs.StringVar(&c.DatabaseURL, "database", os.Getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL)")
@@ -228,8 +237,31 @@ func (c *ServeConfig) check() error {
 			return errors.New("every -*-timeout must be positive")
 		}
 	}
+	if _, err := c.proxies(); err != nil {
+		return err
+	}
 	_, err := c.https()
 	return err
+}
+
+// proxies parses -trusted-proxies: a bare address is a one-address prefix.
+func (c *ServeConfig) proxies() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(c.TrustedProxies, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil {
+				return nil, fmt.Errorf("-trusted-proxies: %q is neither a CIDR nor an address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // https reports whether clients reach the switch over HTTPS (-public-url).
@@ -273,8 +305,11 @@ func clockFromEnv() (func() time.Time, error) {
 type Main struct {
 	Config ServeConfig
 	Log    *slog.Logger
+	// Clock, if set, is the clock of everything the switch runs (tests
+	// that walk business days); nil: time.Now or SOFTATM_CLOCK_OFFSET's.
+	Clock func() time.Time
 
-	clock     func() time.Time // time.Now, or the fault tests' offset clock
+	clock     func() time.Time // time.Now, or the fault tests' offset clock, or Clock
 	Addr      net.Addr         // the HTTP address, once Run has started
 	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
@@ -314,6 +349,9 @@ func (m *Main) Run(ctx context.Context) error {
 	clock, err := clockFromEnv()
 	if err != nil {
 		return err
+	}
+	if m.Clock != nil {
+		clock = m.Clock
 	}
 	m.clock = clock
 	if err := m.openPool(ctx); err != nil {
@@ -377,7 +415,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Pool: m.Pool, Ledger: m.Ledger, Links: m.Links, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
 		Clock: clock,
 	})
-	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log))
+	proxies, _ := c.proxies() // checked above
+	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log),
+		auth.WithTrustedProxies(proxies...))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
 	https, _ := c.https() // checked above
 	if m.Addr, err = m.serve(c.Listen, withTransportSecurity(m.routes(metrics, idems), https)); err != nil {
@@ -502,13 +542,16 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))
 
-	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, atmswitch.NewReconLines(m.Pool)), Now: m.clock}
+	reconLines := atmswitch.NewReconLines(m.Pool)
+	fin := &teller.Finance{API: tapi, Ledger: m.Ledger, Recon: recon.New(m.Pool, reconLines), Day: reconLines, Now: m.clock}
 	asFinance := m.Auth.RequireStaff(auth.RoleFinance, auth.RoleAdmin)
 	finIdem := func(h http.HandlerFunc) http.Handler { return asFinance(idems.Middleware(auth.StaffScope)(h)) }
 	route("GET /v1/finance/days", asFinance(http.HandlerFunc(fin.Days)))
 	route("GET /v1/finance/days/{date}/settlement", asFinance(http.HandlerFunc(fin.Settlement)))
+	route("GET /v1/finance/days/{date}/close", asFinance(http.HandlerFunc(fin.Closing)))
 	route("POST /v1/finance/days/{date}/close", finIdem(fin.Close))
 	route("POST /v1/finance/recon/{bank}/{date}", finIdem(fin.Import))
+	route("POST /v1/finance/recon", finIdem(fin.Import))
 	route("GET /v1/finance/recon/{bank}/{date}", asFinance(http.HandlerFunc(fin.Report)))
 	route("POST /v1/finance/recon/items/{id}/resolve", finIdem(fin.ResolveItem))
 	route("GET /v1/finance/exceptions", asFinance(http.HandlerFunc(fin.Exceptions)))
@@ -530,7 +573,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 		atmswitch.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", m.ready)
-	return mux
+	return softatm.WithJSONMuxErrors(mux)
 }
 
 // withTransportSecurity, when clients reach the switch over HTTPS (a TLS

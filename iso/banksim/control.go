@@ -150,27 +150,71 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// SettlementHeader is the header line of the settlement file.
-var SettlementHeader = []string{"rrn", "stan", "approval_code", "amount", "currency", "transaction_time", "type"}
+// The settlement file (see README, "Settlement file"): a CSV whose first
+// two lines name the bank and the business date, then the transaction
+// header and one line per capture:
+//
+//	bank,business_date,cutoff
+//	MB,2026-11-27,23:59:59
+//	rrn,stan,approval_code,amount,currency,transaction_time,type
+//	000000123456,000042,A1B2C3,1700000,704,2026-11-27T13:22:05+07:00,withdrawal
+var (
+	// SettlementFileHeader is the header of the file's first record.
+	SettlementFileHeader = []string{"bank", "business_date", "cutoff"}
+	// SettlementHeader is the header line of the transaction lines.
+	SettlementHeader = []string{"rrn", "stan", "approval_code", "amount", "currency", "transaction_time", "type"}
+)
 
-// WriteSettlementFile writes the bank's settlement file for day: one line per
-// hold captured on that calendar day in Vietnam time, ordered by capture
-// time. transaction_time is the capture time (RFC 3339, +07:00); amount is
-// in minor units; type is "withdrawal".
+// SettlementFileName is the name of bank's settlement file for a business
+// date: settlement-MB-2026-11-27.csv.
+func SettlementFileName(bank string, day time.Time) string {
+	return "settlement-" + bank + "-" + day.Format(time.DateOnly) + ".csv"
+}
+
+// WriteSettlementFile writes the settlement file of the bank the simulator
+// plays (WithBank) for business date day; without WithBank, of the one
+// bank its accounts belong to (several: an error, see
+// WriteBankSettlementFile).
 func (s *Sim) WriteSettlementFile(w io.Writer, day time.Time) error {
-	y, m, d := day.In(iso.LocalZone).Date()
-	from := time.Date(y, m, d, 0, 0, 0, 0, iso.LocalZone)
-	to := from.AddDate(0, 0, 1)
+	bank := s.Bank()
+	if bank == "" {
+		for _, a := range s.Accounts() {
+			if bank != "" && a.Bank != bank {
+				return fmt.Errorf("the simulator holds accounts of %s and %s: name the bank", bank, a.Bank)
+			}
+			bank = a.Bank
+		}
+	}
+	return s.WriteBankSettlementFile(w, bank, day)
+}
+
+// WriteBankSettlementFile writes bank's settlement file for business date
+// day (its calendar date as given): one line per hold of the bank's
+// accounts captured in that business day under the bank's cut-off
+// (BusinessDate), ordered by capture time. transaction_time is the capture
+// time (RFC 3339, +07:00); amount is in minor units; type is "withdrawal".
+func (s *Sim) WriteBankSettlementFile(w io.Writer, bank string, day time.Time) error {
+	if bank == "" {
+		return fmt.Errorf("a settlement file needs a bank code")
+	}
+	y, m, d := day.Date()
+	date := time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	bankOf := map[string]string{}
+	for _, a := range s.Accounts() {
+		bankOf[a.Number] = a.Bank
+	}
 	var lines []Hold
 	for _, h := range s.Holds() {
-		if h.State == HoldCaptured && !h.ResolvedAt.Before(from) && h.ResolvedAt.Before(to) {
+		if h.State == HoldCaptured && bankOf[h.Account] == bank && s.BusinessDateOf(bank, h.ResolvedAt).Equal(date) {
 			lines = append(lines, h)
 		}
 	}
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].ResolvedAt.Before(lines[j].ResolvedAt) })
 	cw := csv.NewWriter(w)
-	if err := cw.Write(SettlementHeader); err != nil {
-		return err
+	for _, rec := range [][]string{SettlementFileHeader, {bank, date.Format(time.DateOnly), s.CutoffOf(bank)}, SettlementHeader} {
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
 	}
 	for _, h := range lines {
 		if err := cw.Write([]string{h.RRN, h.STAN, h.ApprovalCode, strconv.FormatInt(h.Amount, 10),

@@ -166,10 +166,10 @@ type Sim struct {
 	now func() time.Time
 	log *slog.Logger
 	tls *tls.Config // nil: plain TCP
-	// bank names the bank played (WithBank); strict pairs advices by STAN
-	// and terminal (WithStrictPairing).
-	bank   string
+	// strict pairs advices by STAN and terminal (WithStrictPairing).
 	strict bool
+
+	bank bankConfig // the bank it plays, its cut-off (bank.go)
 
 	mu          sync.Mutex
 	accounts    map[string]*account
@@ -209,8 +209,10 @@ func New(accounts []Account, opts ...Option) *Sim {
 		o(s)
 	}
 	s.log = s.log.With("component", "banksim")
-	if s.bank != "" {
-		s.log = s.log.With("bank", s.bank)
+	if s.bank.code != "" {
+		// The bank's code on every log line, so that a test running many
+		// banks in one process can tell which one carried a message.
+		s.log = s.log.With("bank", s.bank.code)
 	}
 	for _, a := range accounts {
 		s.accounts[a.Number] = &account{Account: a}
@@ -369,7 +371,7 @@ func (s *Sim) handle(c *conn, m *iso.Message) bool {
 		tell(lie, reply)
 	}
 	if reply.MTI != iso.MTINetworkResponse {
-		reply.SettlementDate = s.now().In(iso.LocalZone).Format("0102")
+		reply.SettlementDate = s.settlementDate(m.Account) // the bank's cut-off decides (bank.go)
 	}
 
 	delay := time.Duration(fault.DelayMs) * time.Millisecond

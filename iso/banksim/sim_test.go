@@ -39,16 +39,16 @@ func (c *clock) add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-func newSim(t *testing.T, clk *clock) (*Sim, *peer) {
+func newSim(t *testing.T, clk *clock, extra ...Option) (*Sim, *peer) {
 	t.Helper()
 	opts := []Option{WithLogger(quiet)}
 	if clk != nil {
 		opts = append(opts, WithClock(clk.now))
 	}
 	s := New([]Account{
-		{Number: acct, Balance: 10_000_000},
-		{Number: limited, Balance: 10_000_000, DailyLimit: 1_000_000},
-	}, opts...)
+		{Number: acct, Bank: "MB", Balance: 10_000_000},
+		{Number: limited, Bank: "MB", Balance: 10_000_000, DailyLimit: 1_000_000},
+	}, append(opts, extra...)...)
 	addr, err := s.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -254,9 +254,11 @@ func TestSettlementFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 3 || lines[0] != "rrn,stan,approval_code,amount,currency,transaction_time,type" {
+	if len(lines) != 5 || lines[0] != "bank,business_date,cutoff" || lines[1] != "MB,2025-03-14,23:59:59" ||
+		lines[2] != "rrn,stan,approval_code,amount,currency,transaction_time,type" {
 		t.Fatalf("file:\n%s", buf.String())
 	}
+	lines = lines[2:]
 	h := s.Holds()
 	want := h[0].RRN + "," + h[0].STAN + "," + h[0].ApprovalCode + ",100000,704,2025-03-14T09:00:00+07:00,withdrawal"
 	if lines[1] != want || !strings.Contains(lines[2], ",200000,704,2025-03-14T10:00:00+07:00,") {

@@ -1,18 +1,22 @@
 // Package recon reconciles a bank's settlement file with the switch's own
-// record of a business day: it imports the file (idempotently: file hash
-// plus line ids), matches every line against the withdrawals paid that day
-// for that bank, and lists each as matched or as an exception (missing at
-// bank, missing at switch, amount mismatch, field mismatch, duplicate) that
+// record of a business day: it imports the file (one file per bank and
+// business date, which the file names in its first records; the same bytes
+// are imported once), matches every line against the withdrawals paid that
+// day for that bank, and lists each as matched or as an exception that
 // finance resolves by hand with a reason. Nothing is fixed automatically.
 //
-// Matching is by RRN (ISO 8583 field 37), which the switch keeps unique. A
-// line whose RRN is found among the day's paid withdrawals is matched when
-// amount, currency, STAN and approval code agree; a different amount or
-// currency is an amount_mismatch, a different STAN or approval code a
-// field_mismatch. Every further line with the same RRN is a duplicate. The
-// line type is recorded but not interpreted. All lines imported for a bank
-// and day take part, from every file: a corrected file that repeats lines
-// adds only its new ones.
+// Before the bank's file for a day is imported, the day's payouts are
+// awaiting_bank_file: nothing is missing yet. Then matching is by RRN
+// (ISO 8583 field 37), which the switch keeps unique. A line whose RRN is
+// found among the day's paid withdrawals is matched when amount, currency,
+// STAN and approval code agree; a different amount or currency is
+// amount_differs, a different STAN or approval code field_mismatch. Every
+// further line with the same RRN is a duplicate. A line the switch paid on
+// another business day, or a payout the bank filed under another day, is
+// date_differs (the two sides drew the cut-off differently); otherwise
+// missing_at_switch or missing_at_bank. The line type is recorded but not
+// interpreted. All lines imported for a bank and day take part, from every
+// file: a corrected file that repeats lines adds only its new ones.
 //
 // The switch's side of the day comes through the Lines interface, which the
 // switch implements (atmswitch.ReconLines) and cmd wires in: recon reads
@@ -53,9 +57,14 @@ const (
 	StatusMatched         Status = "matched"
 	StatusMissingAtBank   Status = "missing_at_bank"   // the switch paid it, the file lacks it
 	StatusMissingAtSwitch Status = "missing_at_switch" // the file has it, the switch did not pay it that day
-	StatusAmountMismatch  Status = "amount_mismatch"   // amount or currency differ
+	StatusAmountDiffers   Status = "amount_differs"    // amount or currency differ
 	StatusFieldMismatch   Status = "field_mismatch"    // STAN or approval code differ
+	StatusDateDiffers     Status = "date_differs"      // the other side has it under another business date (cut-off)
 	StatusDuplicate       Status = "duplicate"         // the RRN appears again in the file(s)
+	// StatusAwaitingBankFile: the bank's file for the day has not been
+	// imported yet, so nothing can be said to be missing. It is shown,
+	// never stored.
+	StatusAwaitingBankFile Status = "awaiting_bank_file"
 )
 
 // maxRetries bounds the re-runs of a recon transaction.
@@ -110,7 +119,6 @@ type ImportResult struct {
 	SHA256     string    `json:"sha256"`
 	Lines      int       `json:"lines"`     // lines in the file
 	NewLines   int       `json:"new_lines"` // lines not known from an earlier file of the same bank and day
-	Repeated   bool      `json:"repeated"`  // the same file was imported before: this is that import
 	ImportedAt time.Time `json:"imported_at"`
 }
 
@@ -141,15 +149,34 @@ func dateOf(t time.Time) time.Time {
 
 func dayKey(bank string, d time.Time) string { return bank + "|" + d.Format(time.DateOnly) }
 
-// Import parses content and stores its lines for bank and business day
-// date. Importing the same bytes again changes nothing and returns the
-// first import (Repeated set). The bank must be known.
+// Import parses content, a bank's settlement file, and stores its lines.
+// The bank and the business date are the file's own (its bank record);
+// bank and date, when given (the page's bank and day), must be the file's:
+// a file of another bank (EFileOtherBank) or day (EFileOtherDate) is
+// refused, not filed under the wrong one. A file of the older layout names
+// neither and is imported for the bank and date given (both needed). The
+// bank must be known. A file with bad lines is refused whole, every bad
+// line listed (EFileInvalid). The same bytes imported before, for any bank
+// or day, are refused with EFileImported, whose message says when.
 func (s *Store) Import(ctx context.Context, bank string, date time.Time, name string, content []byte) (ImportResult, error) {
-	lines, err := Parse(bytes.NewReader(content))
+	f, err := ParseFile(bytes.NewReader(content))
 	if err != nil {
 		return ImportResult{}, err
 	}
-	d := dateOf(date)
+	lines := f.Lines
+	switch {
+	case f.Bank == "" && (bank == "" || date.IsZero()):
+		return ImportResult{}, softatm.Errorf(softatm.EInvalid, "the file does not name its bank and business date: choose both")
+	case f.Bank == "":
+		f.Bank, f.Date = bank, date
+	case bank != "" && bank != f.Bank:
+		return ImportResult{}, softatm.Errorf(softatm.EFileOtherBank, "this is bank %s's settlement file, not %s's", f.Bank, bank)
+	case !date.IsZero() && !dateOf(date).Equal(dateOf(f.Date)):
+		return ImportResult{}, softatm.Errorf(softatm.EFileOtherDate, "this file is of business date %s, not %s",
+			f.Date.Format(time.DateOnly), date.Format(time.DateOnly))
+	}
+	bank = f.Bank
+	d := dateOf(f.Date)
 	sum := sha256.Sum256(content)
 	res := ImportResult{Bank: bank, Date: d, Name: name, SHA256: hex.EncodeToString(sum[:]), Lines: len(lines)}
 	res.FileID = uuid.NewSHA1(ns, []byte("file|"+dayKey(bank, d)+"|"+res.SHA256))
@@ -161,16 +188,17 @@ func (s *Store) Import(ctx context.Context, bank string, date time.Time, name st
 		return ImportResult{}, softatm.Errorf(softatm.ENotFound, "unknown bank %q", bank)
 	}
 	err = ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT name, new_lines, imported_at FROM recon_files WHERE id = $1`, res.FileID).
-			Scan(&res.Name, &res.NewLines, &res.ImportedAt)
+		var prior ImportResult
+		err := tx.QueryRow(ctx, `SELECT bank, business_date, name, line_count, imported_at FROM recon_files
+			WHERE sha256 = $1 ORDER BY imported_at LIMIT 1`, res.SHA256).
+			Scan(&prior.Bank, &prior.Date, &prior.Name, &prior.Lines, &prior.ImportedAt)
 		if err == nil {
-			res.Repeated = true
-			return nil
+			return softatm.Errorf(softatm.EFileImported, "this file was already imported on %s (%q: bank %s, business date %s, %d lines): nothing changed",
+				prior.ImportedAt.In(ictZone).Format("2006-01-02 15:04"), prior.Name, prior.Bank, prior.Date.Format(time.DateOnly), prior.Lines)
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("reading recon file: %w", err)
 		}
-		res.Name, res.Repeated = name, false
 		if _, err := tx.Exec(ctx, `INSERT INTO recon_files (id, bank, business_date, name, sha256, line_count, new_lines)
 			VALUES ($1, $2, $3, $4, $5, $6, 0)`, res.FileID, bank, d, name, res.SHA256, len(lines)); err != nil {
 			return fmt.Errorf("storing recon file: %w", err)
@@ -201,6 +229,9 @@ func (s *Store) Import(ctx context.Context, bank string, date time.Time, name st
 	return res, nil
 }
 
+// ictZone is the zone import times are told in (Vietnam has no DST).
+var ictZone = time.FixedZone("ICT", 7*3600)
+
 type fileLine struct {
 	id                       uuid.UUID
 	rrn, stan, approval, cur string
@@ -229,8 +260,26 @@ func (s *Store) Report(ctx context.Context, bank string, date time.Time) ([]Item
 	if err := checkSwitchLines(bank, d, ws); err != nil {
 		return nil, err
 	}
+	var files int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM recon_files WHERE bank = $1 AND business_date = $2`, bank, d).
+		Scan(&files); err != nil {
+		return nil, fmt.Errorf("reading recon files: %w", err)
+	}
+	if files == 0 {
+		// No file yet: nothing is missing, the day is waiting.
+		items := make([]Item, 0, len(ws))
+		for _, w := range ws {
+			items = append(items, Item{ID: itemID(bank, d, StatusAwaitingBankFile, w.WithdrawalID), Status: StatusAwaitingBankFile,
+				RRN: w.RRN, STAN: w.STAN, ApprovalCode: w.ApprovalCode, SwitchAmount: w.Amount, WithdrawalID: w.WithdrawalID,
+				Detail: "the bank's settlement file for this day has not been imported yet"})
+		}
+		return items, nil
+	}
 	items := match(bank, d, lines, ws)
-	if err := s.explainMissingAtSwitch(ctx, items); err != nil {
+	if err := s.explainMissingAtSwitch(ctx, bank, d, items); err != nil {
+		return nil, err
+	}
+	if err := s.explainMissingAtBank(ctx, bank, d, items); err != nil {
 		return nil, err
 	}
 	err = ledger.RunTx(ctx, s.pool, maxRetries, func(tx pgx.Tx) error {
@@ -313,7 +362,7 @@ func match(bank string, d time.Time, lines []fileLine, ws []SwitchLine) []Item {
 		case !ok:
 			it.Status, it.Detail = StatusMissingAtSwitch, "no withdrawal of this bank paid on this day has this RRN"
 		case l.amount != w.Amount || l.cur != w.Currency:
-			it.Status = StatusAmountMismatch
+			it.Status = StatusAmountDiffers
 			it.Detail = fmt.Sprintf("bank %d %s, switch %d %s", l.amount, l.cur, w.Amount, w.Currency)
 		case l.stan != w.STAN || l.approval != w.ApprovalCode:
 			it.Status = StatusFieldMismatch
@@ -337,8 +386,10 @@ func match(bank string, d time.Time, lines []fileLine, ws []SwitchLine) []Item {
 }
 
 // explainMissingAtSwitch says, for a line the day does not have, what the
-// switch knows of its RRN (another day, another state, another bank).
-func (s *Store) explainMissingAtSwitch(ctx context.Context, items []Item) error {
+// switch knows of its RRN (another day, another state, another bank). A
+// payout of the same bank that the switch dated another business day is
+// date_differs: the two sides drew the cut-off differently.
+func (s *Store) explainMissingAtSwitch(ctx context.Context, bank string, d time.Time, items []Item) error {
 	for i := range items {
 		it := &items[i]
 		if it.Status != StatusMissingAtSwitch {
@@ -361,6 +412,37 @@ func (s *Store) explainMissingAtSwitch(ctx context.Context, items []Item) error 
 			day = "business date " + w.BusinessDate.Format(time.DateOnly)
 		}
 		it.Detail = fmt.Sprintf("the switch has it for bank %s in state %s, %s", w.Bank, w.State, day)
+		if w.Bank == bank && !w.BusinessDate.IsZero() && !dateOf(w.BusinessDate).Equal(d) {
+			it.Status = StatusDateDiffers
+			it.Detail = fmt.Sprintf("the bank's file of %s has it; the switch paid it on business date %s (cut-off)",
+				d.Format(time.DateOnly), w.BusinessDate.Format(time.DateOnly))
+			it.ID = itemID(bank, d, it.Status, it.WithdrawalID)
+		}
+	}
+	return nil
+}
+
+// explainMissingAtBank finds, for a payout the day's file lacks, the
+// bank's file of another day that has it: date_differs.
+func (s *Store) explainMissingAtBank(ctx context.Context, bank string, d time.Time, items []Item) error {
+	for i := range items {
+		it := &items[i]
+		if it.Status != StatusMissingAtBank {
+			continue
+		}
+		var other time.Time
+		err := s.pool.QueryRow(ctx, `SELECT business_date FROM recon_lines WHERE bank = $1 AND rrn = $2 AND business_date <> $3
+			ORDER BY business_date LIMIT 1`, bank, it.RRN, d).Scan(&other)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("looking up RRN in other days' files: %w", err)
+		}
+		it.Status = StatusDateDiffers
+		it.Detail = fmt.Sprintf("the switch paid it on business date %s; the bank's file of %s has it (cut-off)",
+			d.Format(time.DateOnly), other.Format(time.DateOnly))
+		it.ID = itemID(bank, d, it.Status, it.WithdrawalID)
 	}
 	return nil
 }

@@ -57,8 +57,8 @@ func TestParse(t *testing.T) {
 				}
 				return
 			}
-			if softatm.ErrorCode(err) != softatm.EInvalid || !strings.Contains(err.Error(), c.errLine) {
-				t.Fatalf("error %v, want EInvalid naming %q", err, c.errLine)
+			if softatm.ErrorCode(err) != softatm.EFileInvalid || !strings.Contains(err.Error(), c.errLine) {
+				t.Fatalf("error %v, want EFileInvalid naming %q", err, c.errLine)
 			}
 		})
 	}
@@ -86,7 +86,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		lines, err := Parse(strings.NewReader(string(data)))
 		if err != nil {
-			if softatm.ErrorCode(err) != softatm.EInvalid {
+			if c := softatm.ErrorCode(err); c != softatm.EInvalid && c != softatm.EFileInvalid {
 				t.Fatalf("error of code %s: %v", softatm.ErrorCode(err), err)
 			}
 			return
@@ -194,19 +194,28 @@ func TestPlantedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	// Before the bank's file arrives, the day's payouts await it: none
+	// is missing yet, and nothing is stored.
+	waiting, err := s.Report(ctx, "MB", day)
+	if err != nil || len(waiting) != 5 {
+		t.Fatalf("before the file: %d items, %v", len(waiting), err)
+	}
+	for _, it := range waiting {
+		if it.Status != StatusAwaitingBankFile {
+			t.Fatalf("before the file: %+v", it)
+		}
+	}
 	first, err := s.Import(ctx, "MB", day, "MB-20250602.csv", content)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if first.Repeated || first.Lines != 7 || first.NewLines != 7 {
+	if first.Lines != 7 || first.NewLines != 7 {
 		t.Fatalf("first import %+v", first)
 	}
-	again, err := s.Import(ctx, "MB", day, "renamed.csv", content)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !again.Repeated || again.FileID != first.FileID || again.Name != first.Name || !again.ImportedAt.Equal(first.ImportedAt) {
-		t.Fatalf("second import %+v, want the first %+v", again, first)
+	_, err = s.Import(ctx, "MB", day, "renamed.csv", content)
+	if softatm.ErrorCode(err) != softatm.EFileImported || !strings.Contains(softatm.ErrorMessage(err), "already imported on "+
+		first.ImportedAt.In(ictZone).Format("2006-01-02 15:04")) || !strings.Contains(softatm.ErrorMessage(err), "MB-20250602.csv") {
+		t.Fatalf("second import: %v", err)
 	}
 	var n int
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM recon_lines`).Scan(&n); err != nil || n != 7 {
@@ -224,10 +233,10 @@ func TestPlantedFile(t *testing.T) {
 	want := map[string][]Status{
 		"000000000001": {StatusMatched},
 		"000000000002": {StatusDuplicate, StatusMatched},
-		"000000000003": {StatusAmountMismatch},
+		"000000000003": {StatusAmountDiffers},
 		"000000000004": {StatusFieldMismatch},
 		"000000000005": {StatusMissingAtBank},
-		"000000000006": {StatusMissingAtSwitch},
+		"000000000006": {StatusDateDiffers},
 		"000000000099": {StatusMissingAtSwitch},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -241,7 +250,7 @@ func TestPlantedFile(t *testing.T) {
 			}
 		case "000000000006":
 			if !strings.Contains(it.Detail, "2025-06-01") || it.WithdrawalID == uuid.Nil {
-				t.Errorf("missing at switch item does not say where the switch has it: %+v", it)
+				t.Errorf("date differs item does not say where the switch has it: %+v", it)
 			}
 		case "000000000005":
 			if it.BankAmount != 0 || it.SwitchAmount != 400_000 {
@@ -259,7 +268,7 @@ func TestPlantedFile(t *testing.T) {
 	// Resolving needs a reason, happens once, and survives a new report.
 	var exc Item
 	for _, it := range items {
-		if it.Status == StatusAmountMismatch {
+		if it.Status == StatusAmountDiffers {
 			exc = it
 		}
 	}
@@ -290,7 +299,7 @@ func TestPlantedFile(t *testing.T) {
 	// A corrected file repeating the old lines adds only the new one.
 	fixed := string(content) + "000000000005,000005,A00005,400000,VND,2025-06-02T09:06:00+07:00,withdrawal\n"
 	res, err := s.Import(ctx, "MB", day, "MB-20250602-v2.csv", []byte(fixed))
-	if err != nil || res.Repeated || res.NewLines != 1 {
+	if err != nil || res.NewLines != 1 {
 		t.Fatalf("corrected import %+v %v", res, err)
 	}
 	items3, err := s.Report(ctx, "MB", day)
@@ -313,8 +322,60 @@ func TestImportRefuses(t *testing.T) {
 		t.Fatalf("unknown bank: %v", err)
 	}
 	_, err = s.Import(ctx, "MB", time.Now(), "x.csv", []byte("garbage"))
-	if softatm.ErrorCode(err) != softatm.EInvalid {
+	if softatm.ErrorCode(err) != softatm.EFileInvalid {
 		t.Fatalf("bad file: %v", err)
+	}
+	good := "000000000001,000001,A00001,100000,VND,2025-06-02T09:00:00+07:00,withdrawal\n"
+	ofMB := "bank,business_date,cutoff\nMB,2025-06-02,23:59:59\n" + strings.Join(Header, ",") + "\n" + good
+	day := time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC)
+	_, err = s.Import(ctx, "VCB", day, "x.csv", []byte(ofMB))
+	if softatm.ErrorCode(err) != softatm.EFileOtherBank {
+		t.Fatalf("another bank's file: %v", err)
+	}
+	_, err = s.Import(ctx, "MB", day.AddDate(0, 0, 1), "x.csv", []byte(ofMB))
+	if softatm.ErrorCode(err) != softatm.EFileOtherDate {
+		t.Fatalf("another day's file: %v", err)
+	}
+	_, err = s.Import(ctx, "", time.Time{}, "x.csv", []byte(strings.Join(Header, ",")+"\n"+good))
+	if softatm.ErrorCode(err) != softatm.EInvalid {
+		t.Fatalf("an old-layout file without bank and day: %v", err)
+	}
+	// Every bad line is reported with its number and reason.
+	bad := ofMB + strings.Replace(good, "100000", "-5", 1) + good + "1,2\n" + strings.Replace(good, ",000001,", ",1,", 1)
+	_, err = s.Import(ctx, "", time.Time{}, "x.csv", []byte(bad))
+	msg := softatm.ErrorMessage(err)
+	if softatm.ErrorCode(err) != softatm.EFileInvalid || !strings.Contains(msg, "3 bad line(s)") ||
+		!strings.Contains(msg, "line 5: amount") || !strings.Contains(msg, "line 7: 2 fields") || !strings.Contains(msg, "line 8: stan") {
+		t.Fatalf("bad lines: %v", err)
+	}
+	// The file's own bank and date, none given.
+	res, err := s.Import(ctx, "", time.Time{}, "settlement-MB-2025-06-02.csv", []byte(ofMB))
+	if err != nil || res.Bank != "MB" || !res.Date.Equal(day) || res.Lines != 1 {
+		t.Fatalf("import by the file's own bank and date: %+v %v", res, err)
+	}
+}
+
+// TestDateDiffersBothWays: a payout the switch dated one day and the bank
+// the next (its cut-off) is date_differs on both days, not missing.
+func TestDateDiffersBothWays(t *testing.T) {
+	t.Parallel()
+	s, _ := mustStore(t, []wd{{"000000000001", "000001", "A00001", 100_000, "completed", "2025-06-02"}})
+	ctx := context.Background()
+	file := func(date string, lines string) []byte {
+		return []byte("bank,business_date,cutoff\nMB," + date + ",17:00:00\n" + strings.Join(Header, ",") + "\n" + lines)
+	}
+	if _, err := s.Import(ctx, "MB", time.Time{}, "d2.csv", file("2025-06-02", "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Import(ctx, "MB", time.Time{}, "d3.csv",
+		file("2025-06-03", "000000000001,000001,A00001,100000,VND,2025-06-02T17:00:05+07:00,withdrawal\n")); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []time.Time{time.Date(2025, 6, 2, 0, 0, 0, 0, time.UTC), time.Date(2025, 6, 3, 0, 0, 0, 0, time.UTC)} {
+		items, err := s.Report(ctx, "MB", d)
+		if err != nil || len(items) != 1 || items[0].Status != StatusDateDiffers {
+			t.Fatalf("%s: %+v %v", d.Format(time.DateOnly), items, err)
+		}
 	}
 }
 

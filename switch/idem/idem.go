@@ -58,6 +58,7 @@ import (
 	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -389,6 +390,13 @@ func (s *Store) Middleware(scope func(r *http.Request) (string, bool)) func(http
 				w.Header().Set("Cache-Control", "no-store")
 				w.Header().Set("X-Content-Type-Options", "nosniff")
 				w.Header().Set(HeaderReplayed, "true")
+				if prev.status >= http.StatusBadRequest {
+					// The replayed refusal counts as what it says, not "ok".
+					var b softatm.ErrorBody
+					if json.Unmarshal(prev.body, &b) == nil && b.Error.Code != "" {
+						softatm.SetOutcome(r, b.Error.Code)
+					}
+				}
 				w.WriteHeader(prev.status)
 				_, _ = w.Write(prev.body)
 				return

@@ -464,3 +464,39 @@ func TestReplayKeepsSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedRefusalCountsAsItsCode: a stored refusal replayed for a
+// retry is counted under its own error code in the request metrics, as the
+// first answer was, not as "ok".
+func TestReplayedRefusalCountsAsItsCode(t *testing.T) {
+	t.Parallel()
+	l, _ := mustCommitter(t)
+	store := idem.New(l)
+	refuse := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		softatm.WriteError(w, r, nil, softatm.Errorf(softatm.EInvalidAmount, "too much"))
+	})
+	scope := func(r *http.Request) (string, bool) { return "bankA", true }
+	labels := make(chan string, 2)
+	inner := store.Middleware(scope)(refuse)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, o := softatm.WithOutcome(r.Context())
+		inner.ServeHTTP(w, r.WithContext(ctx))
+		labels <- o.Label()
+	}))
+	t.Cleanup(srv.Close)
+	for i, want := range []string{"", "true"} {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/v1/withdrawals", strings.NewReader(`{"amount":1}`))
+		req.Header.Set(idem.HeaderKey, "refused-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnprocessableEntity || resp.Header.Get(idem.HeaderReplayed) != want {
+			t.Fatalf("request %d: status %d replayed %q", i, resp.StatusCode, resp.Header.Get(idem.HeaderReplayed))
+		}
+		if got := <-labels; got != softatm.EInvalidAmount {
+			t.Errorf("request %d counted as %q, want %q", i, got, softatm.EInvalidAmount)
+		}
+	}
+}

@@ -16,6 +16,8 @@
     workView: $("work-view"), day: $("day"), dayStatus: $("day-status"), dayClosedInfo: $("day-closed-info"), csv: $("csv"),
     closeDay: $("close-day"), closeConfirm: $("close-confirm"), closeConfirmDay: $("close-confirm-day"),
     closeDayConfirm: $("close-day-confirm"), closeDayCancel: $("close-day-cancel"),
+    closeCutoff: $("close-cutoff"), closeOpenBox: $("close-open-box"), closeOpen: $("close-open"), closeReason: $("close-reason"),
+    dayCloseReason: $("day-close-reason"), reconProblems: $("recon-problems"),
     banks: document.querySelector("#banks tbody"), postOffices: document.querySelector("#post-offices tbody"),
     reconForm: $("recon-form"), reconBank: $("recon-bank"), bankList: $("bank-list"), reconFile: $("recon-file"),
     reconUpload: $("recon-upload"), reconShow: $("recon-show"), reconResult: $("recon-result"),
@@ -30,7 +32,7 @@
   // Status of a reconciliation item → colour class.
   const statusClass = {
     matched: "ok", missing_at_bank: "bad", missing_at_switch: "bad",
-    amount_mismatch: "warn", field_mismatch: "warn", duplicate: "warn",
+    amount_differs: "warn", field_mismatch: "warn", duplicate: "warn", date_differs: "warn", awaiting_bank_file: "info",
   };
 
   // words: the vocabulary from /v1/finance/words — every exception kind,
@@ -62,7 +64,7 @@
   }
 
   function drawLegend() {
-    const order = ["matched", "missing_at_bank", "missing_at_switch", "amount_mismatch", "field_mismatch", "duplicate",
+    const order = ["matched", "missing_at_bank", "missing_at_switch", "amount_differs", "field_mismatch", "duplicate",
       "awaiting_bank_file", "date_differs"];
     ui.reconLegend.replaceChildren(...order.filter((c) => words.recon && words.recon[c]).map((c) => {
       const item = S.el("span", null, "legend-item");
@@ -193,6 +195,11 @@
     ui.dayStatus.className = "badge " + (closed ? "muted" : "ok");
     ui.dayStatus.dataset.closed = closed ? "true" : "false";
     ui.dayClosedInfo.textContent = closed && info ? S.when(info?.closed_at) + " · " + (info?.closed_by || "") : "";
+    // A day closed with items still open shows why, and what was open.
+    const reason = closed && info ? (info?.close_reason || "") : "";
+    const openThen = (info?.open_at_close || []).join("; ");
+    ui.dayCloseReason.replaceChildren(...(reason ? [S.bi("Lý do khóa sổ: " + reason + " (còn mở: " + openThen + ")",
+      "Closed because: " + reason + " (open then: " + openThen + ")")] : []));
     // A closed day cannot be closed again: the button goes away.
     ui.closeDay.hidden = closed;
 
@@ -372,23 +379,47 @@
 
   // Closing asks twice, in the page (not a browser dialog, which a kiosk
   // browser may suppress). One key per opened confirmation.
-  ui.closeDay.addEventListener("click", () => {
+  // It first shows what closing would meet: when the last bank's cut-off
+  // passes, and what is still open (which needs a reason to close anyway).
+  ui.closeDay.addEventListener("click", async () => {
     clear();
     closeKey = S.newKey();
-    ui.closeConfirmDay.textContent = ui.day.value;
+    const date = ui.day.value;
+    let c;
+    try {
+      c = await S.request("GET", "/v1/finance/days/" + encodeURIComponent(date) + "/close");
+    } catch (err) {
+      fail(err);
+      return;
+    }
+    ui.closeConfirmDay.textContent = date;
+    const cuts = Object.entries(c?.cutoffs || {}).map(([b, t]) => b + " " + t).join(", ");
+    const from = S.when(c?.closable_at);
+    ui.closeCutoff.replaceChildren(S.bi("Giờ chốt: " + (cuts || "23:59:59") + ". Khóa sổ được từ " + from + ".",
+      "Cut-off: " + (cuts || "23:59:59") + ". The day can close from " + from + "."));
+    const open = c?.open || [];
+    ui.closeOpen.replaceChildren(...open.map((o) => S.el("li", o)));
+    ui.closeOpenBox.hidden = !open.length;
+    ui.closeReason.value = "";
     ui.closeConfirm.hidden = false;
-    ui.closeDayConfirm.focus();
+    (open.length ? ui.closeReason : ui.closeDayConfirm).focus();
   });
   ui.closeDayCancel.addEventListener("click", () => { ui.closeConfirm.hidden = true; });
   ui.closeDayConfirm.addEventListener("click", async () => {
+    clear();
     const date = ui.day.value;
     let closed = false;
     await S.busy([ui.closeDayConfirm, ui.closeDayCancel, ui.closeDay], async () => {
       try {
-        await S.request("POST", "/v1/finance/days/" + encodeURIComponent(date) + "/close", { key: closeKey });
+        await S.request("POST", "/v1/finance/days/" + encodeURIComponent(date) + "/close",
+          { key: closeKey, json: { reason: ui.closeReason.value.trim() } });
         closed = true;
       } catch (err) {
         fail(err);
+        // Too early, or open items without a reason: the server says
+        // which, in words; another try is another request.
+        if (err?.serverMessage) ui.closeCutoff.textContent = err.serverMessage;
+        closeKey = S.newKey();
       }
     });
     // Reload after busy() has put the buttons back, so that the reloaded
@@ -420,7 +451,14 @@
       S.showError(ui.error, "invalid_request", ["Chọn ngân hàng và tệp quyết toán.", "Choose a bank and a settlement file."]);
       return;
     }
-    if (!uploadKey) uploadKey = S.newKey();
+    // One key per upload: choosing the same file again is a new upload,
+    // which the server answers for itself (already imported, and when).
+    uploadKey = S.newKey();
+    // A new upload clears the last one's result and problems.
+    ui.reconResult.textContent = "";
+    ui.reconResult.hidden = true;
+    ui.reconProblems.replaceChildren();
+    ui.reconProblems.hidden = true;
     const form = new FormData();
     form.append("file", file, file.name);
     await S.busy([ui.reconUpload, ui.reconShow], async () => {
@@ -428,16 +466,29 @@
         const r = await S.request("POST", "/v1/finance/recon/" + encodeURIComponent(bank) + "/" + encodeURIComponent(ui.day.value), { form, key: uploadKey });
         const lines = r?.lines || 0;
         const fresh = r?.new_lines || 0;
-        ui.reconResult.textContent = r?.repeated
-          ? "Tệp này đã được nhập trước đó · This file was imported before (" + lines + " lines)."
-          : "Đã nhập " + lines + " dòng, " + fresh + " dòng mới · Imported " + lines + " lines, " + fresh + " new.";
+        ui.reconResult.textContent = "Đã nhập tệp của " + (r?.bank || bank) + " ngày " + dateOnly(r?.date) + ": " + lines + " dòng, " +
+          fresh + " dòng mới · Imported " + (r?.bank || bank) + "'s file of " + dateOnly(r?.date) + ": " + lines + " lines, " + fresh + " new.";
         ui.reconResult.hidden = false;
         await loadRecon(false);
       } catch (err) {
         fail(err);
+        showUploadProblem(err);
       }
     });
   });
+
+  // showUploadProblem shows what the server said of a refused file: every
+  // bad line with its number, or which bank or day the file is of, or
+  // when it was imported before.
+  function showUploadProblem(err) {
+    const msg = err?.serverMessage || "";
+    if (!msg || !String(err?.code || "").startsWith("settlement_file_")) return;
+    const [head, ...lines] = msg.split("\n");
+    ui.reconResult.textContent = head;
+    ui.reconResult.hidden = false;
+    ui.reconProblems.replaceChildren(...lines.map((l) => S.el("li", l)));
+    ui.reconProblems.hidden = !lines.length;
+  }
 
   ui.reconShow.addEventListener("click", () => { clear(); loadRecon(false); });
 
