@@ -398,10 +398,14 @@ func (l *Links) Close() error {
 	all := slices.Collect(maps.Values(l.links))
 	l.links = map[string]*linkRun{}
 	l.mu.Unlock()
+	// In parallel: each sign-off may wait its whole time-out on a silent
+	// bank, and forty of them in a row would hold a shutdown for minutes.
+	var wg sync.WaitGroup
 	for _, lr := range all {
 		lr.stop = nil // Run has stopped the workers
-		l.shut(lr)
+		wg.Go(func() { l.shut(lr) })
 	}
+	wg.Wait()
 	return nil
 }
 
