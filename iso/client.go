@@ -70,6 +70,10 @@ type options struct {
 	lateReply      func(mti, stan, rrn string)
 	now            func() time.Time
 	tls            *tls.Config // nil: plain TCP
+	standby        string      // "": none
+	// breakerFailures and breakerCooldown: see WithBreaker.
+	breakerFailures int
+	breakerCooldown time.Duration
 }
 
 // Option configures a Client.
@@ -120,15 +124,21 @@ func WithLateReply(f func(mti, stan, rrn string)) Option {
 	return func(o *options) { o.lateReply = f }
 }
 
+// WithStandby sets the bank's standby address: after a failed connect the
+// client tries the other address, so it alternates between the two until
+// one signs on (default none).
+func WithStandby(addr string) Option { return func(o *options) { o.standby = addr } }
+
 // withClock is for tests.
 func withClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // Client is one connection to the bank, kept signed on. It is safe for
 // concurrent use; many requests may be in flight at once.
 type Client struct {
-	addr string
-	o    options
-	log  *slog.Logger
+	addrs []string // the bank's address, then its standby if any
+	o     options
+	log   *slog.Logger
+	br    breaker
 
 	stan atomic.Uint64
 	up   atomic.Bool
@@ -157,6 +167,9 @@ func NewClient(addr string, opts ...Option) *Client {
 		signOffTimeout: DefaultSignOffTimeout,
 		logger:         slog.Default(),
 		now:            time.Now,
+
+		breakerFailures: DefaultBreakerFailures,
+		breakerCooldown: DefaultBreakerCooldown,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -170,9 +183,14 @@ func NewClient(addr string, opts ...Option) *Client {
 	if o.stanStart < 1 || o.stanStart > 999999 {
 		o.stanStart = 1 + rand.IntN(999999)
 	}
+	addrs := []string{addr}
+	if o.standby != "" && o.standby != addr {
+		addrs = append(addrs, o.standby)
+	}
 	c := &Client{
-		addr:    addr,
+		addrs:   addrs,
 		o:       o,
+		br:      breaker{failuresMax: o.breakerFailures, cooldown: o.breakerCooldown},
 		log:     o.logger.With("component", "iso.client", "addr", addr),
 		pending: make(map[string]chan *Message),
 		closeCh: make(chan struct{}),
@@ -189,8 +207,19 @@ func (c *Client) NextSTAN() string {
 	return fmt.Sprintf("%06d", (n-1)%999999+1)
 }
 
+// Addr returns the bank's (primary) address.
+func (c *Client) Addr() string { return c.addrs[0] }
+
 // Up reports whether the client is connected and signed on.
 func (c *Client) Up() bool { return c.up.Load() }
+
+// Ready reports whether a request sent now would go out: the link is up
+// and its circuit breaker is not open. A caller that can refuse cheaply
+// (a create, before anything is recorded) asks this first.
+func (c *Client) Ready() bool { return c.up.Load() && !c.br.open(c.o.now()) }
+
+// CircuitOpen reports whether the circuit breaker refuses requests now.
+func (c *Client) CircuitOpen() bool { return c.br.open(c.o.now()) }
 
 // Authorize sends a 0100 and waits for its 0110. The deadline is the earlier
 // of ctx's and the request timeout.
@@ -250,7 +279,12 @@ func (c *Client) advice(ctx context.Context, base string, r AdviceRequest) (Advi
 // it to the observer.
 func (c *Client) request(ctx context.Context, m *Message) (*Message, error) {
 	start := time.Now()
-	reply, err := c.requestUp(ctx, m)
+	probe, err := c.br.allow(c.o.now())
+	var reply *Message
+	if err == nil {
+		reply, err = c.requestUp(ctx, m)
+		c.br.record(c.o.now(), probe, err)
+	}
 	if err == nil && (len(reply.ResponseCode) != 2 || !isDigits(reply.ResponseCode)) {
 		err = fmt.Errorf("%w: %s with response code %q", ErrBadReply, reply.MTI, reply.ResponseCode)
 		reply = nil
@@ -429,15 +463,20 @@ func (c *Client) answerNetwork(conn *connection.Connection, m *Message) {
 func (c *Client) run() {
 	defer close(c.done)
 	backoff := c.o.backoffMin
+	at := 0 // index in addrs of the address to dial next
 	for {
-		conn, err := c.connect()
+		addr := c.addrs[at]
+		conn, err := c.connect(addr)
 		if err != nil {
 			if errors.Is(err, ErrClosed) {
 				return
 			}
-			c.log.Warn("bank link: connect failed", "err", err, "retry_in", backoff)
+			c.log.Warn("bank link: connect failed", "dialled", addr, "err", err, "retry_in", backoff)
+			// Try the other address next: a primary that is down leaves
+			// the standby one backoff away.
+			at = (at + 1) % len(c.addrs)
 		} else {
-			c.log.Info("bank link up")
+			c.log.Info("bank link up", "dialled", addr)
 			connectedAt := time.Now()
 			select {
 			case <-conn.Done():
@@ -464,8 +503,8 @@ func (c *Client) run() {
 	}
 }
 
-// connect dials and signs on.
-func (c *Client) connect() (*connection.Connection, error) {
+// connect dials addr and signs on.
+func (c *Client) connect(addr string) (*connection.Connection, error) {
 	reader := &messageReader{c: c}
 	copts := []connection.Option{
 		connection.SetMessageReader(reader),
@@ -480,7 +519,7 @@ func (c *Client) connect() (*connection.Connection, error) {
 		// together (tls.DialWithDialer).
 		copts = append(copts, connTLS(c.o.tls))
 	}
-	conn, err := connection.New(c.addr, Spec, readLength, writeLength, copts...)
+	conn, err := connection.New(addr, Spec, readLength, writeLength, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("creating connection: %w", err)
 	}
@@ -508,6 +547,7 @@ func (c *Client) connect() (*connection.Connection, error) {
 		conn.Close()
 		return nil, fmt.Errorf("sign-on: %w", err)
 	}
+	c.br.reset()
 	c.up.Store(true)
 	// The connection may have dropped between the reply and now; run sees
 	// conn.Done() and marks it down again.

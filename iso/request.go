@@ -14,9 +14,13 @@ type AuthRequest struct {
 	Account       string    // field 102 (never logged in clear)
 	Amount        int64     // field 4, n12, minor units
 	Currency      string    // field 49, numeric "704"
-	TerminalID    string    // field 41, ans8 (kiosk)
-	CardAcceptor  string    // field 42, ans15 (post office code, space padded)
-	AcceptorName  string    // field 43, ans40 (folded to ASCII, cut to 40)
+	// Fields 41 and 42 name the acquirer's terminal and card acceptor: the
+	// switch's own (switch Config.TerminalID and CardAcceptorID), the same
+	// on every message about one withdrawal, so a bank can pair its 0220
+	// or 0420 with this hold by STAN (field 90) and terminal.
+	TerminalID   string // field 41, ans8
+	CardAcceptor string // field 42, ans15 (space padded)
+	AcceptorName string // field 43, ans40: see AcceptorLocation (folded to ASCII, cut to 40)
 }
 
 // AuthResponse is the part of a 0110 the switch needs. A 0110 reaches the
@@ -42,10 +46,12 @@ type AdviceRequest struct {
 	Amount        int64
 	Currency      string
 	ApprovalCode  string // field 38; empty for a reversal of a 0100 that got no reply
-	TerminalID    string
-	CardAcceptor  string
-	AcceptorName  string
-	Original      Original // field 90
+	// TerminalID, CardAcceptor and RRN are the original 0100's (see
+	// AuthRequest); AcceptorName (43) says where the cash was paid.
+	TerminalID   string
+	CardAcceptor string
+	AcceptorName string
+	Original     Original // field 90: the original 0100's MTI, STAN, time and acquirer
 	// SettlementDate, if set, is the business date the acquirer booked
 	// the transaction in (field 15, MMDD): the day it expects to find it
 	// in the issuer's settlement file.
@@ -229,4 +235,30 @@ func networkMessage(code, stan string, at time.Time, acquirerID string) *Message
 		AcquirerID:           acquirerID,
 		NetworkCode:          code,
 	}
+}
+
+// Field 43 in the 1987 layout: the card acceptor's name, city and country.
+const (
+	AcceptorNameLen    = 25
+	AcceptorCityLen    = 13
+	AcceptorCountryLen = 2
+	// CountryVN is field 43's country code of every acceptor of this
+	// switch (ISO 3166 alpha-2).
+	CountryVN = "VN"
+)
+
+// AcceptorLocation lays field 43 out as ISO 8583:1987 gives it: name in
+// positions 1-25, city in 26-38, country code in 39-40, each folded to
+// ASCII, cut to its width and padded with spaces. The switch puts there
+// where the cash was paid (the post office's name and town) on a 0220,
+// and its own name on the 0100 and 0420 (no cash has changed hands).
+func AcceptorLocation(name, city, country string) string {
+	part := func(s string, n int) string {
+		s = ASCIIFold(strings.TrimSpace(s))
+		if len(s) > n {
+			s = strings.TrimRight(s[:n], " ")
+		}
+		return s + strings.Repeat(" ", n-len(s))
+	}
+	return part(name, AcceptorNameLen) + part(city, AcceptorCityLen) + part(country, AcceptorCountryLen)
 }

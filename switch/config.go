@@ -2,6 +2,8 @@ package atmswitch
 
 import (
 	"time"
+
+	"github.com/softatm/softatm/iso"
 )
 
 // Config holds every limit, timeout and TTL of the lifecycle, each with its
@@ -36,8 +38,17 @@ type Config struct {
 	NumericPostOfficeFailMax int // wrong numeric entries per post office (all its kiosks) per window
 	NumericCodeFailMax       int // wrong phone digits per code, ever: then the code is blocked for numeric entry (its QR still pays)
 
-	TerminalID   string // ISO field 41 of 0100s, one per switch instance
-	AcceptorName string // ISO field 43 of 0100s
+	// TerminalID and CardAcceptorID are ISO fields 41 and 42 of every
+	// message about a withdrawal: its 0100 and, read back from the
+	// withdrawal's row (41) and OutboxConfig.CardAcceptorID (42, serve
+	// sets it from this one), its 0220 and 0420. One identity per
+	// withdrawal: a bank pairs an advice with its hold by STAN and
+	// terminal. The kiosk and post office that paid are not in 41/42:
+	// field 43 of the 0220 names the post office (iso.AcceptorLocation).
+	TerminalID     string // ISO field 41, one per switch instance
+	CardAcceptorID string // ISO field 42, ans15
+	AcceptorName   string // ISO field 43's name part (25) on 0100s and 0420s
+	AcceptorCity   string // ISO field 43's city part (13) on 0100s and 0420s; "" leaves it blank
 
 	// Secret keys the hashes of numeric codes and phone digits. It must be
 	// the same on every instance and must never change while codes live.
@@ -57,6 +68,14 @@ type Config struct {
 	LargeCashThreshold int64
 }
 
+// DefaultCardAcceptorID is field 42 of every message unless configured.
+const DefaultCardAcceptorID = "SOFTATM"
+
+// AcceptorLocation is field 43 of the switch's own 0100s and 0420s.
+func (c Config) acceptorLocation() string {
+	return iso.AcceptorLocation(c.AcceptorName, c.AcceptorCity, iso.CountryVN)
+}
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
@@ -73,6 +92,7 @@ func DefaultConfig() Config {
 		NumericFailMax:    5,
 		NumericFailWindow: 15 * time.Minute,
 		TerminalID:        "SATM0001",
+		CardAcceptorID:    DefaultCardAcceptorID,
 		AcceptorName:      "SOFTATM CASH-OUT SWITCH",
 
 		NumericPostOfficeFailMax: 20,

@@ -55,11 +55,17 @@ type DepositBank interface {
 	Verify(ctx context.Context, r iso.VerifyRequest) (iso.VerifyResponse, error)
 }
 
-func (s *Service) depositBank() (DepositBank, error) {
-	if db, ok := s.bank.(DepositBank); ok {
-		return db, nil
+// depositBank returns bank's link (refused with bank_unavailable while it
+// would not send) and its deposit side.
+func (s *Service) depositBank(bank string) (Bank, DepositBank, error) {
+	link, err := s.linkFor(bank)
+	if err != nil {
+		return nil, nil, err
 	}
-	return nil, softatm.Errorf(softatm.EUnavailable, "deposits are not available on this bank link")
+	if db, ok := link.(DepositBank); ok {
+		return link, db, nil
+	}
+	return nil, nil, softatm.Errorf(softatm.EUnavailable, "deposits are not available on this bank link")
 }
 
 // DepositRequest is what a bank's app asks for: a deposit code.
@@ -242,7 +248,7 @@ func (s *Service) LookupAccount(ctx context.Context, t Teller, account string) (
 	if bank == "" {
 		return AccountHolder{}, softatm.Errorf(softatm.EUnknownAccount, "no bank of this switch has this account")
 	}
-	db, err := s.depositBank()
+	link, db, err := s.depositBank(bank)
 	if err != nil {
 		return AccountHolder{}, err
 	}
@@ -252,8 +258,8 @@ func (s *Service) LookupAccount(ctx context.Context, t Teller, account string) (
 		return AccountHolder{}, err
 	}
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.AuthTimeout)
-	resp, err := db.Verify(vctx, iso.VerifyRequest{STAN: s.bank.NextSTAN(), RRN: rrn, TransmittedAt: now, Account: account,
-		Currency: s.cfg.Currency, TerminalID: s.cfg.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: s.cfg.AcceptorName})
+	resp, err := db.Verify(vctx, iso.VerifyRequest{STAN: link.NextSTAN(), RRN: rrn, TransmittedAt: now, Account: account,
+		Currency: s.cfg.Currency, TerminalID: s.cfg.TerminalID, CardAcceptor: s.cfg.CardAcceptorID, AcceptorName: s.cfg.AcceptorName})
 	cancel()
 	if err != nil {
 		return AccountHolder{}, softatm.Wrap(softatm.EBankUnavailable, "the bank did not answer; try again or use the app's code", err)
@@ -379,7 +385,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if w.State != StateDepCounter || w.ClaimedBy != t.holder() || w.ClaimUntil.Before(now) {
 		return DepositReceipt{}, depositStateError(w, now, t.holder())
 	}
-	db, err := s.depositBank()
+	link, db, err := s.depositBank(w.Bank)
 	if err != nil {
 		return DepositReceipt{}, err
 	}
@@ -391,7 +397,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 		return DepositReceipt{}, err
 	}
 	idNumber = strings.TrimSpace(idNumber)
-	set := []Col{{"stan", s.bank.NextSTAN()}, {"transmitted_at", now}, {"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk},
+	set := []Col{{"stan", link.NextSTAN()}, {"transmitted_at", now}, {"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk},
 		{"post_office", t.PostOffice}}
 	if needID {
 		if !idNumberRe.MatchString(idNumber) {
@@ -423,7 +429,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CreditTimeout)
 	resp, err := db.Credit(cctx, iso.CreditRequest{STAN: sent.STAN, RRN: sent.RRN, TransmittedAt: sent.TransmittedAt,
 		Account: sent.Account, Amount: sent.Amount, Currency: sent.Currency, TerminalID: sent.TerminalID,
-		CardAcceptor: "SOFTATM", AcceptorName: s.cfg.AcceptorName})
+		CardAcceptor: s.cfg.CardAcceptorID, AcceptorName: s.cfg.AcceptorName})
 	cancel()
 	if me := (*iso.MismatchError)(nil); errors.As(err, &me) {
 		s.log.Error("the bank's 0210 does not match the 0200; reversing", "deposit", id, "fields", me.Fields)

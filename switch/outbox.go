@@ -27,9 +27,14 @@ type OutboxConfig struct {
 	Poll        time.Duration // idle poll interval (a kick wakes the worker sooner)
 	SendTimeout time.Duration // deadline of one advice or reversal
 
-	// AcceptorName is ISO field 43 of reversals: it must be the name the
-	// 0100 carried, Config.AcceptorName (default the same value).
-	AcceptorName string
+	// CardAcceptorID is ISO field 42 of advices and reversals: it must be
+	// the 0100's, Config.CardAcceptorID (serve sets both from one flag).
+	// AcceptorName and AcceptorCity are field 43 of reversals, as the 0100
+	// carried them (Config's); an advice's field 43 names the post office
+	// that paid.
+	CardAcceptorID string
+	AcceptorName   string
+	AcceptorCity   string
 }
 
 // DefaultOutboxConfig returns the defaults.
@@ -44,7 +49,9 @@ func DefaultOutboxConfig() OutboxConfig {
 		Poll:        500 * time.Millisecond,
 		SendTimeout: 10 * time.Second,
 
-		AcceptorName: DefaultConfig().AcceptorName,
+		CardAcceptorID: DefaultConfig().CardAcceptorID,
+		AcceptorName:   DefaultConfig().AcceptorName,
+		AcceptorCity:   DefaultConfig().AcceptorCity,
 	}
 }
 
@@ -62,6 +69,9 @@ type Outbox struct {
 	m     *Metrics
 	now   func() time.Time
 	kick  chan struct{}
+	// banks, when set (Links does, one worker per link), names the banks
+	// whose messages this worker sends; nil: every bank's.
+	banks func() []string
 }
 
 // NewOutbox returns a worker; call Run.
@@ -117,8 +127,25 @@ func drainLoop(ctx context.Context, kick <-chan struct{}, poll time.Duration, ba
 // Drain leases the due messages and sends them once each; it returns how
 // many it leased.
 func (o *Outbox) Drain(ctx context.Context) (int, error) {
+	// A link that would not send (down, or its circuit open) leases
+	// nothing: its messages wait in the queue, their attempts untouched,
+	// and no pass of this worker waits on a bank that is not there.
+	if r, ok := o.bank.(interface{ Ready() bool }); ok && o.banks != nil && !r.Ready() {
+		return 0, nil
+	}
+	var banks []string // nil: every bank's messages
 	now := o.now()
-	msgs, err := o.store.Lease(ctx, o.cfg.Owner, now, now.Add(o.cfg.Lease), o.cfg.Batch)
+	if o.banks != nil {
+		if banks = o.banks(); len(banks) == 0 {
+			return 0, nil
+		}
+		// One worker per link polls: most passes find nothing, and a
+		// lease is a write through the committer. Ask first.
+		if due, err := o.store.AnyDue(ctx, now, banks); err != nil || !due {
+			return 0, err
+		}
+	}
+	msgs, err := o.store.Lease(ctx, o.cfg.Owner, now, now.Add(o.cfg.Lease), o.cfg.Batch, banks)
 	if err != nil {
 		return 0, fmt.Errorf("leasing outbox: %w", err)
 	}
@@ -141,18 +168,23 @@ func (o *Outbox) Drain(ctx context.Context) (int, error) {
 }
 
 func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
-	w, poName, err := o.store.ForMessage(ctx, m.withdrawalID)
+	w, po, err := o.store.ForMessage(ctx, m.withdrawalID)
 	if err != nil {
 		return fmt.Errorf("loading withdrawal: %w", err)
 	}
+	// One identity per withdrawal: 41, 42 and 37 are the 0100's, and 90
+	// names it, so the bank pairs this message with its hold by STAN and
+	// terminal. Only field 43 differs: on an advice it says where the cash
+	// was paid.
 	req := iso.AdviceRequest{
 		Repeat: m.attempts > 0, STAN: o.bank.NextSTAN(), RRN: w.RRN, TransmittedAt: o.now(),
 		Account: w.Account, Amount: w.Amount, Currency: w.Currency, ApprovalCode: w.ApprovalCode,
-		TerminalID: w.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: o.cfg.AcceptorName,
-		Original: iso.Original{MTI: "0100", STAN: w.STAN, TransmittedAt: w.TransmittedAt},
+		TerminalID: w.TerminalID, CardAcceptor: o.cfg.CardAcceptorID,
+		AcceptorName: iso.AcceptorLocation(o.cfg.AcceptorName, o.cfg.AcceptorCity, iso.CountryVN),
+		Original:     iso.Original{MTI: "0100", STAN: w.STAN, TransmittedAt: w.TransmittedAt},
 	}
 	if m.kind == "advice" {
-		req.TerminalID, req.CardAcceptor, req.AcceptorName = w.PaidKiosk, w.PostOffice, poName
+		req.AcceptorName = iso.AcceptorLocation(po.Name, po.Town(), iso.CountryVN)
 		if w.BusinessDate.After(time.Unix(0, 0)) { // the store reads no date as the epoch
 			req.SettlementDate = w.BusinessDate
 		}

@@ -44,7 +44,8 @@ func TestReversalCarriesConfiguredAcceptorName(t *testing.T) {
 	if len(rec.reversals) != 1 {
 		t.Fatalf("%d reversals sent, want 1", len(rec.reversals))
 	}
-	if got := rec.reversals[0].AcceptorName; got != name {
-		t.Fatalf("reversal's acceptor name %q, want %q", got, name)
+	// Field 43 in the 1987 layout: the name cut to its 25 characters.
+	if got, want := rec.reversals[0].AcceptorName, iso.AcceptorLocation(name, "", iso.CountryVN); got != want {
+		t.Fatalf("reversal's acceptor name %q, want %q", got, want)
 	}
 }

@@ -39,7 +39,8 @@ type Service struct {
 	ledger *ledger.Ledger
 	ranges refreshed[map[string]string]     // prefix → bank
 	limits refreshed[map[string]BankLimits] // bank → its own limits
-	bank   Bank
+	bank   Bank                             // the one link when links is nil (tests, a fake bank)
+	links  *Links                           // one link per bank; nil: bank carries every bank's withdrawals
 	codes  Codes
 	gate   Gate
 	now    func() time.Time
@@ -60,6 +61,7 @@ type Deps struct {
 	Ledger  *ledger.Ledger
 	Store   Store // defaults to the PostgreSQL store on Pool and Ledger
 	Bank    Bank
+	Links   *Links // when set, each withdrawal goes on its bank's link and Bank is not used
 	Codes   Codes
 	Gate    Gate
 	Clock   func() time.Time // defaults to time.Now
@@ -85,7 +87,10 @@ func NewService(cfg Config, d Deps) *Service {
 		st.ids = seal.New(cfg.Secret, "id number")
 		d.Store = st
 	}
-	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, codes: d.Codes, gate: d.Gate,
+	if d.Links != nil && d.Kick == nil {
+		d.Kick = d.Links.Kick
+	}
+	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, links: d.Links, codes: d.Codes, gate: d.Gate,
 		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
 }
 
@@ -200,9 +205,16 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	if owner != bank {
 		return Issued{}, softatm.Errorf(softatm.EAccountNotOfBank, "this account is not one of your bank's")
 	}
+	// The bank's own link. One that would not send now (down, circuit
+	// open) or a suspended bank is refused here, before anything is
+	// recorded or sent: fast, and with nothing to reverse.
+	link, err := s.linkFor(bank)
+	if err != nil {
+		return Issued{}, err
+	}
 	now := s.now()
 	id := uuid.New()
-	stan := s.bank.NextSTAN()
+	stan := link.NextSTAN()
 	if err := s.checkAccountDaily(ctx, bank, r.Account, r.Amount, lim.AccountDailyMax, now); err != nil {
 		// A retry's own first attempt counts against the limit: answer it
 		// from its withdrawal instead.
@@ -242,9 +254,9 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	s.m.transition(StateRequested)
 
 	actx, cancel := context.WithTimeout(ctx, s.cfg.AuthTimeout)
-	resp, err := s.bank.Authorize(actx, iso.AuthRequest{
+	resp, err := link.Authorize(actx, iso.AuthRequest{
 		STAN: stan, RRN: rrn, TransmittedAt: now, Account: r.Account, Amount: r.Amount, Currency: r.Currency,
-		TerminalID: s.cfg.TerminalID, CardAcceptor: "SOFTATM", AcceptorName: s.cfg.AcceptorName,
+		TerminalID: s.cfg.TerminalID, CardAcceptor: s.cfg.CardAcceptorID, AcceptorName: s.cfg.acceptorLocation(),
 	})
 	cancel()
 	if me := (*iso.MismatchError)(nil); errors.As(err, &me) {
@@ -262,6 +274,23 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	}
 	crashPoint(CrashAfterAuthorize)
 	return s.reserve(ctx, id, bank, r, resp)
+}
+
+// linkFor returns the link a new withdrawal of bank goes on, refusing
+// with bank_unavailable when it would not send now.
+func (s *Service) linkFor(bank string) (Bank, error) {
+	link := s.bank
+	if s.links != nil {
+		l, err := s.links.For(bank)
+		if err != nil {
+			return nil, err
+		}
+		link = l
+	}
+	if r, ok := link.(interface{ Ready() bool }); ok && !r.Ready() {
+		return nil, softatm.Errorf(softatm.EBankUnavailable, "the bank's link is down or not answering; nothing was reserved")
+	}
+	return link, nil
 }
 
 // replyMismatch handles a 0110 that does not answer its 0100 (another

@@ -85,7 +85,10 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.sim.Close() })
-	e.bank = iso.NewClient(addr.String(), iso.WithLogger(quietLog()), iso.WithRequestTimeout(2*time.Second))
+	// No circuit breaker: these tests drive the outbox through runs of
+	// time-outs and expect the next message to go out (iso's breaker tests
+	// and links_test.go cover the breaker).
+	e.bank = iso.NewClient(addr.String(), iso.WithLogger(quietLog()), iso.WithRequestTimeout(2*time.Second), iso.WithBreaker(0, 0))
 	t.Cleanup(func() { e.bank.Close() })
 	waitUp(t, e.bank)
 

@@ -3,6 +3,7 @@ package atmswitch
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,11 +83,16 @@ type Store interface {
 	// newest first, with their count and sum.
 	Payouts(ctx context.Context, postOffice string, day time.Time, n int) ([]Receipt, int64, int64, error)
 
-	// Lease leases up to n due outbox messages to owner until until.
-	Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error)
-	// ForMessage returns the withdrawal a message is about and the name
-	// of the post office that paid it.
-	ForMessage(ctx context.Context, withdrawalID uuid.UUID) (Withdrawal, string, error)
+	// Lease leases up to n due outbox messages to owner until until: of
+	// the withdrawals of banks only, when banks is not nil.
+	Lease(ctx context.Context, owner string, now, until time.Time, n int, banks []string) ([]outboxMsg, error)
+	// AnyDue reports whether a message of banks' withdrawals is due and
+	// not leased: a plain read, off the committer, so that a link's
+	// worker with nothing to send costs the committer nothing.
+	AnyDue(ctx context.Context, now time.Time, banks []string) (bool, error)
+	// ForMessage returns the withdrawal a message is about and the post
+	// office that paid it (zero when none did).
+	ForMessage(ctx context.Context, withdrawalID uuid.UUID) (Withdrawal, PaidAt, error)
 	// Answered ends a message with the bank's answer (state "done" or
 	// "exception"); an acknowledged advice completes its withdrawal in the
 	// same statement. ended reports whether this call ended the message
@@ -132,6 +138,20 @@ var (
 	errNumericTaken = errors.New("the numeric code is another withdrawal's")
 	errKeyBound     = errors.New("the idempotency key is another withdrawal's")
 )
+
+// PaidAt is the post office that paid a withdrawal, as field 43 of its
+// advice names it.
+type PaidAt struct {
+	Name     string // post_offices.name
+	Location string // post_offices.location: "town, province"
+}
+
+// Town is the location's first part ("Dong Dang" of "Dong Dang, Lang
+// Son"): field 43's city.
+func (p PaidAt) Town() string {
+	town, _, _ := strings.Cut(p.Location, ",")
+	return strings.TrimSpace(town)
+}
 
 // outboxMsg is a leased message.
 type outboxMsg struct {

@@ -382,7 +382,7 @@ func (p *pgStore) cashMoved(ctx context.Context, at, date, po string, day time.T
 	return out, count, sum, err
 }
 
-func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time, n int) ([]outboxMsg, error) {
+func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time, n int, banks []string) ([]outboxMsg, error) {
 	var msgs []outboxMsg
 	// A statement unit, read by Rows: the lease rides in the batch's one
 	// pipelined round trip instead of a savepoint and round trips of its own.
@@ -393,8 +393,10 @@ func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time,
 				  AND (o.lease_until IS NULL OR o.lease_until < $3)
 				  AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.withdrawal_id = o.withdrawal_id
 				                  AND p.seq < o.seq AND p.state = 'pending')
+				  AND ($5::TEXT[] IS NULL OR EXISTS (SELECT 1 FROM withdrawals w WHERE w.id = o.withdrawal_id
+				                  AND w.bank_code = ANY ($5::TEXT[])))
 				ORDER BY o.next_attempt_at LIMIT $4)
-			RETURNING id, withdrawal_id, kind, attempts`, Args: []any{owner, until, now, n},
+			RETURNING id, withdrawal_id, kind, attempts`, Args: []any{owner, until, now, n, banks},
 		Rows: func(rows pgx.Rows) error {
 			var err error
 			msgs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (outboxMsg, error) {
@@ -407,13 +409,22 @@ func (p *pgStore) Lease(ctx context.Context, owner string, now, until time.Time,
 	return msgs, err
 }
 
-func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, string, error) {
+func (p *pgStore) AnyDue(ctx context.Context, now time.Time, banks []string) (bool, error) {
+	var due bool
+	err := p.reads.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox o JOIN withdrawals w ON w.id = o.withdrawal_id
+		WHERE o.state = 'pending' AND o.next_attempt_at <= $1 AND (o.lease_until IS NULL OR o.lease_until < $1)
+		  AND w.bank_code = ANY ($2::TEXT[]))`, now, banks).Scan(&due)
+	return due, err
+}
+
+func (p *pgStore) ForMessage(ctx context.Context, id uuid.UUID) (Withdrawal, PaidAt, error) {
 	var w Withdrawal
-	var poName string
+	var po PaidAt
 	err := p.reads.QueryRow(ctx, `SELECT `+withdrawalColumns+`,
-		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), '')
-		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &poName)...)
-	return w, poName, notFound(err)
+		COALESCE((SELECT name FROM post_offices p WHERE p.code = withdrawals.post_office), ''),
+		COALESCE((SELECT location FROM post_offices p WHERE p.code = withdrawals.post_office), '')
+		FROM withdrawals WHERE id = $1`, id).Scan(scanTargets(&w, &po.Name, &po.Location)...)
+	return w, po, notFound(err)
 }
 
 // Answered is one statement: the message ends and, for an acknowledged

@@ -266,6 +266,8 @@ func runAdmin(ctx context.Context, args []string) error {
 		limitFlags[l.flag] = fs.String(l.flag, "", "bank: "+l.help+", in dong (\"default\": the switch's; empty: unchanged)")
 	}
 	cutoff := fs.String("cutoff", "", "bank: business-day cut-off HH:MM[:SS], Asia/Ho_Chi_Minh (a payout later than it is the next day's; default 23:59:59; empty: unchanged)")
+	var linkFlags bankLinkFlags
+	linkFlags.register(fs)
 	location := fs.String("location", "", "post office: location")
 	cash := fs.Int64("opening-cash", 0, "post office: opening cash, in dong")
 	cashCap := fs.Int64("cash-cap", -1, "post office: the till's cash cap (its insured amount), in dong: a deposit that would go over it is refused before the cash is counted (0: none; -1: unchanged)")
@@ -304,6 +306,9 @@ func runAdmin(ctx context.Context, args []string) error {
 		}
 		if err == nil && *cutoff != "" {
 			err = a.bankCutoff(ctx, *codeF, *cutoff)
+		}
+		if err == nil {
+			err = bankLink(ctx, pool, *codeF, linkFlags)
 		}
 	case "client":
 		err = a.client(ctx, *id, *bank, *secret)

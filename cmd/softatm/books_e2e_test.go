@@ -108,7 +108,7 @@ func startSystemAt(t *testing.T, clk *testClock) *system {
 	}
 	t.Cleanup(func() { m.Close() })
 	s := &system{URL: "http://" + m.Addr.String(), AdminURL: "http://" + m.AdminAddr.String(), Main: m, Pool: pool, Sim: sim, Demo: d}
-	eventually(t, "the bank link comes up", m.Bank.Up)
+	eventually(t, "the bank link comes up", m.BankUp)
 	return s
 }
 

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -95,22 +96,34 @@ func runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 
-	bankPort, _ := localsrv.FreePort()
+	// One simulator process playing every demo bank, one port each, and
+	// each bank's row pointed at its port: the switch keeps a link per
+	// bank (no shared -bank link).
 	controlPort, _ := localsrv.FreePort()
-	bankAddr := "127.0.0.1:" + strconv.Itoa(bankPort)
 	controlAddr := "127.0.0.1:" + strconv.Itoa(controlPort)
+	var banks []string
+	links := map[string]string{}
+	for _, b := range d.Banks {
+		port, _ := localsrv.FreePort()
+		links[b.Code] = "127.0.0.1:" + strconv.Itoa(port)
+		banks = append(banks, b.Code+"="+links[b.Code])
+	}
+	if err := setDemoLinks(ctx, dbURL, links); err != nil {
+		return err
+	}
 	*listen = freeOr(*listen)
 	*adminListen = freeOr(*adminListen)
 	env := append(os.Environ(), "DATABASE_URL="+dbURL, "REDIS_URL="+redisURL, "SOFTATM_SECRET="+secret,
 		"SOFTATM_KEY_FILE="+keyFile)
-	status("starting bank simulator on %s", bankAddr)
-	sim, err := child(env, "banksim", "-listen", bankAddr, "-control", controlAddr)
+	bankAddr := strings.Join(banks, ",")
+	status("starting bank simulator: %s", bankAddr)
+	sim, err := child(env, "banksim", "-banks", bankAddr, "-control", controlAddr)
 	if err != nil {
 		return err
 	}
 	defer stopChild(sim)
 	status("starting switch on %s", *listen)
-	sw, err := child(env, "serve", "-listen", *listen, "-admin-listen", *adminListen, "-bank", bankAddr, "-demo")
+	sw, err := child(env, "serve", "-listen", *listen, "-admin-listen", *adminListen, "-bank", "", "-demo")
 	if err != nil {
 		return err
 	}
@@ -126,10 +139,10 @@ softatm is running.
   Demo banking app   %[1]s/demo/app        pick an account and an amount, get a code
   Kiosk (teller)     %[1]s/kiosk           teller1 / teller1-demo (post office LS-001)
   Finance            %[1]s/finance         finance / finance-demo
-  Bank API           %[1]s/v1/withdrawals  HTTP Basic mb-app:mb-demo-secret-0001 or agr-app:agr-demo-secret-0001
+  Bank API           %[1]s/v1/withdrawals  HTTP Basic mb-app:mb-demo-secret-0001, agr-app:agr-demo-secret-0001 or vcb-app:vcb-demo-secret-0001
   Health             %[1]s/readyz
   Metrics, pprof     %[6]s/metrics  %[6]s/debug/pprof/  (admin listener, loopback only)
-  Bank simulator     ISO 8583 on %[2]s, control API http://%[3]s/accounts
+  Bank simulators    ISO 8583 %[2]s; control API http://%[3]s/{MB,AGR,VCB}/accounts
 
   DATABASE_URL=%[4]s
   REDIS_URL=%[5]s
@@ -146,6 +159,23 @@ Press Ctrl-C to stop everything.
 		return errors.New("the bank simulator exited; see its log above")
 	}
 	status("stopping")
+	return nil
+}
+
+// setDemoLinks points each demo bank's row at its simulator's port.
+func setDemoLinks(ctx context.Context, dbURL string, links map[string]string) error {
+	pool, err := openPool(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	for code, addr := range links {
+		none := ""
+		f := bankLinkFlags{link: &addr, standby: &none, timeout: &none, echo: &none, state: &none}
+		if err := bankLink(ctx, pool, code, f); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -104,7 +104,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	t.Cleanup(func() { m.Close() })
 	s := &system{URL: "http://" + m.Addr.String(), AdminURL: "http://" + m.AdminAddr.String(), Main: m, Pool: pool, Sim: sim, Demo: d}
 	deadline := time.Now().Add(10 * time.Second)
-	for !m.Bank.Up() {
+	for !m.BankUp() {
 		if time.Now().After(deadline) {
 			t.Fatal("bank link never came up")
 		}

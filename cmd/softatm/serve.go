@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -12,6 +13,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,16 +66,27 @@ type ServeConfig struct {
 	RedisSentinels []string
 	RedisMaster    string
 	RedisPrefix    string
-	BankAddr       string
-	BankTLS        BankTLS // TLS of the bank link; zero: plain TCP
-	Secret         string
-	TerminalID     string
-	Demo           bool
-	Switch         atmswitch.Config
-	Outbox         atmswitch.OutboxConfig
-	Timeouts       Timeouts
-	Callbacks      atmswitch.CallbackConfig
-	SweepEvery     time.Duration
+	// BankAddr is the link of every bank with no link_addr of its own (the
+	// single-bank setup); "" gives such banks none.
+	BankAddr string
+	BankTLS  BankTLS // TLS of every bank link; zero: plain TCP
+	// BreakerFailures requests in a row without a reply open a bank
+	// link's circuit for BreakerCooldown (iso.WithBreaker; defaults 3 and
+	// 5 s): its creates are then refused at once with bank_unavailable.
+	// 0 takes the default; a negative BreakerFailures turns the breaker off.
+	BreakerFailures int
+	BreakerCooldown time.Duration
+	// LinksRefresh is how often the banks table is read again (links,
+	// ranges, state); 0: atmswitch's default, 5 s.
+	LinksRefresh time.Duration
+	Secret       string
+	TerminalID   string
+	Demo         bool
+	Switch       atmswitch.Config
+	Outbox       atmswitch.OutboxConfig
+	Timeouts     Timeouts
+	Callbacks    atmswitch.CallbackConfig
+	SweepEvery   time.Duration
 	// PurgeEvery is how often finished idempotency keys older than KeysKeep,
 	// expired sessions and old login failures are deleted.
 	PurgeEvery time.Duration
@@ -174,8 +187,14 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", envOr("SOFTATM_REDIS_PREFIX", "softatm:"), "prefix of every Redis key")
 	fs.StringVar(&c.BankAddr, "bank", envOr("SOFTATM_BANK_ADDR", "127.0.0.1:8583"), "ISO 8583 address of the partner bank (SOFTATM_BANK_ADDR)")
 	c.BankTLS.flags(fs)
+	fs.IntVar(&c.BreakerFailures, "bank-breaker-failures", iso.DefaultBreakerFailures, "requests in a row without a reply that open a bank link's circuit (negative: no breaker)")
+	fs.DurationVar(&c.BreakerCooldown, "bank-breaker-cooldown", iso.DefaultBreakerCooldown, "how long an open circuit refuses a bank's requests before one probe")
+	fs.DurationVar(&c.LinksRefresh, "banks-refresh", 5*time.Second, "how often the banks table (links, ranges, limits, state) is read again")
 	fs.StringVar(&c.Secret, "secret", os.Getenv("SOFTATM_SECRET"), "secret keying numeric-code hashes; same on every instance (SOFTATM_SECRET)")
 	fs.StringVar(&c.Switch.TerminalID, "terminal", envOr("SOFTATM_TERMINAL_ID", c.Switch.TerminalID), "ISO field 41 of this instance's 0100s, 8 characters (SOFTATM_TERMINAL_ID)")
+	fs.StringVar(&c.Switch.CardAcceptorID, "card-acceptor", envOr("SOFTATM_CARD_ACCEPTOR", c.Switch.CardAcceptorID), "ISO field 42 of every message about a withdrawal, up to 15 characters (SOFTATM_CARD_ACCEPTOR)")
+	fs.StringVar(&c.Switch.AcceptorName, "acceptor-name", c.Switch.AcceptorName, "ISO field 43's name (25 characters) on 0100s and 0420s; a 0220's names the post office that paid")
+	fs.StringVar(&c.Switch.AcceptorCity, "acceptor-city", c.Switch.AcceptorCity, "ISO field 43's city (13 characters) on 0100s and 0420s")
 	fs.BoolVar(&c.Demo, "demo", os.Getenv("SOFTATM_DEMO") == "1", "serve /demo/app, the stand-in banking app (SOFTATM_DEMO=1)")
 	fs.DurationVar(&c.Switch.CodeTTL, "code-ttl", c.Switch.CodeTTL, "how long a code can be redeemed")
 	fs.DurationVar(&c.Switch.ClaimTTL, "claim-ttl", c.Switch.ClaimTTL, "how long a teller's claim lasts")
@@ -228,6 +247,9 @@ func (c *ServeConfig) check() error {
 	}
 	if len(c.Switch.TerminalID) != 8 {
 		return fmt.Errorf("terminal id %q must be 8 characters", c.Switch.TerminalID)
+	}
+	if n := len(c.Switch.CardAcceptorID); n == 0 || n > 15 {
+		return fmt.Errorf("card acceptor %q must be 1 to 15 characters", c.Switch.CardAcceptorID)
 	}
 	if c.SweepEvery <= 0 || c.PurgeEvery <= 0 || c.KeysKeep <= 0 {
 		return errors.New("-sweep-every, -purge-every and -idempotency-keep must be positive")
@@ -327,14 +349,15 @@ type Main struct {
 	AdminAddr net.Addr         // the admin address (metrics, pprof); nil without one
 	Pool      *pgxpool.Pool
 	Redis     *redis.Client
-	Bank      *iso.Client
-	Ledger    *ledger.Ledger
+	// Links holds one ISO 8583 link per bank (the -bank link for the
+	// banks with no address of their own) and each link's outbox worker.
+	Links  *atmswitch.Links
+	Ledger *ledger.Ledger
 	// Keys commits the idempotency store's writes: a second committer,
 	// because those writes share no table with the ledger's and so can run
 	// beside it without conflicting.
 	Keys    *ledger.Ledger
 	Service *atmswitch.Service
-	Outbox  *atmswitch.Outbox
 	Auth    *auth.Service
 
 	// Callbacks delivers state changes to the bank apps that asked.
@@ -356,6 +379,8 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log = newLogger(c.LogFormat)
 	}
 	c.Switch.Secret = []byte(c.Secret)
+	// One setting: the advices and reversals carry the 0100's 42 and 43.
+	c.Outbox.CardAcceptorID, c.Outbox.AcceptorName, c.Outbox.AcceptorCity = c.Switch.CardAcceptorID, c.Switch.AcceptorName, c.Switch.AcceptorCity
 	clock, err := clockFromEnv()
 	if err != nil {
 		return err
@@ -381,11 +406,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.Bank = iso.NewClient(c.BankAddr, append(bankTLS, iso.WithLogger(m.Log), iso.WithRequestTimeout(c.Switch.AuthTimeout),
-		iso.WithObserver(metrics.ObserveISO),
-		iso.WithLateReply(func(mti, stan, rrn string) {
-			m.Log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
-		}))...)
 	lock := func(name string) ledger.Option {
 		if !c.LedgerCommitLock {
 			name = ""
@@ -394,16 +414,47 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Ledger = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock), lock("ledger"))
 	m.Keys = ledger.New(m.Pool, ledger.WithBatch(max(c.LedgerBatch, 1), c.LedgerBatchWait), ledger.WithClock(clock), lock("idempotency"))
-	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.Bank.Up, m.Redis)
+	// One link per bank (atmswitch.Links): each bank row with a link_addr
+	// gets its own; the banks without share the -bank link. TLS is the
+	// same for all of them (-bank-tls-*).
+	breakerFailures := cmp.Or(c.BreakerFailures, iso.DefaultBreakerFailures)
+	if breakerFailures < 0 {
+		breakerFailures = 0 // off
+	}
+	dial := func(lc atmswitch.LinkConfig, observe atmswitch.ISOObserver) atmswitch.BankLink {
+		log := m.Log.With("bank", lc.Key)
+		opts := append(slices.Clone(bankTLS), iso.WithLogger(log),
+			iso.WithRequestTimeout(cmp.Or(lc.RequestTimeout, c.Switch.AuthTimeout)),
+			iso.WithObserver(observe), iso.WithBreaker(breakerFailures, cmp.Or(c.BreakerCooldown, iso.DefaultBreakerCooldown)),
+			iso.WithLateReply(func(mti, stan, rrn string) {
+				log.Warn("late or unmatched reply from the bank; ignored", "mti", mti, "stan", stan, "rrn", rrn)
+			}))
+		if lc.EchoInterval > 0 {
+			opts = append(opts, iso.WithEchoInterval(lc.EchoInterval))
+		}
+		if lc.Standby != "" {
+			opts = append(opts, iso.WithStandby(lc.Standby))
+		}
+		return iso.NewClient(lc.Addr, opts...)
+	}
+	lcfg := atmswitch.DefaultLinksConfig()
+	lcfg.Default, lcfg.Outbox = c.BankAddr, c.Outbox
+	if c.LinksRefresh > 0 {
+		lcfg.Refresh = c.LinksRefresh
+	}
+	m.Links = atmswitch.NewLinks(lcfg, dial, m.Pool, m.Ledger, m.Log, metrics, clock)
+	if err := m.Links.Refresh(ctx); err != nil {
+		return err
+	}
+	instrument(reg, metrics, m.Pool, m.Ledger, m.Keys, m.BankUp, m.Redis)
 	keyring, err := m.openKeyring(ctx, clock)
 	if err != nil {
 		return err
 	}
-	m.Outbox = atmswitch.NewOutbox(c.Outbox, m.Pool, m.Ledger, m.Bank, m.Log, metrics, clock)
 	m.Callbacks = atmswitch.NewCallbacks(c.Callbacks, m.Pool, m.Ledger, c.Switch.Secret, m.Log, metrics, clock)
 	m.Service = atmswitch.NewService(c.Switch, atmswitch.Deps{
-		Pool: m.Pool, Ledger: m.Ledger, Bank: m.Bank, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
-		Kick: m.Outbox.Kick, Clock: clock,
+		Pool: m.Pool, Ledger: m.Ledger, Links: m.Links, Codes: keyring, Gate: gate, Log: m.Log, Metrics: metrics,
+		Clock: clock,
 	})
 	proxies, _ := c.proxies() // checked above
 	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log),
@@ -420,6 +471,18 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.startWorkers(idems, clock)
 	return nil
+}
+
+// BankUp reports whether every bank link is connected and signed on
+// (softatm_iso_link_up; softatm_bank_link_up has each).
+func (m *Main) BankUp() bool {
+	links := m.Links.Status()
+	for _, l := range links {
+		if !l.Up {
+			return false
+		}
+	}
+	return len(links) > 0
 }
 
 // openPool opens and pings the database.
@@ -633,7 +696,7 @@ func (m *Main) startWorkers(idems *idem.Store, clock func() time.Time) {
 	go func() {
 		defer close(m.done)
 		done := make(chan struct{}, 4)
-		go func() { m.Outbox.Run(bg); done <- struct{}{} }()
+		go func() { m.Links.Run(bg); done <- struct{}{} }()
 		go func() { m.Callbacks.Run(bg); done <- struct{}{} }()
 		go func() { m.Service.RunSweeper(bg, c.SweepEvery); done <- struct{}{} }()
 		go func() { m.purge(bg, idems, c.PurgeEvery, c.KeysKeep, clock); done <- struct{}{} }()
@@ -683,7 +746,24 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 		// The switch still pays QR codes without Redis, from the database.
 		status["redis"], code = "down", http.StatusServiceUnavailable
 	}
-	if !m.Bank.Up() {
+	// Each bank link is reported; the switch is not ready only when no
+	// link is up: a bank that is down is refused by its own circuit, and
+	// the other banks' withdrawals still go through.
+	links := m.Links.Status()
+	anyUp := false
+	for _, l := range links {
+		st := "up"
+		switch {
+		case !l.Up:
+			st = "down"
+		case l.CircuitOpen:
+			st = "circuit_open"
+		default:
+			anyUp = true
+		}
+		status["bank_link:"+l.Key] = st
+	}
+	if !anyUp {
 		status["bank_link"], code = "down", http.StatusServiceUnavailable
 	}
 	atmswitch.WriteJSON(w, code, status)
@@ -702,8 +782,8 @@ func (m *Main) Close() error {
 		m.cancel()
 		<-m.done
 	}
-	if m.Bank != nil {
-		errs = append(errs, m.Bank.Close())
+	if m.Links != nil {
+		errs = append(errs, m.Links.Close())
 	}
 	for _, l := range []*ledger.Ledger{m.Ledger, m.Keys} {
 		if l != nil {
@@ -745,7 +825,7 @@ func runServe(ctx context.Context, args []string) error {
 	if m.AdminAddr != nil {
 		admin = "http://" + m.AdminAddr.String()
 	}
-	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "admin", admin, "bank", m.Config.BankAddr)
+	m.Log.Info("softatm serving", "http", "http://"+m.Addr.String(), "admin", admin, "default_bank_link", m.Config.BankAddr, "bank_links", len(m.Links.Status()))
 	<-ctx.Done()
 	return m.Close()
 }

@@ -137,7 +137,7 @@ func (s *Sim) authorize(m *iso.Message, lie string) *iso.Message {
 	}
 	h := &Hold{
 		ApprovalCode: s.newApprovalCode(), Account: number, RRN: m.RRN, STAN: m.STAN,
-		Amount: held, State: HoldHeld, CreatedAt: now, terminal: terminalOf(m),
+		Amount: held, State: HoldHeld, CreatedAt: now, terminal: terminalOf(m), acceptor: strings.TrimRight(m.CardAcceptor, " "),
 	}
 	a.held += held
 	s.holds[h.ApprovalCode] = h
@@ -174,6 +174,9 @@ func (s *Sim) capture(m *iso.Message) *iso.Message {
 	switch {
 	case h == nil:
 		log.Warn("advice for unknown hold", "approval_code", m.ApprovalCode)
+		return replyTo(m, iso.RCInvalidTransaction)
+	case s.mispaired(m, h) != "":
+		log.Warn("advice does not pair with its hold", "why", s.mispaired(m, h))
 		return replyTo(m, iso.RCInvalidTransaction)
 	case m.RRN != "" && h.RRN != m.RRN:
 		log.Warn("advice RRN does not match the hold", "hold_rrn", h.RRN)
@@ -235,6 +238,9 @@ func (s *Sim) release(m *iso.Message) *iso.Message {
 		}
 		log.Info("reversal: no hold to release", "orig_stan", orig.STAN)
 		return replyTo(m, iso.RCApproved)
+	case s.mispaired(m, h) != "":
+		log.Warn("reversal does not pair with its hold", "why", s.mispaired(m, h))
+		return replyTo(m, iso.RCInvalidTransaction)
 	case h.State == HoldReleased:
 		log.Info("reversal repeated, hold already released", "approval_code", h.ApprovalCode)
 		return replyTo(m, iso.RCApproved)

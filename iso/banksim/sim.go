@@ -124,6 +124,7 @@ type Hold struct {
 	CreatedAt                        time.Time
 	ResolvedAt                       time.Time
 	terminal                         string
+	acceptor                         string // field 42 of the 0100, spaces trimmed
 }
 
 // AccountState is an account with what is held on it and what was captured
@@ -165,6 +166,8 @@ type Sim struct {
 	now func() time.Time
 	log *slog.Logger
 	tls *tls.Config // nil: plain TCP
+	// strict pairs advices by STAN and terminal (WithStrictPairing).
+	strict bool
 
 	bank bankConfig // the bank it plays, its cut-off (bank.go)
 
@@ -207,6 +210,11 @@ func New(accounts []Account, opts ...Option) *Sim {
 		o(s)
 	}
 	s.log = s.log.With("component", "banksim")
+	if s.bank.code != "" {
+		// The bank's code on every log line, so that a test running many
+		// banks in one process can tell which one carried a message.
+		s.log = s.log.With("bank", s.bank.code)
+	}
 	for _, a := range accounts {
 		s.accounts[a.Number] = &account{Account: a}
 	}
