@@ -18,12 +18,15 @@ import (
 const (
 	haAlertRules     = "../../deploy/prometheus/ha-alerts.yml"
 	alertRulesFile   = "../../deploy/prometheus/alerts.yml"
+	bankAlertRules   = "../../deploy/prometheus/bank-alerts.yml"
+	alertRulesTests  = "../../deploy/prometheus/alerts_test.yml"
 	prometheusConfig = "../../deploy/prometheus/prometheus.yml"
 )
 
 // TestPromtoolChecks runs promtool (Debian's prometheus package; `make
-// deps` installs it) on the alert rules and the sample scrape
-// configuration, which names both rule files.
+// deps` installs it) on the alert rules, their unit tests (alerts_test.yml:
+// each alert fires on the series it is for and stays quiet otherwise) and
+// the sample scrape configuration, which names every rule file.
 func TestPromtoolChecks(t *testing.T) {
 	t.Parallel()
 	promtool, err := exec.LookPath("promtool")
@@ -31,7 +34,8 @@ func TestPromtoolChecks(t *testing.T) {
 		t.Fatalf("promtool not found (make deps installs Debian's prometheus package): %v", err)
 	}
 	for _, args := range [][]string{
-		{"check", "rules", haAlertRules, alertRulesFile},
+		{"check", "rules", haAlertRules, alertRulesFile, bankAlertRules},
+		{"test", "rules", alertRulesTests},
 		{"check", "config", prometheusConfig},
 	} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()
