@@ -297,11 +297,11 @@ func (c *Client) request(ctx context.Context, m *Message) (*Message, error) {
 		c.o.observer(m.MTI, rc, time.Since(start), err)
 	}
 	if err != nil {
-		c.log.Warn("bank request failed", "mti", m.MTI, "stan", m.STAN, "rrn", m.RRN,
+		c.log.WarnContext(ctx, "bank request failed", "mti", m.MTI, "stan", m.STAN, "rrn", m.RRN,
 			"account", Mask(m.Account), "err", err)
 		return nil, err
 	}
-	c.log.Debug("bank request", "mti", m.MTI, "stan", m.STAN, "rrn", m.RRN,
+	c.log.DebugContext(ctx, "bank request", "mti", m.MTI, "stan", m.STAN, "rrn", m.RRN,
 		"account", Mask(m.Account), "response_code", rc, "rtt", time.Since(start))
 	return reply, nil
 }

@@ -426,7 +426,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	s.m.transition(StateDepCrediting)
 
 	crashPoint(CrashDepositBeforeSend)
-	cctx, cancel := context.WithTimeout(ctx, s.cfg.CreditTimeout)
+	cctx, cancel := context.WithTimeout(logAbout(ctx, id), s.cfg.CreditTimeout)
 	resp, err := db.Credit(cctx, iso.CreditRequest{STAN: sent.STAN, RRN: sent.RRN, TransmittedAt: sent.TransmittedAt,
 		Account: sent.Account, Amount: sent.Amount, Currency: sent.Currency, TerminalID: sent.TerminalID,
 		CardAcceptor: s.cfg.CardAcceptorID, AcceptorName: s.cfg.AcceptorName})

@@ -194,7 +194,7 @@ func (o *Outbox) send(ctx context.Context, m outboxMsg) error {
 		// went (iso/deposit.go).
 		req.ProcessingCode, req.Original.MTI = iso.ProcessingDeposit, iso.MTIFinancialRequest
 	}
-	sctx, cancel := context.WithTimeout(ctx, o.cfg.SendTimeout)
+	sctx, cancel := context.WithTimeout(logAbout(ctx, m.withdrawalID), o.cfg.SendTimeout)
 	var resp iso.AdviceResponse
 	if m.kind == "advice" {
 		resp, err = o.bank.Advise(sctx, req)

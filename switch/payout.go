@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -322,6 +323,14 @@ func (s *Service) checkTill(ctx context.Context, po string, amount int64) error 
 		return softatm.Errorf(softatm.ELimit, "this post office has reached its daily payout limit")
 	}
 	return nil
+}
+
+// logAbout returns ctx whose log lines (through a softatm.ContextHandler:
+// serve's logger) name withdrawal (or deposit) id, so that one transaction
+// is followed through the switch's and the bank link's logs: the link knows
+// only STAN and RRN.
+func logAbout(ctx context.Context, id uuid.UUID) context.Context {
+	return softatm.WithLogAttrs(ctx, slog.String("withdrawal", id.String()))
 }
 
 // readBackTimeout bounds the read that settles an unknown commit outcome.

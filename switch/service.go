@@ -253,7 +253,7 @@ func (s *Service) Create(ctx context.Context, bank string, r CreateRequest) (Iss
 	}
 	s.m.transition(StateRequested)
 
-	actx, cancel := context.WithTimeout(ctx, s.cfg.AuthTimeout)
+	actx, cancel := context.WithTimeout(logAbout(ctx, id), s.cfg.AuthTimeout)
 	resp, err := link.Authorize(actx, iso.AuthRequest{
 		STAN: stan, RRN: rrn, TransmittedAt: now, Account: r.Account, Amount: r.Amount, Currency: r.Currency,
 		TerminalID: s.cfg.TerminalID, CardAcceptor: s.cfg.CardAcceptorID, AcceptorName: s.cfg.acceptorLocation(),

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
@@ -67,7 +68,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	if err != nil {
 		t.Fatalf("loading demo fixtures: %v", err)
 	}
-	quiet := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	quiet := slog.New(softatm.ContextHandler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	sim := banksim.New(demoAccounts(d), banksim.WithLogger(quiet))
 	addr, err := sim.Listen("127.0.0.1:0")
 	if err != nil {

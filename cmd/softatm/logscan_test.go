@@ -148,3 +148,23 @@ func hasLine(logs string, parts ...string) bool {
 	}
 	return false
 }
+
+// TestBankLinkLinesNameTheWithdrawal: the ISO link knows only STAN and RRN;
+// its lines about a withdrawal's 0100 and 0220 carry the withdrawal's id
+// (softatm.WithLogAttrs through serve's ContextHandler), so one withdrawal
+// is followed through the switch's and the link's logs.
+func TestBankLinkLinesNameTheWithdrawal(t *testing.T) {
+	t.Parallel()
+	logs := &syncBuffer{}
+	s := startSystemLogging(t, logs)
+	v := s.createWithdrawal(t, "9704000000000011", 100_000)
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `msg="bank request"`) && strings.Contains(line, "mti=0100") {
+			if !strings.Contains(line, "withdrawal="+v.ID.String()) {
+				t.Fatalf("the link's 0100 line does not name withdrawal %s:\n%s", v.ID, line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no bank request line for the 0100 in:\n%s", logs.String())
+}

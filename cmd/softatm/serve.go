@@ -292,11 +292,13 @@ func (c *ServeConfig) proxies() ([]netip.Prefix, error) {
 }
 
 // newLogger writes to stderr in format ("json" or text).
+// Lines written with a context carry its softatm.WithLogAttrs (the
+// withdrawal's id on the bank link's lines).
 func newLogger(format string) *slog.Logger {
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+		return slog.New(softatm.ContextHandler(slog.NewJSONHandler(os.Stderr, nil)))
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	return slog.New(softatm.ContextHandler(slog.NewTextHandler(os.Stderr, nil)))
 }
 
 // https reports whether clients reach the switch over HTTPS (-public-url).
