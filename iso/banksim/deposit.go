@@ -56,46 +56,11 @@ func (s *Sim) creditBy(rrn, stan, terminal string) *Credit {
 func (s *Sim) credit(m *iso.Message, lie string) *iso.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
-	number := m.AccountID()
-	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(number))
-	decline := func(rc, why string) *iso.Message {
-		log.Info("0200 declined", "rc", rc, "why", why)
-		return replyTo(m, rc)
-	}
-	if missing(number, m.ProcessingCode, m.Amount, m.TransmissionDateTime, m.STAN, m.RRN, m.TerminalID, m.Currency) {
-		return decline(iso.RCFormatError, "mandatory field missing")
-	}
-	amount, err := iso.ParseAmount(m.Amount)
-	if err != nil {
-		return decline(iso.RCFormatError, err.Error())
-	}
-	if _, err := iso.ParseTransmissionTime(m.TransmissionDateTime, now); err != nil {
-		return decline(iso.RCFormatError, err.Error())
-	}
-	if m.ProcessingCode != iso.ProcessingDeposit {
-		return decline(iso.RCInvalidTransaction, "processing code "+m.ProcessingCode)
-	}
-	if m.Currency != iso.CurrencyVND {
-		return decline(iso.RCInvalidTransaction, "currency "+m.Currency)
-	}
-	if amount <= 0 {
-		return decline(iso.RCInvalidAmount, "amount not positive")
-	}
-	a, ok := s.accounts[number]
-	if !ok {
-		return decline(iso.RCInvalidAccount, "unknown account")
-	}
-	if a.Blocked {
-		return decline(iso.RCDoNotHonour, "account blocked")
-	}
-	dupKey := m.STAN + "|" + terminalOf(m) + "|" + m.TransmissionDateTime
-	if _, dup := s.seen[dupKey]; dup {
-		return decline(iso.RCDuplicate, "STAN, terminal and transmission time seen before")
-	}
-	s.remember(dupKey)
-	if _, reversed := s.seen[reversedKey(m.RRN)]; reversed {
-		return decline(iso.RCDuplicate, "reversed before it arrived")
+	now, number := s.now(), m.AccountID()
+	log, decline := s.declines(m)
+	a, amount, refused := s.screen(m, iso.ProcessingDeposit, decline)
+	if refused != nil {
+		return refused
 	}
 	if c := s.creditBy(m.RRN, "", ""); c != nil {
 		// One RRN is one deposit: a 0200 again under it credits nothing.

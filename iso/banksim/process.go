@@ -1,6 +1,7 @@
 package banksim
 
 import (
+	"log/slog"
 	"strings"
 
 	"github.com/softatm/softatm/iso"
@@ -75,51 +76,71 @@ func reversedKey(rrn string) string { return "reversed|" + rrn }
 
 func terminalOf(m *iso.Message) string { return strings.TrimRight(m.TerminalID, " ") }
 
-func (s *Sim) authorize(m *iso.Message, lie string) *iso.Message {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	number := m.AccountID()
-	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(number))
-	decline := func(rc, why string) *iso.Message {
-		log.Info("0100 declined", "rc", rc, "why", why)
+// declines returns the log of financial request m and its decline: a
+// reply with a response code, logged with why.
+func (s *Sim) declines(m *iso.Message) (*slog.Logger, func(rc, why string) *iso.Message) {
+	log := s.log.With("mti", m.MTI, "stan", m.STAN, "rrn", m.RRN, "account", iso.Mask(m.AccountID()))
+	return log, func(rc, why string) *iso.Message {
+		log.Info(m.MTI+" declined", "rc", rc, "why", why)
 		return replyTo(m, rc)
 	}
+}
+
+// screen runs what every financial request (a 0100 hold, a 0200 credit)
+// passes before its own money checks: mandatory fields, amount,
+// transmission time, processing code proc, currency, a known account that
+// is not blocked, not a duplicate, not reversed before it came. It returns
+// the account and amount, or the decline to answer with. s.mu is held.
+func (s *Sim) screen(m *iso.Message, proc string, decline func(rc, why string) *iso.Message) (*account, int64, *iso.Message) {
+	now := s.now()
+	number := m.AccountID()
 	if missing(number, m.ProcessingCode, m.Amount, m.TransmissionDateTime, m.STAN, m.RRN, m.TerminalID, m.Currency) {
-		return decline(iso.RCFormatError, "mandatory field missing")
+		return nil, 0, decline(iso.RCFormatError, "mandatory field missing")
 	}
 	amount, err := iso.ParseAmount(m.Amount)
 	if err != nil {
-		return decline(iso.RCFormatError, err.Error())
+		return nil, 0, decline(iso.RCFormatError, err.Error())
 	}
 	if _, err := iso.ParseTransmissionTime(m.TransmissionDateTime, now); err != nil {
-		return decline(iso.RCFormatError, err.Error())
+		return nil, 0, decline(iso.RCFormatError, err.Error())
 	}
-	if m.ProcessingCode != iso.ProcessingCashWithdrawal {
-		return decline(iso.RCInvalidTransaction, "processing code "+m.ProcessingCode)
+	if m.ProcessingCode != proc {
+		return nil, 0, decline(iso.RCInvalidTransaction, "processing code "+m.ProcessingCode)
 	}
 	if m.Currency != iso.CurrencyVND {
-		return decline(iso.RCInvalidTransaction, "currency "+m.Currency)
+		return nil, 0, decline(iso.RCInvalidTransaction, "currency "+m.Currency)
 	}
 	if amount <= 0 {
-		return decline(iso.RCInvalidAmount, "amount not positive")
+		return nil, 0, decline(iso.RCInvalidAmount, "amount not positive")
 	}
 	a, ok := s.accounts[number]
 	if !ok {
-		return decline(iso.RCInvalidAccount, "unknown account")
+		return nil, 0, decline(iso.RCInvalidAccount, "unknown account")
 	}
 	if a.Blocked {
-		return decline(iso.RCDoNotHonour, "account blocked")
+		return nil, 0, decline(iso.RCDoNotHonour, "account blocked")
 	}
 	dupKey := m.STAN + "|" + terminalOf(m) + "|" + m.TransmissionDateTime
 	if _, dup := s.seen[dupKey]; dup {
-		return decline(iso.RCDuplicate, "STAN, terminal and transmission time seen before")
+		return nil, 0, decline(iso.RCDuplicate, "STAN, terminal and transmission time seen before")
 	}
 	s.remember(dupKey)
 	if _, reversed := s.seen[reversedKey(m.RRN)]; reversed {
 		// The reversal overtook its request: the acquirer has already given
 		// up on it, so a hold placed now would never be released.
-		return decline(iso.RCDuplicate, "reversed before it arrived")
+		return nil, 0, decline(iso.RCDuplicate, "reversed before it arrived")
+	}
+	return a, amount, nil
+}
+
+func (s *Sim) authorize(m *iso.Message, lie string) *iso.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now, number := s.now(), m.AccountID()
+	log, decline := s.declines(m)
+	a, amount, refused := s.screen(m, iso.ProcessingCashWithdrawal, decline)
+	if refused != nil {
+		return refused
 	}
 	if a.Balance-a.held < amount {
 		return decline(iso.RCInsufficientFunds, "balance less holds below amount")
