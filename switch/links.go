@@ -64,6 +64,17 @@ type LinkConfig struct {
 	Standby        string        // "": none
 	RequestTimeout time.Duration // 0: the Dialer's default (serve's -auth-timeout)
 	EchoInterval   time.Duration // 0: the Dialer's default (iso.DefaultEchoInterval)
+	TLS            LinkTLS       // zero: the Dialer's default (serve's -bank-tls-*)
+}
+
+// LinkTLS is a bank's own TLS on its link (migration 00037): PEM files on
+// the switch's host. Any field set: the link speaks TLS with these, never
+// plain TCP.
+type LinkTLS struct {
+	CAFile     string // the CAs that sign the bank's certificate; "": the system's roots
+	CertFile   string // the switch's client certificate, for a bank that asks for one
+	KeyFile    string // its key
+	ServerName string // the name the bank's certificate must carry; "": the host of the address
 }
 
 // BankLink is a Bank with a lifetime; *iso.Client implements it.
@@ -189,7 +200,8 @@ func (l *Links) observer(key string) ISOObserver {
 // ReadBankRows reads every bank's routing, limits and link.
 func ReadBankRows(ctx context.Context, pool *pgxpool.Pool) (map[string]BankRow, error) {
 	rows, err := pool.Query(ctx, `SELECT code, account_ranges, amount_min, amount_max, amount_multiple, account_daily_max,
-		link_addr, link_standby, link_timeout_ms, link_echo_ms, state FROM banks`)
+		link_addr, link_standby, link_timeout_ms, link_echo_ms, state,
+		link_tls_ca, link_tls_cert, link_tls_key, link_tls_server_name FROM banks`)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +212,8 @@ func ReadBankRows(ctx context.Context, pool *pgxpool.Pool) (map[string]BankRow, 
 		state             string
 	)
 	_, err = pgx.ForEachRow(rows, []any{&b.Code, &b.Ranges, &b.Limits.AmountMin, &b.Limits.AmountMax, &b.Limits.AmountMultiple,
-		&b.Limits.AccountDailyMax, &b.Link.Addr, &b.Link.Standby, &timeoutMs, &echoMs, &state}, func() error {
+		&b.Limits.AccountDailyMax, &b.Link.Addr, &b.Link.Standby, &timeoutMs, &echoMs, &state,
+		&b.Link.TLS.CAFile, &b.Link.TLS.CertFile, &b.Link.TLS.KeyFile, &b.Link.TLS.ServerName}, func() error {
 		b.Link.Key = b.Code
 		if timeoutMs != nil {
 			b.Link.RequestTimeout = time.Duration(*timeoutMs) * time.Millisecond

@@ -296,6 +296,9 @@ func runAdmin(ctx context.Context, args []string) error {
 	defer a.close()
 	switch args[0] {
 	case "bank":
+		if _, _, err := linkFlags.plan(*codeF); err != nil {
+			return err // before any write: a refused flag changes nothing
+		}
 		var rs []string
 		if *ranges != "" {
 			rs = atmswitch.ParseRanges(*ranges)

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
+	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/softatm/softatm/iso"
@@ -28,6 +31,21 @@ func (b *BankTLS) flags(fs *flag.FlagSet) {
 // enabled says whether the link speaks TLS: any of the settings asks for it.
 func (b BankTLS) enabled() bool {
 	return b.CAFile != "" || b.CertFile != "" || b.KeyFile != "" || b.ServerName != ""
+}
+
+// linkOptions is options of a bank's own TLS (the banks table's
+// link_tls_*, atmswitch.LinkTLS): settings that cannot be loaded (a file
+// gone, not PEM) are logged and give a link whose every handshake fails,
+// so it stays down and its creates are refused: never plain TCP.
+func (b BankTLS) linkOptions(log *slog.Logger) []iso.Option {
+	cfg, err := iso.ClientTLSConfig(b.CAFile, b.CertFile, b.KeyFile, b.ServerName)
+	if err != nil {
+		log.Error("the bank's TLS settings cannot be loaded; its link stays down", "err", err)
+		cfg = &tls.Config{MinVersion: iso.TLSMinVersion, VerifyConnection: func(tls.ConnectionState) error {
+			return fmt.Errorf("the bank's TLS settings cannot be loaded: %w", err)
+		}}
+	}
+	return []iso.Option{iso.WithTLS(cfg)}
 }
 
 // options returns the bank client's TLS option, none for plain TCP.

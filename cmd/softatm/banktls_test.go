@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/testpki"
@@ -119,5 +120,108 @@ func TestBanksimTLSFlags(t *testing.T) {
 				t.Fatalf("err %v, want ok %v", err, tc.ok)
 			}
 		})
+	}
+}
+
+// TestBankOwnTLS: a bank's own link speaks TLS with its own files (admin
+// bank -tls-*), set on a running switch; the shared -bank link stays plain.
+// Then the switch's client certificate is swapped for one the bank does not
+// trust: the link never comes up and MB's creates are refused, never sent in
+// clear. Files that cannot work are refused by the admin command before
+// anything is written.
+func TestBankOwnTLS(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	bankCA, clientCA, rogueCA := testpki.NewCA(t, "bank CA"), testpki.NewCA(t, "client CA"), testpki.NewCA(t, "rogue CA")
+	serverCert, serverKey := bankCA.Server(t, "bank.test").WriteFiles(t, dir, "server")
+	clientCert, clientKey := clientCA.Client(t, "softatm").WriteFiles(t, dir, "client")
+	rogueCert, rogueKey := rogueCA.Client(t, "softatm").WriteFiles(t, dir, "rogue")
+	caFile, clientCAFile := bankCA.WriteFile(t, dir, "bank-ca"), clientCA.WriteFile(t, dir, "client-ca")
+
+	s := startSystem(t, func(c *ServeConfig) { c.LinksRefresh = 200 * time.Millisecond })
+	scfg, err := banksim.TLSConfig(serverCert, serverKey, clientCAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb := banksim.New(demoAccounts(s.Demo), banksim.WithBank("MB"), banksim.WithTLS(scfg),
+		banksim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	addr, err := mb.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mb.Close() })
+	admin := func(extra ...string) error {
+		return runAdmin(ctx, append([]string{"bank", "-database", s.Main.Config.DatabaseURL, "-code", "MB", "-name", s.Demo.Banks[0].Name}, extra...))
+	}
+	create := func() (int, string) {
+		var e struct {
+			Error struct{ Code string } `json:"error"`
+		}
+		status, _ := s.call(t, nil, "POST", "/v1/withdrawals", s.bankHeaders(""), map[string]any{
+			"account": "9704000000000011", "amount": 100_000, "currency": "VND", "holder_name": "Nguyen Van An", "phone_last4": "5611",
+		}, &e)
+		return status, e.Error.Code
+	}
+
+	for _, bad := range [][]string{
+		{"-tls-ca", serverKey},                        // not a certificate
+		{"-tls-ca", dir + "/missing.pem"},             // no such file
+		{"-tls-cert", clientCert},                     // a certificate without its key
+		{"-tls-cert", clientCert, "-tls-key", caFile}, // a key that is not one
+	} {
+		if err := admin(append([]string{"-link", addr.String()}, bad...)...); err == nil {
+			t.Errorf("admin bank %v accepted", bad)
+		}
+	}
+	var link string
+	if err := s.Main.Pool.QueryRow(ctx, `SELECT link_addr FROM banks WHERE code = 'MB'`).Scan(&link); err != nil || link != "" {
+		t.Fatalf("a refused admin bank wrote link %q (%v)", link, err)
+	}
+
+	if err := admin("-link", addr.String(), "-tls-ca", caFile, "-tls-cert", clientCert, "-tls-key", clientKey,
+		"-tls-server-name", "bank.test"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "MB's own TLS link up", func() bool {
+		for _, st := range s.Main.Links.Status() {
+			if st.Key == "MB" && st.Up {
+				return true
+			}
+		}
+		return false
+	})
+	shared := s.Sim.Received(iso.MTIAuthRequest)
+	if status, code := create(); status != http.StatusCreated {
+		t.Fatalf("create over MB's TLS link: %d %s", status, code)
+	}
+	if mb.Received(iso.MTIAuthRequest) != 1 || mb.Received(banksim.ReceivedTLSOK) < 1 || s.Sim.Received(iso.MTIAuthRequest) != shared {
+		t.Fatalf("0100s: MB's TLS bank %d (TLS handshakes %d), shared plain bank %d more",
+			mb.Received(iso.MTIAuthRequest), mb.Received(banksim.ReceivedTLSOK), s.Sim.Received(iso.MTIAuthRequest)-shared)
+	}
+
+	// A certificate MB does not trust: the link reconnects, every handshake
+	// fails, MB's creates are refused and nothing reaches MB in clear.
+	if err := admin("-tls-cert", rogueCert, "-tls-key", rogueKey); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "MB's link redialled with the rogue certificate and refused", func() bool {
+		return mb.Received(banksim.ReceivedTLSRefused) > 0
+	})
+	eventually(t, "MB's creates refused", func() bool {
+		_, code := create()
+		return code == "bank_unavailable"
+	})
+	sent := mb.Received(iso.MTIAuthRequest)
+	for range 3 {
+		if status, code := create(); code != "bank_unavailable" {
+			t.Fatalf("create for MB with a refused certificate: %d %s", status, code)
+		}
+	}
+	if got := mb.Received(iso.MTIAuthRequest); got != sent {
+		t.Errorf("MB got %d more 0100s while its link's certificate is refused", got-sent)
+	}
+	if got := s.Sim.Received(iso.MTIAuthRequest); got != shared {
+		t.Errorf("MB's withdrawals went to the shared plain link (%d)", got-shared)
 	}
 }

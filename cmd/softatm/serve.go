@@ -425,7 +425,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	dial := func(lc atmswitch.LinkConfig, observe atmswitch.ISOObserver) atmswitch.BankLink {
 		log := m.Log.With("bank", lc.Key)
-		opts := append(slices.Clone(bankTLS), iso.WithLogger(log),
+		linkTLS := bankTLS
+		if lc.TLS != (atmswitch.LinkTLS{}) {
+			linkTLS = BankTLS(lc.TLS).linkOptions(log)
+		}
+		opts := append(slices.Clone(linkTLS), iso.WithLogger(log),
 			iso.WithRequestTimeout(cmp.Or(lc.RequestTimeout, c.Switch.AuthTimeout)),
 			iso.WithObserver(observe), iso.WithBreaker(breakerFailures, cmp.Or(c.BreakerCooldown, iso.DefaultBreakerCooldown)),
 			iso.WithLateReply(func(mti, stan, rrn string) {
