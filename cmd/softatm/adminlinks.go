@@ -15,25 +15,26 @@ import (
 	atmswitch "github.com/softatm/softatm/switch"
 )
 
-// bankLinkFlags are `softatm admin bank`'s link settings (migration 00034).
+// bankLinkFlags are `softatm admin bank`'s link settings (migrations 00034,
+// 00037).
 // Each empty flag leaves its column as it is, so that an operator edits one
 // thing at a time; running switches pick a change up within seconds
 // (atmswitch.Links) and log it.
 type bankLinkFlags struct {
-	link, standby, timeout, echo, state   *string
-	tlsCA, tlsCert, tlsKey, tlsServerName *string
+	link, standby, timeout, echo, state   string
+	tlsCA, tlsCert, tlsKey, tlsServerName string
 }
 
 func (f *bankLinkFlags) register(fs *flag.FlagSet) {
-	f.link = fs.String("link", "", "bank: host:port of its own ISO 8583 link (\"-\": none, it uses serve's -bank; empty: unchanged)")
-	f.standby = fs.String("standby", "", "bank: host:port of its standby link (\"-\": none; empty: unchanged)")
-	f.timeout = fs.String("link-timeout", "", "bank: deadline of one request on its link, e.g. 5s (\"default\": serve's -auth-timeout; empty: unchanged)")
-	f.echo = fs.String("echo-interval", "", "bank: idle time before an echo test on its link, e.g. 30s (\"default\": 30s; empty: unchanged)")
-	f.tlsCA = fs.String("tls-ca", "", "bank: PEM file (on the switch's host) of the CAs of its link's certificate; implies TLS on its own link (\"-\": none; empty: unchanged)")
-	f.tlsCert = fs.String("tls-cert", "", "bank: PEM client certificate the switch shows on its link, with -tls-key (\"-\": none; empty: unchanged)")
-	f.tlsKey = fs.String("tls-key", "", "bank: the PEM key of -tls-cert (\"-\": none; empty: unchanged)")
-	f.tlsServerName = fs.String("tls-server-name", "", "bank: the name its link's certificate must carry; implies TLS (\"-\": none; empty: unchanged)")
-	f.state = fs.String("state", "", "bank: active | suspended (suspended: creates refused, advices still delivered; empty: unchanged)")
+	fs.StringVar(&f.link, "link", "", "bank: host:port of its own ISO 8583 link (\"-\": none, it uses serve's -bank; empty: unchanged)")
+	fs.StringVar(&f.standby, "standby", "", "bank: host:port of its standby link (\"-\": none; empty: unchanged)")
+	fs.StringVar(&f.timeout, "link-timeout", "", "bank: deadline of one request on its link, e.g. 5s (\"default\": serve's -auth-timeout; empty: unchanged)")
+	fs.StringVar(&f.echo, "echo-interval", "", "bank: idle time before an echo test on its link, e.g. 30s (\"default\": 30s; empty: unchanged)")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "bank: PEM file (on the switch's host) of the CAs of its link's certificate; implies TLS on its own link (\"-\": none; empty: unchanged)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "bank: PEM client certificate the switch shows on its link, with -tls-key (\"-\": none; empty: unchanged)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "bank: the PEM key of -tls-cert (\"-\": none; empty: unchanged)")
+	fs.StringVar(&f.tlsServerName, "tls-server-name", "", "bank: the name its link's certificate must carry; implies TLS (\"-\": none; empty: unchanged)")
+	fs.StringVar(&f.state, "state", "", "bank: active | suspended (suspended: creates refused, advices still delivered; empty: unchanged)")
 }
 
 // bankLink applies the link flags to bank code.
@@ -64,7 +65,7 @@ func (f bankLinkFlags) plan(code string) (set []string, args []any, err error) {
 	for _, a := range []struct {
 		col, flag string
 		v         string
-	}{{"link_addr", "link", *f.link}, {"link_standby", "standby", *f.standby}} {
+	}{{"link_addr", "link", f.link}, {"link_standby", "standby", f.standby}} {
 		switch v := strings.TrimSpace(a.v); v {
 		case "":
 		case "-":
@@ -79,7 +80,7 @@ func (f bankLinkFlags) plan(code string) (set []string, args []any, err error) {
 	for _, d := range []struct {
 		col, flag string
 		v         string
-	}{{"link_timeout_ms", "link-timeout", *f.timeout}, {"link_echo_ms", "echo-interval", *f.echo}} {
+	}{{"link_timeout_ms", "link-timeout", f.timeout}, {"link_echo_ms", "echo-interval", f.echo}} {
 		switch v := strings.TrimSpace(d.v); v {
 		case "":
 		case "default":
@@ -99,8 +100,8 @@ func (f bankLinkFlags) plan(code string) (set []string, args []any, err error) {
 	for _, t := range []struct {
 		col, flag string
 		v         string
-	}{{"link_tls_ca", "tls-ca", *f.tlsCA}, {"link_tls_cert", "tls-cert", *f.tlsCert}, {"link_tls_key", "tls-key", *f.tlsKey},
-		{"link_tls_server_name", "tls-server-name", *f.tlsServerName}} {
+	}{{"link_tls_ca", "tls-ca", f.tlsCA}, {"link_tls_cert", "tls-cert", f.tlsCert}, {"link_tls_key", "tls-key", f.tlsKey},
+		{"link_tls_server_name", "tls-server-name", f.tlsServerName}} {
 		switch v := strings.TrimSpace(t.v); v {
 		case "":
 		case "-":
@@ -116,7 +117,7 @@ func (f bankLinkFlags) plan(code string) (set []string, args []any, err error) {
 	if _, err := iso.ClientTLSConfig(tlsFiles["tls-ca"], tlsFiles["tls-cert"], tlsFiles["tls-key"], ""); err != nil {
 		return nil, nil, softatm.Wrap(softatm.EInvalid, "bank TLS files: "+err.Error(), err)
 	}
-	switch v := strings.TrimSpace(*f.state); v {
+	switch v := strings.TrimSpace(f.state); v {
 	case "":
 	case atmswitch.BankActive, atmswitch.BankSuspended:
 		add("state", v)

@@ -170,9 +170,7 @@ func setDemoLinks(ctx context.Context, dbURL string, links map[string]string) er
 	}
 	defer pool.Close()
 	for code, addr := range links {
-		none := ""
-		f := bankLinkFlags{link: &addr, standby: &none, timeout: &none, echo: &none, state: &none}
-		if err := bankLink(ctx, pool, code, f); err != nil {
+		if err := bankLink(ctx, pool, code, bankLinkFlags{link: addr}); err != nil {
 			return err
 		}
 	}

@@ -77,8 +77,8 @@ func startManyBanks(t *testing.T, n int, tweak ...func(*ServeConfig)) *manyBanks
 		if err := a.client(ctx, b.Client, b.Code, b.Secret); err != nil {
 			t.Fatal(err)
 		}
-		addr, none, timeout := sims.Addrs[b.Code].String(), "", "1s"
-		if err := bankLink(ctx, s.Pool, b.Code, bankLinkFlags{link: &addr, standby: &none, timeout: &timeout, echo: &none, state: &none}); err != nil {
+		addr, timeout := sims.Addrs[b.Code].String(), "1s"
+		if err := bankLink(ctx, s.Pool, b.Code, bankLinkFlags{link: addr, timeout: timeout}); err != nil {
 			t.Fatal(err)
 		}
 	}
