@@ -389,6 +389,12 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if err != nil {
 		return DepositReceipt{}, err
 	}
+	// The credit is dated by the bank's cut-off, as its settlement file
+	// dates it; read before anything is sent.
+	cut, err := s.cutoffOf(ctx, w.Bank)
+	if err != nil {
+		return DepositReceipt{}, err
+	}
 	if err := s.checkTillCap(ctx, t.PostOffice, w.Amount); err != nil {
 		return DepositReceipt{}, err
 	}
@@ -464,7 +470,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 			fmt.Errorf("deposit %s: credited %d, asked %d", id, resp.Amount, sent.Amount))
 	}
 	crashPoint(CrashDepositAfter0210)
-	res, err := s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvApprove, At: s.now(),
+	res, err := s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvApprove, At: s.now(), Cutoff: cut,
 		Set: []Col{{"approval_code", resp.ApprovalCode}, {"approved_amount", resp.Amount}, {"response_code", iso.RCApproved},
 			{"credited_at", s.now()}, {"credit_date", ledger.BusinessDateArg}},
 		Bank: sent.Bank, PostOffice: t.PostOffice, Amount: resp.Amount, Currency: sent.Currency})

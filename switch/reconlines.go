@@ -25,7 +25,9 @@ var _ recon.Lines = (*ReconLines)(nil)
 // NewReconLines returns the switch's lines on pool.
 func NewReconLines(pool *pgxpool.Pool) *ReconLines { return &ReconLines{pool: pool} }
 
-const reconLineColumns = `id, bank_code, rrn, stan, approval_code, amount, currency, state, business_date`
+// A deposit's line is dated by its credit_date, a withdrawal's by its
+// business_date (each row has one of the two).
+const reconLineColumns = `id, bank_code, rrn, stan, approval_code, amount, currency, state, COALESCE(business_date, credit_date)`
 
 func scanReconLine(row pgx.Row) (recon.SwitchLine, error) {
 	var l recon.SwitchLine
@@ -40,14 +42,18 @@ func scanReconLine(row pgx.Row) (recon.SwitchLine, error) {
 }
 
 // Lines returns bank's withdrawals whose cash was handed out on business
-// day date: those in a state whose hold is posted (see holdByState).
+// day date (those in a state whose hold is posted, see holdByState), and
+// its deposits credited on that day: the bank's file lists both, so a
+// credit the switch kept and the bank does not have shows as missing at
+// the bank.
 func (r *ReconLines) Lines(ctx context.Context, bank string, date time.Time) ([]recon.SwitchLine, error) {
 	var out []recon.SwitchLine
 	err := ledger.RunTx(ctx, r.pool, ledger.DefaultMaxRetries, func(tx pgx.Tx) error {
 		out = out[:0]
 		rows, err := tx.Query(ctx, `SELECT `+reconLineColumns+` FROM withdrawals
-			WHERE bank_code = $1 AND business_date = $2 AND state = ANY($3) ORDER BY rrn`,
-			bank, date, statesHolding(holdPosted))
+			WHERE bank_code = $1 AND ((business_date = $2 AND state = ANY($3)) OR (credit_date = $2 AND state = $4))
+			ORDER BY rrn`,
+			bank, date, statesHolding(holdPosted), string(StateDepCredited))
 		if err != nil {
 			return err
 		}

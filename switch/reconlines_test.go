@@ -52,6 +52,25 @@ func TestReconLines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Deposits: one credited on the day (in), one credited the day before,
+	// one whose credit is still in flight (not in).
+	for i, d := range []struct {
+		rrn   string
+		state atmswitch.State
+		date  any
+	}{
+		{"000000000007", atmswitch.StateDepCredited, "2025-06-02"},
+		{"000000000008", atmswitch.StateDepCredited, "2025-06-01"},
+		{"000000000009", atmswitch.StateDepCrediting, nil},
+	} {
+		_, err := pool.Exec(ctx, `INSERT INTO withdrawals (id, kind, bank_code, account_number, amount, currency, state,
+			terminal_id, stan, rrn, transmitted_at, approval_code, post_office, credit_date)
+			VALUES ($1, 'deposit', 'MB', '0123456789', 300000, 'VND', $2, 'KLS00101', $3, $4, now(), 'D00001', 'LS-001', $5::DATE)`,
+			uuid.New(), string(d.state), fmt.Sprintf("%06d", 7+i), d.rrn, d.date)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 	lines := atmswitch.NewReconLines(pool)
 
 	got, err := lines.Lines(ctx, "MB", day)
@@ -65,8 +84,8 @@ func TestReconLines(t *testing.T) {
 			t.Errorf("line %+v", l)
 		}
 	}
-	if fmt.Sprint(rrns) != "[000000000001 000000000003]" {
-		t.Fatalf("lines of MB on %s: %v, want the paid and the completed one of the day, in RRN order", day.Format(time.DateOnly), rrns)
+	if fmt.Sprint(rrns) != "[000000000001 000000000003 000000000007]" {
+		t.Fatalf("lines of MB on %s: %v, want the paid and the completed withdrawal and the credited deposit of the day, in RRN order", day.Format(time.DateOnly), rrns)
 	}
 	if l, ok, err := lines.ByRRN(ctx, "000000000005"); err != nil || !ok || l.State != string(atmswitch.StateCancelled) || !l.BusinessDate.IsZero() {
 		t.Fatalf("by RRN: %+v %v %v", l, ok, err)
@@ -89,7 +108,8 @@ func TestReconLines(t *testing.T) {
 	store := recon.New(pool, lines)
 	file := strings.Join(recon.Header, ",") + "\n" +
 		"000000000001,000002,A00001,200000,VND,2025-06-02T09:00:00+07:00,withdrawal\n" +
-		"000000000005,000005,A00001,500000,VND,2025-06-02T09:00:00+07:00,withdrawal\n"
+		"000000000005,000005,A00001,500000,VND,2025-06-02T09:00:00+07:00,withdrawal\n" +
+		"000000000007,000007,D00001,300000,VND,2025-06-02T10:00:00+07:00,deposit\n"
 	if _, err := store.Import(ctx, "MB", day, "MB.csv", []byte(file)); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +125,7 @@ func TestReconLines(t *testing.T) {
 		}
 	}
 	want := map[string]recon.Status{"000000000001": recon.StatusMatched, "000000000003": recon.StatusMissingAtBank,
-		"000000000005": recon.StatusMissingAtSwitch}
+		"000000000005": recon.StatusMissingAtSwitch, "000000000007": recon.StatusMatched}
 	if fmt.Sprint(status) != fmt.Sprint(want) {
 		t.Fatalf("statuses %v, want %v", status, want)
 	}

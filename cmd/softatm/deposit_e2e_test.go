@@ -231,6 +231,27 @@ func TestEndToEndDeposits(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Each bank's settlement file lists its deposits beside its payouts
+	// (the late credit the switch reversed is in neither book); recon
+	// matches every line of both.
+	s.waitState(t, wd.ID, "completed")
+	finAPI := apiLogin(t, s, "finance", "finance-demo")
+	date := day.Format(time.DateOnly)
+	for bank, lines := range map[string]int{"MB": 2, "AGR": 1} {
+		if status, code, msg := finAPI.upload(t, "", s.bankFile(t, bank, date)); status != http.StatusOK {
+			t.Fatalf("%s's file: %d %s %s", bank, status, code, msg)
+		}
+		rep := finAPI.report(t, bank, date)
+		if len(rep) != lines {
+			t.Errorf("%s's recon: %v, want %d lines", bank, rep, lines)
+		}
+		for rrn, st := range rep {
+			if fmt.Sprint(st) != "[matched]" {
+				t.Errorf("%s's recon line %s: %v, want matched", bank, rrn, st)
+			}
+		}
+	}
+
 	// The operator sets LS-003's cash cap (it holds 1,000,000): a deposit
 	// that would go over it is refused before the cash is counted.
 	if err := runAdmin(t.Context(), []string{"post-office", "-database", s.Main.Config.DatabaseURL, "-code", "LS-003",

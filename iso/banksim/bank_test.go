@@ -37,6 +37,16 @@ func TestSettlementFilePerBankAndCutoff(t *testing.T) {
 	if f15 := capture(200_000); f15 != "0315" {
 		t.Fatalf("field 15 past the cut-off: %q", f15)
 	}
+	// A deposit credited past the cut-off is in the next day's file too.
+	stan := nextSTAN()
+	dep, err := iso.CreditRequest{STAN: stan, RRN: "DEP000" + stan, TransmittedAt: clk.now(), Account: acct, Amount: 300_000,
+		Currency: iso.CurrencyVND, TerminalID: "KIOSK001", CardAcceptor: "LS-001", AcceptorName: "Buu dien"}.Message(iso.DefaultAcquirerID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := p.roundTrip(dep); r.ResponseCode != iso.RCApproved {
+		t.Fatalf("deposit: %s", r.ResponseCode)
+	}
 	file := func(day time.Time) []string {
 		t.Helper()
 		var buf bytes.Buffer
@@ -50,7 +60,8 @@ func TestSettlementFilePerBankAndCutoff(t *testing.T) {
 		t.Fatalf("14 March:\n%s", strings.Join(d14, "\n"))
 	}
 	d15 := file(time.Date(2025, 3, 15, 0, 0, 0, 0, time.UTC))
-	if len(d15) != 4 || d15[1] != "MB,2025-03-15,17:00:00" || !strings.Contains(d15[3], ",200000,") {
+	if len(d15) != 5 || d15[1] != "MB,2025-03-15,17:00:00" || !strings.Contains(d15[3], ",200000,") ||
+		!strings.HasPrefix(d15[4], "DEP000"+stan+",") || !strings.HasSuffix(d15[4], ",300000,704,2025-03-14T17:00:01+07:00,deposit") {
 		t.Fatalf("15 March:\n%s", strings.Join(d15, "\n"))
 	}
 	var other bytes.Buffer

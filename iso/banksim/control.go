@@ -203,22 +203,34 @@ func (s *Sim) WriteBankSettlementFile(w io.Writer, bank string, day time.Time) e
 	for _, a := range s.Accounts() {
 		bankOf[a.Number] = a.Bank
 	}
-	var lines []Hold
+	// A line per captured hold (a withdrawal) and per credit kept (a
+	// deposit) of the day, in time order.
+	type line struct {
+		rrn, stan, approval, kind string
+		amount                    int64
+		at                        time.Time
+	}
+	var lines []line
 	for _, h := range s.Holds() {
 		if h.State == HoldCaptured && bankOf[h.Account] == bank && s.BusinessDateOf(bank, h.ResolvedAt).Equal(date) {
-			lines = append(lines, h)
+			lines = append(lines, line{h.RRN, h.STAN, h.ApprovalCode, "withdrawal", h.Amount, h.ResolvedAt})
 		}
 	}
-	sort.SliceStable(lines, func(i, j int) bool { return lines[i].ResolvedAt.Before(lines[j].ResolvedAt) })
+	for _, c := range s.Credits() {
+		if c.State == CreditDone && bankOf[c.Account] == bank && s.BusinessDateOf(bank, c.CreatedAt).Equal(date) {
+			lines = append(lines, line{c.RRN, c.STAN, c.ApprovalCode, "deposit", c.Amount, c.CreatedAt})
+		}
+	}
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].at.Before(lines[j].at) })
 	cw := csv.NewWriter(w)
 	for _, rec := range [][]string{SettlementFileHeader, {bank, date.Format(time.DateOnly), s.CutoffOf(bank)}, SettlementHeader} {
 		if err := cw.Write(rec); err != nil {
 			return err
 		}
 	}
-	for _, h := range lines {
-		if err := cw.Write([]string{h.RRN, h.STAN, h.ApprovalCode, strconv.FormatInt(h.Amount, 10),
-			iso.CurrencyVND, h.ResolvedAt.In(iso.LocalZone).Format(time.RFC3339), "withdrawal"}); err != nil {
+	for _, l := range lines {
+		if err := cw.Write([]string{l.rrn, l.stan, l.approval, strconv.FormatInt(l.amount, 10),
+			iso.CurrencyVND, l.at.In(iso.LocalZone).Format(time.RFC3339), l.kind}); err != nil {
 			return err
 		}
 	}
