@@ -113,8 +113,10 @@ func (s *Service) checkDepositDaily(ctx context.Context, bank, account string, a
 }
 
 // checkTillCap refuses a deposit that would put the till over its cash cap
-// (its insured amount). It runs before the cash is counted, at the claim,
-// and again at confirm (other deposits may have come in meanwhile).
+// (its insured amount), counting the deposits being credited there. It
+// runs before the cash is counted, at the claim, and again at confirm,
+// where the move to crediting checks it once more in its own statement
+// (Move.TillRoom).
 func (s *Service) checkTillCap(ctx context.Context, po string, amount int64) error {
 	cash, cashCap, err := s.store.TillCap(ctx, po)
 	if err != nil {
@@ -395,9 +397,6 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if err != nil {
 		return DepositReceipt{}, err
 	}
-	if err := s.checkTillCap(ctx, t.PostOffice, w.Amount); err != nil {
-		return DepositReceipt{}, err
-	}
 	needID, err := s.IDRequired(ctx, w)
 	if err != nil {
 		return DepositReceipt{}, err
@@ -418,11 +417,24 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	// The row is committed in crediting before the 0200 leaves: whatever
 	// happens next, the sweeper finds it and reverses the credit.
 	var sent Withdrawal
-	_, err = s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvSend, At: now, Holder: t.holder(), Set: set, Into: &sent})
+	if err := s.checkTillCap(ctx, t.PostOffice, w.Amount); err != nil {
+		return DepositReceipt{}, err
+	}
+	// The move checks the till's room again in its own statement
+	// (Move.TillRoom): the committer runs moves one at a time, so two
+	// counters' confirms cannot both fill the same room.
+	_, err = s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvSend, At: now, Holder: t.holder(), Set: set, Into: &sent,
+		TillRoom: &TillRoom{PostOffice: t.PostOffice, Amount: w.Amount}})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		cur, rerr := s.store.Get(ctx, id)
 		if rerr != nil {
 			return DepositReceipt{}, rerr
+		}
+		if cur.State == StateDepCounter && cur.ClaimedBy == t.holder() && !cur.ClaimUntil.Before(now) {
+			// Still this teller's, at the counter: the till's room was
+			// taken by another counter's deposit meanwhile.
+			return DepositReceipt{}, softatm.Errorf(softatm.ETillFull,
+				"another deposit has just filled the till to its cash cap; do not take the cash")
 		}
 		return DepositReceipt{}, depositStateError(cur, now, t.holder())
 	}

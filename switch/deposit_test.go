@@ -2,6 +2,7 @@ package atmswitch_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -576,4 +577,100 @@ func TestDepositConfirmedOnce(t *testing.T) {
 		t.Fatalf("%d receipts, %d 0200s, %d transfers", ok, e.sim.Received(iso.MTIFinancialRequest), e.transfersOf(t, w.ID))
 	}
 	e.checkLedger(t)
+}
+
+// TestDepositTillCapRace: two counters of one post office confirm, at the
+// same moment, deposits that each fit the till's cap but not together.
+// The bank is slow, so both credits would be in flight at once: exactly one
+// is sent and credited, the other refused before anything is sent, and the
+// till stays within its cap.
+func TestDepositTillCapRace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	till := e.tillCashOf(t, "LS-001")
+	if _, err := e.pool.Exec(ctx, `UPDATE post_offices SET cash_cap = $1 WHERE code = 'LS-001'`, till+500_000); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
+	tellers := []atmswitch.Teller{teller1, teller2}
+	ids := make([]uuid.UUID, len(tellers))
+	for i, tl := range tellers {
+		is := e.depositCode(t, "MB", acctRich, 300_000)
+		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = w.ID
+	}
+	errs := make(chan error, len(tellers))
+	start := make(chan struct{})
+	for i, tl := range tellers {
+		go func() {
+			<-start
+			_, err := e.svc.ConfirmDeposit(ctx, tl, ids[i], "")
+			errs <- err
+		}()
+	}
+	close(start)
+	ok, full := 0, 0
+	for range tellers {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case softatm.ErrorCode(err) == softatm.ETillFull:
+			full++
+		default:
+			t.Errorf("a confirm: %v", err)
+		}
+	}
+	if ok != 1 || full != 1 || e.sim.Received(iso.MTIFinancialRequest) != 1 {
+		t.Fatalf("%d credited, %d refused for the cap, %d 0200s sent; want 1, 1, 1", ok, full, e.sim.Received(iso.MTIFinancialRequest))
+	}
+	if got := e.tillCashOf(t, "LS-001"); got > till+500_000 {
+		t.Fatalf("till %d over its cap %d", got, till+500_000)
+	}
+	e.checkLedger(t)
+}
+
+// TestDepositTillRoomGuard: the move to crediting itself refuses a deposit
+// the till has no room for, counting the deposits being credited there,
+// whatever was checked before it: the guard the committer runs one move at
+// a time, so that two counters confirming at once cannot both fill the
+// same room (TestDepositTillCapRace runs that race end to end).
+func TestDepositTillRoomGuard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	counted := func(tl atmswitch.Teller, amount int64) uuid.UUID {
+		t.Helper()
+		is := e.depositCode(t, "MB", acctRich, amount)
+		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.ID
+	}
+	first, second, third := counted(teller1, 300_000), counted(teller2, 300_000), counted(teller2, 600_000)
+	// The cap, set once all three are at the counter (a claim checks it too).
+	till := e.tillCashOf(t, "LS-001")
+	if _, err := e.pool.Exec(ctx, `UPDATE post_offices SET cash_cap = $1 WHERE code = 'LS-001'`, till+500_000); err != nil {
+		t.Fatal(err)
+	}
+	// Over the cap on its own: refused by the move.
+	if err := atmswitch.SendDeposit(e.svc, teller2, third, 600_000); !errors.Is(err, ledger.ErrUnchanged) {
+		t.Fatalf("a deposit over the cap moved: %v", err)
+	}
+	// Fits alone; the second fits alone too, but not beside the first in flight.
+	if err := atmswitch.SendDeposit(e.svc, teller1, first, 300_000); err != nil {
+		t.Fatal(err)
+	}
+	if err := atmswitch.SendDeposit(e.svc, teller2, second, 300_000); !errors.Is(err, ledger.ErrUnchanged) {
+		t.Fatalf("a deposit with no room beside one in flight moved: %v", err)
+	}
+	for id, want := range map[uuid.UUID]atmswitch.State{first: atmswitch.StateDepCrediting, second: atmswitch.StateDepCounter, third: atmswitch.StateDepCounter} {
+		if s := e.state(t, id); s != want {
+			t.Errorf("deposit %s is %s, want %s", id, s, want)
+		}
+	}
 }

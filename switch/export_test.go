@@ -1,6 +1,11 @@
 package atmswitch
 
-import "github.com/prometheus/client_golang/prometheus/testutil"
+import (
+	"context"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
 
 // SetNumericSource makes s draw numeric codes from next (tests).
 func SetNumericSource(s *Service, next func() (string, error)) { s.numeric = next }
@@ -8,4 +13,13 @@ func SetNumericSource(s *Service, next func() (string, error)) { s.numeric = nex
 // OutboxExceptions is softatm_outbox_exceptions_total{kind} (tests).
 func (m *Metrics) OutboxExceptions(kind string) float64 {
 	return testutil.ToFloat64(m.outboxExceptions.WithLabelValues(kind))
+}
+
+// SendDeposit is the move of a counted deposit to crediting with its till
+// guard, as ConfirmDeposit makes it, without the checks before it (tests:
+// the guard alone).
+func SendDeposit(s *Service, t Teller, id uuid.UUID, amount int64) error {
+	_, err := s.apply(context.Background(), Move{Kind: KindDeposit, ID: id, Event: EvSend, At: s.now(), Holder: t.holder(),
+		Set: []Col{{"post_office", t.PostOffice}}, TillRoom: &TillRoom{PostOffice: t.PostOffice, Amount: amount}})
+	return err
 }

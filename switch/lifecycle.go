@@ -240,6 +240,27 @@ type Move struct {
 	// Into, if set, receives the moved row (only for a transition that
 	// queues no message).
 	Into *Withdrawal
+	// TillRoom, if set, is a guard on other rows than the moved one: the
+	// move happens only if the post office's till has room for Amount
+	// under its cash cap, counting the deposits being credited there.
+	// Checked in the move's statement, which the committer runs one at a
+	// time, so two counters cannot both take the same room. The in-memory
+	// fake has no till and does not check it.
+	TillRoom *TillRoom
+}
+
+// TillRoom is Move.TillRoom.
+type TillRoom struct {
+	PostOffice string
+	Amount     int64
+}
+
+// sql is the guard's SQL form; arg adds a parameter.
+func (r TillRoom) sql(arg func(any) string) string {
+	po := arg(r.PostOffice)
+	return "(SELECT p.cash_cap = 0 OR COALESCE((SELECT a.debits_posted - a.credits_posted - a.credits_pending FROM accounts a WHERE a.code = " +
+		arg(ledger.TillCode(r.PostOffice)) + "), 0) + (SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.post_office = " + po +
+		" AND d.state = " + arg(string(StateDepCrediting)) + ") + " + arg(r.Amount) + " <= p.cash_cap FROM post_offices p WHERE p.code = " + po + ")"
 }
 
 // holds is a condition's Go form, for the fake store and the table's tests.
@@ -327,8 +348,12 @@ func moveUpdate(m Move, a *sqlArgs, id string) string {
 	}
 	// The kind is matched too: a deposit's id moved by a withdrawal's
 	// event (or the reverse) changes nothing, even where state names meet.
-	return fmt.Sprintf("UPDATE withdrawals SET %s WHERE id = %s AND kind = %s AND (%s)",
-		strings.Join(set, ", "), id, a.add(string(m.Kind.orWithdrawal())), strings.Join(where, " OR "))
+	guard := ""
+	if m.TillRoom != nil {
+		guard = " AND " + m.TillRoom.sql(a.add)
+	}
+	return fmt.Sprintf("UPDATE withdrawals SET %s WHERE id = %s AND kind = %s AND (%s)%s",
+		strings.Join(set, ", "), id, a.add(string(m.Kind.orWithdrawal())), strings.Join(where, " OR "), guard)
 }
 
 // moveStmt turns a move into its one conditional statement (moveUpdate),

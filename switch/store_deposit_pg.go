@@ -35,8 +35,8 @@ type DepositStore interface {
 	// DepositedOn sums an account's deposits credited or being credited
 	// on a business day (the large-cash threshold).
 	DepositedOn(ctx context.Context, bank, account string, day time.Time) (int64, error)
-	// TillCap returns the cash a post office's till holds and its cash cap
-	// (0: none).
+	// TillCap returns the cash a post office's till holds, counting the
+	// deposits being credited there, and its cash cap (0: none).
 	TillCap(ctx context.Context, postOffice string) (cash, cashCap int64, err error)
 	// DueDeposits lists up to n deposits the sweeper must move by ev:
 	// codes expired before, claims lapsed before, credits sent before.
@@ -97,9 +97,10 @@ func (p *pgStore) DepositedOn(ctx context.Context, bank, account string, day tim
 }
 
 func (p *pgStore) TillCap(ctx context.Context, po string) (cash, cashCap int64, err error) {
-	err = p.reads.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending, p.cash_cap
+	err = p.reads.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending
+			+ (SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.post_office = $1 AND d.state = $3), p.cash_cap
 		FROM post_offices p JOIN accounts a ON a.code = $2 WHERE p.code = $1`,
-		po, ledger.TillCode(po)).Scan(&cash, &cashCap)
+		po, ledger.TillCode(po), string(StateDepCrediting)).Scan(&cash, &cashCap)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, 0, softatm.Errorf(softatm.ENotFound, "post office %s has no till", po)
 	}
