@@ -105,3 +105,33 @@ func deadAddr(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// TestCircuitBreakerIgnoresStoreAndForward: a bank that answers its 0100s
+// but leaves 0220s unanswered keeps taking withdrawals: advices (the
+// outbox's, retried anyway) neither open the circuit nor are refused by it.
+func TestCircuitBreakerIgnoresStoreAndForward(t *testing.T) {
+	t.Parallel()
+	sim, addr := startSim(t)
+	c := upClient(t, addr, iso.WithRequestTimeout(150*time.Millisecond), iso.WithBreaker(2, time.Minute))
+	sim.SetMTIFault(iso.MTIAdvice, banksim.Fault{Kind: banksim.FaultDrop})
+	var advices []iso.AdviceRequest
+	for i := range 3 {
+		r := authReq(c, acctRich, 100_000)
+		resp, err := c.Authorize(context.Background(), r)
+		if err != nil || resp.ResponseCode != iso.RCApproved {
+			t.Fatalf("0100 %d: %+v %v", i, resp, err)
+		}
+		advices = append(advices, adviceFor(c, r, resp.ApprovalCode))
+	}
+	for i, adv := range advices { // three in a row without a reply
+		if _, err := c.Advise(context.Background(), adv); !errors.Is(err, iso.ErrTimeout) {
+			t.Fatalf("0220 %d to a bank that drops them: %v, want ErrTimeout", i, err)
+		}
+	}
+	if !c.Ready() || c.CircuitOpen() {
+		t.Fatalf("after 3 unanswered 0220s: ready %v, circuit open %v; want ready, closed", c.Ready(), c.CircuitOpen())
+	}
+	if resp, err := c.Authorize(context.Background(), authReq(c, acctRich, 100_000)); err != nil || resp.ResponseCode != iso.RCApproved {
+		t.Fatalf("a 0100 after unanswered 0220s: %+v %v", resp, err)
+	}
+}

@@ -279,11 +279,23 @@ func (c *Client) advice(ctx context.Context, base string, r AdviceRequest) (Advi
 // it to the observer.
 func (c *Client) request(ctx context.Context, m *Message) (*Message, error) {
 	start := time.Now()
-	probe, err := c.br.allow(c.o.now())
+	// The breaker guards the requests a caller waits for (0100, 0200,
+	// 0800). Advices and reversals are store-and-forward: the outbox
+	// retries them and sends none while the circuit is open (Ready), so
+	// they neither wait for it nor count for it: a bank that answers its
+	// 0100s but leaves 0220s unanswered still takes withdrawals.
+	online := !storeAndForward(m.MTI)
+	var probe bool
+	var err error
+	if online {
+		probe, err = c.br.allow(c.o.now())
+	}
 	var reply *Message
 	if err == nil {
 		reply, err = c.requestUp(ctx, m)
-		c.br.record(c.o.now(), probe, err)
+		if online {
+			c.br.record(c.o.now(), probe, err)
+		}
 	}
 	if err == nil && (len(reply.ResponseCode) != 2 || !isDigits(reply.ResponseCode)) {
 		err = fmt.Errorf("%w: %s with response code %q", ErrBadReply, reply.MTI, reply.ResponseCode)
@@ -650,4 +662,14 @@ func writeLength(w io.Writer, length int) (int, error) {
 		return 0, err
 	}
 	return h.WriteTo(w)
+}
+
+// storeAndForward says whether mti is an advice or a reversal (a first
+// send or a repeat), which the outbox delivers and retries.
+func storeAndForward(mti string) bool {
+	switch mti {
+	case MTIAdvice, MTIAdviceRepeat, MTIReversal, MTIReversalRepeat:
+		return true
+	}
+	return false
 }
