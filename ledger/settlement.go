@@ -179,96 +179,48 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 	// cashout:in_flight; a post_pending row carries the pending's accounts
 	// and the posted amount), so the day's posted holds are the bank's
 	// withdrawals paid on the day.
-	rows, err := tx.Query(ctx, `SELECT d.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
+	if err := eachTotal(ctx, tx, "bank totals", `SELECT d.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
 		JOIN accounts d ON d.id = t.debit_account_id
 		JOIN accounts c ON c.id = t.credit_account_id
 		WHERE t.business_date = $1 AND t.kind = $2 AND c.code = $3
-		GROUP BY d.code, t.currency`, d, KindPostPending, AccountInFlight)
-	if err != nil {
-		return nil, fmt.Errorf("bank totals: %w", err)
-	}
-	for rows.Next() {
-		var code, cur string
-		var n, sum int64
-		if err := rows.Scan(&code, &cur, &n, &sum); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("bank totals: %w", err)
-		}
+		GROUP BY d.code, t.currency`, []any{d, KindPostPending, AccountInFlight}, func(code, cur string, n, sum int64) {
 		if bank, ok := bankOfReceivable(code); ok {
 			t := get(bank, cur)
 			t.Count, t.Gross = t.Count+n, t.Gross+sum
 		}
+	}); err != nil {
+		return nil, err
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("bank totals: %w", err)
-	}
-	rows, err = tx.Query(ctx, `SELECT d.code, t.currency, sum(t.amount)::BIGINT FROM transfers t
+	if err := eachTotal(ctx, tx, "fee totals", `SELECT d.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
 		JOIN accounts d ON d.id = t.debit_account_id
 		JOIN accounts c ON c.id = t.credit_account_id
 		WHERE t.business_date = $1 AND c.code = $2 AND t.kind IN ('single','post_pending')
-		GROUP BY d.code, t.currency`, d, AccountFees)
-	if err != nil {
-		return nil, fmt.Errorf("fee totals: %w", err)
-	}
-	for rows.Next() {
-		var code, cur string
-		var sum int64
-		if err := rows.Scan(&code, &cur, &sum); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("fee totals: %w", err)
-		}
+		GROUP BY d.code, t.currency`, []any{d, AccountFees}, func(code, cur string, _, sum int64) {
 		if bank, ok := bankOfReceivable(code); ok {
 			get(bank, cur).Fees += sum
 		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("fee totals: %w", err)
+	}); err != nil {
+		return nil, err
 	}
 	// A credited deposit is one transfer from a till into the bank's
 	// payable (DepositTransfer).
-	rows, err = tx.Query(ctx, `SELECT c.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
+	if err := eachTotal(ctx, tx, "deposit totals", `SELECT c.code, t.currency, count(*), sum(t.amount)::BIGINT FROM transfers t
 		JOIN accounts d ON d.id = t.debit_account_id
 		JOIN accounts c ON c.id = t.credit_account_id
 		WHERE t.business_date = $1 AND t.kind = $2 AND c.code LIKE 'bank:%:payable' AND d.code LIKE 'po:%:till'
-		GROUP BY c.code, t.currency`, d, KindSingle)
-	if err != nil {
-		return nil, fmt.Errorf("deposit totals: %w", err)
-	}
-	for rows.Next() {
-		var code, cur string
-		var n, sum int64
-		if err := rows.Scan(&code, &cur, &n, &sum); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("deposit totals: %w", err)
-		}
+		GROUP BY c.code, t.currency`, []any{d, KindSingle}, func(code, cur string, n, sum int64) {
 		if bank, ok := bankOfPayable(code); ok {
 			t := get(bank, cur)
 			t.DepositCount, t.Deposits = t.DepositCount+n, t.Deposits+sum
 		}
+	}); err != nil {
+		return nil, err
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("deposit totals: %w", err)
-	}
-	rows, err = tx.Query(ctx, `SELECT bank, currency, sum(amount)::BIGINT FROM bank_settlements
-		WHERE business_date = $1 GROUP BY bank, currency`, d)
-	if err != nil {
-		return nil, fmt.Errorf("settled totals: %w", err)
-	}
-	for rows.Next() {
-		var bank, cur string
-		var sum int64
-		if err := rows.Scan(&bank, &cur, &sum); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("settled totals: %w", err)
-		}
+	if err := eachTotal(ctx, tx, "settled totals", `SELECT bank, currency, count(*), sum(amount)::BIGINT FROM bank_settlements
+		WHERE business_date = $1 GROUP BY bank, currency`, []any{d}, func(bank, cur string, _, sum int64) {
 		get(bank, cur).Settled += sum
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("settled totals: %w", err)
+	}); err != nil {
+		return nil, err
 	}
 	out := make([]BankTotal, 0, len(m))
 	for _, t := range m {
@@ -283,6 +235,24 @@ func bankTotals(ctx context.Context, tx pgx.Tx, d time.Time) ([]BankTotal, error
 		return out[i].Currency < out[j].Currency
 	})
 	return out, nil
+}
+
+// eachTotal runs a query of (code, currency, count, sum) rows and hands
+// each row to fn; what names the totals in errors.
+func eachTotal(ctx context.Context, tx pgx.Tx, what, sql string, args []any, fn func(code, cur string, n, sum int64)) error {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err == nil {
+		var code, cur string
+		var n, sum int64
+		_, err = pgx.ForEachRow(rows, []any{&code, &cur, &n, &sum}, func() error {
+			fn(code, cur, n, sum)
+			return nil
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }
 
 // bankOfPayable returns the bank of a PayableCode.
