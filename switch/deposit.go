@@ -273,6 +273,11 @@ func (s *Service) LookupAccount(ctx context.Context, t Teller, account string) (
 	default:
 		return AccountHolder{}, softatm.Errorf(softatm.EDeclined, "the bank refused this account (%s)", resp.ResponseCode)
 	}
+	// The name is the bank's word, shown to the citizen on the kiosk and
+	// stored: held to the same rule as a name a bank app sends.
+	if err := checkName("the bank's holder name", resp.HolderName); err != nil {
+		return AccountHolder{}, softatm.Wrap(softatm.EBankReplyInvalid, "the bank's answer named the holder with characters a name cannot hold", err)
+	}
 	return AccountHolder{Bank: bank, BankName: s.BankName(ctx, bank), AccountMasked: iso.Mask(account), HolderName: resp.HolderName}, nil
 }
 

@@ -164,6 +164,12 @@ func TestDepositWalkIn(t *testing.T) {
 	wantCode(t, err, softatm.EUnknownAccount)
 	_, err = e.svc.LookupAccount(ctx, teller3, "1234567890")
 	wantCode(t, err, softatm.EUnknownAccount)
+	// A bank that answers with markup for a name: refused, nothing shown
+	// on the kiosk, no walk-in recorded.
+	_, err = e.svc.LookupAccount(ctx, teller3, acctMarkup)
+	wantCode(t, err, softatm.EBankReplyInvalid)
+	_, err = e.svc.StartWalkIn(ctx, teller3, atmswitch.WalkInRequest{Account: acctMarkup, Amount: 100_000})
+	wantCode(t, err, softatm.EBankReplyInvalid)
 	_, err = e.svc.StartWalkIn(ctx, teller3, atmswitch.WalkInRequest{Account: acctBlock, Amount: 100_000})
 	wantCode(t, err, softatm.EDeclined)
 

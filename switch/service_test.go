@@ -35,6 +35,9 @@ const (
 	acctPoor   = "9704000000000037"
 	acctLimit  = "9704050000000023"
 	acctBlock  = "9704050000000031"
+	// acctMarkup's bank gives a holder name with markup on verification
+	// (a bank that lies, or was broken into).
+	acctMarkup = "9704000000000045"
 	phoneRich  = "5611"
 	tillCash   = 10_000_000
 	smallTill  = 100_000
@@ -79,6 +82,7 @@ func newEnv(t *testing.T, tweak ...func(*atmswitch.Config)) *env {
 		{Number: acctPoor, Bank: "MB", Holder: "LE VAN CUONG", Phone: "0912345637", Balance: 100_000, DailyLimit: 5_000_000},
 		{Number: acctLimit, Bank: "AGR", Holder: "PHAM VAN EM", Phone: "0987654323", Balance: 8_000_000, DailyLimit: 300_000},
 		{Number: acctBlock, Bank: "AGR", Holder: "VU THI GIANG", Phone: "0987654331", Balance: 1_000_000, DailyLimit: 2_000_000, Blocked: true},
+		{Number: acctMarkup, Bank: "MB", Holder: "<img src=x onerror=alert(1)>", Phone: "0912345645", Balance: 1_000_000, DailyLimit: 2_000_000},
 	}, banksim.WithLogger(quietLog()))
 	addr, err := e.sim.Listen("127.0.0.1:0")
 	if err != nil {
