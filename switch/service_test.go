@@ -31,10 +31,10 @@ import (
 func TestMain(m *testing.M) { os.Exit(localsrv.RunTests(m)) }
 
 const (
-	acctRich   = "9704000000000011"
-	acctPoor   = "9704000000000037"
-	acctLimit  = "9704050000000023"
-	acctBlock  = "9704050000000031"
+	acctRich  = "9704000000000011"
+	acctPoor  = "9704000000000037"
+	acctLimit = "9704050000000023"
+	acctBlock = "9704050000000031"
 	// acctMarkup's bank gives a holder name with markup on verification
 	// (a bank that lies, or was broken into).
 	acctMarkup = "9704000000000045"
