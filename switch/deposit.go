@@ -315,7 +315,7 @@ func (s *Service) StartWalkIn(ctx context.Context, t Teller, r WalkInRequest) (W
 		return Withdrawal{}, err
 	}
 	s.m.transition(StateDepIssued)
-	return s.claimDeposit(ctx, t, w)
+	return s.claimMove(ctx, t, w.ID, now) // checked above, just now
 }
 
 // claimDeposit claims a deposit for the teller, after the checks that must
@@ -335,12 +335,18 @@ func (s *Service) claimDeposit(ctx context.Context, t Teller, w Withdrawal) (Wit
 	if err := s.checkTillCap(ctx, t.PostOffice, w.Amount); err != nil {
 		return Withdrawal{}, err
 	}
+	return s.claimMove(ctx, t, w.ID, now)
+}
+
+// claimMove claims deposit id for the teller (the lifecycle's claim move),
+// once the checks before counting have passed.
+func (s *Service) claimMove(ctx context.Context, t Teller, id uuid.UUID, now time.Time) (Withdrawal, error) {
 	var current Withdrawal
-	_, err := s.apply(ctx, Move{Kind: KindDeposit, ID: w.ID, Event: EvClaim, At: now, Before: now.Add(-s.cfg.ClockSkew),
+	_, err := s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvClaim, At: now, Before: now.Add(-s.cfg.ClockSkew),
 		Holder: t.holder(), Set: []Col{{"claimed_by", t.holder()}, {"claimed_kiosk", t.Kiosk}, {"claim_until", now.Add(s.cfg.ClaimTTL)}},
 		Into: &current})
 	if errors.Is(err, ledger.ErrUnchanged) {
-		cur, rerr := s.store.Get(ctx, w.ID)
+		cur, rerr := s.store.Get(ctx, id)
 		if rerr != nil {
 			return Withdrawal{}, rerr
 		}
