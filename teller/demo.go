@@ -127,20 +127,27 @@ func (d *Demo) refuse(w http.ResponseWriter, r *http.Request, err error, a fixtu
 	atmswitch.WriteJSON(w, softatm.HTTPStatus(err), map[string]demoError{"error": {Code: code, Message: softatm.ErrorMessage(err), Reason: reason}})
 }
 
-func (d *Demo) create(w http.ResponseWriter, r *http.Request) {
-	var req demoCreate
+// createRequest reads a demo app's request for a code and finds its demo
+// account; on a refusal it has answered and ok is false.
+func (d *Demo) createRequest(w http.ResponseWriter, r *http.Request) (req demoCreate, a fixtures.Account, ok bool) {
 	if err := atmswitch.DecodeJSON(r, &req); err != nil {
 		softatm.WriteError(w, r, d.Log, err)
-		return
+		return req, a, false
 	}
 	byNumber, _, err := d.accounts()
 	if err != nil {
 		softatm.WriteError(w, r, d.Log, err)
-		return
+		return req, a, false
 	}
-	a, ok := byNumber[req.Account]
-	if !ok {
+	if a, ok = byNumber[req.Account]; !ok {
 		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
+	}
+	return req, a, ok
+}
+
+func (d *Demo) create(w http.ResponseWriter, r *http.Request) {
+	req, a, ok := d.createRequest(w, r)
+	if !ok {
 		return
 	}
 	// One live code per account: a second one would hold the money twice,
@@ -245,19 +252,8 @@ func (d *Demo) qr(w http.ResponseWriter, r *http.Request) {
 // createDeposit answers POST /demo/api/deposits: a deposit code for a demo
 // account, as its bank's app would ask for it (POST /v1/deposits).
 func (d *Demo) createDeposit(w http.ResponseWriter, r *http.Request) {
-	var req demoCreate
-	if err := atmswitch.DecodeJSON(r, &req); err != nil {
-		softatm.WriteError(w, r, d.Log, err)
-		return
-	}
-	byNumber, _, err := d.accounts()
-	if err != nil {
-		softatm.WriteError(w, r, d.Log, err)
-		return
-	}
-	a, ok := byNumber[req.Account]
+	req, a, ok := d.createRequest(w, r)
 	if !ok {
-		softatm.WriteError(w, r, d.Log, softatm.Errorf(softatm.EUnknownAccount, "not a demo account"))
 		return
 	}
 	issued, err := d.Service.CreateDeposit(r.Context(), a.Bank, atmswitch.DepositRequest{Account: a.Number, Amount: req.Amount,
