@@ -120,7 +120,12 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 	for len(live) > 0 {
 		results := make([]Result, len(live))
 		errs := make([]error, len(live))
-		err := RunTx(ctx, l.pool, l.opt.maxRetries, func(tx pgx.Tx) error {
+		lazy := !slices.ContainsFunc(live, func(r *request) bool { return !isLazy(r.ctx) })
+		begin := serializable
+		if lazy {
+			begin = lazyCommit
+		}
+		err := runTx(ctx, l.pool, l.opt.maxRetries, begin, func(tx pgx.Tx) error {
 			ct := &countTx{Tx: tx, n: 2} // BEGIN before fn, COMMIT (or ROLLBACK) after it
 			defer func() { l.roundTrips.Add(ct.n) }()
 			b := newBatch(l, ct)
@@ -160,6 +165,10 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 			live[ex.i].finish(Result{}, ex.err)
 			live = slices.Delete(live, ex.i, ex.i+1)
 			continue
+		}
+		if err == nil && lazy {
+			l.lazyBatches.Add(1)
+			l.lazyUnits.Add(int64(len(live)))
 		}
 		for i, r := range live {
 			if err != nil {

@@ -281,6 +281,26 @@ func WithBatch(maxUnits int, maxWait time.Duration) Option {
 	return func(o *options) { o.batchUnits, o.batchWait = maxUnits, maxWait }
 }
 
+// LazyCommit marks the units committed with ctx as ones that may be lost
+// in a crash of the database: a batch whose units are all lazy commits
+// with synchronous_commit = off, so its COMMIT answers before its WAL is
+// flushed to disk or reaches a synchronous standby. Its writes are visible
+// to every session at once; a crash or failover of the database within
+// PostgreSQL's flush interval (up to three wal_writer_delay, 0.6 s by
+// default) may lose them. WAL is one sequence and any durable commit
+// flushes everything before it, so a lazy write is only ever lost together
+// with every write committed after it, lazy or not.
+//
+// A batch with one durable unit among lazy ones is durable. Only for
+// writes a caller can do without after a crash: in serve, the idempotency
+// records of the requests whose handlers answer a retry from the business
+// row (switch/idem, "Durability"); never money.
+func LazyCommit(ctx context.Context) context.Context { return context.WithValue(ctx, lazyKey{}, true) }
+
+type lazyKey struct{}
+
+func isLazy(ctx context.Context) bool { v, _ := ctx.Value(lazyKey{}).(bool); return v }
+
 // Ledger is the double-entry ledger. It is safe for concurrent use.
 type Ledger struct {
 	pool *pgxpool.Pool
@@ -301,6 +321,7 @@ type Ledger struct {
 
 	// For Stats.
 	batches, units, busyNanos atomic.Int64
+	lazyBatches, lazyUnits    atomic.Int64
 
 	roundTrips atomic.Int64
 	// The same, per batch-size bucket (SizeBuckets), so that the time per
@@ -353,6 +374,10 @@ type Stats struct {
 	// and COMMIT included, re-runs too): with batching on, what a batch
 	// costs besides the work itself.
 	RoundTrips int64
+	// LazyBatches and LazyUnits are the batches committed without waiting
+	// for their WAL flush (LazyCommit) and their units: Units - LazyUnits
+	// are the durable commits callers waited for.
+	LazyBatches, LazyUnits int64
 	// BySize splits the three by batch size (SizeBuckets): Busy/Units of a
 	// bucket is the committer's time per unit at that size.
 	BySize [len(SizeBuckets)]SizeStats
@@ -366,7 +391,8 @@ type SizeStats struct {
 
 // Stats returns the committer's counters.
 func (l *Ledger) Stats() Stats {
-	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load()), RoundTrips: l.roundTrips.Load()}
+	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load()), RoundTrips: l.roundTrips.Load(),
+		LazyBatches: l.lazyBatches.Load(), LazyUnits: l.lazyUnits.Load()}
 	for i := range l.bySize {
 		b := &l.bySize[i]
 		st.BySize[i] = SizeStats{Batches: b.batches.Load(), Units: b.units.Load(), Busy: time.Duration(b.busyNanos.Load())}

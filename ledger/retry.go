@@ -52,6 +52,20 @@ func Retries() int64 { return retriesTotal.Load() }
 // When the retries run out the error has code softatm.EUnavailable (the
 // database is too busy); any other error of fn is returned unchanged.
 func RunTx(ctx context.Context, pool *pgxpool.Pool, maxRetries int, fn func(pgx.Tx) error) error {
+	return runTx(ctx, pool, maxRetries, serializable, fn)
+}
+
+// serializable is how RunTx begins; lazyCommit how the committer begins a
+// batch of lazy units (LazyCommit): the same isolation, and a COMMIT that
+// answers before its WAL is flushed (and, with a synchronous standby,
+// before the standby has it). One round trip all the same: pgx sends a
+// BeginQuery as one simple query.
+var (
+	serializable = pgx.TxOptions{IsoLevel: pgx.Serializable}
+	lazyCommit   = pgx.TxOptions{BeginQuery: "BEGIN ISOLATION LEVEL SERIALIZABLE; SET LOCAL synchronous_commit = off"}
+)
+
+func runTx(ctx context.Context, pool *pgxpool.Pool, maxRetries int, begin pgx.TxOptions, fn func(pgx.Tx) error) error {
 	if maxRetries < 0 {
 		maxRetries = 0
 	}
@@ -64,7 +78,7 @@ func RunTx(ctx context.Context, pool *pgxpool.Pool, maxRetries int, fn func(pgx.
 			}
 		}
 		attempt++
-		err := runOnce(ctx, pool, fn)
+		err := runOnce(ctx, pool, begin, fn)
 		if isDeadlock(err) {
 			// crdb only retries 40001; a deadlock victim is just as safe to re-run.
 			return retryableError{err}
@@ -87,8 +101,8 @@ func RunTx(ctx context.Context, pool *pgxpool.Pool, maxRetries int, fn func(pgx.
 // which PostgreSQL rolls back: that attempt is re-run on another
 // connection. A connection lost during COMMIT leaves the outcome unknown;
 // that error is returned, for the caller to settle by reading back.
-func runOnce(ctx context.Context, pool *pgxpool.Pool, fn func(pgx.Tx) error) error {
-	tx, err := pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.Serializable})
+func runOnce(ctx context.Context, pool *pgxpool.Pool, begin pgx.TxOptions, fn func(pgx.Tx) error) error {
+	tx, err := pool.BeginTx(ctx, begin)
 	if err != nil {
 		if lostConnection(ctx, err, nil) {
 			return retryableError{err}

@@ -99,6 +99,7 @@ type Withdrawal struct {
 	ClaimedBy    string
 	ClaimedKiosk string
 	ClaimUntil   time.Time
+	ConfirmKey   string // the idempotency key (scope/key) of the confirm that paid it; "" if none
 	PaidBy       string
 	PaidKiosk    string
 	PostOffice   string

@@ -191,6 +191,12 @@ func (m *Metrics) Committer(name string, l *ledger.Ledger) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_round_trips_total", Help: "Round trips to the database of a ledger committer's batches (BEGIN and COMMIT included).", ConstLabels: labels,
 		}, func() float64 { return float64(l.Stats().RoundTrips) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_lazy_batches_total", Help: "Batches a ledger committer committed without waiting for their WAL flush (every unit lazy: idempotency records).", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().LazyBatches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_lazy_units_total", Help: "Units carried by those batches: batch_units_total minus these are the durable commits callers waited for.", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().LazyUnits) }),
 	)
 	// The same by batch size (label size, ledger.SizeBuckets): busy seconds
 	// over units of one size is the committer's time per unit at that size.

@@ -13,6 +13,7 @@ import (
 	"github.com/softatm/softatm"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/idem"
 	"github.com/softatm/softatm/switch/replay"
 )
 
@@ -66,7 +67,8 @@ func (s *Service) Scan(ctx context.Context, t Teller, r ScanRequest) (Withdrawal
 	gated := false
 	if s.gate != nil {
 		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
-			return Withdrawal{}, s.spentError(ctx, id, now, t)
+			w, err := s.store.Get(ctx, id)
+			return Withdrawal{}, spentError(w, err, now, t)
 		}
 		ok, _, err := s.gate.Claim(ctx, id.String(), t.holder(), s.cfg.ClaimTTL)
 		switch {
@@ -365,15 +367,25 @@ type Receipt struct {
 // second confirm, from anyone, changes nothing.
 func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt, error) {
 	now := s.now()
+	// The request's idempotency key, bound to the payout in its move: a
+	// retry whose idempotency record was lost finds it (paidWith).
+	key := idem.KeyFrom(ctx)
 	if s.gate != nil {
 		if spent, err := s.gate.Spent(ctx, id.String()); err == nil && spent {
-			return Receipt{}, s.spentError(ctx, id, now, t)
+			w, err := s.store.Get(ctx, id)
+			if rc, ok := paidWith(w, t, key); ok && err == nil {
+				return rc, nil
+			}
+			return Receipt{}, spentError(w, err, now, t)
 		}
 	}
 	// The withdrawal and its bank's fee in one read.
 	w, fee, err := s.store.WithFee(ctx, id)
 	if err != nil {
 		return Receipt{}, err
+	}
+	if rc, ok := paidWith(w, t, key); ok {
+		return rc, nil
 	}
 	if w.State != StateClaimed || w.ClaimedBy != t.holder() || w.ClaimUntil.Before(now) {
 		return Receipt{}, stateError(w, now, t.holder())
@@ -393,7 +405,7 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 	crashPoint(CrashBeforeCommit)
 	res, err := s.apply(ctx, Move{ID: id, Event: EvPay, At: now, Holder: t.holder(), Cutoff: cut,
 		Set: []Col{{"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk}, {"post_office", t.PostOffice},
-			{"paid_at", now}, {"business_date", ledger.BusinessDateArg}},
+			{"paid_at", now}, {"business_date", ledger.BusinessDateArg}, {"confirm_key", keyArg(key)}},
 		Bank: w.Bank, PostOffice: t.PostOffice, Amount: w.ApprovedAmount, Fee: fee, Currency: w.Currency})
 	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
@@ -429,10 +441,31 @@ func (s *Service) Confirm(ctx context.Context, t Teller, id uuid.UUID) (Receipt,
 // claimCleared are the columns a claim ends with (release, lapse).
 var claimCleared = []Col{{"claimed_by", ""}, {"claimed_kiosk", ""}, {"claim_until", nil}}
 
+// keyArg is an idempotency key as a column value: NULL outside the
+// middleware (tests, tools calling the service).
+func keyArg(key string) any {
+	if key == "" {
+		return nil
+	}
+	return key
+}
+
+// paidWith returns the receipt of w when the confirm whose idempotency key
+// is key paid it: that confirm's retry, its idempotency record lost
+// (switch/idem, "Durability"), is answered as it was the first time. Any
+// other confirm of a paid code gets code_already_used.
+func paidWith(w Withdrawal, t Teller, key string) (Receipt, bool) {
+	if key == "" || w.ConfirmKey != key || (w.State != StatePaid && w.State != StateCompleted) {
+		return Receipt{}, false
+	}
+	return Receipt{WithdrawalID: w.ID, Amount: w.Amount, Currency: w.Currency, PaidAt: w.PaidAt, PostOffice: w.PostOffice,
+		Kiosk: w.PaidKiosk, Teller: t.Username, BusinessDate: w.BusinessDate.Format("2006-01-02")}, true
+}
+
 // spentError explains a code the fast gate marks spent: paid, or ended
-// (cancelled, expired) — the marker does not say which, the row does.
-func (s *Service) spentError(ctx context.Context, id uuid.UUID, now time.Time, t Teller) error {
-	w, err := s.store.Get(ctx, id)
+// (cancelled, expired) — the marker does not say which, the row does (w,
+// read with err).
+func spentError(w Withdrawal, err error, now time.Time, t Teller) error {
 	if err != nil || w.State == StateReserved || w.State == StateClaimed {
 		// Unreadable, or the marker outlived a state it no longer
 		// describes: the database's answer is not at hand, so refuse.

@@ -81,7 +81,7 @@ const withdrawalColumns = `id, bank_code, account_number, holder_name_masked, am
 	key_id, qr_payload, COALESCE(expires_at, 'epoch'),
 	claimed_by, claimed_kiosk, COALESCE(claim_until, 'epoch'),
 	paid_by, paid_kiosk, post_office, COALESCE(paid_at, credited_at, 'epoch'), COALESCE(business_date, credit_date, 'epoch'),
-	created_at, updated_at, numeric_blocked, holder_name_sealed, kind`
+	created_at, updated_at, numeric_blocked, holder_name_sealed, kind, COALESCE(confirm_key, '')`
 
 // scanTargets are the destinations of withdrawalColumns, then extra.
 func scanTargets(w *Withdrawal, extra ...any) []any {
@@ -90,7 +90,7 @@ func scanTargets(w *Withdrawal, extra ...any) []any {
 		&w.KeyID, &w.QRPayload, &w.ExpiresAt,
 		&w.ClaimedBy, &w.ClaimedKiosk, &w.ClaimUntil,
 		&w.PaidBy, &w.PaidKiosk, &w.PostOffice, &w.PaidAt, &w.BusinessDate,
-		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked, &w.HolderName, (*string)(&w.Kind)}, extra...)
+		&w.CreatedAt, &w.UpdatedAt, &w.NumericBlocked, &w.HolderName, (*string)(&w.Kind), &w.ConfirmKey}, extra...)
 }
 
 func notFound(err error) error {

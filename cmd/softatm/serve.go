@@ -97,6 +97,12 @@ type ServeConfig struct {
 	// waits for more units once one is waiting. See ledger.WithBatch.
 	LedgerBatch     int
 	LedgerBatchWait time.Duration
+	// KeysDurable commits the idempotency records of create, scan and
+	// confirm durably too. Off (the default), they are committed without
+	// waiting for their WAL flush (idem.WithLazyCommit; switch/idem,
+	// "Durability"): those callers wait for their business unit's durable
+	// commit only.
+	KeysDurable bool
 	// LedgerCommitLock makes the committers of all instances on one
 	// database take turns (ledger.WithCommitLock) instead of colliding.
 	LedgerCommitLock bool
@@ -212,6 +218,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Switch.LargeCashThreshold, "large-cash-threshold", c.Switch.LargeCashThreshold, "an account's deposits of a business day at or above this (minor units) need the depositor's ID number; 0: never")
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
+	fs.BoolVar(&c.KeysDurable, "idempotency-durable", os.Getenv("SOFTATM_IDEMPOTENCY_DURABLE") == "1", "wait for the WAL flush of the idempotency records of create, scan and confirm too; without it a database crash may lose the newest, and a retry is then answered from the withdrawal's row (SOFTATM_IDEMPOTENCY_DURABLE=1: on)")
 	fs.BoolVar(&c.LedgerCommitLock, "ledger-commit-lock", os.Getenv("SOFTATM_LEDGER_COMMIT_LOCK") != "0", "committers of every instance on the database take turns, so that two instances' batches do not collide (SOFTATM_LEDGER_COMMIT_LOCK=0: off)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("SOFTATM_LOG_FORMAT", "text"), "text or json: one JSON object per log line, every line about a withdrawal with its id in \"withdrawal\" (SOFTATM_LOG_FORMAT)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")
@@ -466,8 +473,13 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Auth = auth.New(m.Pool, auth.WithClientSecretKey([]byte(c.Secret)), auth.WithRegisterer(reg), auth.WithLogger(m.Log),
 		auth.WithTrustedProxies(proxies...))
 	idems := idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)))
+	// The hot routes' records: lazy unless -idempotency-durable.
+	hot := idems
+	if !c.KeysDurable {
+		hot = idem.New(m.Keys, idem.WithSealKey([]byte(c.Secret)), idem.WithLazyCommit())
+	}
 	https, _ := c.https() // checked above
-	if m.Addr, err = m.serve(c.Listen, withTransportSecurity(m.routes(metrics, idems), https)); err != nil {
+	if m.Addr, err = m.serve(c.Listen, withTransportSecurity(m.routes(metrics, idems, hot), https)); err != nil {
 		return err
 	}
 	if c.AdminListen != "" {
@@ -575,7 +587,11 @@ func (m *Main) openKeyring(ctx context.Context, clock func() time.Time) (*code.K
 
 // routes is the public API, the kiosk and finance pages, and the health
 // checks. /metrics and /debug/ are not here: they are on the admin listener.
-func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handler {
+// routes mounts the API. hot keeps the idempotency records of create, scan
+// and confirm, whose handlers answer a retry from the business row (a
+// create's key is bound to its withdrawal, a confirm's to its payout, a
+// scan re-claims for its teller), so they may be lazy; idems the others'.
+func (m *Main) routes(metrics *atmswitch.Metrics, idems, hot *idem.Store) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }
 	bankAPI := &atmswitch.BankAPI{Service: m.Service, Log: m.Log, BankOf: func(r *http.Request) (string, bool) {
@@ -584,7 +600,7 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	}, ClientOf: func(r *http.Request) string { b, _ := auth.BankClientFrom(r.Context()); return b.ID }}
 	bankAuth := m.Auth.RequireBankClient
 	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(auth.BankClientScope)(h)) }
-	route("POST /v1/withdrawals", bankIdem(bankAPI.Create))
+	route("POST /v1/withdrawals", bankAuth(hot.Middleware(auth.BankClientScope)(http.HandlerFunc(bankAPI.Create))))
 	route("GET /v1/withdrawals/{id}", bankAuth(http.HandlerFunc(bankAPI.Get)))
 	route("GET /v1/withdrawals", bankAuth(http.HandlerFunc(bankAPI.List)))
 	route("GET /v1/limits", bankAuth(http.HandlerFunc(bankAPI.Limits)))
@@ -599,8 +615,8 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems *idem.Store) http.Handle
 	route("POST /v1/staff/login", http.HandlerFunc(tapi.Login))
 	route("POST /v1/staff/logout", http.HandlerFunc(tapi.Logout))
 	route("GET /v1/staff/me", m.Auth.RequireStaff(auth.RoleTeller, auth.RoleFinance, auth.RoleAdmin)(http.HandlerFunc(tapi.Me)))
-	route("POST /v1/teller/scan", tellerIdem(tapi.AsTeller(tapi.Scan)))
-	route("POST /v1/teller/confirm", tellerIdem(tapi.AsTeller(tapi.Confirm)))
+	route("POST /v1/teller/scan", asTeller(hot.Middleware(auth.StaffScope)(tapi.AsTeller(tapi.Scan))))
+	route("POST /v1/teller/confirm", asTeller(hot.Middleware(auth.StaffScope)(tapi.AsTeller(tapi.Confirm))))
 	route("POST /v1/teller/release", tellerIdem(tapi.AsTeller(tapi.Release)))
 	route("GET /v1/teller/till", asTeller(tapi.AsTeller(tapi.Till)))
 	route("GET /v1/teller/receipts/{id}", asTeller(tapi.AsTeller(tapi.Receipt)))

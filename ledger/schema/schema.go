@@ -13,6 +13,8 @@
 //	                            are among them)
 //	00040-00049 ledger/recon    ledger/recon/migrations: settlement files and
 //	                            reconciliation items
+//	00050-00069 switch          switch/schema/migrations, once 00020-00039
+//	                            was full
 //
 // Migrate merges the sets it is given into one list and applies it in
 // version order with one goose version table, so a database migrated
@@ -45,11 +47,32 @@ import (
 )
 
 // Set is one package's migrations: the goose SQL files at the root of FS,
-// each named NNNNN_name.sql with First <= NNNNN <= Last.
+// each named NNNNN_name.sql with First <= NNNNN <= Last, or in one of the
+// ranges of Then.
 type Set struct {
 	Owner       string // the owning package, for messages
 	FS          fs.FS
 	First, Last int64
+	// Then are further ranges of the package's, taken when the ones
+	// before are full.
+	Then [][2]int64
+}
+
+// owns reports whether version v is in one of the set's ranges.
+func (s Set) owns(v int64) bool {
+	if v >= s.First && v <= s.Last {
+		return true
+	}
+	return slices.ContainsFunc(s.Then, func(r [2]int64) bool { return v >= r[0] && v <= r[1] })
+}
+
+// ranges names the set's ranges, for messages.
+func (s Set) ranges() string {
+	out := fmt.Sprintf("%05d-%05d", s.First, s.Last)
+	for _, r := range s.Then {
+		out += fmt.Sprintf(", %05d-%05d", r[0], r[1])
+	}
+	return out
 }
 
 //go:embed migrations/*.sql
@@ -118,9 +141,9 @@ func merge(sets []Set) (union, error) {
 			if err != nil {
 				return union{}, fmt.Errorf("%s migration %s: %w", s.Owner, name, err)
 			}
-			if v < s.First || v > s.Last {
-				return union{}, fmt.Errorf("%s migration %s: version %d is outside %s's range %05d-%05d; it belongs in the migrations of the package whose tables it changes (see the ledger/schema package comment)",
-					s.Owner, name, v, s.Owner, s.First, s.Last)
+			if !s.owns(v) {
+				return union{}, fmt.Errorf("%s migration %s: version %d is outside %s's range %s; it belongs in the migrations of the package whose tables it changes (see the ledger/schema package comment)",
+					s.Owner, name, v, s.Owner, s.ranges())
 			}
 			if other, ok := version[v]; ok {
 				return union{}, fmt.Errorf("migration version %d twice: %s and %s/%s", v, other, s.Owner, name)

@@ -19,6 +19,25 @@
 //     but only if this request still holds the lease (owner column); then
 //     the response goes to the client.
 //
+// Durability: a Store WithLazyCommit commits its records without waiting
+// for their WAL flush (ledger.LazyCommit), so a request waits for the one
+// durable commit of its business write, not for two more around it. A
+// crash or failover of the database within its flush interval may lose
+// the newest records; since WAL is one sequence, a record is only lost
+// together with everything committed after it. So:
+//   - A lost 'running' row lost its handler's business writes too (they
+//     came after it): a retry runs the handler on the state before.
+//   - A lost 'done' (the response) over a kept 'running' row: the retry
+//     gets 409 until the lease ends, then runs the handler again on the
+//     state the first run left. The answer is then the first answer only
+//     where the handler answers a retry from its business row: a create
+//     binds its key to its withdrawal, a confirm its key to its payout,
+//     a scan re-claims for the same teller. serve uses lazy records for
+//     those three routes only; the others keep durable ones.
+//
+// Nothing is paid twice either way: that rests on the state machine's
+// conditional moves, never on this record (see the 5xx rule below).
+//
 // Decisions where DESIGN.md is silent:
 //   - Keys are scoped to the caller (bank client id or staff user id), so two
 //     callers cannot collide or read each other's stored answers.
@@ -107,6 +126,7 @@ type Store struct {
 	storeTimeout time.Duration
 	ledger       *ledger.Ledger // commits the store's writes
 	aead         cipher.AEAD    // nil: bodies stored as they are (WithSealKey)
+	lazy         bool           // WithLazyCommit
 	now          func() time.Time
 	log          *slog.Logger
 }
@@ -121,6 +141,11 @@ func WithLease(d time.Duration) Option { return func(s *Store) { s.lease = d } }
 // WithClock sets the clock used for leases and creation times (default
 // time.Now); tests use it to pass a lease without sleeping.
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+
+// WithLazyCommit commits the store's records without waiting for their
+// WAL flush (ledger.LazyCommit; see "Durability" in the package comment):
+// only for routes whose handlers answer a retry from the business row.
+func WithLazyCommit() Option { return func(s *Store) { s.lazy = true } }
 
 // WithMaxBodyBytes sets the request body cap (default DefaultMaxBodyBytes).
 func WithMaxBodyBytes(n int64) Option { return func(s *Store) { s.maxBodyBytes = n } }
@@ -512,11 +537,19 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 
 // runTx runs fn through the store's committer (ledger.Run).
 func (s *Store) runTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.ledger.Run(ctx, fn)
+	return s.ledger.Run(s.commitCtx(ctx), fn)
 }
 
 // exec runs one statement through the store's committer and returns the
 // rows it changed.
 func (s *Store) exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	return s.ledger.Exec(ctx, &ledger.Stmt{SQL: sql, Args: args})
+	return s.ledger.Exec(s.commitCtx(ctx), &ledger.Stmt{SQL: sql, Args: args})
+}
+
+// commitCtx marks the store's writes lazy when it is WithLazyCommit.
+func (s *Store) commitCtx(ctx context.Context) context.Context {
+	if s.lazy {
+		return ledger.LazyCommit(ctx)
+	}
+	return ctx
 }

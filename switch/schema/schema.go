@@ -2,7 +2,8 @@
 // withdrawals, the outbox, signing keys (switch/code), bank clients, users
 // and sessions (switch/auth, the teller's logins among them) and
 // idempotency keys (switch/idem). Their migrations are in migrations/,
-// versions 00020-00039; a new one takes the next free version there.
+// versions 00020-00039 and, that one full, 00050-00069; a new one takes the
+// next free version there.
 //
 // It also names the whole database of the switch (All): the ledger's
 // tables, the switch's and recon's, applied by ledger/schema's one runner.
@@ -25,7 +26,7 @@ import (
 var files embed.FS
 
 // Switch is the switch's own migrations.
-var Switch = ledgerschema.Set{Owner: "switch", FS: ledgerschema.Sub(files, "migrations"), First: 20, Last: 39}
+var Switch = ledgerschema.Set{Owner: "switch", FS: ledgerschema.Sub(files, "migrations"), First: 20, Last: 39, Then: [][2]int64{{50, 69}}}
 
 // All is every set of the switch's database, in the order their ranges
 // come: what `softatm migrate` applies.

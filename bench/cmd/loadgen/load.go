@@ -42,6 +42,8 @@ type loadResult struct {
 	elapsed time.Duration      // the whole load: warm-up, window and drain
 	cpu     []cpuUse           // CPU time per process over elapsed
 	metrics map[string]float64 // the switch's /metrics over elapsed (after - before); nil if not scraped
+
+	statements []statement // -statements: PostgreSQL's busiest statements over elapsed
 }
 
 type client struct {

@@ -67,6 +67,10 @@ type opts struct {
 
 	pgDelay time.Duration
 
+	// statements > 0 prints PostgreSQL's busiest statements of the load
+	// (pg_stat_statements), that many.
+	statements int
+
 	curve         bool
 	curveDuration time.Duration
 	curveClients  int
@@ -104,6 +108,7 @@ func main() {
 	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
 	flag.DurationVar(&o.curveDuration, "curve-duration", 10*time.Second, "how long each -curve level is measured")
 	flag.IntVar(&o.curveClients, "curve-clients", 128, "clients of the -curve levels: enough that a start seldom finds them all busy (open loop)")
+	flag.IntVar(&o.statements, "statements", 0, "print this many of PostgreSQL's statements that took the most time during the load (pg_stat_statements, loaded in the private server): calls and ms per withdrawal")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
 	flag.Float64Var(&o.depositShare, "deposit-share", 0, "share of flows that are deposits (cash in: code, scan, confirm until credited), 0 to 1")
@@ -184,6 +189,11 @@ func measureLoad(ctx context.Context, w *world, o opts) (loadResult, error) {
 	if err != nil {
 		status("no committer figures: %v", err)
 	}
+	if o.statements > 0 {
+		if err := resetStatements(ctx, w.DBURL); err != nil {
+			status("no statement figures: %v", err)
+		}
+	}
 	procs := findProcs(ctx, w)
 	cpuBefore := procs.sample()
 	loadStart := time.Now()
@@ -200,6 +210,11 @@ func measureLoad(ctx context.Context, w *world, o opts) (loadResult, error) {
 		res.metrics = map[string]float64{}
 		for k, v := range mAfter {
 			res.metrics[k] = v - mBefore[k]
+		}
+	}
+	if o.statements > 0 {
+		if res.statements, err = topStatements(ctx, w.DBURL, o.statements); err != nil {
+			status("no statement figures: %v", err)
 		}
 	}
 	if w.DBURL != "" {

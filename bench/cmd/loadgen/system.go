@@ -92,7 +92,11 @@ func startWorld(ctx context.Context, o opts) (*world, error) {
 	}
 	w.stop = append(w.stop, func() { _ = os.RemoveAll(dir) })
 	status("starting private PostgreSQL (fsync on) in %s", dir)
-	pg, err := localsrv.StartPostgres(ctx, filepath.Join(dir, "pg"), localsrv.PostgresOptions{Durable: true})
+	pgOpt := localsrv.PostgresOptions{Durable: true}
+	if o.statements > 0 {
+		pgOpt.Settings = []string{"shared_preload_libraries=pg_stat_statements", "pg_stat_statements.track=all"}
+	}
+	pg, err := localsrv.StartPostgres(ctx, filepath.Join(dir, "pg"), pgOpt)
 	if err != nil {
 		return nil, err
 	}
