@@ -60,6 +60,11 @@ const (
 	ETillFull        = "till_cash_cap"      // the deposit would put the till over its cash cap (insured amount): refused before counting
 	EIDNumberNeeded  = "id_number_required" // a large-cash deposit: the teller must type the citizen's ID number
 	EDepositNotTaken = "deposit_not_taken"  // the bank did not credit the deposit: hand the cash back (declined, no answer, or answered too late: reversed)
+	// The bank credited the deposit and the switch cannot tell whether it
+	// recorded it (the database was lost at that moment): the cash stays
+	// apart, neither receipted nor handed back, until the same confirm,
+	// sent again, gets the receipt or deposit_not_taken.
+	EDepositUnknown = "deposit_outcome_unknown"
 	// No PostgreSQL primary is reachable (a failover is under way): nothing
 	// was refused, try again after the Retry-After the answer carries.
 	EDatabaseUnavailable = "database_unavailable"

@@ -50,6 +50,7 @@ var httpStatus = map[string]int{
 	ETillFull:            http.StatusConflict,
 	EIDNumberNeeded:      http.StatusUnprocessableEntity,
 	EDepositNotTaken:     http.StatusPaymentRequired,
+	EDepositUnknown:      http.StatusServiceUnavailable,
 	EDatabaseUnavailable: http.StatusServiceUnavailable,
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/softatm/softatm/iso"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/switch/code"
+	"github.com/softatm/softatm/switch/idem"
 )
 
 // Deposits (cash in, "nạp tiền"): the second lifecycle of the transitions
@@ -395,6 +396,13 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if w.Kind != KindDeposit {
 		return DepositReceipt{}, softatm.Errorf(softatm.ENotFound, "no deposit has this id")
 	}
+	// The request's idempotency key, bound to the deposit when its 0200 is
+	// sent: this same confirm sent again (after deposit_outcome_unknown, or
+	// its idempotency record lost) is answered from the row.
+	key := idem.KeyFrom(ctx)
+	if key != "" && w.ConfirmKey == key {
+		return s.confirmedWith(ctx, t, w)
+	}
 	if w.State != StateDepCounter || w.ClaimedBy != t.holder() || w.ClaimUntil.Before(now) {
 		return DepositReceipt{}, depositStateError(w, now, t.holder())
 	}
@@ -414,7 +422,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	}
 	idNumber = strings.TrimSpace(idNumber)
 	set := []Col{{"stan", link.NextSTAN()}, {"transmitted_at", now}, {"paid_by", t.UserID}, {"paid_kiosk", t.Kiosk},
-		{"post_office", t.PostOffice}}
+		{"post_office", t.PostOffice}, {"confirm_key", keyArg(key)}}
 	if needID {
 		if !idNumberRe.MatchString(idNumber) {
 			return DepositReceipt{}, softatm.Errorf(softatm.EIDNumberNeeded,
@@ -454,6 +462,16 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	}
 	s.m.transition(StateDepCrediting)
 
+	// handBack fails the deposit (its 0420 queued) and tells the teller to
+	// hand the cash back, unless the credit turns out recorded meanwhile:
+	// then the answer is its receipt.
+	handBack := func(msg string, cause error) (DepositReceipt, error) {
+		err := s.notTaken(ctx, id, msg, cause)
+		if errors.Is(err, errCreditedMeanwhile) {
+			return s.creditedReceipt(ctx, t, w)
+		}
+		return DepositReceipt{}, err
+	}
 	crashPoint(CrashDepositBeforeSend)
 	cctx, cancel := context.WithTimeout(logAbout(ctx, id), s.cfg.CreditTimeout)
 	resp, err := db.Credit(cctx, iso.CreditRequest{STAN: sent.STAN, RRN: sent.RRN, TransmittedAt: sent.TransmittedAt,
@@ -468,11 +486,11 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 		} else {
 			s.m.outboxExceptions.WithLabelValues(kindReplyMismatch).Inc()
 		}
-		return DepositReceipt{}, s.notTaken(ctx, id, "the bank's answer did not match the deposit; hand the cash back", me)
+		return handBack("the bank's answer did not match the deposit; hand the cash back", me)
 	}
 	if err != nil {
 		s.log.Warn("no usable 0210; reversing", "deposit", id, "account", iso.Mask(w.Account), "err", err)
-		return DepositReceipt{}, s.notTaken(ctx, id, "the bank did not answer in time; hand the cash back", err)
+		return handBack("the bank did not answer in time; hand the cash back", err)
 	}
 	if resp.ResponseCode != iso.RCApproved {
 		_, derr := s.apply(context.WithoutCancel(ctx), Move{Kind: KindDeposit, ID: id, Event: EvDecline, At: s.now(),
@@ -489,7 +507,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if resp.Amount != sent.Amount {
 		// CheckReply made field 4 equal to the 0200's: a broken invariant,
 		// not an answer. Keep nothing.
-		return DepositReceipt{}, s.notTaken(ctx, id, "the bank's answer did not match the deposit; hand the cash back",
+		return handBack("the bank's answer did not match the deposit; hand the cash back",
 			fmt.Errorf("deposit %s: credited %d, asked %d", id, resp.Amount, sent.Amount))
 	}
 	crashPoint(CrashDepositAfter0210)
@@ -505,27 +523,62 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	}
 	if err != nil {
 		// The outcome may be unknown (the connection dropped during
-		// COMMIT). Read it back: a credit recorded is a receipt.
+		// COMMIT). Read it back: a credit recorded is a receipt; one not
+		// recorded is failed and handed back. When even the read fails,
+		// the switch cannot tell, and the bank did credit: handing the
+		// cash back could pay it twice, keeping it could lose the credit.
+		// The teller keeps it apart and confirms again.
 		cur, rerr := s.readBack(ctx, id)
-		if rerr == nil && cur.State == StateDepCredited {
-			s.log.Warn("recording the credit reported an error but it is recorded", "deposit", id, "err", err)
-		} else {
-			return DepositReceipt{}, s.notTaken(ctx, id, "the deposit could not be recorded; hand the cash back", err)
+		switch {
+		case rerr != nil:
+			s.log.Error("a credited deposit's outcome is unknown; the teller keeps the cash apart", "deposit", id, "err", err, "read_err", rerr)
+			return DepositReceipt{}, softatm.Wrap(softatm.EDepositUnknown,
+				"the switch cannot tell whether this deposit was recorded: keep the cash apart, do not hand it back, and confirm again in a minute", err)
+		case cur.State != StateDepCredited:
+			return handBack("the deposit could not be recorded; hand the cash back", err)
 		}
+		s.log.Warn("recording the credit reported an error but it is recorded", "deposit", id, "err", err)
 	} else {
 		s.m.transition(StateDepCredited)
 		_ = res
 	}
 	crashPoint(CrashDepositAfterCommit)
-	rc, err := s.CreditedReceipt(ctx, t, id)
+	return s.creditedReceipt(ctx, t, w)
+}
+
+// creditedReceipt answers a confirm whose deposit w is credited: its
+// receipt, or, if reading that fails, the short one (the full one can be
+// reprinted from My day) rather than an error.
+func (s *Service) creditedReceipt(ctx context.Context, t Teller, w Withdrawal) (DepositReceipt, error) {
+	rc, err := s.CreditedReceipt(ctx, t, w.ID)
 	if err != nil {
-		// Credited: the receipt can be reprinted; say so rather than fail.
-		s.log.Warn("reading a credited deposit's receipt", "deposit", id, "err", err)
-		return DepositReceipt{Withdrawal: Withdrawal{Kind: KindDeposit, ID: id, Amount: w.Amount, Currency: w.Currency,
+		s.log.Warn("reading a credited deposit's receipt", "deposit", w.ID, "err", err)
+		return DepositReceipt{Withdrawal: Withdrawal{Kind: KindDeposit, ID: w.ID, Amount: w.Amount, Currency: w.Currency,
 			Bank: w.Bank, PostOffice: t.PostOffice, PaidKiosk: t.Kiosk, State: StateDepCredited}}, nil
 	}
 	return rc, nil
 }
+
+// confirmedWith answers a confirm sent again for deposit w, whose 0200 it
+// sent: the receipt once credited, hand the cash back once it is not
+// (declined, or failed and reversed), and, while the bank's answer is not
+// recorded either way, keep the cash apart.
+func (s *Service) confirmedWith(ctx context.Context, t Teller, w Withdrawal) (DepositReceipt, error) {
+	switch w.State {
+	case StateDepCredited:
+		return s.creditedReceipt(ctx, t, w)
+	case StateDepCrediting:
+		return DepositReceipt{}, softatm.Errorf(softatm.EDepositUnknown,
+			"the bank's answer to this deposit is not recorded yet: keep the cash apart, do not hand it back, and confirm again in a minute")
+	case StateDepDeclined, StateDepFailed:
+		return DepositReceipt{}, softatm.Errorf(softatm.EDepositNotTaken, "the bank did not credit this deposit; hand the cash back")
+	}
+	return DepositReceipt{}, depositStateError(w, s.now(), t.holder())
+}
+
+// errCreditedMeanwhile: notTaken found the deposit credited (a commit whose
+// answer was lost became visible): the caller answers with its receipt.
+var errCreditedMeanwhile = errors.New("the deposit was credited meanwhile")
 
 // notTaken fails a deposit whose credit has no usable answer, which
 // queues its 0420, and returns the error that tells the teller to hand the
@@ -539,7 +592,8 @@ func (s *Service) notTaken(ctx context.Context, id uuid.UUID, msg string, cause 
 	case errors.Is(err, ledger.ErrUnchanged):
 		// Failed already (the sweeper), or recorded meanwhile: read which.
 		if cur, rerr := s.store.Get(context.WithoutCancel(ctx), id); rerr == nil && cur.State == StateDepCredited {
-			return fmt.Errorf("deposit %s: credited while failing it: %w", id, cause)
+			s.log.Warn("the deposit was credited while failing it; answering with its receipt", "deposit", id, "cause", cause)
+			return errCreditedMeanwhile
 		}
 	default:
 		// The row stays in crediting; the sweeper fails it.

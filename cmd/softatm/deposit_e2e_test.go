@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"testing"
@@ -89,6 +90,16 @@ func TestEndToEndDeposits(t *testing.T) {
 	status, again := s.call(t, teller1.c, "POST", "/v1/teller/deposits/confirm", teller1.headers(key), body, nil)
 	if status != 200 || !bytes.Equal(first, again) {
 		t.Fatalf("replayed confirm: %d %s", status, again)
+	}
+	// The same confirm once its idempotency record is gone (a 5xx answer,
+	// deposit_outcome_unknown, keeps none) is answered from the deposit
+	// its key is bound to: the same receipt.
+	if _, err := s.Pool.Exec(context.Background(), `DELETE FROM idempotency_keys WHERE key = $1`, key); err != nil {
+		t.Fatal(err)
+	}
+	status, again = s.call(t, teller1.c, "POST", "/v1/teller/deposits/confirm", teller1.headers(key), body, nil)
+	if status != 200 || !bytes.Equal(first, again) {
+		t.Fatalf("the same confirm without its idempotency record: %d %s, want the first receipt %s", status, again, first)
 	}
 	var e apiError
 	status, _ = s.call(t, teller1.c, "POST", "/v1/teller/deposits/confirm", teller1.headers(""), body, &e)

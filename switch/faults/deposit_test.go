@@ -174,7 +174,7 @@ func (e *env) verifyDeposits() map[string]int {
 // ledger, and `softatm admin check` holds.
 func TestScenario9Deposits(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, opts{privateRedis: true})
+	e := newEnv(t, opts{privateRedis: true, dbProxy: true})
 	p := e.serve("SATMF901", serveOpts{args: depositArgs})
 	tl := e.loginAll(p, 1)[0]
 	credited := 0
@@ -219,6 +219,52 @@ func TestScenario9Deposits(t *testing.T) {
 		} else {
 			credited++
 		}
+
+		// PostgreSQL lost while the bank credits: the 0210 approves, and
+		// neither the credit's commit nor the read-back can reach the
+		// database. The switch cannot tell: the teller keeps the cash
+		// apart (never "hand it back", which would pay the citizen twice
+		// had the commit landed), and the same confirm sent again once
+		// the database is back gets the answer the books give.
+		c = e.createDeposit(p)
+		e.takeDeposit(p, tl, c)
+		e.sim.SetMTIFault("0200", banksim.Fault{Kind: banksim.FaultLate, DelayMs: 400})
+		key := uuid.NewString()
+		answer := make(chan reply, 1)
+		go func() { answer <- tl.confirmDeposit(p, c.ID, key) }()
+		time.Sleep(150 * time.Millisecond) // the deposit is crediting, its 0200 at the bank
+		if err := e.dbPx.Refuse(); err != nil {
+			t.Fatal(err)
+		}
+		e.dbPx.ResetAll()
+		got := <-answer
+		e.sim.ClearFaults()
+		if err := e.dbPx.Pass(); err != nil {
+			t.Fatal(err)
+		}
+		e.fault("deposit: PostgreSQL lost while the bank credits")
+		if got.status != http.StatusServiceUnavailable || got.code() != "deposit_outcome_unknown" {
+			e.violation("confirm with the database lost after the 0210: %v, want 503 deposit_outcome_unknown", got)
+		}
+		for deadline := time.Now().Add(settleTimeout); ; {
+			got = tl.confirmDeposit(p, c.ID, key)
+			// request_in_progress: the first confirm's idempotency record
+			// could not be ended while the database was away; its lease
+			// (15 s) ends it.
+			wait := got.code() == "deposit_outcome_unknown" || got.code() == "database_unavailable" || got.code() == "request_in_progress"
+			if !wait || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		switch st, _ := e.row(c.ID); {
+		case st == "credited" && got.status == http.StatusOK:
+			credited++
+		case st == "credit_failed" && got.code() == "deposit_not_taken":
+		default:
+			e.violation("the same confirm again after the database came back: %v with the deposit %s", got, st)
+		}
+		e.settleDeposits(p)
 
 		// kill -9 before the 0200 leaves, and after the bank credited it.
 		for _, point := range []string{atmswitch.CrashDepositBeforeSend, atmswitch.CrashDepositAfter0210} {

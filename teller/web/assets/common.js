@@ -63,6 +63,9 @@
     idempotency_key_reused: ["Yêu cầu bị trùng. Vui lòng tải lại trang.", "Duplicate request. Please reload the page."],
     invalid_request: ["Yêu cầu không hợp lệ. Kiểm tra lại thông tin đã nhập.", "The request was not valid. Check what you entered."],
     unavailable: ["Hệ thống tạm thời gián đoạn. Vui lòng thử lại.", "The system is briefly unavailable. Please try again."],
+    database_unavailable: ["Cơ sở dữ liệu đang chuyển máy chủ; chưa có gì thay đổi. Vui lòng thử lại sau ít giây.",
+      "The database is switching servers; nothing was changed. Please try again in a few seconds."],
+    method_not_allowed: ["Yêu cầu không được hỗ trợ. Vui lòng tải lại trang.", "This request is not supported. Please reload the page."],
     internal: ["Có lỗi hệ thống. Vui lòng thử lại hoặc báo bộ phận hỗ trợ.",
       "Something went wrong. Please try again or call support."],
     network: ["Không kết nối được với máy chủ. Kiểm tra mạng rồi thử lại.",
@@ -86,6 +89,8 @@
       "Large cash deposit: type the depositor's ID number (12 or 9 digits)."],
     deposit_not_taken: ["Ngân hàng không ghi có khoản nạp này. HÃY TRẢ LẠI TIỀN CHO KHÁCH. Không in biên nhận.",
       "The bank did not credit this deposit. HAND THE CASH BACK to the citizen. No receipt."],
+    deposit_outcome_unknown: ["Chưa rõ khoản nạp đã được ghi nhận hay chưa. GIỮ RIÊNG số tiền này, KHÔNG trả lại khách, rồi bấm Xác nhận lại sau ít phút.",
+      "It is not yet known whether this deposit was recorded. KEEP THIS CASH APART, do NOT hand it back, and press Confirm again in a minute."],
   };
 
   // fill puts vars into a [vi, en] message's {name} places.

@@ -332,7 +332,8 @@
   });
 
   // Errors after which the same confirm may be tried again with the same key.
-  const retryable = new Set(["network", "internal", "unavailable", "request_in_progress", "bank_unavailable", "rate_limited"]);
+  const retryable = new Set(["network", "internal", "unavailable", "request_in_progress", "bank_unavailable", "rate_limited",
+    "database_unavailable", "deposit_outcome_unknown"]);
 
   ui.confirm.addEventListener("click", async () => {
     if (!current || !ui.idChecked.checked) return;
