@@ -187,6 +187,16 @@ var PaidStates = []State{StatePaid, StateCompleted}
 // rolling daily limit: asked for, held, or paid.
 var LiveStates = []State{StateRequested, StateReserved, StateClaimed, StatePaid, StateCompleted}
 
+// DueStates are the states the sweeper watches. While a row is in one of
+// them its due_at (a column generated from the row, migration 00051) is
+// the time the sweeper's deadline runs from; in every other state it is
+// NULL. State has no index, so that a claim and a completion are HOT
+// updates: a query for rows of these states reads the live rows' index,
+// WHERE due_at IS NOT NULL (or due_at < t) AND state = ..., never state
+// alone. TestDueAtFollowsTheState holds the migration's expression to this
+// list and to the sweeper's events.
+var DueStates = []State{StateRequested, StateReserved, StateClaimed, StateDepIssued, StateDepCounter, StateDepCrediting}
+
 // rowsOf returns the withdrawal lifecycle's rows for an event.
 func rowsOf(ev Event) []Transition { return rowsOfKind(KindWithdrawal, ev) }
 
@@ -255,11 +265,13 @@ type TillRoom struct {
 	Amount     int64
 }
 
-// sql is the guard's SQL form; arg adds a parameter.
+// sql is the guard's SQL form; arg adds a parameter. The deposits being
+// credited are found among the live rows (due_at IS NOT NULL, DueStates):
+// state alone has no index.
 func (r TillRoom) sql(arg func(any) string) string {
 	po := arg(r.PostOffice)
 	return "(SELECT p.cash_cap = 0 OR COALESCE((SELECT a.debits_posted - a.credits_posted - a.credits_pending FROM accounts a WHERE a.code = " +
-		arg(ledger.TillCode(r.PostOffice)) + "), 0) + (SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.post_office = " + po +
+		arg(ledger.TillCode(r.PostOffice)) + "), 0) + (SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.due_at IS NOT NULL AND d.post_office = " + po +
 		" AND d.state = " + arg(string(StateDepCrediting)) + ") + " + arg(r.Amount) + " <= p.cash_cap FROM post_offices p WHERE p.code = " + po + ")"
 }
 

@@ -135,7 +135,7 @@ func (r *ReconLines) OpenItems(ctx context.Context, _ time.Time) ([]string, erro
 	err := r.pool.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM outbox WHERE state = 'exception' AND resolved_note = '') +
 		(SELECT count(*) FROM callbacks WHERE delivery = 'exception' AND resolved_note = ''),
-		(SELECT count(*) FROM withdrawals WHERE state = $1)`, string(StateClaimed)).Scan(&exceptions, &claims)
+		(SELECT count(*) FROM withdrawals WHERE due_at IS NOT NULL AND state = $1)`, string(StateClaimed)).Scan(&exceptions, &claims)
 	if err != nil {
 		return nil, fmt.Errorf("reading open exceptions and claims: %w", err)
 	}

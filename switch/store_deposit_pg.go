@@ -96,9 +96,11 @@ func (p *pgStore) DepositedOn(ctx context.Context, bank, account string, day tim
 	return sum, err
 }
 
+// TillCap finds the deposits being credited among the live rows (due_at,
+// DueStates): state alone has no index.
 func (p *pgStore) TillCap(ctx context.Context, po string) (cash, cashCap int64, err error) {
 	err = p.reads.QueryRow(ctx, `SELECT a.debits_posted - a.credits_posted - a.credits_pending
-			+ (SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.post_office = $1 AND d.state = $3), p.cash_cap
+			+ (SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.due_at IS NOT NULL AND d.post_office = $1 AND d.state = $3), p.cash_cap
 		FROM post_offices p JOIN accounts a ON a.code = $2 WHERE p.code = $1`,
 		po, ledger.TillCode(po), string(StateDepCrediting)).Scan(&cash, &cashCap)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -107,14 +109,11 @@ func (p *pgStore) TillCap(ctx context.Context, po string) (cash, cashCap int64, 
 	return cash, cashCap, err
 }
 
-// depositDueSQL is the sweeper's query per event for deposits. A credit in
-// flight is timed from its last move (the teller's confirm), not from the
-// code's creation hours before.
-var depositDueSQL = map[Event]string{
-	EvExpire: `SELECT id FROM withdrawals WHERE state = $1 AND expires_at < $2 LIMIT $3`,
-	EvLapse:  `SELECT id FROM withdrawals WHERE state = $1 AND claim_until < $2 LIMIT $3`,
-	EvFail:   `SELECT id FROM withdrawals WHERE state = $1 AND updated_at < $2 LIMIT $3`,
-}
+// depositDueSQL is the sweeper's query per event for deposits: dueSQL's.
+// A credit in flight is timed from its last move (the teller's confirm,
+// which due_at holds while it is crediting), not from the code's creation
+// hours before.
+var depositDueSQL = dueSQL
 
 func (p *pgStore) DueDeposits(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error) {
 	q, ok := depositDueSQL[ev]
@@ -138,9 +137,11 @@ type LargeCashDeposit struct {
 // largeCashMax bounds the report's lines.
 const largeCashMax = 10_000
 
+// LargeCash names credited_at IS NOT NULL (every credited deposit has
+// it) so that the credited rows' index can serve it: state has no index.
 func (p *pgStore) LargeCash(ctx context.Context, from, to time.Time) ([]LargeCashDeposit, error) {
 	rows, err := p.pool.Query(ctx, `SELECT `+withdrawalColumns+`, id_number_sealed, credit_date FROM withdrawals
-		WHERE kind = 'deposit' AND large_cash AND state = $1 AND credit_date BETWEEN $2 AND $3
+		WHERE kind = 'deposit' AND large_cash AND credited_at IS NOT NULL AND state = $1 AND credit_date BETWEEN $2 AND $3
 		ORDER BY credit_date, bank_code, account_number, id LIMIT $4`, string(StateDepCredited), from, to, largeCashMax)
 	if err != nil {
 		return nil, err

@@ -191,12 +191,18 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 	return res, err
 }
 
-// dueSQL is the sweeper's query per event: the rows its transition leaves
-// whose time has come. Each is served by the (state, ...) indexes.
+// dueSQL is the sweeper's query per event, for withdrawals and deposits
+// alike: the rows its transition leaves whose time has come. They read the
+// live rows' index, withdrawals_due (migration 00051): state has no index
+// of its own, so that a claim and a completion are HOT updates. due_at is
+// the column each query compared before: expires_at for a code (expire),
+// created_at for a request and the confirm's updated_at for a credit
+// (fail). A claim's lapse is timed by claim_until, which no index holds:
+// it is looked for among the live rows, which are few.
 var dueSQL = map[Event]string{
-	EvExpire: `SELECT id FROM withdrawals WHERE state = $1 AND expires_at < $2 LIMIT $3`,
-	EvLapse:  `SELECT id FROM withdrawals WHERE state = $1 AND claim_until < $2 LIMIT $3`,
-	EvFail:   `SELECT id FROM withdrawals WHERE state = $1 AND created_at < $2 LIMIT $3`,
+	EvExpire: `SELECT id FROM withdrawals WHERE due_at < $2 AND state = $1 LIMIT $3`,
+	EvLapse:  `SELECT id FROM withdrawals WHERE due_at IS NOT NULL AND state = $1 AND claim_until < $2 LIMIT $3`,
+	EvFail:   `SELECT id FROM withdrawals WHERE due_at < $2 AND state = $1 LIMIT $3`,
 }
 
 func (p *pgStore) Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error) {
@@ -533,8 +539,25 @@ func (p *pgStore) OutboxDepth(ctx context.Context) (int64, time.Time, error) {
 }
 
 // CountByState counts the withdrawals in the live states, and those in the
-// finished states created since; both use the (state, created_at) index.
+// finished states created since. State has no index (migration 00051), so
+// each count reads an index of its own: the states the sweeper watches
+// among the live rows (withdrawals_due); paid ones through their advice,
+// which stays pending or an exception until the bank's acknowledgement
+// completes the withdrawal in the same statement (Answered); the finished
+// ones by created_at. A live state none of these serves is refused rather
+// than counted by reading the whole table.
 func (p *pgStore) CountByState(ctx context.Context, live, finished []string, since time.Time) (map[string]float64, error) {
+	var due, paid []string
+	for _, s := range live {
+		switch {
+		case slices.Contains(DueStates, State(s)):
+			due = append(due, s)
+		case s == string(StatePaid):
+			paid = append(paid, s)
+		default:
+			return nil, fmt.Errorf("counting withdrawals: no index serves live state %q", s)
+		}
+	}
 	counts := map[string]float64{}
 	// Read-only, but the server's default is SERIALIZABLE: retried like any
 	// transaction so that a conflict does not blank the gauge.
@@ -544,8 +567,11 @@ func (p *pgStore) CountByState(ctx context.Context, live, finished []string, sin
 			sql  string
 			args []any
 		}{
-			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) GROUP BY state`, []any{live}},
-			{`SELECT state, COUNT(*) FROM withdrawals WHERE state = ANY($1) AND created_at > $2 GROUP BY state`,
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE due_at IS NOT NULL AND state = ANY($1) GROUP BY state`, []any{due}},
+			{`SELECT w.state, COUNT(*) FROM withdrawals w WHERE w.state = ANY($1) AND w.id IN
+				(SELECT o.withdrawal_id FROM outbox o WHERE o.state IN ('pending', 'exception') AND o.kind = $2)
+				GROUP BY w.state`, []any{paid, string(MsgAdvice)}},
+			{`SELECT state, COUNT(*) FROM withdrawals WHERE created_at > $2 AND state = ANY($1) GROUP BY state`,
 				[]any{finished, since}},
 		} {
 			rows, err := tx.Query(ctx, q.sql, q.args...)
