@@ -170,6 +170,13 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 			l.lazyBatches.Add(1)
 			l.lazyUnits.Add(int64(len(live)))
 		}
+		if err == nil && !lazy {
+			for _, r := range live {
+				if isBackground(r.ctx) {
+					l.backgroundUnits.Add(1)
+				}
+			}
+		}
 		for i, r := range live {
 			if err != nil {
 				r.finish(Result{}, err)

@@ -65,3 +65,19 @@ func TestLazyCommit(t *testing.T) {
 		t.Fatalf("stats after a mixed batch: %+v, want still 1 lazy batch of 1 unit", st)
 	}
 }
+
+// Background units are counted apart, and only when durable.
+func TestBackgroundUnitsCounted(t *testing.T) {
+	t.Parallel()
+	l, _ := mustLedger(t, WithBatch(64, time.Millisecond))
+	ctx := context.Background()
+	noop := func(pgx.Tx) error { return nil }
+	for _, c := range []context.Context{ctx, Background(ctx), Background(ctx), LazyCommit(Background(ctx))} {
+		if err := l.Run(c, noop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := l.Stats(); st.Units != 4 || st.BackgroundUnits != 2 || st.LazyUnits != 1 {
+		t.Fatalf("stats %+v, want 4 units: 2 durable background, 1 lazy", st)
+	}
+}

@@ -299,6 +299,18 @@ func LazyCommit(ctx context.Context) context.Context { return context.WithValue(
 
 type lazyKey struct{}
 
+// Background marks the units committed with ctx as no caller's: the
+// outbox's, the sweeper's, the callbacks' and the purge's. It changes
+// nothing in how they commit; they are counted apart (Stats), so that the
+// durable commits a caller waits for can be told from the workers'.
+func Background(ctx context.Context) context.Context {
+	return context.WithValue(ctx, backgroundKey{}, true)
+}
+
+type backgroundKey struct{}
+
+func isBackground(ctx context.Context) bool { v, _ := ctx.Value(backgroundKey{}).(bool); return v }
+
 func isLazy(ctx context.Context) bool { v, _ := ctx.Value(lazyKey{}).(bool); return v }
 
 // Ledger is the double-entry ledger. It is safe for concurrent use.
@@ -322,6 +334,7 @@ type Ledger struct {
 	// For Stats.
 	batches, units, busyNanos atomic.Int64
 	lazyBatches, lazyUnits    atomic.Int64
+	backgroundUnits           atomic.Int64
 
 	roundTrips atomic.Int64
 	// The same, per batch-size bucket (SizeBuckets), so that the time per
@@ -378,6 +391,10 @@ type Stats struct {
 	// for their WAL flush (LazyCommit) and their units: Units - LazyUnits
 	// are the durable commits callers waited for.
 	LazyBatches, LazyUnits int64
+	// BackgroundUnits are the durable units committed for no caller
+	// (Background): Units - LazyUnits - BackgroundUnits are the durable
+	// commits callers waited for.
+	BackgroundUnits int64
 	// BySize splits the three by batch size (SizeBuckets): Busy/Units of a
 	// bucket is the committer's time per unit at that size.
 	BySize [len(SizeBuckets)]SizeStats
@@ -392,7 +409,7 @@ type SizeStats struct {
 // Stats returns the committer's counters.
 func (l *Ledger) Stats() Stats {
 	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load()), RoundTrips: l.roundTrips.Load(),
-		LazyBatches: l.lazyBatches.Load(), LazyUnits: l.lazyUnits.Load()}
+		LazyBatches: l.lazyBatches.Load(), LazyUnits: l.lazyUnits.Load(), BackgroundUnits: l.backgroundUnits.Load()}
 	for i := range l.bySize {
 		b := &l.bySize[i]
 		st.BySize[i] = SizeStats{Batches: b.batches.Load(), Units: b.units.Load(), Busy: time.Duration(b.busyNanos.Load())}

@@ -197,6 +197,9 @@ func (m *Metrics) Committer(name string, l *ledger.Ledger) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_lazy_units_total", Help: "Units carried by those batches: batch_units_total minus these are the durable commits callers waited for.", ConstLabels: labels,
 		}, func() float64 { return float64(l.Stats().LazyUnits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_background_units_total", Help: "Durable units committed for no caller (the outbox's, the sweeper's, the callbacks', the purge's).", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().BackgroundUnits) }),
 	)
 	// The same by batch size (label size, ledger.SizeBuckets): busy seconds
 	// over units of one size is the committer's time per unit at that size.

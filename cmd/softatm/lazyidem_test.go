@@ -147,6 +147,19 @@ func TestOnlyTheHotRoutesRecordsAreLazy(t *testing.T) {
 	if n := lazy(); n != 4 {
 		t.Fatalf("lazy idempotency units after a scan: %v, want 4", n)
 	}
+
+	// The callers' commits and the workers' are counted apart: the
+	// outbox's advice, answered, is no caller's.
+	background := func() float64 {
+		t.Helper()
+		return scrapeMetric(t, s.AdminURL, `softatm_ledger_background_units_total{committer="ledger"}`)
+	}
+	before := background()
+	if st, raw := s.call(t, teller.c, "POST", "/v1/teller/confirm", teller.headers(""), map[string]any{"withdrawal_id": wd.ID, "id_checked": true}, nil); st != http.StatusOK {
+		t.Fatalf("confirm: %d %s", st, raw)
+	}
+	s.waitState(t, wd.ID, "completed")
+	eventually(t, "the outbox's answered advice counted as background", func() bool { return background() > before })
 }
 
 // scrapeMetric reads one sample of the switch's /metrics (0 if absent).

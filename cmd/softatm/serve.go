@@ -712,7 +712,8 @@ func (m *Main) serve(addr string, h http.Handler) (net.Addr, error) {
 // them.
 func (m *Main) startWorkers(idems *idem.Store, clock func() time.Time) {
 	c := m.Config
-	bg, cancel := context.WithCancel(context.Background())
+	// Their commits are no caller's (ledger.Background): counted apart.
+	bg, cancel := context.WithCancel(ledger.Background(context.Background()))
 	m.cancel = cancel
 	m.done = make(chan struct{})
 	go func() {

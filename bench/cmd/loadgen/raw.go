@@ -357,18 +357,20 @@ func committerReport(p func(string, ...any), res loadResult) {
 	if res.startedAll > 0 {
 		// A lazy unit (an idempotency record, ledger.LazyCommit) is
 		// committed but not waited for until its WAL is on disk: not a
-		// durable commit.
+		// durable commit. A background unit (the outbox's, the sweeper's,
+		// ledger.Background) is durable but no caller waits for it.
 		n := float64(res.startedAll)
-		var durable, fsyncs float64
+		var durable, background, fsyncs float64
 		var parts []string
 		for _, c := range []string{"ledger", "idempotency"} {
 			lab := `{committer="` + c + `"}`
 			u, lazy := m["softatm_ledger_batch_units_total"+lab], m["softatm_ledger_lazy_units_total"+lab]
 			durable += u - lazy
+			background += m["softatm_ledger_background_units_total"+lab]
 			fsyncs += m["softatm_ledger_batches_total"+lab] - m["softatm_ledger_lazy_batches_total"+lab]
 			parts = append(parts, fmt.Sprintf("%s %.2f durable + %.2f lazy", c, (u-lazy)/n, lazy/n))
 		}
-		p("**durable commits per withdrawal: %.2f** (committer units per withdrawal created: %s; the outbox's and sweeper's writes included); %.2f durable batch commits (fsyncs) per withdrawal",
-			durable/n, strings.Join(parts, ", "), fsyncs/n)
+		p("**durable commits a caller waits for per withdrawal: %.2f** (committer units per withdrawal created: %s; of the durable, %.2f are the outbox's, sweeper's and callbacks', which no caller waits for); %.2f durable batch commits (fsyncs) per withdrawal",
+			(durable-background)/n, strings.Join(parts, ", "), background/n, fsyncs/n)
 	}
 }
