@@ -335,6 +335,7 @@ type Ledger struct {
 	batches, units, busyNanos atomic.Int64
 	lazyBatches, lazyUnits    atomic.Int64
 	backgroundUnits           atomic.Int64
+	directUnits               atomic.Int64 // Direct statements committed
 
 	roundTrips atomic.Int64
 	// The same, per batch-size bucket (SizeBuckets), so that the time per
@@ -395,6 +396,9 @@ type Stats struct {
 	// (Background): Units - LazyUnits - BackgroundUnits are the durable
 	// commits callers waited for.
 	BackgroundUnits int64
+	// DirectUnits are the statements committed by Direct, outside the
+	// batches (each a durable commit its caller waited for).
+	DirectUnits int64
 	// BySize splits the three by batch size (SizeBuckets): Busy/Units of a
 	// bucket is the committer's time per unit at that size.
 	BySize [len(SizeBuckets)]SizeStats
@@ -409,7 +413,8 @@ type SizeStats struct {
 // Stats returns the committer's counters.
 func (l *Ledger) Stats() Stats {
 	st := Stats{Batches: l.batches.Load(), Units: l.units.Load(), Busy: time.Duration(l.busyNanos.Load()), RoundTrips: l.roundTrips.Load(),
-		LazyBatches: l.lazyBatches.Load(), LazyUnits: l.lazyUnits.Load(), BackgroundUnits: l.backgroundUnits.Load()}
+		LazyBatches: l.lazyBatches.Load(), LazyUnits: l.lazyUnits.Load(), BackgroundUnits: l.backgroundUnits.Load(),
+		DirectUnits: l.directUnits.Load()}
 	for i := range l.bySize {
 		b := &l.bySize[i]
 		st.BySize[i] = SizeStats{Batches: b.batches.Load(), Units: b.units.Load(), Busy: time.Duration(b.busyNanos.Load())}

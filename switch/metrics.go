@@ -200,6 +200,9 @@ func (m *Metrics) Committer(name string, l *ledger.Ledger) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "softatm_ledger_background_units_total", Help: "Durable units committed for no caller (the outbox's, the sweeper's, the callbacks', the purge's).", ConstLabels: labels,
 		}, func() float64 { return float64(l.Stats().BackgroundUnits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "softatm_ledger_direct_units_total", Help: "Statements committed at once, outside the committer's batches (a claim, a withdrawal's first row): each a durable commit its caller waited for.", ConstLabels: labels,
+		}, func() float64 { return float64(l.Stats().DirectUnits) }),
 	)
 	// The same by batch size (label size, ledger.SizeBuckets): busy seconds
 	// over units of one size is the committer's time per unit at that size.

@@ -60,7 +60,7 @@ func (p *pgStore) InsertDeposit(ctx context.Context, w Withdrawal, numericHash, 
 		}
 		name = p.names.SealText(w.HolderName, w.ID.String())
 	}
-	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, kind, bank_code, account_number,
+	_, err := p.ledger.Direct(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, kind, bank_code, account_number,
 			holder_name_masked, holder_name_sealed, amount, currency, state, terminal_id, stan, rrn, transmitted_at,
 			key_id, qr_payload, numeric_hash, phone_last4_hash, expires_at, created_at, updated_at, client_key, client_id)
 			VALUES ($1, 'deposit', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $12, $12,

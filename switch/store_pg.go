@@ -105,8 +105,10 @@ func isUniqueViolation(err error, constraint string) bool {
 	return errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == constraint
 }
 
+// InsertRequest writes the withdrawal's first row directly (ledger.Direct):
+// a new row its unique keys guard needs no turn of the committer.
 func (p *pgStore) InsertRequest(ctx context.Context, w Withdrawal) error {
-	_, err := p.ledger.Exec(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
+	_, err := p.ledger.Direct(ctx, &ledger.Stmt{SQL: `INSERT INTO withdrawals (id, bank_code, account_number, holder_name_masked,
 			amount, currency, state, terminal_id, stan, rrn, transmitted_at, created_at, updated_at, client_key, client_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $11, NULLIF($12, ''), $13)`,
 		Args: []any{w.ID, w.Bank, w.Account, w.HolderNameMasked, w.Amount, w.Currency, string(StateRequested),
@@ -146,6 +148,14 @@ func (p *pgStore) Get(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
 // Apply commits the move's statement (moveStmt) with its transfers. A move
 // that posts nothing and needs no business date commits undated, which
 // spares the batch a business-day look-up.
+// direct says whether move m is committed at once (ledger.Direct) rather
+// than in the committer's batch: a claim, which changes one row as its own
+// WHERE allows, posts nothing and queues nothing.
+func direct(m Move) bool {
+	t := targetOf(m.Kind, m.Event)
+	return m.Event == EvClaim && t.Posts == PostNone && t.Queues == MsgNone && m.TillRoom == nil
+}
+
 func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 	m.Set = slices.Clone(m.Set)
 	for i, c := range m.Set {
@@ -177,9 +187,12 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 		res ledger.Result
 		err error
 	)
-	if transfers := postings(m); len(transfers) > 0 {
+	switch transfers := postings(m); {
+	case len(transfers) > 0:
 		res, err = p.ledger.Commit(ctx, ledger.Unit{At: m.At, Cutoff: m.Cutoff, Stmt: st, Transfers: transfers})
-	} else {
+	case direct(m):
+		res.Changed, err = p.ledger.Direct(ctx, st)
+	default:
 		res.Changed, err = p.ledger.Exec(ctx, st)
 	}
 	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {

@@ -38,6 +38,9 @@ type loadResult struct {
 
 	commitsPerWithdrawal   float64
 	rollbacksPerWithdrawal float64 // mostly serialization conflicts re-run by the switch
+	// updates of the withdrawals table per withdrawal created, and the
+	// HOT ones (no index entry written)
+	updatesPerWithdrawal, hotUpdatesPerWithdrawal float64
 
 	elapsed time.Duration      // the whole load: warm-up, window and drain
 	cpu     []cpuUse           // CPU time per process over elapsed

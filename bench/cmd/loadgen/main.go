@@ -223,6 +223,8 @@ func measureLoad(ctx context.Context, w *world, o opts) (loadResult, error) {
 		if res.startedAll > 0 {
 			res.commitsPerWithdrawal = float64(after.xids-before.xids) / float64(res.startedAll)
 			res.rollbacksPerWithdrawal = float64(after.rollbacks-before.rollbacks) / float64(res.startedAll)
+			res.updatesPerWithdrawal = float64(after.updates-before.updates) / float64(res.startedAll)
+			res.hotUpdatesPerWithdrawal = float64(after.hotUpdates-before.hotUpdates) / float64(res.startedAll)
 		}
 	}
 	return res, nil

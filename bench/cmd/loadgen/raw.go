@@ -284,6 +284,10 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 	statementsReport(p, res)
 	p("transactions rolled back per withdrawal created: %.2f (serialization conflicts re-run, refusals); %.2f PostgreSQL xids per withdrawal created (write transactions, re-runs and subtransactions included)",
 		res.rollbacksPerWithdrawal, res.commitsPerWithdrawal)
+	if res.updatesPerWithdrawal > 0 {
+		p("withdrawals row updates per withdrawal created: %.2f, of which HOT (no index entry written): %.2f",
+			res.updatesPerWithdrawal, res.hotUpdatesPerWithdrawal)
+	}
 	if o.skipRaw {
 		return
 	}
@@ -358,19 +362,21 @@ func committerReport(p func(string, ...any), res loadResult) {
 		// A lazy unit (an idempotency record, ledger.LazyCommit) is
 		// committed but not waited for until its WAL is on disk: not a
 		// durable commit. A background unit (the outbox's, the sweeper's,
-		// ledger.Background) is durable but no caller waits for it.
+		// ledger.Background) is durable but no caller waits for it. A
+		// direct one (ledger.Direct: a claim, a first row) is durable and
+		// waited for, outside the batches.
 		n := float64(res.startedAll)
 		var durable, background, fsyncs float64
 		var parts []string
 		for _, c := range []string{"ledger", "idempotency"} {
 			lab := `{committer="` + c + `"}`
-			u, lazy := m["softatm_ledger_batch_units_total"+lab], m["softatm_ledger_lazy_units_total"+lab]
-			durable += u - lazy
+			u, lazy, direct := m["softatm_ledger_batch_units_total"+lab], m["softatm_ledger_lazy_units_total"+lab], m["softatm_ledger_direct_units_total"+lab]
+			durable += u - lazy + direct
 			background += m["softatm_ledger_background_units_total"+lab]
 			fsyncs += m["softatm_ledger_batches_total"+lab] - m["softatm_ledger_lazy_batches_total"+lab]
-			parts = append(parts, fmt.Sprintf("%s %.2f durable + %.2f lazy", c, (u-lazy)/n, lazy/n))
+			parts = append(parts, fmt.Sprintf("%s %.2f durable in batches + %.2f direct + %.2f lazy", c, (u-lazy)/n, direct/n, lazy/n))
 		}
-		p("**durable commits a caller waits for per withdrawal: %.2f** (committer units per withdrawal created: %s; of the durable, %.2f are the outbox's, sweeper's and callbacks', which no caller waits for); %.2f durable batch commits (fsyncs) per withdrawal",
+		p("**durable commits a caller waits for per withdrawal: %.2f** (commits per withdrawal created: %s; of the durable, %.2f are the outbox's, sweeper's and callbacks', which no caller waits for); %.2f durable batch commits (fsyncs) per withdrawal, besides the direct ones",
 			(durable-background)/n, strings.Join(parts, ", "), background/n, fsyncs/n)
 	}
 }

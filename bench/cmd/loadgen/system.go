@@ -305,6 +305,9 @@ func (w *world) loadBenchData(ctx context.Context, o opts) error {
 type dbCounters struct {
 	xids      int64 // next transaction id: write transactions started so far
 	rollbacks int64 // transactions rolled back in this database (pg_stat_database)
+	// updates of the withdrawals table, and the HOT ones among them
+	// (pg_stat_user_tables): a HOT update writes no index entry.
+	updates, hotUpdates int64
 }
 
 // readCounters reads dbCounters. Only transactions that write take an xid,
@@ -319,7 +322,10 @@ func readCounters(ctx context.Context, dbURL string) (dbCounters, error) {
 	defer conn.Close(ctx)
 	var c dbCounters
 	err = conn.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint,
-		(SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database())`).Scan(&c.xids, &c.rollbacks)
+		(SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()),
+		COALESCE((SELECT n_tup_upd FROM pg_stat_user_tables WHERE relname = 'withdrawals'), 0),
+		COALESCE((SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'withdrawals'), 0)`).
+		Scan(&c.xids, &c.rollbacks, &c.updates, &c.hotUpdates)
 	return c, err
 }
 
