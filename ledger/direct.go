@@ -6,7 +6,6 @@ import (
 	"slices"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/softatm/softatm"
 )
@@ -64,44 +63,64 @@ const directTriesMax = 3
 const directBegin = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
 // directOnce runs one attempt; sent says COMMIT went out (its outcome may
-// be unknown when err is a lost connection).
+// be unknown when err is a lost connection). A statement read by Row gets
+// its COMMIT after the read, so that a row Row refuses is rolled back, as
+// a unit's would be: one round trip more.
 func (l *Ledger) directOnce(ctx context.Context, st *Stmt) (n int64, sent bool, err error) {
 	conn, err := l.pool.Acquire(ctx)
 	if err != nil {
 		return 0, false, err
 	}
-	// A connection left inside the failed transaction (the statement
-	// failed, so COMMIT was refused) is not idle: the pool closes it.
 	defer conn.Release()
+	defer func() {
+		if err != nil && !sent && !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
+			// The statement (or Row) failed inside the transaction: end
+			// it, or the pool would drop the connection.
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
 	b := &pgx.Batch{}
 	b.Queue(directBegin)
 	b.Queue(st.SQL, st.Args...)
-	b.Queue("COMMIT")
+	if st.Row == nil {
+		b.Queue("COMMIT")
+	}
 	br := conn.SendBatch(ctx, b)
-	defer br.Close()
+	n, sent, err = directResults(br, st)
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, sent, err
+	}
+	if st.Row != nil {
+		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+			return 0, true, err
+		}
+	}
+	return n, true, nil
+}
+
+// directResults reads a Direct pipeline's results: BEGIN, the statement,
+// and COMMIT when it was sent with them (committing then says so: an error
+// there leaves the outcome unknown).
+func directResults(br pgx.BatchResults, st *Stmt) (n int64, committing bool, err error) {
 	if _, err := br.Exec(); err != nil {
 		return 0, false, err
 	}
 	if st.Row != nil {
-		err = st.Row(br.QueryRow())
-		switch {
+		switch err := st.Row(br.QueryRow()); {
 		case errors.Is(err, pgx.ErrNoRows):
-			err = nil
-		case err == nil:
-			n = 1
+			return 0, false, nil
+		case err != nil:
+			return 0, false, err
 		}
-	} else {
-		var tag pgconn.CommandTag
-		tag, err = br.Exec()
-		if err == nil {
-			n = tag.RowsAffected()
-		}
+		return 1, false, nil
 	}
+	tag, err := br.Exec()
 	if err != nil {
 		return 0, false, err
 	}
-	if _, err := br.Exec(); err != nil {
-		return 0, true, err
-	}
-	return n, true, nil
+	_, err = br.Exec() // COMMIT
+	return tag.RowsAffected(), true, err
 }

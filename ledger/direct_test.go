@@ -8,17 +8,26 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
 )
 
-func TestDirect(t *testing.T) {
-	t.Parallel()
+// mustCASLedger is a batching ledger on a fresh database with a table of
+// rows in states, cas, for compare-and-set statements.
+func mustCASLedger(t *testing.T) (*Ledger, *pgxpool.Pool) {
+	t.Helper()
 	l, pool := mustLedger(t, WithBatch(64, time.Millisecond))
-	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE cas (id UUID PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE cas (id UUID PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
+	return l, pool
+}
+
+func TestDirect(t *testing.T) {
+	t.Parallel()
+	l, pool := mustCASLedger(t)
+	ctx := context.Background()
 	id := uuid.New()
 	move := func(from, to string) *Stmt {
 		return &Stmt{SQL: `UPDATE cas SET state = $3 WHERE id = $1 AND state = $2`, Args: []any{id, from, to}, MustChange: true}
@@ -45,6 +54,16 @@ func TestDirect(t *testing.T) {
 		Args: []any{id}, Row: func(r pgx.Row) error { return r.Scan(&iso) }}); err != nil || n != 1 || iso != "read committed" {
 		t.Fatalf("returning: %d %v, isolation %q", n, err, iso)
 	}
+	// A row its Row refuses is rolled back, as a unit's would be.
+	refused := errors.New("refused")
+	if _, err := l.Direct(ctx, &Stmt{SQL: `UPDATE cas SET state = 'd' WHERE id = $1 RETURNING state`, Args: []any{id},
+		Row: func(pgx.Row) error { return refused }}); !errors.Is(err, refused) {
+		t.Fatalf("a refused row: %v", err)
+	}
+	var st string
+	if err := pool.QueryRow(ctx, `SELECT state FROM cas WHERE id = $1`, id).Scan(&st); err != nil || st != "c" {
+		t.Fatalf("after a refused row: state %q %v, want c (rolled back)", st, err)
+	}
 	// No business date: it has no batch to be dated by.
 	if _, err := l.Direct(ctx, &Stmt{SQL: `SELECT $1`, Args: []any{BusinessDateArg}}); softatm.ErrorCode(err) != softatm.EInvalid {
 		t.Fatalf("with a business date: %v, want invalid", err)
@@ -58,11 +77,8 @@ func TestDirect(t *testing.T) {
 // row waits for the batch and judges its WHERE on the row the batch left.
 func TestDirectWaitsForTheBatchWritingItsRow(t *testing.T) {
 	t.Parallel()
-	l, pool := mustLedger(t, WithBatch(64, time.Millisecond))
+	l, pool := mustCASLedger(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `CREATE TABLE cas (id UUID PRIMARY KEY, state TEXT NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
 	id := uuid.New()
 	if _, err := pool.Exec(ctx, `INSERT INTO cas VALUES ($1, 'reserved')`, id); err != nil {
 		t.Fatal(err)
