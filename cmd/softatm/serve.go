@@ -587,10 +587,10 @@ func (m *Main) openKeyring(ctx context.Context, clock func() time.Time) (*code.K
 
 // routes is the public API, the kiosk and finance pages, and the health
 // checks. /metrics and /debug/ are not here: they are on the admin listener.
-// routes mounts the API. hot keeps the idempotency records of create, scan
-// and confirm, whose handlers answer a retry from the business row (a
-// create's key is bound to its withdrawal, a confirm's to its payout, a
-// scan re-claims for its teller), so they may be lazy; idems the others'.
+// hot keeps the idempotency records of create, scan and confirm, whose
+// handlers answer a retry from the business row (a create's key is bound
+// to its withdrawal, a confirm's to its payout, a scan re-claims for its
+// teller), so they may be lazy; idems keeps every other route's.
 func (m *Main) routes(metrics *atmswitch.Metrics, idems, hot *idem.Store) http.Handler {
 	mux := http.NewServeMux()
 	route := func(pattern string, h http.Handler) { mux.Handle(pattern, metrics.Instrument(pattern, h)) }
