@@ -166,11 +166,12 @@ func (l *Ledger) runBatch(ctx context.Context, reqs []*request) {
 			live = slices.Delete(live, ex.i, ex.i+1)
 			continue
 		}
-		if err == nil && lazy {
+		switch {
+		case err != nil:
+		case lazy:
 			l.lazyBatches.Add(1)
 			l.lazyUnits.Add(int64(len(live)))
-		}
-		if err == nil && !lazy {
+		default:
 			for _, r := range live {
 				if isBackground(r.ctx) {
 					l.backgroundUnits.Add(1)
