@@ -419,6 +419,29 @@ func postings(m Move) []ledger.Transfer {
 	return nil
 }
 
+// bankCutoffOf is the cut-off of the bank whose withdrawal m posts for
+// (its hold, its void): every posting of a withdrawal is dated as its bank
+// dates it, not only the payout its settlement file lists. m names its
+// bank, or its row does. nil (the ledger's default) when neither can be
+// read: the move then fails or lands as it did before bank cut-offs.
+func (s *Service) bankCutoffOf(ctx context.Context, m Move) *ledger.Cutoff {
+	bank := m.Bank
+	if bank == "" {
+		w, err := s.store.Get(ctx, m.ID)
+		if err != nil {
+			s.log.Warn("reading a withdrawal's bank for its cut-off; dating by the default", "withdrawal", m.ID, "err", err)
+			return nil
+		}
+		bank = w.Bank
+	}
+	c, err := s.cutoffOf(ctx, bank)
+	if err != nil {
+		s.log.Warn("reading a bank's cut-off; dating by the default", "bank", bank, "err", err)
+		return nil
+	}
+	return c
+}
+
 // stateList renders states for an SQL IN list; state names are constants of
 // this file, never input.
 func stateList(ss []State) string {
@@ -435,6 +458,9 @@ func (s *Service) apply(ctx context.Context, m Move) (ledger.Result, error) {
 	posts := targetOf(m.Kind, m.Event).Posts
 	if posts == PostNone {
 		return s.store.Apply(ctx, m)
+	}
+	if m.Cutoff == nil {
+		m.Cutoff = s.bankCutoffOf(ctx, m)
 	}
 	start := time.Now()
 	res, err := s.store.Apply(ctx, m)
