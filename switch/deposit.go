@@ -368,7 +368,7 @@ func (s *Service) IDRequired(ctx context.Context, w Withdrawal) (bool, error) {
 	if s.cfg.LargeCashThreshold <= 0 {
 		return false, nil
 	}
-	day, err := s.ledger.BusinessDate(ctx, s.now())
+	day, err := s.largeCashDay(ctx)
 	if err != nil {
 		return false, err
 	}
@@ -377,6 +377,12 @@ func (s *Service) IDRequired(ctx context.Context, w Withdrawal) (bool, error) {
 		return false, fmt.Errorf("reading the account's deposits today: %w", err)
 	}
 	return sum+w.Amount >= s.cfg.LargeCashThreshold, nil
+}
+
+// largeCashDay is the business day whose deposits the large-cash rule adds
+// up.
+func (s *Service) largeCashDay(ctx context.Context) (time.Time, error) {
+	return s.ledger.BusinessDate(ctx, s.now())
 }
 
 // DepositReceipt is what the teller prints after the bank credited a
@@ -430,6 +436,17 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 		}
 		set = append(set, Col{"id_number_sealed", sealedID(idNumber)}, Col{"large_cash", true})
 	}
+	// Without an ID number the move checks the account's day once more in
+	// its own statement, as the till's room: two counters confirming one
+	// account's deposits at once cannot both stay under the threshold.
+	var underLarge *UnderLargeCash
+	if !needID && s.cfg.LargeCashThreshold > 0 {
+		day, err := s.largeCashDay(ctx)
+		if err != nil {
+			return DepositReceipt{}, err
+		}
+		underLarge = &UnderLargeCash{Bank: w.Bank, Account: w.Account, Day: day, Amount: w.Amount, Threshold: s.cfg.LargeCashThreshold}
+	}
 	if err := s.ensurePayable(ctx, w.Bank); err != nil {
 		return DepositReceipt{}, err
 	}
@@ -443,15 +460,23 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	// (Move.TillRoom): the committer runs moves one at a time, so two
 	// counters' confirms cannot both fill the same room.
 	_, err = s.apply(ctx, Move{Kind: KindDeposit, ID: id, Event: EvSend, At: now, Holder: t.holder(), Set: set, Into: &sent,
-		TillRoom: &TillRoom{PostOffice: t.PostOffice, Amount: w.Amount}})
+		TillRoom: &TillRoom{PostOffice: t.PostOffice, Amount: w.Amount}, UnderLargeCash: underLarge})
 	if errors.Is(err, ledger.ErrUnchanged) {
 		cur, rerr := s.store.Get(ctx, id)
 		if rerr != nil {
 			return DepositReceipt{}, rerr
 		}
 		if cur.State == StateDepCounter && cur.ClaimedBy == t.holder() && !cur.ClaimUntil.Before(now) {
-			// Still this teller's, at the counter: the till's room was
-			// taken by another counter's deposit meanwhile.
+			// Still this teller's, at the counter: another counter's
+			// deposit meanwhile took the account over the large-cash
+			// threshold, or the till's room.
+			if underLarge != nil {
+				if need, err := s.IDRequired(ctx, cur); err == nil && need {
+					return DepositReceipt{}, softatm.Errorf(softatm.EIDNumberNeeded,
+						"with another deposit just confirmed, this account's deposits today reach %d: type the citizen's ID number (9 or 12 digits)",
+						s.cfg.LargeCashThreshold)
+				}
+			}
 			return DepositReceipt{}, softatm.Errorf(softatm.ETillFull,
 				"another deposit has just filled the till to its cash cap; do not take the cash")
 		}

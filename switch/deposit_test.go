@@ -680,3 +680,80 @@ func TestDepositTillRoomGuard(t *testing.T) {
 		}
 	}
 }
+
+// Two counters confirm one account's deposits at once, each under the
+// large-cash threshold alone and over it together, with no ID number: one
+// is credited, the other asks for the ID number, and only one 0200 leaves.
+func TestDepositLargeCashRace(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
+	ctx := context.Background()
+	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
+	tellers := []atmswitch.Teller{teller1, teller3}
+	ids := make([]uuid.UUID, len(tellers))
+	for i, tl := range tellers {
+		is := e.depositCode(t, "MB", acctRich, 300_000)
+		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = w.ID
+	}
+	errs := make(chan error, len(tellers))
+	start := make(chan struct{})
+	for i, tl := range tellers {
+		go func() {
+			<-start
+			_, err := e.svc.ConfirmDeposit(ctx, tl, ids[i], "")
+			errs <- err
+		}()
+	}
+	close(start)
+	ok, needID := 0, 0
+	for range tellers {
+		switch err := <-errs; {
+		case err == nil:
+			ok++
+		case softatm.ErrorCode(err) == softatm.EIDNumberNeeded:
+			needID++
+		default:
+			t.Errorf("a confirm: %v", err)
+		}
+	}
+	if ok != 1 || needID != 1 || e.sim.Received(iso.MTIFinancialRequest) != 1 {
+		t.Fatalf("%d credited, %d asked for the ID number, %d 0200s sent; want 1, 1, 1", ok, needID, e.sim.Received(iso.MTIFinancialRequest))
+	}
+	e.checkLedger(t)
+}
+
+// The large-cash guard alone: a deposit that takes the account's day to
+// the threshold beside one in flight does not move; a smaller one does.
+func TestDepositLargeCashGuard(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
+	ctx := context.Background()
+	counted := func(tl atmswitch.Teller, amount int64) uuid.UUID {
+		t.Helper()
+		is := e.depositCode(t, "MB", acctRich, amount)
+		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w.ID
+	}
+	first, second, third := counted(teller1, 300_000), counted(teller3, 300_000), counted(teller3, 100_000)
+	if err := atmswitch.SendDepositUnderLargeCash(e.svc, teller1, first, "MB", acctRich, 300_000); err != nil {
+		t.Fatal(err)
+	}
+	if err := atmswitch.SendDepositUnderLargeCash(e.svc, teller3, second, "MB", acctRich, 300_000); !errors.Is(err, ledger.ErrUnchanged) {
+		t.Fatalf("a deposit taking the account to the threshold beside one in flight moved: %v", err)
+	}
+	if err := atmswitch.SendDepositUnderLargeCash(e.svc, teller3, third, "MB", acctRich, 100_000); err != nil {
+		t.Fatalf("a deposit staying under the threshold: %v", err)
+	}
+	for id, want := range map[uuid.UUID]atmswitch.State{first: atmswitch.StateDepCrediting, second: atmswitch.StateDepCounter, third: atmswitch.StateDepCrediting} {
+		if s := e.state(t, id); s != want {
+			t.Errorf("deposit %s is %s, want %s", id, s, want)
+		}
+	}
+}

@@ -23,3 +23,16 @@ func SendDeposit(s *Service, t Teller, id uuid.UUID, amount int64) error {
 		Set: []Col{{"post_office", t.PostOffice}}, TillRoom: &TillRoom{PostOffice: t.PostOffice, Amount: amount}})
 	return err
 }
+
+// SendDepositUnderLargeCash is the same move with the large-cash guard
+// ConfirmDeposit adds when no ID number was given (tests: the guard alone).
+func SendDepositUnderLargeCash(s *Service, t Teller, id uuid.UUID, bank, account string, amount int64) error {
+	day, err := s.largeCashDay(context.Background())
+	if err != nil {
+		return err
+	}
+	_, err = s.apply(context.Background(), Move{Kind: KindDeposit, ID: id, Event: EvSend, At: s.now(), Holder: t.holder(),
+		Set:            []Col{{"post_office", t.PostOffice}},
+		UnderLargeCash: &UnderLargeCash{Bank: bank, Account: account, Day: day, Amount: amount, Threshold: s.cfg.LargeCashThreshold}})
+	return err
+}

@@ -257,12 +257,35 @@ type Move struct {
 	// time, so two counters cannot both take the same room. The in-memory
 	// fake has no till and does not check it.
 	TillRoom *TillRoom
+	// UnderLargeCash, if set, is another such guard: the account's
+	// deposits of the business day, those being credited included, stay
+	// under the large-cash threshold with this one. A confirm without the
+	// depositor's ID number carries it, so that two counters confirming
+	// one account's deposits at once cannot split a large sum under it.
+	UnderLargeCash *UnderLargeCash
 }
 
 // TillRoom is Move.TillRoom.
 type TillRoom struct {
 	PostOffice string
 	Amount     int64
+}
+
+// UnderLargeCash is Move.UnderLargeCash.
+type UnderLargeCash struct {
+	Bank, Account string
+	Day           time.Time // the business day credits are dated by
+	Amount        int64
+	Threshold     int64
+}
+
+// sql is the guard's SQL form (DepositedOn's sum, in the move's
+// statement); arg adds a parameter. The account's rows are found by its
+// (bank_code, account_number, created_at) index.
+func (u UnderLargeCash) sql(arg func(any) string) string {
+	return "(SELECT COALESCE(SUM(d.amount), 0) FROM withdrawals d WHERE d.kind = 'deposit' AND d.bank_code = " + arg(u.Bank) +
+		" AND d.account_number = " + arg(u.Account) + " AND ((d.state = " + arg(string(StateDepCredited)) + " AND d.credit_date = " + arg(u.Day) +
+		") OR d.state = " + arg(string(StateDepCrediting)) + ")) + " + arg(u.Amount) + " < " + arg(u.Threshold)
 }
 
 // sql is the guard's SQL form; arg adds a parameter. The deposits being
@@ -363,6 +386,9 @@ func moveUpdate(m Move, a *sqlArgs, id string) string {
 	guard := ""
 	if m.TillRoom != nil {
 		guard = " AND " + m.TillRoom.sql(a.add)
+	}
+	if m.UnderLargeCash != nil {
+		guard += " AND " + m.UnderLargeCash.sql(a.add)
 	}
 	return fmt.Sprintf("UPDATE withdrawals SET %s WHERE id = %s AND kind = %s AND (%s)%s",
 		strings.Join(set, ", "), id, a.add(string(m.Kind.orWithdrawal())), strings.Join(where, " OR "), guard)
