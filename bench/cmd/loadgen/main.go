@@ -33,6 +33,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"runtime"
@@ -66,6 +67,11 @@ type opts struct {
 	label       string
 
 	pgDelay time.Duration
+
+	// compare, another softatm binary, makes the run alternate it with
+	// softatm, rounds times each (runCompare).
+	compare string
+	rounds  int
 
 	// statements > 0 prints PostgreSQL's busiest statements of the load
 	// (pg_stat_statements), that many.
@@ -108,6 +114,8 @@ func main() {
 	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
 	flag.DurationVar(&o.curveDuration, "curve-duration", 10*time.Second, "how long each -curve level is measured")
 	flag.IntVar(&o.curveClients, "curve-clients", 128, "clients of the -curve levels: enough that a start seldom finds them all busy (open loop)")
+	flag.StringVar(&o.compare, "compare", "", "another softatm binary: run the load with -softatm and with this one alternately, -rounds times each, each on a fresh system, and print both side by side with medians (this machine's speed swings from minute to minute: compare within one run)")
+	flag.IntVar(&o.rounds, "rounds", 3, "with -compare: how many runs of each binary")
 	flag.IntVar(&o.statements, "statements", 0, "print this many of PostgreSQL's statements that took the most time during the load (pg_stat_statements, loaded in the private server): calls and ms per withdrawal")
 	flag.BoolVar(&o.skipRaw, "skip-raw", false, "do not measure the raw limits")
 	flag.StringVar(&o.label, "label", "", "a name for this run in the report")
@@ -141,6 +149,12 @@ func run(ctx context.Context, o opts) error {
 	if o.curve && o.rate > 0 {
 		return errors.New("-curve starts from a closed-loop run: no -rate")
 	}
+	if o.compare != "" {
+		if o.url != "" || o.curve || o.rounds < 1 {
+			return errors.New("-compare starts its own systems (no -url), has no -curve, and needs -rounds of at least 1")
+		}
+		return runCompare(ctx, os.Stdout, o)
+	}
 	var w *world
 	if o.url == "" {
 		var err error
@@ -155,6 +169,19 @@ func run(ctx context.Context, o opts) error {
 		}
 	}
 
+	res, err := measureAndReport(ctx, os.Stdout, w, o)
+	if err != nil {
+		return err
+	}
+	if o.curve {
+		return runCurve(ctx, os.Stdout, w, o, float64(res.completed)/res.window.Seconds())
+	}
+	return nil
+}
+
+// measureAndReport measures the raw commit rate (unless -skip-raw), runs
+// the load, measures the raw rate again and prints the report.
+func measureAndReport(ctx context.Context, out io.Writer, w *world, o opts) (loadResult, error) {
 	var rawBefore float64
 	if !o.skipRaw {
 		var err error
@@ -164,18 +191,14 @@ func run(ctx context.Context, o opts) error {
 	}
 	res, err := measureLoad(ctx, w, o)
 	if err != nil {
-		return err
+		return res, err
 	}
-
 	var raw rawResult
 	if !o.skipRaw {
 		raw = measureRaw(ctx, w, o, rawBefore)
 	}
-	report(os.Stdout, w, o, res, raw)
-	if o.curve {
-		return runCurve(ctx, os.Stdout, w, o, float64(res.completed)/res.window.Seconds())
-	}
-	return nil
+	report(out, w, o, res, raw)
+	return res, nil
 }
 
 // measureLoad runs one load and collects, over it, the switch's metrics,

@@ -327,8 +327,58 @@ func cpuReport(p func(string, ...any), res loadResult) {
 			server += c.seconds
 		}
 	}
-	p("| **server (switch + PostgreSQL + Redis)** | %.2f | **%.2f** | %.0f%% |", server, 1000*server/float64(res.flowsAll), 100*server/res.elapsed.Seconds())
+	p("| **server (switch + PostgreSQL + Redis)** | %.2f | **%.2f** | %.0f%% |", server, serverCPU(res), 100*server/res.elapsed.Seconds())
 	p("")
+}
+
+// serverCPU is the server's (switch, PostgreSQL, Redis) CPU ms per
+// completed withdrawal over the load.
+func serverCPU(res loadResult) float64 {
+	if res.flowsAll == 0 {
+		return 0
+	}
+	var server float64
+	for _, c := range res.cpu {
+		if c.server {
+			server += c.seconds
+		}
+	}
+	return 1000 * server / float64(res.flowsAll)
+}
+
+// commitCounts are a run's commits per withdrawal created, from the
+// switch's metrics.
+type commitCounts struct {
+	waited     float64  // durable commits a caller waits for
+	background float64  // durable commits no caller waits for
+	fsyncs     float64  // durable batch commits
+	parts      []string // per committer: durable in batches, direct, lazy
+}
+
+// durableCommits counts a run's commits per withdrawal created. A lazy
+// unit (an idempotency record, ledger.LazyCommit) is committed but not
+// waited for until its WAL is on disk: not a durable commit. A background
+// unit (the outbox's, the sweeper's, ledger.Background) is durable but no
+// caller waits for it. A direct one (ledger.Direct: a claim, a first row)
+// is durable and waited for, outside the batches.
+func durableCommits(res loadResult) commitCounts {
+	m := res.metrics
+	var c commitCounts
+	if m == nil || res.startedAll == 0 {
+		return c
+	}
+	n := float64(res.startedAll)
+	var durable float64
+	for _, name := range []string{"ledger", "idempotency"} {
+		lab := `{committer="` + name + `"}`
+		u, lazy, direct := m["softatm_ledger_batch_units_total"+lab], m["softatm_ledger_lazy_units_total"+lab], m["softatm_ledger_direct_units_total"+lab]
+		durable += u - lazy + direct
+		c.background += m["softatm_ledger_background_units_total"+lab]
+		c.fsyncs += m["softatm_ledger_batches_total"+lab] - m["softatm_ledger_lazy_batches_total"+lab]
+		c.parts = append(c.parts, fmt.Sprintf("%s %.2f durable in batches + %.2f direct + %.2f lazy", name, (u-lazy)/n, direct/n, lazy/n))
+	}
+	c.waited, c.background, c.fsyncs = (durable-c.background)/n, c.background/n, c.fsyncs/n
+	return c
 }
 
 // committerReport prints the committers' figures from the switch's
@@ -359,24 +409,8 @@ func committerReport(p func(string, ...any), res loadResult) {
 	}
 	p("")
 	if res.startedAll > 0 {
-		// A lazy unit (an idempotency record, ledger.LazyCommit) is
-		// committed but not waited for until its WAL is on disk: not a
-		// durable commit. A background unit (the outbox's, the sweeper's,
-		// ledger.Background) is durable but no caller waits for it. A
-		// direct one (ledger.Direct: a claim, a first row) is durable and
-		// waited for, outside the batches.
-		n := float64(res.startedAll)
-		var durable, background, fsyncs float64
-		var parts []string
-		for _, c := range []string{"ledger", "idempotency"} {
-			lab := `{committer="` + c + `"}`
-			u, lazy, direct := m["softatm_ledger_batch_units_total"+lab], m["softatm_ledger_lazy_units_total"+lab], m["softatm_ledger_direct_units_total"+lab]
-			durable += u - lazy + direct
-			background += m["softatm_ledger_background_units_total"+lab]
-			fsyncs += m["softatm_ledger_batches_total"+lab] - m["softatm_ledger_lazy_batches_total"+lab]
-			parts = append(parts, fmt.Sprintf("%s %.2f durable in batches + %.2f direct + %.2f lazy", c, (u-lazy)/n, direct/n, lazy/n))
-		}
+		dc := durableCommits(res)
 		p("**durable commits a caller waits for per withdrawal: %.2f** (commits per withdrawal created: %s; of the durable, %.2f are the outbox's, sweeper's and callbacks', which no caller waits for); %.2f durable batch commits (fsyncs) per withdrawal, besides the direct ones",
-			(durable-background)/n, strings.Join(parts, ", "), background/n, fsyncs/n)
+			dc.waited, strings.Join(dc.parts, ", "), dc.background, dc.fsyncs)
 	}
 }
