@@ -62,8 +62,10 @@ const directTriesMax = 3
 // directBegin opens a Direct statement's transaction.
 const directBegin = "BEGIN ISOLATION LEVEL READ COMMITTED"
 
-// directOnce runs one attempt; sent says COMMIT went out (its outcome may
-// be unknown when err is a lost connection). A statement read by Row gets
+// directOnce runs one attempt; sent says COMMIT went out, so that a lost
+// connection leaves the outcome unknown and the attempt must not be run
+// again. A statement without Row has its COMMIT in the same pipeline as
+// its BEGIN, so it is sent from the start; a statement read by Row gets
 // its COMMIT after the read, so that a row Row refuses is rolled back, as
 // a unit's would be: one round trip more.
 func (l *Ledger) directOnce(ctx context.Context, st *Stmt) (n int64, sent bool, err error) {
@@ -73,7 +75,7 @@ func (l *Ledger) directOnce(ctx context.Context, st *Stmt) (n int64, sent bool, 
 	}
 	defer conn.Release()
 	defer func() {
-		if err != nil && !sent && !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
+		if !conn.Conn().IsClosed() && conn.Conn().PgConn().TxStatus() != 'I' {
 			// The statement (or Row) failed inside the transaction: end
 			// it, or the pool would drop the connection.
 			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
@@ -82,45 +84,41 @@ func (l *Ledger) directOnce(ctx context.Context, st *Stmt) (n int64, sent bool, 
 	b := &pgx.Batch{}
 	b.Queue(directBegin)
 	b.Queue(st.SQL, st.Args...)
-	if st.Row == nil {
+	sent = st.Row == nil
+	if sent {
 		b.Queue("COMMIT")
 	}
 	br := conn.SendBatch(ctx, b)
-	n, sent, err = directResults(br, st)
+	n, err = directResults(br, st)
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return 0, sent, err
+	if err != nil || sent {
+		return n, sent, err
 	}
-	if st.Row != nil {
-		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
-			return 0, true, err
-		}
-	}
-	return n, true, nil
+	_, err = conn.Exec(ctx, "COMMIT")
+	return n, true, err
 }
 
 // directResults reads a Direct pipeline's results: BEGIN, the statement,
-// and COMMIT when it was sent with them (committing then says so: an error
-// there leaves the outcome unknown).
-func directResults(br pgx.BatchResults, st *Stmt) (n int64, committing bool, err error) {
+// and COMMIT when it was sent with them.
+func directResults(br pgx.BatchResults, st *Stmt) (int64, error) {
 	if _, err := br.Exec(); err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	if st.Row != nil {
 		switch err := st.Row(br.QueryRow()); {
 		case errors.Is(err, pgx.ErrNoRows):
-			return 0, false, nil
+			return 0, nil
 		case err != nil:
-			return 0, false, err
+			return 0, err
 		}
-		return 1, false, nil
+		return 1, nil
 	}
 	tag, err := br.Exec()
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	_, err = br.Exec() // COMMIT
-	return tag.RowsAffected(), true, err
+	return tag.RowsAffected(), err
 }

@@ -3,6 +3,9 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm"
+	"github.com/softatm/softatm/fixtures/faultproxy"
 )
 
 // mustCASLedger is a batching ledger on a fresh database with a table of
@@ -112,5 +116,46 @@ func TestDirectWaitsForTheBatchWritingItsRow(t *testing.T) {
 	var st string
 	if err := pool.QueryRow(ctx, `SELECT state FROM cas WHERE id = $1`, id).Scan(&st); err != nil || st != "expired" {
 		t.Fatalf("state %q %v, want expired", st, err)
+	}
+}
+
+// A connection lost after a pipelined COMMIT went out leaves the outcome
+// unknown: the statement is not run again, and the caller learns that it
+// cannot tell (a second run would have reported a success, or the row's
+// key taken, for a first run that may have committed).
+func TestDirectLostAfterCommitIsNotRunAgain(t *testing.T) {
+	t.Parallel()
+	_, direct := mustCASLedger(t)
+	ctx := context.Background()
+	cfg := direct.Config().Copy()
+	px, err := faultproxy.New(fmt.Sprintf("%s:%d", cfg.ConnConfig.Host, cfg.ConnConfig.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	host, port, _ := net.SplitHostPort(px.Addr())
+	cfg.ConnConfig.Host = host
+	p, _ := strconv.Atoi(port)
+	cfg.ConnConfig.Port = uint16(p)
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	l := New(pool, WithBatch(64, time.Millisecond))
+	t.Cleanup(l.Close)
+	if err := pool.Ping(ctx); err != nil { // a connection, signed on, before the fault
+		t.Fatal(err)
+	}
+
+	id := uuid.New()
+	px.CutAfter(faultproxy.Downstream, 1) // the first byte of the pipeline's answers, then the connection is reset
+	_, err = l.Direct(ctx, &Stmt{SQL: `INSERT INTO cas (id, state) VALUES ($1, 'a')`, Args: []any{id}})
+	if err == nil || isUniqueViolation(err) || !IsConnectionLost(err) {
+		t.Fatalf("insert with its answer lost: %v, want the lost connection itself (unknown outcome)", err)
+	}
+	var n int
+	if err := direct.QueryRow(ctx, `SELECT count(*) FROM cas WHERE id = $1`, id).Scan(&n); err != nil || n > 1 {
+		t.Fatalf("rows %d (%v), want at most 1", n, err)
 	}
 }
