@@ -448,24 +448,19 @@ func postings(m Move) []ledger.Transfer {
 // bankCutoffOf is the cut-off of the bank whose withdrawal m posts for
 // (its hold, its void): every posting of a withdrawal is dated as its bank
 // dates it, not only the payout its settlement file lists. m names its
-// bank, or its row does. nil (the ledger's default) when neither can be
-// read: the move then fails or lands as it did before bank cut-offs.
-func (s *Service) bankCutoffOf(ctx context.Context, m Move) *ledger.Cutoff {
+// bank, or its row does. When neither can be read the move is not made: a
+// posting dated by a guess is worse than one retried (the sweeper comes
+// back, a caller asks again).
+func (s *Service) bankCutoffOf(ctx context.Context, m Move) (*ledger.Cutoff, error) {
 	bank := m.Bank
 	if bank == "" {
 		w, err := s.store.Get(ctx, m.ID)
 		if err != nil {
-			s.log.Warn("reading a withdrawal's bank for its cut-off; dating by the default", "withdrawal", m.ID, "err", err)
-			return nil
+			return nil, fmt.Errorf("reading the withdrawal's bank for its cut-off: %w", err)
 		}
 		bank = w.Bank
 	}
-	c, err := s.cutoffOf(ctx, bank)
-	if err != nil {
-		s.log.Warn("reading a bank's cut-off; dating by the default", "bank", bank, "err", err)
-		return nil
-	}
-	return c
+	return s.cutoffOf(ctx, bank)
 }
 
 // stateList renders states for an SQL IN list; state names are constants of
@@ -486,7 +481,10 @@ func (s *Service) apply(ctx context.Context, m Move) (ledger.Result, error) {
 		return s.store.Apply(ctx, m)
 	}
 	if m.Cutoff == nil {
-		m.Cutoff = s.bankCutoffOf(ctx, m)
+		var err error
+		if m.Cutoff, err = s.bankCutoffOf(ctx, m); err != nil {
+			return ledger.Result{}, err
+		}
 	}
 	start := time.Now()
 	res, err := s.store.Apply(ctx, m)
