@@ -85,6 +85,15 @@ func (l *Ledger) BusinessDate(ctx context.Context, at time.Time) (time.Time, err
 	return openDate(ctx, l.pool, l.cutoffDate(at))
 }
 
+// BusinessDateUnder is BusinessDate under cut-off c (a bank's; nil: the
+// default), as a unit with that Cutoff is dated.
+func (l *Ledger) BusinessDateUnder(ctx context.Context, at time.Time, c *Cutoff) (time.Time, error) {
+	if c == nil {
+		return l.BusinessDate(ctx, at)
+	}
+	return openDate(ctx, l.pool, c.DateAt(at, l.opt.loc))
+}
+
 // businessDate is BusinessDate inside a batch, for the date a unit asks
 // for (unitDate): the read of business_days is part of the batch's
 // serializable transaction, so it conflicts with a concurrent CloseDay, and

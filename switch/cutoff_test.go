@@ -8,20 +8,27 @@ import (
 	atmswitch "github.com/softatm/softatm/switch"
 )
 
+// afterMBCutoff is an env whose MB cuts its business day at 17:00, and a
+// service of it whose clock says 18:30 (+07:00) on 2026-11-27: the bank's
+// 2026-11-28 already, the calendar's 27th.
+func afterMBCutoff(t *testing.T, tweak ...func(*atmswitch.Config)) (*env, *atmswitch.Service) {
+	t.Helper()
+	e := newEnv(t, tweak...)
+	if _, err := e.pool.Exec(context.Background(), `UPDATE banks SET cutoff = '17:00:00' WHERE code = 'MB'`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 27, 18, 30, 0, 0, time.FixedZone("ICT", 7*3600))
+	return e, atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: e.pool, Ledger: e.ledger, Bank: e.bank, Codes: e.codes,
+		Gate: e.gate, Log: quietLog(), Metrics: e.m, Clock: func() time.Time { return at }})
+}
+
 // A withdrawal's hold and its void are dated by its bank's cut-off, as its
 // payout is: MB cuts at 17:00, so a code issued and cancelled at 18:30 is
 // the next business day's, for both transfers.
 func TestHoldAndVoidDatedByTheBanksCutoff(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e, svc := afterMBCutoff(t)
 	ctx := context.Background()
-	if _, err := e.pool.Exec(ctx, `UPDATE banks SET cutoff = '17:00:00' WHERE code = 'MB'`); err != nil {
-		t.Fatal(err)
-	}
-	loc := time.FixedZone("ICT", 7*3600)
-	at := time.Date(2026, 11, 27, 18, 30, 0, 0, loc)
-	svc := atmswitch.NewService(e.cfg, atmswitch.Deps{Pool: e.pool, Ledger: e.ledger, Bank: e.bank, Codes: e.codes,
-		Gate: e.gate, Log: quietLog(), Metrics: e.m, Clock: func() time.Time { return at }})
 	is, err := svc.Create(ctx, "MB", atmswitch.CreateRequest{Account: acctRich, Amount: 300_000, Currency: "VND",
 		HolderName: "Nguyen Van An", PhoneLast4: phoneRich})
 	if err != nil {
@@ -48,5 +55,39 @@ func TestHoldAndVoidDatedByTheBanksCutoff(t *testing.T) {
 	}
 	if n != 2 {
 		t.Fatalf("%d transfers, want the hold and its void", n)
+	}
+}
+
+// The large-cash rule adds up the deposits of the bank's day, the day its
+// credits are dated by: after MB's 17:00 cut-off, a deposit credited at
+// 18:30 counts with the next one, not with the calendar day's.
+func TestLargeCashDayIsTheBanksDay(t *testing.T) {
+	t.Parallel()
+	e, svc := afterMBCutoff(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
+	ctx := context.Background()
+	counted := func(tl atmswitch.Teller) atmswitch.Withdrawal {
+		t.Helper()
+		is, err := svc.CreateDeposit(ctx, "MB", atmswitch.DepositRequest{Account: acctRich, Amount: 300_000, Currency: "VND",
+			HolderName: "Nguyen Van An", PhoneLast4: phoneRich})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	first := counted(teller1)
+	if _, err := svc.ConfirmDeposit(ctx, teller1, first.ID, ""); err != nil {
+		t.Fatal(err)
+	}
+	var date string
+	if err := e.pool.QueryRow(ctx, `SELECT credit_date::text FROM withdrawals WHERE id = $1`, first.ID).Scan(&date); err != nil || date != "2026-11-28" {
+		t.Fatalf("first deposit credited on %q (%v), want MB's 2026-11-28", date, err)
+	}
+	second := counted(teller1)
+	if need, err := svc.IDRequired(ctx, second); err != nil || !need {
+		t.Fatalf("ID required for a second 300,000 the same bank day: %v %v, want true (600,000 reaches 500,000)", need, err)
 	}
 }

@@ -368,7 +368,7 @@ func (s *Service) IDRequired(ctx context.Context, w Withdrawal) (bool, error) {
 	if s.cfg.LargeCashThreshold <= 0 {
 		return false, nil
 	}
-	day, err := s.largeCashDay(ctx)
+	day, err := s.largeCashDay(ctx, w.Bank)
 	if err != nil {
 		return false, err
 	}
@@ -380,9 +380,15 @@ func (s *Service) IDRequired(ctx context.Context, w Withdrawal) (bool, error) {
 }
 
 // largeCashDay is the business day whose deposits the large-cash rule adds
-// up.
-func (s *Service) largeCashDay(ctx context.Context) (time.Time, error) {
-	return s.ledger.BusinessDate(ctx, s.now())
+// up: today's under bank's cut-off, the day its credits are dated by
+// (credit_date), so that a credit after the cut-off counts with the
+// deposits of the same bank day.
+func (s *Service) largeCashDay(ctx context.Context, bank string) (time.Time, error) {
+	cut, err := s.cutoffOf(ctx, bank)
+	if err != nil {
+		return time.Time{}, err
+	}
+	return s.ledger.BusinessDateUnder(ctx, s.now(), cut)
 }
 
 // DepositReceipt is what the teller prints after the bank credited a
@@ -441,7 +447,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	// account's deposits at once cannot both stay under the threshold.
 	var underLarge *UnderLargeCash
 	if !needID && s.cfg.LargeCashThreshold > 0 {
-		day, err := s.largeCashDay(ctx)
+		day, err := s.largeCashDay(ctx, w.Bank)
 		if err != nil {
 			return DepositReceipt{}, err
 		}

@@ -27,7 +27,7 @@ func SendDeposit(s *Service, t Teller, id uuid.UUID, amount int64) error {
 // SendDepositUnderLargeCash is the same move with the large-cash guard
 // ConfirmDeposit adds when no ID number was given (tests: the guard alone).
 func SendDepositUnderLargeCash(s *Service, t Teller, id uuid.UUID, bank, account string, amount int64) error {
-	day, err := s.largeCashDay(context.Background())
+	day, err := s.largeCashDay(context.Background(), bank)
 	if err != nil {
 		return err
 	}
