@@ -65,28 +65,18 @@ func TestLargeCashDayIsTheBanksDay(t *testing.T) {
 	t.Parallel()
 	e, svc := afterMBCutoff(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
 	ctx := context.Background()
-	counted := func(tl atmswitch.Teller) atmswitch.Withdrawal {
-		t.Helper()
-		is, err := svc.CreateDeposit(ctx, "MB", atmswitch.DepositRequest{Account: acctRich, Amount: 300_000, Currency: "VND",
-			HolderName: "Nguyen Van An", PhoneLast4: phoneRich})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w, err := svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w
-	}
-	first := counted(teller1)
-	if _, err := svc.ConfirmDeposit(ctx, teller1, first.ID, ""); err != nil {
+	first := e.counted(t, svc, teller1, 300_000)
+	if _, err := svc.ConfirmDeposit(ctx, teller1, first, ""); err != nil {
 		t.Fatal(err)
 	}
 	var date string
-	if err := e.pool.QueryRow(ctx, `SELECT credit_date::text FROM withdrawals WHERE id = $1`, first.ID).Scan(&date); err != nil || date != "2026-11-28" {
+	if err := e.pool.QueryRow(ctx, `SELECT credit_date::text FROM withdrawals WHERE id = $1`, first).Scan(&date); err != nil || date != "2026-11-28" {
 		t.Fatalf("first deposit credited on %q (%v), want MB's 2026-11-28", date, err)
 	}
-	second := counted(teller1)
+	second, err := svc.Get(ctx, "MB", e.counted(t, svc, teller1, 300_000))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if need, err := svc.IDRequired(ctx, second); err != nil || !need {
 		t.Fatalf("ID required for a second 300,000 the same bank day: %v %v, want true (600,000 reaches 500,000)", need, err)
 	}

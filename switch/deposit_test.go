@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,42 @@ func (e *env) depositCode(t *testing.T, bank, account string, amount int64) atms
 		t.Fatalf("create deposit: %v", err)
 	}
 	return is
+}
+
+// counted is a deposit code of acctRich for amount, scanned at tl's counter
+// (the cash counted), through svc.
+func (e *env) counted(t *testing.T, svc *atmswitch.Service, tl atmswitch.Teller, amount int64) uuid.UUID {
+	t.Helper()
+	ctx := context.Background()
+	is, err := svc.CreateDeposit(ctx, "MB", atmswitch.DepositRequest{Account: acctRich, Amount: amount,
+		Currency: "VND", HolderName: "Nguyen Van An", PhoneLast4: phoneRich})
+	if err != nil {
+		t.Fatalf("create deposit: %v", err)
+	}
+	w, err := svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w.ID
+}
+
+// confirmAtOnce confirms deposits ids[i] at tellers[i]'s counters at the
+// same moment, without ID numbers, and returns each confirm's error.
+func (e *env) confirmAtOnce(tellers []atmswitch.Teller, ids []uuid.UUID) []error {
+	errs := make([]error, len(tellers))
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i, tl := range tellers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			_, errs[i] = e.svc.ConfirmDeposit(context.Background(), tl, ids[i], "")
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
 }
 
 func (e *env) balance(t *testing.T, account string) int64 {
@@ -600,28 +637,10 @@ func TestDepositTillCapRace(t *testing.T) {
 	}
 	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
 	tellers := []atmswitch.Teller{teller1, teller2}
-	ids := make([]uuid.UUID, len(tellers))
-	for i, tl := range tellers {
-		is := e.depositCode(t, "MB", acctRich, 300_000)
-		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = w.ID
-	}
-	errs := make(chan error, len(tellers))
-	start := make(chan struct{})
-	for i, tl := range tellers {
-		go func() {
-			<-start
-			_, err := e.svc.ConfirmDeposit(ctx, tl, ids[i], "")
-			errs <- err
-		}()
-	}
-	close(start)
+	ids := []uuid.UUID{e.counted(t, e.svc, teller1, 300_000), e.counted(t, e.svc, teller2, 300_000)}
 	ok, full := 0, 0
-	for range tellers {
-		switch err := <-errs; {
+	for _, err := range e.confirmAtOnce(tellers, ids) {
+		switch {
 		case err == nil:
 			ok++
 		case softatm.ErrorCode(err) == softatm.ETillFull:
@@ -648,16 +667,7 @@ func TestDepositTillRoomGuard(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := context.Background()
-	counted := func(tl atmswitch.Teller, amount int64) uuid.UUID {
-		t.Helper()
-		is := e.depositCode(t, "MB", acctRich, amount)
-		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w.ID
-	}
-	first, second, third := counted(teller1, 300_000), counted(teller2, 300_000), counted(teller2, 600_000)
+	first, second, third := e.counted(t, e.svc, teller1, 300_000), e.counted(t, e.svc, teller2, 300_000), e.counted(t, e.svc, teller2, 600_000)
 	// The cap, set once all three are at the counter (a claim checks it too).
 	till := e.tillCashOf(t, "LS-001")
 	if _, err := e.pool.Exec(ctx, `UPDATE post_offices SET cash_cap = $1 WHERE code = 'LS-001'`, till+500_000); err != nil {
@@ -687,31 +697,12 @@ func TestDepositTillRoomGuard(t *testing.T) {
 func TestDepositLargeCashRace(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
-	ctx := context.Background()
 	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
 	tellers := []atmswitch.Teller{teller1, teller3}
-	ids := make([]uuid.UUID, len(tellers))
-	for i, tl := range tellers {
-		is := e.depositCode(t, "MB", acctRich, 300_000)
-		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids[i] = w.ID
-	}
-	errs := make(chan error, len(tellers))
-	start := make(chan struct{})
-	for i, tl := range tellers {
-		go func() {
-			<-start
-			_, err := e.svc.ConfirmDeposit(ctx, tl, ids[i], "")
-			errs <- err
-		}()
-	}
-	close(start)
+	ids := []uuid.UUID{e.counted(t, e.svc, teller1, 300_000), e.counted(t, e.svc, teller3, 300_000)}
 	ok, needID := 0, 0
-	for range tellers {
-		switch err := <-errs; {
+	for _, err := range e.confirmAtOnce(tellers, ids) {
+		switch {
 		case err == nil:
 			ok++
 		case softatm.ErrorCode(err) == softatm.EIDNumberNeeded:
@@ -731,17 +722,7 @@ func TestDepositLargeCashRace(t *testing.T) {
 func TestDepositLargeCashGuard(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
-	ctx := context.Background()
-	counted := func(tl atmswitch.Teller, amount int64) uuid.UUID {
-		t.Helper()
-		is := e.depositCode(t, "MB", acctRich, amount)
-		w, err := e.svc.Scan(ctx, tl, atmswitch.ScanRequest{QR: is.Withdrawal.QRPayload})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return w.ID
-	}
-	first, second, third := counted(teller1, 300_000), counted(teller3, 300_000), counted(teller3, 100_000)
+	first, second, third := e.counted(t, e.svc, teller1, 300_000), e.counted(t, e.svc, teller3, 300_000), e.counted(t, e.svc, teller3, 100_000)
 	if err := atmswitch.SendDepositUnderLargeCash(e.svc, teller1, first, "MB", acctRich, 300_000); err != nil {
 		t.Fatal(err)
 	}
