@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,13 +14,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/fixtures"
-	"github.com/softatm/softatm/fixtures/localsrv"
 	"github.com/softatm/softatm/iso/banksim"
 	"github.com/softatm/softatm/ledger"
 	"github.com/softatm/softatm/ledger/recon"
-	"github.com/softatm/softatm/ledger/schema/schematest"
 	atmswitch "github.com/softatm/softatm/switch"
-	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // testClock is real time moved to a chosen instant: it runs at real speed
@@ -56,60 +51,11 @@ var mbCutoff = ledger.Cutoff{Hour: 17}
 // both banks with the same cut-offs.
 func startSystemAt(t *testing.T, clk *testClock) *system {
 	t.Helper()
-	ctx := context.Background()
-	dbURL := schematest.MustMigratedDB(t, switchschema.All()...)
-	redisURL, prefix := localsrv.MustRedis(t)
-	d, err := fixtures.LoadDemo()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	a := newAdmin(pool, testSwitchSecret)
-	err = a.loadDemo(ctx, d)
-	if err == nil {
-		err = a.bankCutoff(ctx, "MB", "17:00:00")
-	}
-	a.close()
-	if err != nil {
-		t.Fatalf("loading demo fixtures: %v", err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	sim := banksim.New(demoAccounts(d), banksim.WithLogger(quiet), banksim.WithClock(clk.now),
-		banksim.WithBankCutoff("MB", mbCutoff.Hour, mbCutoff.Minute, mbCutoff.Second))
-	addr, err := sim.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sim.Close() })
-	m := &Main{Log: quiet, Clock: clk.now}
-	m.Config.Switch = atmswitch.DefaultConfig()
-	m.Config.Outbox = atmswitch.DefaultOutboxConfig()
-	m.Config.Timeouts = DefaultTimeouts()
-	m.Config.Listen = "127.0.0.1:0"
-	m.Config.AdminListen = "127.0.0.1:0"
-	m.Config.KEK = testKEK
-	m.Config.DatabaseURL = dbURL
-	m.Config.RedisURL = redisURL
-	m.Config.RedisPrefix = prefix
-	m.Config.BankAddr = addr.String()
-	m.Config.Secret = testSwitchSecret
-	m.Config.Demo = true
-	m.Config.SweepEvery = time.Second
-	m.Config.PurgeEvery, m.Config.KeysKeep = time.Hour, 7*24*time.Hour
-	m.Config.PoolMax = 16
-	m.Config.Outbox.Poll = 50 * time.Millisecond
-	if err := m.Run(ctx); err != nil {
-		m.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	s := &system{URL: "http://" + m.Addr.String(), AdminURL: "http://" + m.AdminAddr.String(), Main: m, Pool: pool, Sim: sim, Demo: d}
-	eventually(t, "the bank link comes up", m.BankUp)
-	return s
+	return startSystemWith(t, systemOpts{
+		clock:   clk.now,
+		simOpts: []banksim.Option{banksim.WithBankCutoff("MB", mbCutoff.Hour, mbCutoff.Minute, mbCutoff.Second)},
+		setup:   func(ctx context.Context, a *admin) error { return a.bankCutoff(ctx, "MB", "17:00:00") },
+	})
 }
 
 // demoCustomer is a demo account with its bank's credentials and phone.

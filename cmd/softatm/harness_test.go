@@ -50,6 +50,22 @@ func startSystem(t *testing.T, tweak ...func(*ServeConfig)) *system {
 // logs written to logs.
 func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig)) *system {
 	t.Helper()
+	return startSystemWith(t, systemOpts{logs: logs, tweak: tweak})
+}
+
+// systemOpts are what a test may change in the system startSystemWith
+// starts.
+type systemOpts struct {
+	logs    io.Writer                                 // the switch's and the simulator's logs (nil: discarded)
+	clock   func() time.Time                          // the switch's and the simulator's clock (nil: time.Now)
+	simOpts []banksim.Option                          // more options of the simulator
+	setup   func(ctx context.Context, a *admin) error // more admin setup after the demo fixtures
+	tweak   []func(*ServeConfig)
+}
+
+// startSystemWith is startSystem as o says.
+func startSystemWith(t *testing.T, o systemOpts) *system {
+	t.Helper()
 	ctx := context.Background()
 	dbURL := schematest.MustMigratedDB(t, switchschema.All()...)
 	redisURL, prefix := localsrv.MustRedis(t)
@@ -64,19 +80,29 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	t.Cleanup(pool.Close)
 	a := newAdmin(pool, testSwitchSecret)
 	err = a.loadDemo(ctx, d)
+	if err == nil && o.setup != nil {
+		err = o.setup(ctx, a)
+	}
 	a.close()
 	if err != nil {
 		t.Fatalf("loading demo fixtures: %v", err)
 	}
-	quiet := slog.New(softatm.ContextHandler(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	sim := banksim.New(demoAccounts(d), banksim.WithLogger(quiet))
+	if o.logs == nil {
+		o.logs = io.Discard
+	}
+	quiet := slog.New(softatm.ContextHandler(slog.NewTextHandler(o.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	simOpts := []banksim.Option{banksim.WithLogger(quiet)}
+	if o.clock != nil {
+		simOpts = append(simOpts, banksim.WithClock(o.clock))
+	}
+	sim := banksim.New(demoAccounts(d), append(simOpts, o.simOpts...)...)
 	addr, err := sim.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sim.Close() })
 
-	m := &Main{Log: quiet}
+	m := &Main{Log: quiet, Clock: o.clock}
 	m.Config.Switch = atmswitch.DefaultConfig()
 	m.Config.Outbox = atmswitch.DefaultOutboxConfig()
 	m.Config.Timeouts = DefaultTimeouts()
@@ -95,7 +121,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	m.Config.PurgeEvery, m.Config.KeysKeep = time.Hour, 7*24*time.Hour
 	m.Config.PoolMax = 16
 	m.Config.Outbox.Poll = 50 * time.Millisecond
-	for _, f := range tweak {
+	for _, f := range o.tweak {
 		f(&m.Config)
 	}
 	if err := m.Run(ctx); err != nil {
@@ -104,13 +130,7 @@ func startSystemLogging(t *testing.T, logs io.Writer, tweak ...func(*ServeConfig
 	}
 	t.Cleanup(func() { m.Close() })
 	s := &system{URL: "http://" + m.Addr.String(), AdminURL: "http://" + m.AdminAddr.String(), Main: m, Pool: pool, Sim: sim, Demo: d}
-	deadline := time.Now().Add(10 * time.Second)
-	for !m.BankUp() {
-		if time.Now().After(deadline) {
-			t.Fatal("bank link never came up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "the bank link comes up", m.BankUp)
 	return s
 }
 
