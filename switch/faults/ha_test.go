@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -17,9 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/fixtures"
-	"github.com/softatm/softatm/fixtures/faultproxy"
 	"github.com/softatm/softatm/fixtures/hacluster"
-	"github.com/softatm/softatm/iso/banksim"
 	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
@@ -265,22 +262,7 @@ func newHAEnv(t *testing.T, c *hacluster.Cluster) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.pool.Close)
-	accts := make([]banksim.Account, 0, len(e.demo.Accounts))
-	for _, a := range e.demo.Accounts {
-		accts = append(accts, banksim.Account{Number: a.Number, Bank: a.Bank, Holder: a.Holder, Phone: a.Phone,
-			Balance: 1_000_000_000_000, Blocked: a.Blocked})
-	}
-	e.sim = banksim.New(accts, banksim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	addr, err := e.sim.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.simAddr = addr.String()
-	t.Cleanup(func() { e.sim.Close() })
-	if e.bank, err = faultproxy.New(e.simAddr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.bank.Close() })
+	e.startBank()
 	if e.logDir, err = os.MkdirTemp("", "softatm-faults-log-"); err != nil {
 		t.Fatal(err)
 	}

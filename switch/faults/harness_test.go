@@ -174,22 +174,7 @@ func newEnv(t *testing.T, o opts) *env {
 		e.redisURL, e.prefix = localsrv.MustRedis(t)
 	}
 
-	accts := make([]banksim.Account, 0, len(e.demo.Accounts))
-	for _, a := range e.demo.Accounts {
-		accts = append(accts, banksim.Account{Number: a.Number, Bank: a.Bank, Holder: a.Holder, Phone: a.Phone,
-			Balance: 1_000_000_000_000, Blocked: a.Blocked})
-	}
-	e.sim = banksim.New(accts, banksim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	addr, err := e.sim.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.simAddr = addr.String()
-	t.Cleanup(func() { e.sim.Close() })
-	if e.bank, err = faultproxy.New(e.simAddr); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.bank.Close() })
+	e.startBank()
 	if o.redisProxy {
 		if e.redisPx, err = faultproxy.New(strings.TrimPrefix(hostPort(e.redisURL), "")); err != nil {
 			t.Fatal(err)
@@ -883,3 +868,25 @@ func readLines(s string) []string {
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// startBank starts the simulator playing every demo account's bank, with
+// balances no scenario exhausts, behind the fault proxy e.bank.
+func (e *env) startBank() {
+	e.t.Helper()
+	accts := make([]banksim.Account, 0, len(e.demo.Accounts))
+	for _, a := range e.demo.Accounts {
+		accts = append(accts, banksim.Account{Number: a.Number, Bank: a.Bank, Holder: a.Holder, Phone: a.Phone,
+			Balance: 1_000_000_000_000, Blocked: a.Blocked})
+	}
+	e.sim = banksim.New(accts, banksim.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	addr, err := e.sim.Listen("127.0.0.1:0")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.simAddr = addr.String()
+	e.t.Cleanup(func() { e.sim.Close() })
+	if e.bank, err = faultproxy.New(e.simAddr); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { e.bank.Close() })
+}
