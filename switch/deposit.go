@@ -365,18 +365,24 @@ func (s *Service) claimMove(ctx context.Context, t Teller, id uuid.UUID, now tim
 // LargeCashThreshold. (The customer is taken to be the account: the switch
 // knows no other identity of a depositor before the ID is typed.)
 func (s *Service) IDRequired(ctx context.Context, w Withdrawal) (bool, error) {
+	need, _, err := s.largeCash(ctx, w)
+	return need, err
+}
+
+// largeCash is IDRequired with the business day it added up (zero when the
+// rule is off).
+func (s *Service) largeCash(ctx context.Context, w Withdrawal) (need bool, day time.Time, err error) {
 	if s.cfg.LargeCashThreshold <= 0 {
-		return false, nil
+		return false, time.Time{}, nil
 	}
-	day, err := s.largeCashDay(ctx, w.Bank)
-	if err != nil {
-		return false, err
+	if day, err = s.largeCashDay(ctx, w.Bank); err != nil {
+		return false, time.Time{}, err
 	}
 	sum, err := s.store.DepositedOn(ctx, w.Bank, w.Account, day)
 	if err != nil {
-		return false, fmt.Errorf("reading the account's deposits today: %w", err)
+		return false, time.Time{}, fmt.Errorf("reading the account's deposits today: %w", err)
 	}
-	return sum+w.Amount >= s.cfg.LargeCashThreshold, nil
+	return sum+w.Amount >= s.cfg.LargeCashThreshold, day, nil
 }
 
 // largeCashDay is the business day whose deposits the large-cash rule adds
@@ -428,7 +434,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if err != nil {
 		return DepositReceipt{}, err
 	}
-	needID, err := s.IDRequired(ctx, w)
+	needID, day, err := s.largeCash(ctx, w)
 	if err != nil {
 		return DepositReceipt{}, err
 	}
@@ -447,10 +453,6 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	// account's deposits at once cannot both stay under the threshold.
 	var underLarge *UnderLargeCash
 	if !needID && s.cfg.LargeCashThreshold > 0 {
-		day, err := s.largeCashDay(ctx, w.Bank)
-		if err != nil {
-			return DepositReceipt{}, err
-		}
 		underLarge = &UnderLargeCash{Bank: w.Bank, Account: w.Account, Day: day, Amount: w.Amount, Threshold: s.cfg.LargeCashThreshold}
 	}
 	if err := s.ensurePayable(ctx, w.Bank); err != nil {
