@@ -13,11 +13,9 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/softatm/softatm/fixtures"
 	"github.com/softatm/softatm/fixtures/hacluster"
-	switchschema "github.com/softatm/softatm/switch/schema"
 )
 
 // Settings of the HA scenario.
@@ -247,21 +245,7 @@ func newHAEnv(t *testing.T, c *hacluster.Cluster) *env {
 		t.Fatal(err)
 	}
 	e.dbURL = c.DatabaseURL()
-	if _, err := switchschema.Migrate(ctx, e.dbURL); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := e.admin("load-demo"); err != nil {
-		t.Fatalf("load-demo: %v\n%s", err, out)
-	}
-	for _, po := range []string{"LS-001", "LS-002"} {
-		if out, err := e.admin("replenish", "-post-office", po, "-amount", "100000000000", "-ref", "faults"); err != nil {
-			t.Fatalf("replenish %s: %v\n%s", po, err, out)
-		}
-	}
-	if e.pool, err = pgxpool.New(ctx, e.dbURL); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.pool.Close)
+	e.loadDatabase(ctx)
 	e.startBank()
 	if e.logDir, err = os.MkdirTemp("", "softatm-faults-log-"); err != nil {
 		t.Fatal(err)

@@ -150,23 +150,7 @@ func newEnv(t *testing.T, o opts) *env {
 		t.Fatal(err)
 	}
 	e.dbURL = localsrv.MustDatabase(t)
-	if _, err := switchschema.Migrate(ctx, e.dbURL); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := e.admin("load-demo"); err != nil {
-		t.Fatalf("load-demo: %v\n%s", err, out)
-	}
-	// Cash enough for any soak: a till running dry is a refusal the
-	// scenarios do not study (the ledger's till flag is tested elsewhere).
-	for _, po := range []string{"LS-001", "LS-002"} {
-		if out, err := e.admin("replenish", "-post-office", po, "-amount", "100000000000", "-ref", "faults"); err != nil {
-			t.Fatalf("replenish %s: %v\n%s", po, err, out)
-		}
-	}
-	if e.pool, err = pgxpool.New(ctx, e.dbURL); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.pool.Close)
+	e.loadDatabase(ctx)
 	if o.privateRedis {
 		e.redisSrv = localsrv.MustPrivateRedis(t)
 		e.redisURL, e.prefix = e.redisSrv.URL, "softatm:"
@@ -889,4 +873,28 @@ func (e *env) startBank() {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { e.bank.Close() })
+}
+
+// loadDatabase migrates e.dbURL, loads the demo fixtures with cash enough
+// for any soak in the tills (a till running dry is a refusal the
+// scenarios do not study; the ledger's till flag is tested elsewhere), and
+// opens e.pool on it.
+func (e *env) loadDatabase(ctx context.Context) {
+	e.t.Helper()
+	if _, err := switchschema.Migrate(ctx, e.dbURL); err != nil {
+		e.t.Fatal(err)
+	}
+	if out, err := e.admin("load-demo"); err != nil {
+		e.t.Fatalf("load-demo: %v\n%s", err, out)
+	}
+	for _, po := range []string{"LS-001", "LS-002"} {
+		if out, err := e.admin("replenish", "-post-office", po, "-amount", "100000000000", "-ref", "faults"); err != nil {
+			e.t.Fatalf("replenish %s: %v\n%s", po, err, out)
+		}
+	}
+	var err error
+	if e.pool, err = pgxpool.New(ctx, e.dbURL); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(e.pool.Close)
 }
