@@ -77,7 +77,10 @@ func TestBackgroundUnitsCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st := l.Stats(); st.Units != 4 || st.BackgroundUnits != 2 || st.LazyUnits != 1 {
-		t.Fatalf("stats %+v, want 4 units: 2 durable background, 1 lazy", st)
+	// (Units itself is counted as the batch ends, after its callers are
+	// answered: it may lag by the last batch here. These two are counted
+	// before.)
+	if st := l.Stats(); st.BackgroundUnits != 2 || st.LazyUnits != 1 {
+		t.Fatalf("stats %+v, want of 4 units 2 durable background and 1 lazy", st)
 	}
 }
