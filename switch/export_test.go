@@ -2,6 +2,7 @@ package atmswitch
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -36,3 +37,9 @@ func SendDepositUnderLargeCash(s *Service, t Teller, id uuid.UUID, bank, account
 		UnderLargeCash: &UnderLargeCash{Bank: bank, Account: account, Day: day, Amount: amount, Threshold: s.cfg.LargeCashThreshold}})
 	return err
 }
+
+// SetRecheck sets how often s's Wait reads again without a wake-up.
+func SetRecheck(s *Service, d time.Duration) { s.recheck = d }
+
+// Waiters is how many Waits wait on id in this process.
+func Waiters(id uuid.UUID) int { return changes.waiters(id) }

@@ -233,8 +233,27 @@ func (a *BankAPI) Limits(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, http.StatusOK, l)
 }
 
-// Get handles GET /v1/withdrawals/{id}.
-func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) { a.onWithdrawal(w, r, a.Service.Get) }
+// Get handles GET /v1/withdrawals/{id}. With ?changed_from=STATE&wait=D
+// (a Go duration, at most MaxWait) it answers once the state is not
+// STATE, or after D with the state then: an app waiting for the teller
+// asks once instead of polling.
+func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	from, wait := q.Get("changed_from"), q.Get("wait")
+	if from == "" && wait == "" {
+		a.onWithdrawal(w, r, a.Service.Get)
+		return
+	}
+	d, err := time.ParseDuration(wait)
+	if err != nil || from == "" {
+		softatm.WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid,
+			"changed_from (a state) and wait (a duration such as 10s) go together"))
+		return
+	}
+	a.onWithdrawal(w, r, func(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error) {
+		return a.Service.Wait(ctx, bank, id, State(from), d)
+	})
+}
 
 // Cancel handles POST /v1/withdrawals/{id}/cancel.
 func (a *BankAPI) Cancel(w http.ResponseWriter, r *http.Request) {

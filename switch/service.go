@@ -39,6 +39,7 @@ type Service struct {
 	ledger *ledger.Ledger
 	ranges refreshed[map[string]string]     // prefix → bank
 	limits refreshed[map[string]BankLimits] // bank → its own limits
+	names  refreshed[map[string]string]     // bank → its name
 	bank   Bank                             // the one link when links is nil (tests, a fake bank)
 	links  *Links                           // one link per bank; nil: bank carries every bank's withdrawals
 	codes  Codes
@@ -53,6 +54,8 @@ type Service struct {
 	cutoffs refreshed[map[string]ledger.Cutoff]
 	// payables remembers the banks whose payable account exists (deposit.go).
 	payables sync.Map
+	// recheck: how often Wait reads again without a wake-up (watch.go).
+	recheck time.Duration
 }
 
 // Deps are the Service's collaborators.
@@ -91,7 +94,7 @@ func NewService(cfg Config, d Deps) *Service {
 		d.Kick = d.Links.Kick
 	}
 	return &Service{cfg: cfg, store: d.Store, ledger: d.Ledger, bank: d.Bank, links: d.Links, codes: d.Codes, gate: d.Gate,
-		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric}
+		now: d.Clock, log: d.Log, m: d.Metrics, kick: d.Kick, numeric: code.NewNumeric, recheck: defaultRecheck}
 }
 
 // CreateRequest is what a bank's app asks for.
@@ -502,10 +505,13 @@ func (s *Service) Withdrawal(ctx context.Context, id uuid.UUID) (Withdrawal, err
 	return s.store.Get(ctx, id)
 }
 
-// BankName returns a bank's name, "" when unknown (a label only).
+// BankName returns a bank's name, "" when unknown (a label only, so read
+// like the banks' limits: at most bankRangesRefresh old).
 func (s *Service) BankName(ctx context.Context, code string) string {
-	name, _ := s.store.BankName(ctx, code)
-	return name
+	names, _ := s.names.get(s.now(), bankRangesRefresh, func() (map[string]string, error) {
+		return s.store.BankNames(ctx)
+	})
+	return names[code]
 }
 
 // Cancel voids the hold of a code that was not paid and queues its reversal.

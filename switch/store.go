@@ -41,8 +41,8 @@ type Store interface {
 	// expired before, claims lapsed before, requests made before.
 	Due(ctx context.Context, ev Event, before time.Time, n int) ([]uuid.UUID, error)
 
-	// BankName returns a bank's name.
-	BankName(ctx context.Context, code string) (string, error)
+	// BankNames returns every bank's name by code.
+	BankNames(ctx context.Context) (map[string]string, error)
 	// BankLimits returns every bank's own limits (bank code → limits; a
 	// nil field: the configured default).
 	BankLimits(ctx context.Context) (map[string]BankLimits, error)

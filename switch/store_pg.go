@@ -198,6 +198,9 @@ func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 	if isUniqueViolation(err, "withdrawals_numeric_hash_key") {
 		return res, errNumericTaken
 	}
+	if err == nil && res.Changed > 0 {
+		changes.changed(m.ID)
+	}
 	if err == nil && into != nil {
 		*into, err = p.opened(*into, nil)
 	}
@@ -230,10 +233,18 @@ func (p *pgStore) Due(ctx context.Context, ev Event, before time.Time, n int) ([
 	return pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 }
 
-func (p *pgStore) BankName(ctx context.Context, code string) (string, error) {
-	var name string
-	err := p.reads.QueryRow(ctx, `SELECT name FROM banks WHERE code = $1`, code).Scan(&name)
-	return name, err
+func (p *pgStore) BankNames(ctx context.Context) (map[string]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT code, name FROM banks`)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var code, name string
+	_, err = pgx.ForEachRow(rows, []any{&code, &name}, func() error {
+		out[code] = name
+		return nil
+	})
+	return out, err
 }
 
 func (p *pgStore) BankRanges(ctx context.Context) (map[string][]string, error) {
@@ -473,6 +484,9 @@ func (p *pgStore) Answered(ctx context.Context, m outboxMsg, state, rc string, n
 		Args: a.args})
 	// The statement returns a row only if it ended the message (an
 	// exception is counted only then).
+	if err == nil && n > 0 {
+		changes.changed(m.withdrawalID)
+	}
 	return n > 0, err
 }
 

@@ -112,7 +112,14 @@ func TestEndToEndHappyPath(t *testing.T) {
 	if status != http.StatusConflict || e.Error.Code != "code_already_used" {
 		t.Fatalf("second confirm: %d %+v", status, e)
 	}
-	s.waitState(t, wd.ID, "completed")
+	// The bank's app waits for the completion in one GET instead of polling.
+	var done struct {
+		State string `json:"state"`
+	}
+	status, raw = s.call(t, nil, "GET", "/v1/withdrawals/"+wd.ID.String()+"?changed_from=paid&wait=20s", s.bankHeaders(""), nil, &done)
+	if status != 200 || done.State != "completed" {
+		t.Fatalf("waiting for the completion: %d %s", status, raw)
+	}
 	if a, _ := s.Sim.Account("9704000000000011"); a.Held != 0 || a.Balance != 20_000_000-500_000 {
 		t.Fatalf("bank account after capture: %+v", a)
 	}
@@ -176,6 +183,11 @@ func TestEndToEndCancelAndRefusals(t *testing.T) {
 		{"no idempotency key", "POST", "/v1/withdrawals", map[string]string{"Authorization": s.bankHeaders("")["Authorization"]}, map[string]any{}, "", 400, "invalid_request"},
 		{"tampered code", "POST", "/v1/teller/scan", teller.headers(""), map[string]string{"qr": string(tampered)}, "", 422, "code_invalid"},
 		{"cancelled code", "POST", "/v1/teller/scan", teller.headers(""), map[string]string{"qr": wd.QRPayload}, "", 410, "code_cancelled"},
+		{"a wait without a state", "GET", "/v1/withdrawals/" + wd.ID.String() + "?wait=5s", s.bankHeaders(""), nil, "", 400, "invalid_request"},
+		{"a state without a wait", "GET", "/v1/withdrawals/" + wd.ID.String() + "?changed_from=cancelled", s.bankHeaders(""), nil, "", 400, "invalid_request"},
+		{"a wait too long", "GET", "/v1/withdrawals/" + wd.ID.String() + "?changed_from=cancelled&wait=1h", s.bankHeaders(""), nil, "", 400, "invalid_request"},
+		{"a wait for no state", "GET", "/v1/withdrawals/" + wd.ID.String() + "?changed_from=held&wait=1s", s.bankHeaders(""), nil, "", 400, "invalid_request"},
+		{"a wait on no withdrawal", "GET", "/v1/withdrawals/" + uuid.NewString() + "?changed_from=paid&wait=1s", s.bankHeaders(""), nil, "", 404, "not_found"},
 		{"no CSRF token", "POST", "/v1/teller/scan", map[string]string{"Idempotency-Key": "k2"}, map[string]string{"qr": wd.QRPayload}, "", 403, "forbidden"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

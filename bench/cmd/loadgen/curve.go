@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// curveLevels are the fractions of the saturated rate a -curve runs at.
-var curveLevels = []float64{0.2, 0.4, 0.6, 0.8, 0.9}
+// curveLevels are the fractions of the saturated rate a -curve runs at:
+// the 20, 40, 60, 80 and 90%, and 70%, where its latency goal is.
+var curveLevels = []float64{0.2, 0.4, 0.6, 0.7, 0.8, 0.9}
 
 // Knee criteria: the first level whose confirm p99 is more than
 // kneeP99Factor times the lowest level's, or that completes less than

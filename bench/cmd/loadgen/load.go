@@ -201,7 +201,7 @@ func (c *client) flow(ctx context.Context, win window) {
 			State string `json:"state"`
 		}
 		if !c.timed("get", win, func() (int, string, error) {
-			return c.call(ctx, "GET", "/v1/withdrawals/"+v.ID.String(), c.bankHeaders(), nil, &g)
+			return c.call(ctx, "GET", "/v1/withdrawals/"+v.ID.String()+c.waitQuery(), c.bankHeaders(), nil, &g)
 		}) {
 			return
 		}
@@ -225,6 +225,15 @@ func (c *client) flow(ctx context.Context, win window) {
 		case <-time.After(c.o.poll):
 		}
 	}
+}
+
+// waitQuery asks the switch to answer a status GET only once the
+// withdrawal has left paid (-wait), or nothing (plain polling).
+func (c *client) waitQuery() string {
+	if c.o.wait <= 0 {
+		return ""
+	}
+	return "?changed_from=paid&wait=" + c.o.wait.String()
 }
 
 // runLoad logs every client in, then runs flows until the window ends and

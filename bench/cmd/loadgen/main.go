@@ -57,6 +57,7 @@ type opts struct {
 	fee                int64
 	accountDailyMax    int64
 	poll               time.Duration
+	wait               time.Duration
 
 	ledgerBatch     int
 	ledgerBatchWait time.Duration
@@ -105,13 +106,14 @@ func main() {
 	flag.IntVar(&o.accountsPerBank, "accounts", 1000, "bench accounts per bank")
 	flag.Int64Var(&o.fee, "fee", 0, "fee per withdrawal charged to each bench bank, in dong")
 	flag.Int64Var(&o.accountDailyMax, "account-daily-max", 20_000_000, "the switch's per-account daily maximum (0: off)")
-	flag.DurationVar(&o.poll, "poll", 20*time.Millisecond, "how often a client polls its withdrawal until completed")
+	flag.DurationVar(&o.poll, "poll", 20*time.Millisecond, "how often a client polls its withdrawal until completed (when an answer comes back still paid)")
+	flag.DurationVar(&o.wait, "wait", 10*time.Second, "ask the switch to hold each status GET up to this long until the withdrawal leaves paid (?changed_from=paid&wait=); 0: plain polling. A switch that does not know the parameters answers at once, and the client polls")
 	flag.IntVar(&o.ledgerBatch, "ledger-batch", 0, "passed to softatm serve -ledger-batch (0: serve's default)")
 	flag.DurationVar(&o.ledgerBatchWait, "ledger-batch-wait", 0, "passed to softatm serve -ledger-batch-wait")
 	flag.StringVar(&o.admin, "admin", "", "the switch's admin listener (metrics, /debug/pprof/), where the committer figures are scraped: passed to softatm serve -admin-listen (default: a free loopback port); with -url, where the running switch serves it (default 127.0.0.1:9090)")
 	flag.DurationVar(&o.rawDuration, "raw-duration", 5*time.Second, "how long each raw-limit measurement runs")
 	flag.DurationVar(&o.pgDelay, "pg-delay", 0, "put PostgreSQL behind the fault proxy (fixtures/faultproxy) with this one-way delay per chunk, for the switch and the raw commits: a database on another machine or zone")
-	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
+	flag.BoolVar(&o.curve, "curve", false, "after the closed-loop run, fixed-rate runs at 20, 40, 60, 70, 80 and 90% of its rate: p50/p99 per call at each, and where the knee is")
 	flag.DurationVar(&o.curveDuration, "curve-duration", 10*time.Second, "how long each -curve level is measured")
 	flag.IntVar(&o.curveClients, "curve-clients", 128, "clients of the -curve levels: enough that a start seldom finds them all busy (open loop)")
 	flag.StringVar(&o.compare, "compare", "", "another softatm binary: run the load with -softatm and with this one alternately, -rounds times each, each on a fresh system, and print both side by side with medians (this machine's speed swings from minute to minute: compare within one run)")

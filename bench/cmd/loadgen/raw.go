@@ -253,7 +253,7 @@ func report(out io.Writer, w *world, o opts, res loadResult, raw rawResult) {
 		case "confirm":
 			name = "POST /v1/teller/confirm"
 		case "get":
-			name = "GET /v1/withdrawals/{id} (polling)"
+			name = "GET /v1/withdrawals/{id} (until completed)"
 		case "completed":
 			name = "create → completed"
 		case "deposit_create", "deposit_scan", "deposit_confirm", "credited":
