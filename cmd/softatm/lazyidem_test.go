@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -39,6 +40,13 @@ func TestLostIdempotencyRecordsAnswerAsTheFirstTime(t *testing.T) {
 			ctx := context.Background()
 			lose := func(key string) {
 				t.Helper()
+				// The record is stored after the answer went out
+				// (idem.WithLazyCommit): the crash comes after that.
+				eventually(t, "the record of "+key+" stored", func() bool {
+					var state string
+					_ = s.Pool.QueryRow(ctx, `SELECT state FROM idempotency_keys WHERE key = $1`, key).Scan(&state)
+					return state == "done"
+				})
 				tag, err := s.Pool.Exec(ctx, loss.sql, key)
 				if err != nil || tag.RowsAffected() != 1 {
 					t.Fatalf("losing the record of %s: %v (%d rows)", key, err, tag.RowsAffected())
@@ -132,10 +140,17 @@ func TestOnlyTheHotRoutesRecordsAreLazy(t *testing.T) {
 		t.Helper()
 		return scrapeMetric(t, s.AdminURL, `softatm_ledger_lazy_units_total{committer="idempotency"}`)
 	}
-	wd := s.createWithdrawal(t, "9704000000000011", 200_000)
-	if n := lazy(); n != 2 {
-		t.Fatalf("lazy idempotency units after a create: %v, want 2 (its begin and finish)", n)
+	// A hot route's record is stored after its answer went out: wait for
+	// it (and for its batch, which counts its units as it ends).
+	lazyAfter := func(step string, want float64) {
+		t.Helper()
+		eventually(t, fmt.Sprintf("%v lazy idempotency units after %s", want, step), func() bool { return lazy() >= want })
+		if n := lazy(); n != want {
+			t.Fatalf("lazy idempotency units after %s: %v, want %v", step, n, want)
+		}
 	}
+	wd := s.createWithdrawal(t, "9704000000000011", 200_000)
+	lazyAfter("a create (its begin and finish)", 2)
 	teller := s.login(t, "teller1", "teller1-demo")
 	if st, raw := s.call(t, teller.c, "POST", "/v1/teller/release", teller.headers(""), map[string]any{"withdrawal_id": wd.ID}, nil); st == 0 {
 		t.Fatalf("release: %d %s", st, raw)
@@ -144,9 +159,7 @@ func TestOnlyTheHotRoutesRecordsAreLazy(t *testing.T) {
 		t.Fatalf("lazy idempotency units after a release: %v, want still 2 (its record is durable)", n)
 	}
 	s.call(t, teller.c, "POST", "/v1/teller/scan", teller.headers(""), map[string]string{"qr": wd.QRPayload}, nil)
-	if n := lazy(); n != 4 {
-		t.Fatalf("lazy idempotency units after a scan: %v, want 4", n)
-	}
+	lazyAfter("a scan", 4)
 
 	// The callers' commits and the workers' are counted apart: the
 	// outbox's advice, answered, is no caller's.

@@ -98,10 +98,10 @@ type ServeConfig struct {
 	LedgerBatch     int
 	LedgerBatchWait time.Duration
 	// KeysDurable commits the idempotency records of create, scan and
-	// confirm durably too. Off (the default), they are committed without
-	// waiting for their WAL flush (idem.WithLazyCommit; switch/idem,
-	// "Durability"): those callers wait for their business unit's durable
-	// commit only.
+	// confirm durably, before answering, too. Off (the default), they are
+	// committed without waiting for their WAL flush, the answer stored
+	// after it went out (idem.WithLazyCommit; switch/idem, "Durability"):
+	// those callers wait for their business unit's durable commit only.
 	KeysDurable bool
 	// LedgerCommitLock makes the committers of all instances on one
 	// database take turns (ledger.WithCommitLock) instead of colliding.
@@ -218,7 +218,7 @@ func (c *ServeConfig) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.Switch.LargeCashThreshold, "large-cash-threshold", c.Switch.LargeCashThreshold, "an account's deposits of a business day at or above this (minor units) need the depositor's ID number; 0: never")
 	fs.DurationVar(&c.Outbox.Lease, "outbox-lease", c.Outbox.Lease, "how long a leased outbox message is this instance's; past it another instance sends it")
 	fs.IntVar(&c.LedgerBatch, "ledger-batch", defaultLedgerBatch, "ledger units committed per transaction (1: no batching)")
-	fs.BoolVar(&c.KeysDurable, "idempotency-durable", os.Getenv("SOFTATM_IDEMPOTENCY_DURABLE") == "1", "wait for the WAL flush of the idempotency records of create, scan and confirm too; without it a database crash may lose the newest, and a retry is then answered from the withdrawal's row (SOFTATM_IDEMPOTENCY_DURABLE=1: on)")
+	fs.BoolVar(&c.KeysDurable, "idempotency-durable", os.Getenv("SOFTATM_IDEMPOTENCY_DURABLE") == "1", "store the idempotency records of create, scan and confirm before answering, and wait for their WAL flush, as every other route's; without it a database crash may lose the newest, and a retry is then answered from the withdrawal's row (SOFTATM_IDEMPOTENCY_DURABLE=1: on)")
 	fs.BoolVar(&c.LedgerCommitLock, "ledger-commit-lock", os.Getenv("SOFTATM_LEDGER_COMMIT_LOCK") != "0", "committers of every instance on the database take turns, so that two instances' batches do not collide (SOFTATM_LEDGER_COMMIT_LOCK=0: off)")
 	fs.StringVar(&c.LogFormat, "log-format", envOr("SOFTATM_LOG_FORMAT", "text"), "text or json: one JSON object per log line, every line about a withdrawal with its id in \"withdrawal\" (SOFTATM_LOG_FORMAT)")
 	fs.DurationVar(&c.LedgerBatchWait, "ledger-batch-wait", defaultLedgerBatchWait, "how long the ledger committer waits to fill a batch")

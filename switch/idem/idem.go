@@ -17,7 +17,7 @@
 //  2. The handler runs with a buffered ResponseWriter.
 //  3. A second transaction stores the response and marks the row 'done',
 //     but only if this request still holds the lease (owner column); then
-//     the response goes to the client.
+//     the response goes to the client (WithLazyCommit: before, see there).
 //
 // Durability: a Store WithLazyCommit commits its records without waiting
 // for their WAL flush (ledger.LazyCommit), so a request waits for the one
@@ -83,6 +83,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -143,8 +144,9 @@ func WithLease(d time.Duration) Option { return func(s *Store) { s.lease = d } }
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
 // WithLazyCommit commits the store's records without waiting for their
-// WAL flush (ledger.LazyCommit; see "Durability" in the package comment):
-// only for routes whose handlers answer a retry from the business row.
+// WAL flush (ledger.LazyCommit; see "Durability" in the package comment),
+// and sends a handler's answer before storing it (a 5xx excepted): only
+// for routes whose handlers answer a retry from the business row.
 func WithLazyCommit() Option { return func(s *Store) { s.lazy = true } }
 
 // WithMaxBodyBytes sets the request body cap (default DefaultMaxBodyBytes).
@@ -468,6 +470,17 @@ func (s *Store) run(w http.ResponseWriter, r *http.Request, next http.Handler, s
 		rec.status = http.StatusOK
 	}
 
+	// A lazy store's routes answer a retry from their business row, so
+	// their answer goes out before it is stored (a 5xx, which deletes the
+	// row so that a retry may run at once, still waits for that): the
+	// caller waits for no commit of the record. Until the record is
+	// stored, a retry gets 409 as if the first were still running; if it
+	// never is, the retry runs the handler after the lease, as after a
+	// lost lazy record ("Durability").
+	early := s.lazy && rec.status < http.StatusInternalServerError
+	if early {
+		send(w, rec, true)
+	}
 	ctx, cancel := context.WithTimeout(detached, s.storeTimeout)
 	defer cancel()
 	res := stored{status: rec.status, contentType: rec.header.Get("Content-Type"), body: rec.body.Bytes()}
@@ -484,11 +497,25 @@ func (s *Store) run(w http.ResponseWriter, r *http.Request, next http.Handler, s
 			"scope", sc, "key", key, "lease", s.lease)
 	}
 
+	if !early {
+		send(w, rec, false)
+	}
+}
+
+// send writes a recorded response to w; flushed, with its length, it
+// reaches the client whole while the handler goes on (to store it).
+func send(w http.ResponseWriter, rec *recorder, flush bool) {
 	for k, v := range rec.header {
 		w.Header()[k] = v
 	}
+	if flush {
+		w.Header().Set("Content-Length", strconv.Itoa(rec.body.Len()))
+	}
 	w.WriteHeader(rec.status)
 	_, _ = w.Write(rec.body.Bytes())
+	if flush {
+		_ = http.NewResponseController(w).Flush()
+	}
 }
 
 // recorder buffers a handler's response so that it can be stored before it

@@ -500,3 +500,96 @@ func TestReplayedRefusalCountsAsItsCode(t *testing.T) {
 		}
 	}
 }
+
+// TestLazyStoreAnswersBeforeStoring: a lazy store's answer reaches the
+// client while storing it is held up (a row lock taken here), and a retry
+// once it is stored gets the same answer. A durable store's answer waits
+// for the store.
+func TestLazyStoreAnswersBeforeStoring(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		opts  []idem.Option
+		early bool
+	}{
+		{"lazy", []idem.Option{idem.WithLazyCommit()}, true},
+		{"durable", nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			h := newHarness(t, c.opts...)
+			h.blockRun.Store(1)
+			done := make(chan reply, 1)
+			go func() { done <- h.do(t, "bankA", "held", "/v1/withdrawals", `{}`) }()
+			<-h.entered // its row is committed, 'running'
+			tx, err := h.pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Exec(ctx, `SELECT 1 FROM idempotency_keys WHERE scope = 'bankA' AND key = 'held' FOR UPDATE`); err != nil {
+				t.Fatal(err)
+			}
+			close(h.release)
+			// Storing the answer now waits for this lock.
+			for {
+				var waiting int
+				if err := h.pool.QueryRow(ctx, `SELECT COUNT(*) FROM pg_stat_activity
+					WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE idempotency_keys%'`).Scan(&waiting); err != nil {
+					t.Fatal(err)
+				}
+				if waiting > 0 {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			var first reply
+			if c.early {
+				select {
+				case first = <-done:
+				case <-time.After(20 * time.Second):
+					t.Fatal("the answer waited for its record to be stored")
+				}
+				if first.status != http.StatusCreated {
+					t.Fatalf("answer before storing: %+v", first)
+				}
+				// Not stored yet: a retry now would get 409, as while it
+				// ran (TestInProgressIs409).
+				var state string
+				if err := h.pool.QueryRow(ctx, `SELECT state FROM idempotency_keys WHERE scope = 'bankA' AND key = 'held'`).Scan(&state); err != nil || state != "running" {
+					t.Fatalf("the record when the answer came: %q, %v; want running", state, err)
+				}
+			} else {
+				select {
+				case r := <-done:
+					t.Fatalf("a durable store answered before storing: %+v", r)
+				default:
+				}
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if !c.early {
+				first = <-done
+			}
+			for {
+				var state string
+				if err := h.pool.QueryRow(ctx, `SELECT state FROM idempotency_keys WHERE scope = 'bankA' AND key = 'held'`).Scan(&state); err != nil {
+					t.Fatal(err)
+				}
+				if state == "done" {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			again := h.do(t, "bankA", "held", "/v1/withdrawals", `{}`)
+			if again.body != first.body || again.replayed != "true" {
+				t.Fatalf("once stored: %+v, want the replay of %+v", again, first)
+			}
+			if n := h.runs.Load(); n != 1 {
+				t.Fatalf("handler ran %d times, want 1", n)
+			}
+		})
+	}
+}
