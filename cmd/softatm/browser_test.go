@@ -525,10 +525,15 @@ func TestBrowserFinance(t *testing.T) {
 	teller.payByNumeric(t, wd.NumericCode, "5611")
 	sys.waitState(t, wd.ID, "completed")
 
-	// The bank's file: its real line for our payout, and one line the
-	// switch never paid.
+	// The bank's file of the payout's business day (MB's, by its cut-off:
+	// not the calendar day of this machine's clock): its real line for
+	// our payout, and one line the switch never paid.
+	var day time.Time
+	if err := sys.Pool.QueryRow(context.Background(), `SELECT business_date FROM withdrawals WHERE id = $1`, wd.ID).Scan(&day); err != nil {
+		t.Fatal(err)
+	}
 	var file bytes.Buffer
-	if err := sys.Sim.WriteBankSettlementFile(&file, "MB", time.Now()); err != nil {
+	if err := sys.Sim.WriteBankSettlementFile(&file, "MB", day); err != nil {
 		t.Fatal(err)
 	}
 	fmt.Fprintf(&file, "999999999999,999999,ZZ9999,250000,704,%s,withdrawal\n", time.Now().Format(time.RFC3339))
@@ -553,6 +558,14 @@ func TestBrowserFinance(t *testing.T) {
 	vn := time.FixedZone("ICT", 7*3600)
 	today := time.Now().In(vn)
 	for _, d := range forecast.Synthetic(7, today.AddDate(0, 0, -90), 90) {
+		if d.Date.Day() == 10 {
+			// Salaries (×1.8) stand out of the generator's ±15% noise by
+			// more than the forecast's 1.4 in some windows of 90 days and
+			// not in others: the page is tested here, not the detection
+			// (ledger/forecast), so this history's salary days stand out
+			// whatever today's date.
+			d.Paid = d.Paid * 14 / 10
+		}
 		at := time.Date(d.Date.Year(), d.Date.Month(), d.Date.Day(), 12, 0, 0, 0, vn)
 		if _, err := l.Commit(context.Background(), ledger.Unit{At: at, Transfers: []ledger.Transfer{
 			{ID: uuid.New(), Debit: ledger.TillCode("LS-003"), Credit: ledger.AccountSettlement, Amount: d.Paid, Currency: "704", Kind: ledger.KindSingle},
