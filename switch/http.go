@@ -2,6 +2,7 @@ package atmswitch
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -139,6 +140,9 @@ type BankAPI struct {
 	// ClientOf returns the authenticated bank client's id, to whom the
 	// withdrawals it creates are called back (callbacks.go). Nil: none.
 	ClientOf func(r *http.Request) string
+	// MaxWait bounds a waiting status GET below the server's write
+	// timeout, past which its answer would be cut off; 0: MaxWait.
+	MaxWait time.Duration
 }
 
 func (a *BankAPI) bank(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -248,6 +252,10 @@ func (a *BankAPI) Get(w http.ResponseWriter, r *http.Request) {
 	if err != nil || from == "" {
 		softatm.WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid,
 			"changed_from (a state) and wait (a duration such as 10s) go together"))
+		return
+	}
+	if most := cmp.Or(a.MaxWait, MaxWait); d > most {
+		softatm.WriteError(w, r, a.Log, softatm.Errorf(softatm.EInvalid, "wait must be at most %s", most))
 		return
 	}
 	a.onWithdrawal(w, r, func(ctx context.Context, bank string, id uuid.UUID) (Withdrawal, error) {

@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/makiuchi-d/gozxing"
@@ -251,4 +252,23 @@ func TestOpsEndpoints(t *testing.T) {
 		status, body := s.call(t, nil, "GET", "/readyz", nil, nil, nil)
 		return status == http.StatusServiceUnavailable && strings.Contains(string(body), `"bank_link":"down"`)
 	})
+}
+
+// TestWaitBoundedByTheWriteTimeout: a status GET may not wait longer than
+// half the server's write timeout, past which its answer would be cut off.
+func TestWaitBoundedByTheWriteTimeout(t *testing.T) {
+	t.Parallel()
+	s := startSystem(t, func(c *ServeConfig) { c.Timeouts.HTTPWrite = 4 * time.Second })
+	wd := s.createWithdrawal(t, "9704000000000011", 100_000)
+	path := "/v1/withdrawals/" + wd.ID.String() + "?changed_from=claimed&wait="
+	var e apiError
+	if st, raw := s.call(t, nil, "GET", path+"3s", s.bankHeaders(""), nil, &e); st != http.StatusBadRequest || e.Error.Code != "invalid_request" {
+		t.Fatalf("a wait past half the write timeout: %d %s, want 400 invalid_request", st, raw)
+	}
+	var v struct {
+		State string `json:"state"`
+	}
+	if st, raw := s.call(t, nil, "GET", path+"2s", s.bankHeaders(""), nil, &v); st != http.StatusOK || v.State != "reserved" {
+		t.Fatalf("a wait within it: %d %s, want 200 reserved", st, raw)
+	}
 }

@@ -597,7 +597,8 @@ func (m *Main) routes(metrics *atmswitch.Metrics, idems, hot *idem.Store) http.H
 	bankAPI := &atmswitch.BankAPI{Service: m.Service, Log: m.Log, BankOf: func(r *http.Request) (string, bool) {
 		b, ok := auth.BankClientFrom(r.Context())
 		return b.BankCode, ok
-	}, ClientOf: func(r *http.Request) string { b, _ := auth.BankClientFrom(r.Context()); return b.ID }}
+	}, ClientOf: func(r *http.Request) string { b, _ := auth.BankClientFrom(r.Context()); return b.ID },
+		MaxWait: min(atmswitch.MaxWait, m.Config.Timeouts.HTTPWrite/2)}
 	bankAuth := m.Auth.RequireBankClient
 	bankIdem := func(h http.HandlerFunc) http.Handler { return bankAuth(idems.Middleware(auth.BankClientScope)(h)) }
 	route("POST /v1/withdrawals", bankAuth(hot.Middleware(auth.BankClientScope)(http.HandlerFunc(bankAPI.Create))))
