@@ -622,47 +622,71 @@ func TestDepositConfirmedOnce(t *testing.T) {
 	e.checkLedger(t)
 }
 
-// TestDepositTillCapRace: two counters of one post office confirm, at the
-// same moment, deposits that each fit the till's cap but not together.
-// The bank is slow, so both credits would be in flight at once: exactly one
-// is sent and credited, the other refused before anything is sent, and the
-// till stays within its cap.
-func TestDepositTillCapRace(t *testing.T) {
+// TestDepositRaceAtTwoCounters: two counters confirm, at the same moment,
+// deposits that each pass a limit alone but not together; the bank is
+// slow, so both credits would be in flight at once. Exactly one is sent
+// and credited, the other refused before anything is sent:
+//   - till cap: both at one post office, under its till's cash cap alone;
+//     the till stays within its cap;
+//   - large cash: one account's, each under the large-cash threshold
+//     alone and over it together, with no ID number: the other is asked
+//     for the ID number.
+func TestDepositRaceAtTwoCounters(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	ctx := context.Background()
-	till := e.tillCashOf(t, "LS-001")
-	if _, err := e.pool.Exec(ctx, `UPDATE post_offices SET cash_cap = $1 WHERE code = 'LS-001'`, till+500_000); err != nil {
-		t.Fatal(err)
+	for _, c := range []struct {
+		name    string
+		cfg     func(*atmswitch.Config)
+		tellers []atmswitch.Teller
+		// limit sets the limit up and returns the check after the race.
+		limit    func(t *testing.T, e *env) func()
+		refusal  string
+		refusals string // what the refused confirm was, in words
+	}{
+		{"till cap", func(*atmswitch.Config) {}, []atmswitch.Teller{teller1, teller2}, func(t *testing.T, e *env) func() {
+			till := e.tillCashOf(t, "LS-001")
+			if _, err := e.pool.Exec(context.Background(), `UPDATE post_offices SET cash_cap = $1 WHERE code = 'LS-001'`, till+500_000); err != nil {
+				t.Fatal(err)
+			}
+			return func() {
+				if got := e.tillCashOf(t, "LS-001"); got > till+500_000 {
+					t.Fatalf("till %d over its cap %d", got, till+500_000)
+				}
+			}
+		}, softatm.ETillFull, "refused for the cap"},
+		{"large cash", func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 }, []atmswitch.Teller{teller1, teller3},
+			func(*testing.T, *env) func() { return func() {} }, softatm.EIDNumberNeeded, "asked for the ID number"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, c.cfg)
+			after := c.limit(t, e)
+			e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
+			ids := []uuid.UUID{e.counted(t, e.svc, c.tellers[0], 300_000), e.counted(t, e.svc, c.tellers[1], 300_000)}
+			ok, refused := 0, 0
+			for _, err := range e.confirmAtOnce(c.tellers, ids) {
+				switch {
+				case err == nil:
+					ok++
+				case softatm.ErrorCode(err) == c.refusal:
+					refused++
+				default:
+					t.Errorf("a confirm: %v", err)
+				}
+			}
+			if ok != 1 || refused != 1 || e.sim.Received(iso.MTIFinancialRequest) != 1 {
+				t.Fatalf("%d credited, %d %s, %d 0200s sent; want 1, 1, 1", ok, refused, c.refusals, e.sim.Received(iso.MTIFinancialRequest))
+			}
+			after()
+			e.checkLedger(t)
+		})
 	}
-	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
-	tellers := []atmswitch.Teller{teller1, teller2}
-	ids := []uuid.UUID{e.counted(t, e.svc, teller1, 300_000), e.counted(t, e.svc, teller2, 300_000)}
-	ok, full := 0, 0
-	for _, err := range e.confirmAtOnce(tellers, ids) {
-		switch {
-		case err == nil:
-			ok++
-		case softatm.ErrorCode(err) == softatm.ETillFull:
-			full++
-		default:
-			t.Errorf("a confirm: %v", err)
-		}
-	}
-	if ok != 1 || full != 1 || e.sim.Received(iso.MTIFinancialRequest) != 1 {
-		t.Fatalf("%d credited, %d refused for the cap, %d 0200s sent; want 1, 1, 1", ok, full, e.sim.Received(iso.MTIFinancialRequest))
-	}
-	if got := e.tillCashOf(t, "LS-001"); got > till+500_000 {
-		t.Fatalf("till %d over its cap %d", got, till+500_000)
-	}
-	e.checkLedger(t)
 }
 
 // TestDepositTillRoomGuard: the move to crediting itself refuses a deposit
 // the till has no room for, counting the deposits being credited there,
 // whatever was checked before it: the guard the committer runs one move at
 // a time, so that two counters confirming at once cannot both fill the
-// same room (TestDepositTillCapRace runs that race end to end).
+// same room (TestDepositRaceAtTwoCounters runs that race end to end).
 func TestDepositTillRoomGuard(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -689,32 +713,6 @@ func TestDepositTillRoomGuard(t *testing.T) {
 			t.Errorf("deposit %s is %s, want %s", id, s, want)
 		}
 	}
-}
-
-// Two counters confirm one account's deposits at once, each under the
-// large-cash threshold alone and over it together, with no ID number: one
-// is credited, the other asks for the ID number, and only one 0200 leaves.
-func TestDepositLargeCashRace(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, func(c *atmswitch.Config) { c.LargeCashThreshold = 500_000 })
-	e.sim.SetFault(acctRich, banksim.Fault{Kind: banksim.FaultDelay, DelayMs: 200})
-	tellers := []atmswitch.Teller{teller1, teller3}
-	ids := []uuid.UUID{e.counted(t, e.svc, teller1, 300_000), e.counted(t, e.svc, teller3, 300_000)}
-	ok, needID := 0, 0
-	for _, err := range e.confirmAtOnce(tellers, ids) {
-		switch {
-		case err == nil:
-			ok++
-		case softatm.ErrorCode(err) == softatm.EIDNumberNeeded:
-			needID++
-		default:
-			t.Errorf("a confirm: %v", err)
-		}
-	}
-	if ok != 1 || needID != 1 || e.sim.Received(iso.MTIFinancialRequest) != 1 {
-		t.Fatalf("%d credited, %d asked for the ID number, %d 0200s sent; want 1, 1, 1", ok, needID, e.sim.Received(iso.MTIFinancialRequest))
-	}
-	e.checkLedger(t)
 }
 
 // The large-cash guard alone: a deposit that takes the account's day to
