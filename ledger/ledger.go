@@ -389,8 +389,7 @@ type Stats struct {
 	// costs besides the work itself.
 	RoundTrips int64
 	// LazyBatches and LazyUnits are the batches committed without waiting
-	// for their WAL flush (LazyCommit) and their units: Units - LazyUnits
-	// are the durable commits callers waited for.
+	// for their WAL flush (LazyCommit) and their units.
 	LazyBatches, LazyUnits int64
 	// BackgroundUnits are the durable units committed for no caller
 	// (Background): Units - LazyUnits - BackgroundUnits are the durable

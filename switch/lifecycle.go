@@ -265,6 +265,10 @@ type Move struct {
 	UnderLargeCash *UnderLargeCash
 }
 
+// guarded says whether m carries a guard over other rows than its own
+// (TillRoom, UnderLargeCash).
+func (m Move) guarded() bool { return m.TillRoom != nil || m.UnderLargeCash != nil }
+
 // TillRoom is Move.TillRoom.
 type TillRoom struct {
 	PostOffice string

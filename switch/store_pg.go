@@ -145,17 +145,19 @@ func (p *pgStore) Get(ctx context.Context, id uuid.UUID) (Withdrawal, error) {
 	return p.opened(w, notFound(err))
 }
 
+// direct says whether move m is committed at once (ledger.Direct) rather
+// than in the committer's batch: a claim, which changes one row as its own
+// WHERE allows, posts nothing and queues nothing. A move with a guard over
+// other rows (Move.guarded) never is: the committer runs those one at a
+// time, which is what keeps two of them from both passing it.
+func direct(m Move) bool {
+	t := targetOf(m.Kind, m.Event)
+	return m.Event == EvClaim && t.Posts == PostNone && t.Queues == MsgNone && !m.guarded()
+}
+
 // Apply commits the move's statement (moveStmt) with its transfers. A move
 // that posts nothing and needs no business date commits undated, which
 // spares the batch a business-day look-up.
-// direct says whether move m is committed at once (ledger.Direct) rather
-// than in the committer's batch: a claim, which changes one row as its own
-// WHERE allows, posts nothing and queues nothing.
-func direct(m Move) bool {
-	t := targetOf(m.Kind, m.Event)
-	return m.Event == EvClaim && t.Posts == PostNone && t.Queues == MsgNone && m.TillRoom == nil
-}
-
 func (p *pgStore) Apply(ctx context.Context, m Move) (ledger.Result, error) {
 	m.Set = slices.Clone(m.Set)
 	for i, c := range m.Set {
