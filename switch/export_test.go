@@ -42,4 +42,8 @@ func SendDepositUnderLargeCash(s *Service, t Teller, id uuid.UUID, bank, account
 func SetRecheck(s *Service, d time.Duration) { s.recheck = d }
 
 // Waiters is how many Waits wait on id in this process.
-func Waiters(id uuid.UUID) int { return changes.waiters(id) }
+func Waiters(id uuid.UUID) int {
+	changes.mu.Lock()
+	defer changes.mu.Unlock()
+	return len(changes.waiting[id])
+}

@@ -528,7 +528,7 @@ func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdr
 		}
 		return s.store.Get(ctx, id)
 	}
-	if err := s.endHold(ctx, id, EvCancel); err != nil {
+	if err := s.endHold(ctx, id, w.Bank, EvCancel); err != nil {
 		return Withdrawal{}, err
 	}
 	return s.store.Get(ctx, id)
@@ -536,12 +536,13 @@ func (s *Service) Cancel(ctx context.Context, bank string, id uuid.UUID) (Withdr
 
 // endHold moves a reserved withdrawal to cancelled or expired (ev is
 // EvCancel or EvExpire): void the pending transfer and queue the 0420, in
-// one transaction.
-func (s *Service) endHold(ctx context.Context, id uuid.UUID, ev Event) error {
+// one transaction. bank is the withdrawal's, whose cut-off dates the void
+// ("": read from the row).
+func (s *Service) endHold(ctx context.Context, id uuid.UUID, bank string, ev Event) error {
 	now := s.now()
 	to := target(ev).To
 	var current Withdrawal
-	_, err := s.apply(ctx, Move{ID: id, Event: ev, At: now, Currency: s.cfg.Currency})
+	_, err := s.apply(ctx, Move{ID: id, Event: ev, At: now, Bank: bank, Currency: s.cfg.Currency})
 	err = s.late(ctx, err, id, &current)
 	if errors.Is(err, errLate) {
 		if current.State == to {

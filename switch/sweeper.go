@@ -31,7 +31,7 @@ func (s *Service) Sweep(ctx context.Context) (moved int, err error) {
 		before time.Time
 		move   func(uuid.UUID) error
 	}{
-		{EvExpire, before, func(id uuid.UUID) error { return s.endHold(ctx, id, EvExpire) }},
+		{EvExpire, before, func(id uuid.UUID) error { return s.endHold(ctx, id, "", EvExpire) }},
 		{EvFail, before.Add(-s.cfg.RequestedMax), func(id uuid.UUID) error { return s.fail(ctx, id) }},
 		{EvLapse, before, func(id uuid.UUID) error { return s.lapse(ctx, id, now, before) }},
 	} {

@@ -63,13 +63,6 @@ func (w *watch) changed(id uuid.UUID) {
 	}
 }
 
-// waiters is how many requests wait on id (tests).
-func (w *watch) waiters(id uuid.UUID) int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.waiting[id])
-}
-
 const (
 	// MaxWait bounds a waiting GET: well under serve's write timeout.
 	MaxWait = 30 * time.Second
