@@ -495,16 +495,6 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	}
 	s.m.transition(StateDepCrediting)
 
-	// handBack fails the deposit (its 0420 queued) and tells the teller to
-	// hand the cash back, unless the credit turns out recorded meanwhile:
-	// then the answer is its receipt.
-	handBack := func(msg string, cause error) (DepositReceipt, error) {
-		err := s.notTaken(ctx, id, msg, cause)
-		if errors.Is(err, errCreditedMeanwhile) {
-			return s.creditedReceipt(ctx, t, w)
-		}
-		return DepositReceipt{}, err
-	}
 	crashPoint(CrashDepositBeforeSend)
 	cctx, cancel := context.WithTimeout(logAbout(ctx, id), s.cfg.CreditTimeout)
 	resp, err := db.Credit(cctx, iso.CreditRequest{STAN: sent.STAN, RRN: sent.RRN, TransmittedAt: sent.TransmittedAt,
@@ -519,11 +509,11 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 		} else {
 			s.m.outboxExceptions.WithLabelValues(kindReplyMismatch).Inc()
 		}
-		return handBack("the bank's answer did not match the deposit; hand the cash back", me)
+		return s.handBack(ctx, t, w, "the bank's answer did not match the deposit; hand the cash back", me)
 	}
 	if err != nil {
 		s.log.Warn("no usable 0210; reversing", "deposit", id, "account", iso.Mask(w.Account), "err", err)
-		return handBack("the bank did not answer in time; hand the cash back", err)
+		return s.handBack(ctx, t, w, "the bank did not answer in time; hand the cash back", err)
 	}
 	if resp.ResponseCode != iso.RCApproved {
 		_, derr := s.apply(context.WithoutCancel(ctx), Move{Kind: KindDeposit, ID: id, Event: EvDecline, At: s.now(),
@@ -540,7 +530,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 	if resp.Amount != sent.Amount {
 		// CheckReply made field 4 equal to the 0200's: a broken invariant,
 		// not an answer. Keep nothing.
-		return handBack("the bank's answer did not match the deposit; hand the cash back",
+		return s.handBack(ctx, t, w, "the bank's answer did not match the deposit; hand the cash back",
 			fmt.Errorf("deposit %s: credited %d, asked %d", id, resp.Amount, sent.Amount))
 	}
 	crashPoint(CrashDepositAfter0210)
@@ -568,7 +558,7 @@ func (s *Service) ConfirmDeposit(ctx context.Context, t Teller, id uuid.UUID, id
 			return DepositReceipt{}, softatm.Wrap(softatm.EDepositUnknown,
 				"the switch cannot tell whether this deposit was recorded: keep the cash apart, do not hand it back, and confirm again in a minute", err)
 		case cur.State != StateDepCredited:
-			return handBack("the deposit could not be recorded; hand the cash back", err)
+			return s.handBack(ctx, t, w, "the deposit could not be recorded; hand the cash back", err)
 		}
 		s.log.Warn("recording the credit reported an error but it is recorded", "deposit", id, "err", err)
 	} else {
@@ -609,30 +599,27 @@ func (s *Service) confirmedWith(ctx context.Context, t Teller, w Withdrawal) (De
 	return DepositReceipt{}, depositStateError(w, s.now(), t.holder())
 }
 
-// errCreditedMeanwhile: notTaken found the deposit credited (a commit whose
-// answer was lost became visible): the caller answers with its receipt.
-var errCreditedMeanwhile = errors.New("the deposit was credited meanwhile")
-
-// notTaken fails a deposit whose credit has no usable answer, which
-// queues its 0420, and returns the error that tells the teller to hand the
-// cash back.
-func (s *Service) notTaken(ctx context.Context, id uuid.UUID, msg string, cause error) error {
-	_, err := s.apply(context.WithoutCancel(ctx), Move{Kind: KindDeposit, ID: id, Event: EvFail, At: s.now()})
+// handBack fails deposit w, whose credit has no usable answer (its 0420
+// queued), and tells teller t to hand the cash back, unless the credit
+// turns out recorded meanwhile (a commit whose answer was lost became
+// visible): then the answer is its receipt.
+func (s *Service) handBack(ctx context.Context, t Teller, w Withdrawal, msg string, cause error) (DepositReceipt, error) {
+	_, err := s.apply(context.WithoutCancel(ctx), Move{Kind: KindDeposit, ID: w.ID, Event: EvFail, At: s.now()})
 	switch {
 	case err == nil:
 		s.m.transition(StateDepFailed)
 		s.wake()
 	case errors.Is(err, ledger.ErrUnchanged):
 		// Failed already (the sweeper), or recorded meanwhile: read which.
-		if cur, rerr := s.store.Get(context.WithoutCancel(ctx), id); rerr == nil && cur.State == StateDepCredited {
-			s.log.Warn("the deposit was credited while failing it; answering with its receipt", "deposit", id, "cause", cause)
-			return errCreditedMeanwhile
+		if cur, rerr := s.store.Get(context.WithoutCancel(ctx), w.ID); rerr == nil && cur.State == StateDepCredited {
+			s.log.Warn("the deposit was credited while failing it; answering with its receipt", "deposit", w.ID, "cause", cause)
+			return s.creditedReceipt(ctx, t, w)
 		}
 	default:
 		// The row stays in crediting; the sweeper fails it.
-		s.log.Error("failing a deposit", "deposit", id, "err", err)
+		s.log.Error("failing a deposit", "deposit", w.ID, "err", err)
 	}
-	return softatm.Wrap(softatm.EDepositNotTaken, msg, cause)
+	return DepositReceipt{}, softatm.Wrap(softatm.EDepositNotTaken, msg, cause)
 }
 
 // ensurePayable creates a bank's payable account on its first deposit.

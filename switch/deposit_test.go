@@ -736,3 +736,29 @@ func TestDepositLargeCashGuard(t *testing.T) {
 		}
 	}
 }
+
+// A deposit whose credit commit answered with an error but landed is found
+// credited when its confirm goes to fail it: the teller gets the receipt,
+// not "hand the cash back" (which would pay the citizen twice), and
+// nothing is reversed.
+func TestHandBackFindsTheDepositCredited(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	id := e.counted(t, e.svc, teller1, 300_000)
+	if _, err := e.svc.ConfirmDeposit(ctx, teller1, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := atmswitch.HandBack(e.svc, teller1, id)
+	if err != nil || rc.Withdrawal.ID != id || rc.Withdrawal.Amount != 300_000 {
+		t.Fatalf("failing a credited deposit: %+v, %v; want its receipt", rc, err)
+	}
+	if s := e.state(t, id); s != atmswitch.StateDepCredited {
+		t.Fatalf("deposit %s, want still credited", s)
+	}
+	e.drain(t)
+	if n := e.sim.Received(iso.MTIReversal); n != 0 {
+		t.Fatalf("%d reversals sent for a credited deposit", n)
+	}
+	e.checkLedger(t)
+}
